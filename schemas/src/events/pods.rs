@@ -1,0 +1,57 @@
+//! Pod metadata published by k8s-watch.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::EventHeader;
+use crate::Ip;
+
+/// A pod's owning controller (`workload.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Workload {
+    /// Deployment, StatefulSet, DaemonSet, Job, CronJob, ReplicaSet or Pod.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// A container of a pod.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Runtime id without the `runtime://` prefix.
+    pub id: String,
+    /// Container name.
+    pub name: String,
+    /// Image reference.
+    pub image: String,
+    /// Image digest, when known.
+    pub image_digest: Option<String>,
+}
+
+/// A pod over its lifetime (`pod_metadata.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodMetadata {
+    /// Common fields: `node` is the pod's node.
+    pub header: EventHeader,
+    /// Pod uid (the topic key).
+    pub uid: String,
+    /// Pod name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod IPs.
+    pub ips: Vec<Ip>,
+    /// Whether the pod shares the node's network.
+    pub host_network: bool,
+    /// Containers.
+    pub containers: Vec<Container>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Owning workload.
+    pub workload: Option<Workload>,
+    /// Start time, ns since the epoch.
+    pub start_ns: Option<i64>,
+    /// Deletion time, ns since the epoch.
+    pub end_ns: Option<i64>,
+}

@@ -1,0 +1,25 @@
+//! tapwire's event contracts.
+//!
+//! - `avro/*.avsc`: the Avro schemas, one file per named type; `avro/history/`
+//!   keeps earlier versions that readers must still resolve.
+//! - [`events`]: the Rust types, field for field the same as the schemas.
+//! - [`registry`]: the embedded schemas, composed and fingerprinted.
+//! - [`codec`]: single-object encoding (`C3 01` + fingerprint + datum) and
+//!   decoding, including older writer schemas.
+//! - [`ids`]: [`EventId`] (stable across retries) and [`Ip`].
+//! - [`topics`]: topic names and how each is created.
+//! - [`samples`]: synthetic events for the load generator, benchmarks and tests.
+
+pub mod codec;
+pub mod events;
+pub mod ids;
+pub mod registry;
+pub mod samples;
+pub mod topics;
+
+pub use codec::{
+    AnyEvent, DecodeError, EncodeError, Record, decode, decode_any, encode, encode_into,
+};
+pub use events::*;
+pub use ids::{EventId, Ip};
+pub use registry::{SchemaKind, registry};

@@ -1,0 +1,342 @@
+//! The schema registry compiled into every binary: the `.avsc` files of
+//! `schemas/avro/` (current versions) and `schemas/avro/history/` (earlier
+//! versions that readers still resolve), composed into standalone schemas and
+//! indexed by their CRC-64-AVRO (Rabin) fingerprint.
+//!
+//! Files name shared types (`io.tapwire.EventHeader`, ...) instead of
+//! repeating them; [`compose`] inlines each named type at its first use, as
+//! Avro's own multi-file parsers do, so a composed schema is self-contained
+//! and its fingerprint covers everything a reader needs.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use serde_json::Value;
+
+/// The top-level record types; each message on the bus is one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SchemaKind {
+    /// `io.tapwire.L4Event`
+    L4Event,
+    /// `io.tapwire.DnsEvent`
+    DnsEvent,
+    /// `io.tapwire.RuntimeEvent`
+    RuntimeEvent,
+    /// `io.tapwire.PacketRecord`
+    PacketRecord,
+    /// `io.tapwire.InventorySnapshot`
+    InventorySnapshot,
+    /// `io.tapwire.PodMetadata`
+    PodMetadata,
+    /// `io.tapwire.EnrichedEvent`
+    EnrichedEvent,
+    /// `io.tapwire.Verdict`
+    Verdict,
+    /// `io.tapwire.LossRecord`
+    LossRecord,
+}
+
+impl SchemaKind {
+    /// Every kind, in a fixed order.
+    pub const ALL: [SchemaKind; 9] = [
+        SchemaKind::L4Event,
+        SchemaKind::DnsEvent,
+        SchemaKind::RuntimeEvent,
+        SchemaKind::PacketRecord,
+        SchemaKind::InventorySnapshot,
+        SchemaKind::PodMetadata,
+        SchemaKind::EnrichedEvent,
+        SchemaKind::Verdict,
+        SchemaKind::LossRecord,
+    ];
+
+    /// The Avro full name.
+    pub fn full_name(self) -> &'static str {
+        match self {
+            SchemaKind::L4Event => "io.tapwire.L4Event",
+            SchemaKind::DnsEvent => "io.tapwire.DnsEvent",
+            SchemaKind::RuntimeEvent => "io.tapwire.RuntimeEvent",
+            SchemaKind::PacketRecord => "io.tapwire.PacketRecord",
+            SchemaKind::InventorySnapshot => "io.tapwire.InventorySnapshot",
+            SchemaKind::PodMetadata => "io.tapwire.PodMetadata",
+            SchemaKind::EnrichedEvent => "io.tapwire.EnrichedEvent",
+            SchemaKind::Verdict => "io.tapwire.Verdict",
+            SchemaKind::LossRecord => "io.tapwire.LossRecord",
+        }
+    }
+}
+
+impl std::fmt::Display for SchemaKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.full_name())
+    }
+}
+
+/// Every current `.avsc` file, shared named types included.
+const CURRENT_FILES: &[(&str, &str)] = &[
+    (
+        "event_header.avsc",
+        include_str!("../avro/event_header.avsc"),
+    ),
+    ("endpoint.avsc", include_str!("../avro/endpoint.avsc")),
+    ("workload.avsc", include_str!("../avro/workload.avsc")),
+    (
+        "peer_context.avsc",
+        include_str!("../avro/peer_context.avsc"),
+    ),
+    ("l4_event.avsc", include_str!("../avro/l4_event.avsc")),
+    ("dns_event.avsc", include_str!("../avro/dns_event.avsc")),
+    (
+        "runtime_event.avsc",
+        include_str!("../avro/runtime_event.avsc"),
+    ),
+    (
+        "packet_record.avsc",
+        include_str!("../avro/packet_record.avsc"),
+    ),
+    (
+        "inventory_snapshot.avsc",
+        include_str!("../avro/inventory_snapshot.avsc"),
+    ),
+    (
+        "pod_metadata.avsc",
+        include_str!("../avro/pod_metadata.avsc"),
+    ),
+    (
+        "enriched_event.avsc",
+        include_str!("../avro/enriched_event.avsc"),
+    ),
+    ("verdict.avsc", include_str!("../avro/verdict.avsc")),
+    ("loss_record.avsc", include_str!("../avro/loss_record.avsc")),
+];
+
+/// Earlier versions of top-level records, oldest first. A reader decodes
+/// these by Avro schema resolution against the current version.
+const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[(
+    SchemaKind::L4Event,
+    1,
+    include_str!("../avro/history/l4_event.v1.avsc"),
+)];
+
+/// One known writer schema.
+pub struct SchemaEntry {
+    /// Which record this is a version of.
+    pub kind: SchemaKind,
+    /// 1 for the first version; the current one has the highest number.
+    pub version: u32,
+    /// Whether this is the version this build writes.
+    pub current: bool,
+    /// The composed, self-contained schema JSON.
+    pub json: String,
+    /// CRC-64-AVRO fingerprint of the canonical form, little-endian, as in
+    /// the single-object header.
+    pub fingerprint: [u8; 8],
+    /// The schema for apache-avro (resolution of older writers).
+    pub apache: apache_avro::Schema,
+    /// The schema for the fast serde codec (current versions only).
+    pub fast: Option<serde_avro_fast::Schema>,
+}
+
+/// All schemas this build knows.
+pub struct Registry {
+    entries: Vec<SchemaEntry>,
+    by_fingerprint: HashMap<[u8; 8], usize>,
+    current: HashMap<SchemaKind, usize>,
+}
+
+impl Registry {
+    /// The entry written under `fingerprint`, if known.
+    pub fn by_fingerprint(&self, fingerprint: &[u8; 8]) -> Option<&SchemaEntry> {
+        self.by_fingerprint
+            .get(fingerprint)
+            .map(|&i| &self.entries[i])
+    }
+
+    /// The version this build writes.
+    pub fn current(&self, kind: SchemaKind) -> &SchemaEntry {
+        // Every kind has a current entry: `build` fails otherwise.
+        &self.entries[self.current[&kind]]
+    }
+
+    /// Every entry, current and historical.
+    pub fn entries(&self) -> &[SchemaEntry] {
+        &self.entries
+    }
+}
+
+/// The registry, built once from the embedded files.
+pub fn registry() -> &'static Registry {
+    static REGISTRY: LazyLock<Registry> = LazyLock::new(|| match build() {
+        Ok(registry) => registry,
+        // The files are compiled in and checked by this crate's tests, so this
+        // is a build defect, not a runtime condition.
+        Err(err) => panic!("embedded Avro schemas are invalid: {err}"),
+    });
+    &REGISTRY
+}
+
+fn build() -> Result<Registry, String> {
+    let mut library = HashMap::new();
+    for (file, text) in CURRENT_FILES {
+        let json: Value = serde_json::from_str(text).map_err(|e| format!("{file}: {e}"))?;
+        let name = full_name(&json, "").ok_or_else(|| format!("{file}: no name"))?;
+        library.insert(name, json);
+    }
+    let mut entries = Vec::new();
+    let mut current = HashMap::new();
+    for kind in SchemaKind::ALL {
+        let root = library
+            .get(kind.full_name())
+            .ok_or_else(|| format!("no file defines {kind}"))?;
+        let previous = HISTORY_FILES.iter().filter(|(k, ..)| *k == kind).count() as u32;
+        current.insert(kind, entries.len());
+        entries.push(entry(kind, previous + 1, true, root, &library)?);
+    }
+    for (kind, version, text) in HISTORY_FILES {
+        let root: Value =
+            serde_json::from_str(text).map_err(|e| format!("{kind} v{version}: {e}"))?;
+        entries.push(entry(*kind, *version, false, &root, &library)?);
+    }
+    let mut by_fingerprint = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        if by_fingerprint.insert(e.fingerprint, i).is_some() {
+            return Err(format!("{} v{}: fingerprint collision", e.kind, e.version));
+        }
+    }
+    Ok(Registry {
+        entries,
+        by_fingerprint,
+        current,
+    })
+}
+
+fn entry(
+    kind: SchemaKind,
+    version: u32,
+    current: bool,
+    root: &Value,
+    library: &HashMap<String, Value>,
+) -> Result<SchemaEntry, String> {
+    let composed = compose(root, library)?;
+    let json = composed.to_string();
+    let apache =
+        apache_avro::Schema::parse_str(&json).map_err(|e| format!("{kind} v{version}: {e}"))?;
+    let fingerprint: [u8; 8] = apache
+        .fingerprint::<apache_avro::rabin::Rabin>()
+        .bytes
+        .try_into()
+        .map_err(|_| format!("{kind}: Rabin fingerprint is not 8 bytes"))?;
+    let fast = if current {
+        Some(
+            json.parse::<serde_avro_fast::Schema>()
+                .map_err(|e| format!("{kind} v{version}: {e}"))?,
+        )
+    } else {
+        None
+    };
+    Ok(SchemaEntry {
+        kind,
+        version,
+        current,
+        json,
+        fingerprint,
+        apache,
+        fast,
+    })
+}
+
+/// Inlines every named type that `root` references from `library`, at its
+/// first use, so the result stands alone.
+pub fn compose(root: &Value, library: &HashMap<String, Value>) -> Result<Value, String> {
+    let mut defined = HashSet::new();
+    inline(root, "", library, &mut defined)
+}
+
+fn full_name(schema: &Value, enclosing_namespace: &str) -> Option<String> {
+    let name = schema.get("name")?.as_str()?;
+    if name.contains('.') {
+        return Some(name.to_owned());
+    }
+    let namespace = schema
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or(enclosing_namespace);
+    Some(if namespace.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{namespace}.{name}")
+    })
+}
+
+fn inline(
+    node: &Value,
+    namespace: &str,
+    library: &HashMap<String, Value>,
+    defined: &mut HashSet<String>,
+) -> Result<Value, String> {
+    match node {
+        Value::String(name) => match library.get(name) {
+            Some(definition) if defined.insert(name.clone()) => {
+                inline(definition, namespace, library, defined)
+            }
+            _ => Ok(node.clone()),
+        },
+        Value::Array(members) => members
+            .iter()
+            .map(|m| inline(m, namespace, library, defined))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Value::Array),
+        Value::Object(map) => {
+            let mut out = map.clone();
+            let kind = map.get("type").and_then(Value::as_str).unwrap_or_default();
+            let mut inner_namespace = namespace.to_owned();
+            if matches!(kind, "record" | "enum" | "fixed") {
+                let name = full_name(node, namespace)
+                    .ok_or_else(|| format!("a {kind} without a name in {node}"))?;
+                if let Some((ns, _)) = name.rsplit_once('.') {
+                    inner_namespace = ns.to_owned();
+                }
+                defined.insert(name);
+            }
+            match kind {
+                "record" => {
+                    let fields = map
+                        .get("fields")
+                        .and_then(Value::as_array)
+                        .ok_or_else(|| format!("record without fields: {node}"))?;
+                    let mut new_fields = Vec::with_capacity(fields.len());
+                    for field in fields {
+                        let mut field = field.clone();
+                        if let Some(t) = field.get("type") {
+                            let t = inline(t, &inner_namespace, library, defined)?;
+                            field["type"] = t;
+                        }
+                        new_fields.push(field);
+                    }
+                    out.insert("fields".into(), Value::Array(new_fields));
+                }
+                "array" => {
+                    if let Some(items) = map.get("items") {
+                        out.insert("items".into(), inline(items, namespace, library, defined)?);
+                    }
+                }
+                "map" => {
+                    if let Some(values) = map.get("values") {
+                        out.insert(
+                            "values".into(),
+                            inline(values, namespace, library, defined)?,
+                        );
+                    }
+                }
+                "enum" | "fixed" => {}
+                _ => {
+                    if let Some(t) = map.get("type") {
+                        out.insert("type".into(), inline(t, namespace, library, defined)?);
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+        _ => Ok(node.clone()),
+    }
+}

@@ -1,0 +1,123 @@
+//! Synthetic events: the load generator (`tapwire topics generate`), the
+//! benchmarks and the tests build their traffic here, so all of them exercise
+//! the same shapes.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::events::*;
+use crate::{EventId, Ip};
+
+/// The header of synthetic event `seq` from `sensor_id` on `node`; the id is
+/// derived from all three, so regenerating gives the same ids.
+pub fn header(node: &str, sensor_id: &str, seq: u64, timestamp_ns: i64) -> EventHeader {
+    EventHeader {
+        id: EventId::derive(&[node.as_bytes(), sensor_id.as_bytes(), &seq.to_le_bytes()]),
+        timestamp_ns,
+        node: node.to_owned(),
+        sensor_id: sensor_id.to_owned(),
+    }
+}
+
+/// A closed TCP flow between two pod addresses in 10.1.0.0/16, varied by `seq`;
+/// every 8th one is IPv6.
+pub fn l4_flow(header: EventHeader, seq: u64) -> L4Event {
+    let (src, dst) = if seq.is_multiple_of(8) {
+        (
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 1, (seq % 251) as u16)),
+            IpAddr::V6(Ipv6Addr::new(0xfd00, 0, 0, 0, 0, 0, 2, 80)),
+        )
+    } else {
+        (
+            IpAddr::V4(Ipv4Addr::new(10, 1, (seq % 7) as u8, (seq % 251) as u8)),
+            IpAddr::V4(Ipv4Addr::new(10, 1, 200, (seq % 13) as u8)),
+        )
+    };
+    L4Event {
+        header,
+        kind: L4Kind::NetworkFlow,
+        pid: 1000 + (seq % 5000) as u32,
+        binary: "curl".to_owned(),
+        container_id: Some("3f4e5d6c7b8a".to_owned()),
+        src: Endpoint {
+            ip: Ip(src),
+            port: 32768 + (seq % 28000) as u16,
+        },
+        dst: Endpoint {
+            ip: Ip(dst),
+            port: 8080,
+        },
+        protocol: Protocol::Tcp,
+        direction: Direction::Egress,
+        duration_ns: Some(1_500_000 + seq % 1000),
+        bytes_sent: Some(512),
+        bytes_received: Some(4096 + seq % 100),
+        final_state: Some(FinalState::Established),
+    }
+}
+
+/// A DNS resolution of `example.com`.
+pub fn dns_resolution(header: EventHeader) -> DnsEvent {
+    DnsEvent {
+        header,
+        kind: DnsKind::DnsResolution,
+        pid: 4242,
+        binary: "curl".to_owned(),
+        container_id: None,
+        name: "example.com".to_owned(),
+        query_type: "A".to_owned(),
+        answers: vec!["93.184.215.14".to_owned()],
+        resolver: Some(Endpoint {
+            ip: Ip(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))),
+            port: 53,
+        }),
+        response_code: Some("NOERROR".to_owned()),
+    }
+}
+
+/// A file rename by a shell.
+pub fn file_rename(header: EventHeader) -> RuntimeEvent {
+    RuntimeEvent {
+        header,
+        kind: RuntimeKind::FileRename,
+        pid: 77,
+        ppid: 1,
+        uid: 0,
+        euid: 0,
+        egid: 0,
+        binary: "/bin/sh".to_owned(),
+        command_line: Some("sh -c mv /etc/a /etc/b".to_owned()),
+        container_id: Some("3f4e5d6c7b8a".to_owned()),
+        path: Some("/etc/b".to_owned()),
+        old_path: Some("/etc/a".to_owned()),
+        mode: None,
+        owner_uid: None,
+        owner_gid: None,
+        exit_code: None,
+    }
+}
+
+/// Pod `name` in `namespace` owning `ip`.
+pub fn pod(header: EventHeader, name: &str, namespace: &str, ip: IpAddr) -> PodMetadata {
+    PodMetadata {
+        uid: format!("uid-{namespace}-{name}"),
+        name: name.to_owned(),
+        namespace: namespace.to_owned(),
+        ips: vec![Ip(ip)],
+        host_network: false,
+        containers: vec![Container {
+            id: "3f4e5d6c7b8a".to_owned(),
+            name: "app".to_owned(),
+            image: "registry.example/app:1.2".to_owned(),
+            image_digest: Some("sha256:0123abcd".to_owned()),
+        }],
+        labels: BTreeMap::from([("app".to_owned(), name.to_owned())]),
+        workload: Some(Workload {
+            kind: "Deployment".to_owned(),
+            name: name.to_owned(),
+        }),
+        start_ns: Some(header.timestamp_ns),
+        end_ns: None,
+        header,
+    }
+}

@@ -1,0 +1,69 @@
+//! Topic names: the contract between stages.
+
+/// L4 and DNS events from capture, key = node.
+pub const L4_RAW: &str = "tapwire.l4.raw";
+/// Runtime events from capture, key = node.
+pub const RUNTIME_RAW: &str = "tapwire.runtime.raw";
+/// Captured packets, key = direction-independent flow hash.
+pub const PACKETS_RAW: &str = "tapwire.packets.raw";
+/// /proc/net heartbeats, key = node.
+pub const INVENTORY: &str = "tapwire.inventory";
+/// Pod metadata, compacted, key = pod uid.
+pub const PODS: &str = "tapwire.pods";
+/// Enriched L4 and DNS events.
+pub const L4_ENRICHED: &str = "tapwire.l4.enriched";
+/// Enriched runtime events.
+pub const RUNTIME_ENRICHED: &str = "tapwire.runtime.enriched";
+/// One verdict per enriched event.
+pub const VERDICTS: &str = "tapwire.verdicts";
+/// Messages a stage could not decode or validate, with the reason in headers.
+pub const DLQ: &str = "tapwire.dlq";
+
+/// A topic and how it is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// Topic name.
+    pub name: &'static str,
+    /// Whether the topic is log-compacted (latest record per key kept).
+    pub compacted: bool,
+}
+
+/// Every topic the pipeline uses.
+pub const ALL: &[TopicSpec] = &[
+    TopicSpec {
+        name: L4_RAW,
+        compacted: false,
+    },
+    TopicSpec {
+        name: RUNTIME_RAW,
+        compacted: false,
+    },
+    TopicSpec {
+        name: PACKETS_RAW,
+        compacted: false,
+    },
+    TopicSpec {
+        name: INVENTORY,
+        compacted: false,
+    },
+    TopicSpec {
+        name: PODS,
+        compacted: true,
+    },
+    TopicSpec {
+        name: L4_ENRICHED,
+        compacted: false,
+    },
+    TopicSpec {
+        name: RUNTIME_ENRICHED,
+        compacted: false,
+    },
+    TopicSpec {
+        name: VERDICTS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: DLQ,
+        compacted: false,
+    },
+];

@@ -1,0 +1,349 @@
+//! Contract tests: every record round-trips, the wire format is the Avro
+//! single-object encoding as other implementations write it, the Rust types
+//! match the schemas field for field, bad input is a clear error, and older
+//! writer schemas still decode.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use apache_avro::types::Value;
+use proptest::prelude::*;
+use tapwire_schemas::codec::{HEADER_LEN, MAGIC};
+use tapwire_schemas::registry::registry;
+use tapwire_schemas::*;
+
+fn hdr(seq: u64) -> EventHeader {
+    samples::header(
+        "node-a",
+        "sensor-1",
+        seq,
+        1_700_000_000_000_000_000 + seq as i64,
+    )
+}
+
+fn enriched() -> EnrichedEvent {
+    let mut src = PeerContext::of_kind(PeerKind::Pod);
+    src.pod = Some("web-1".into());
+    src.namespace = Some("shop".into());
+    src.labels.insert("app".into(), "web".into());
+    let mut dst = PeerContext::of_kind(PeerKind::External);
+    dst.dns_name = Some("example.com".into());
+    EnrichedEvent {
+        l4: Some(samples::l4_flow(hdr(1), 1)),
+        dns: None,
+        runtime: None,
+        src,
+        dst,
+    }
+}
+
+fn every_record() -> Vec<AnyEvent> {
+    vec![
+        AnyEvent::L4Event(samples::l4_flow(hdr(1), 1)),
+        AnyEvent::L4Event(samples::l4_flow(hdr(8), 8)),
+        AnyEvent::DnsEvent(samples::dns_resolution(hdr(2))),
+        AnyEvent::RuntimeEvent(samples::file_rename(hdr(3))),
+        AnyEvent::PacketRecord(PacketRecord {
+            header: hdr(4),
+            link_type: 1,
+            captured_len: 3,
+            original_len: 60,
+            data: vec![1, 2, 3],
+            flow_hash: u64::MAX - 7,
+            interface: Some("eth0".into()),
+        }),
+        AnyEvent::InventorySnapshot(InventorySnapshot {
+            header: hdr(5),
+            tcp_connections: vec![Socket {
+                local: Endpoint {
+                    ip: "10.0.0.1".parse().expect("ip"),
+                    port: 443,
+                },
+                remote: Some(Endpoint {
+                    ip: "::1".parse().expect("ip"),
+                    port: 50000,
+                }),
+                state: "ESTABLISHED".into(),
+                inode: 12345,
+                pid: None,
+                binary: None,
+                duration_ns: None,
+            }],
+            tcp_listeners: vec![],
+            udp_listeners: vec![],
+        }),
+        AnyEvent::PodMetadata(samples::pod(
+            hdr(6),
+            "web-1",
+            "shop",
+            IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7)),
+        )),
+        AnyEvent::EnrichedEvent(enriched()),
+        AnyEvent::Verdict(Verdict {
+            event: enriched(),
+            mode: Mode::Enforce,
+            policy: Some("shop/deny-egress".into()),
+            rule: Some("no-external".into()),
+            signature_id: "FNT-001".into(),
+            severity: 7,
+            outcome: Outcome::Blocked,
+        }),
+        AnyEvent::LossRecord(LossRecord {
+            header: hdr(9),
+            source: "ringbuf".into(),
+            lost: 17,
+        }),
+    ]
+}
+
+fn encode_any(event: &AnyEvent) -> Vec<u8> {
+    let encoded = match event {
+        AnyEvent::L4Event(e) => encode(e),
+        AnyEvent::DnsEvent(e) => encode(e),
+        AnyEvent::RuntimeEvent(e) => encode(e),
+        AnyEvent::PacketRecord(e) => encode(e),
+        AnyEvent::InventorySnapshot(e) => encode(e),
+        AnyEvent::PodMetadata(e) => encode(e),
+        AnyEvent::EnrichedEvent(e) => encode(e),
+        AnyEvent::Verdict(e) => encode(e),
+        AnyEvent::LossRecord(e) => encode(e),
+    };
+    encoded.expect("encodes")
+}
+
+fn apache_value(event: &AnyEvent) -> Value {
+    let value = match event {
+        AnyEvent::L4Event(e) => apache_avro::to_value(e),
+        AnyEvent::DnsEvent(e) => apache_avro::to_value(e),
+        AnyEvent::RuntimeEvent(e) => apache_avro::to_value(e),
+        AnyEvent::PacketRecord(e) => apache_avro::to_value(e),
+        AnyEvent::InventorySnapshot(e) => apache_avro::to_value(e),
+        AnyEvent::PodMetadata(e) => apache_avro::to_value(e),
+        AnyEvent::EnrichedEvent(e) => apache_avro::to_value(e),
+        AnyEvent::Verdict(e) => apache_avro::to_value(e),
+        AnyEvent::LossRecord(e) => apache_avro::to_value(e),
+    };
+    value.expect("serde to apache-avro Value")
+}
+
+#[test]
+fn every_record_round_trips() {
+    for event in every_record() {
+        let bytes = encode_any(&event);
+        assert_eq!(bytes[..2], MAGIC);
+        let back = decode_any(&bytes).unwrap_or_else(|e| panic!("{:?}: {e}", event.kind()));
+        assert_eq!(back, event);
+    }
+}
+
+#[test]
+fn bytes_equal_what_apache_avro_writes_for_the_same_schema() {
+    // An independent implementation of the same spec must produce the same
+    // bytes: header (magic + Rabin fingerprint, little-endian) and datum.
+    for event in every_record() {
+        let entry = registry().current(event.kind());
+        let value = apache_value(&event)
+            .resolve(&entry.apache)
+            .unwrap_or_else(|e| panic!("{:?}: value does not fit schema: {e}", event.kind()));
+        let mut expected = Vec::new();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(&entry.apache, 1024)
+            .expect("writer")
+            .write_value(value, &mut expected)
+            .expect("apache-avro writes");
+        assert_eq!(encode_any(&event), expected, "{:?}", event.kind());
+    }
+}
+
+/// Field names of a record, in order, from the schema.
+fn schema_fields(schema: &apache_avro::Schema) -> Option<Vec<String>> {
+    match schema {
+        apache_avro::Schema::Record(r) => Some(r.fields.iter().map(|f| f.name.clone()).collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn rust_types_have_the_schema_fields_in_schema_order() {
+    for event in every_record() {
+        let entry = registry().current(event.kind());
+        let Value::Record(fields) = apache_value(&event) else {
+            panic!("{:?} does not serialize as a record", event.kind());
+        };
+        let rust: Vec<String> = fields.into_iter().map(|(name, _)| name).collect();
+        assert_eq!(
+            Some(rust),
+            schema_fields(&entry.apache),
+            "{:?}",
+            event.kind()
+        );
+    }
+}
+
+#[test]
+fn garbage_is_rejected_with_a_reason() {
+    assert!(matches!(
+        decode_any(b"hello"),
+        Err(DecodeError::TooShort { len: 5 })
+    ));
+    assert!(matches!(
+        decode_any(b"{\"json\": true}"),
+        Err(DecodeError::BadMagic { .. })
+    ));
+
+    let mut unknown = encode_any(&every_record()[0]);
+    unknown[2..HEADER_LEN].copy_from_slice(&[0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1]);
+    let err = decode_any(&unknown).expect_err("unknown fingerprint");
+    assert_eq!(err.label(), "unknown_fingerprint");
+    assert!(err.to_string().contains("deadbeef00000001"), "{err}");
+
+    let full = encode_any(&every_record()[0]);
+    let err = decode_any(&full[..full.len() - 5]).expect_err("truncated");
+    assert_eq!(err.label(), "bad_body");
+    assert!(err.to_string().contains("io.tapwire.L4Event v2"), "{err}");
+}
+
+#[test]
+fn decoding_as_the_wrong_type_says_what_the_message_is() {
+    let bytes = encode_any(&every_record()[2]);
+    let err = decode::<L4Event>(&bytes).expect_err("a DNS event is not an L4 event");
+    assert!(matches!(
+        err,
+        DecodeError::WrongSchema {
+            expected: SchemaKind::L4Event,
+            found: SchemaKind::DnsEvent
+        }
+    ));
+}
+
+const V1_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/fixtures/l4_event_v1.bin"
+);
+
+/// The v1 fixture's content, written by apache-avro with the v1 schema.
+fn v1_value() -> Value {
+    let ip = |b: [u8; 4]| Value::Bytes(b.to_vec());
+    Value::Record(vec![
+        (
+            "header".into(),
+            Value::Record(vec![
+                ("id".into(), Value::Fixed(16, (1..=16).collect())),
+                (
+                    "timestamp_ns".into(),
+                    Value::Long(1_600_000_000_000_000_123),
+                ),
+                ("node".into(), Value::String("node-old".into())),
+                ("sensor_id".into(), Value::String("sensor-v1".into())),
+            ]),
+        ),
+        ("kind".into(), Value::Enum(3, "network_flow".into())),
+        ("pid".into(), Value::Long(31337)),
+        ("binary".into(), Value::String("wget".into())),
+        (
+            "container_id".into(),
+            Value::Union(0, Box::new(Value::Null)),
+        ),
+        (
+            "src".into(),
+            Value::Record(vec![
+                ("ip".into(), ip([10, 1, 0, 7])),
+                ("port".into(), Value::Int(40000)),
+            ]),
+        ),
+        (
+            "dst".into(),
+            Value::Record(vec![
+                ("ip".into(), ip([10, 1, 0, 9])),
+                ("port".into(), Value::Int(80)),
+            ]),
+        ),
+        ("protocol".into(), Value::Enum(0, "tcp".into())),
+        ("direction".into(), Value::Enum(0, "egress".into())),
+        (
+            "duration_ns".into(),
+            Value::Union(1, Box::new(Value::Long(2_000_000))),
+        ),
+    ])
+}
+
+#[test]
+fn a_message_written_with_the_previous_l4_schema_decodes() {
+    let v1 = registry()
+        .entries()
+        .iter()
+        .find(|e| e.kind == SchemaKind::L4Event && e.version == 1)
+        .expect("v1 of L4Event is in the registry");
+    if std::env::var_os("TAPWIRE_REGENERATE_FIXTURES").is_some() {
+        let mut bytes = Vec::new();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(&v1.apache, 1024)
+            .expect("writer")
+            .write_value(v1_value(), &mut bytes)
+            .expect("write v1");
+        std::fs::write(V1_FIXTURE, bytes).expect("write fixture");
+    }
+    let bytes = std::fs::read(V1_FIXTURE).expect("fixture present");
+    assert_eq!(
+        bytes[2..HEADER_LEN],
+        v1.fingerprint,
+        "fixture is written with v1"
+    );
+    assert_ne!(
+        v1.fingerprint,
+        registry().current(SchemaKind::L4Event).fingerprint
+    );
+
+    let event: L4Event = decode(&bytes).expect("v1 resolves against the current schema");
+    assert_eq!(event.header.node, "node-old");
+    assert_eq!(event.header.id.0.to_vec(), (1..=16).collect::<Vec<u8>>());
+    assert_eq!(event.kind, L4Kind::NetworkFlow);
+    assert_eq!(event.pid, 31337);
+    assert_eq!(event.src.ip.to_string(), "10.1.0.7");
+    assert_eq!(event.dst.port, 80);
+    assert_eq!(event.duration_ns, Some(2_000_000));
+    // Fields v1 did not have take their defaults.
+    assert_eq!(
+        (event.bytes_sent, event.bytes_received, event.final_state),
+        (None, None, None)
+    );
+}
+
+#[test]
+fn every_current_schema_reads_its_previous_versions() {
+    for old in registry().entries().iter().filter(|e| !e.current) {
+        let current = registry().current(old.kind);
+        apache_avro::schema_compatibility::SchemaCompatibility::can_read(
+            &old.apache,
+            &current.apache,
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} v{} cannot be read by v{}: {e}",
+                old.kind, old.version, current.version
+            )
+        });
+    }
+}
+
+proptest! {
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = decode_any(&bytes);
+    }
+
+    #[test]
+    fn arbitrary_bodies_behind_a_valid_header_never_panic(
+        kind in 0..SchemaKind::ALL.len(),
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&registry().current(SchemaKind::ALL[kind]).fingerprint);
+        bytes.extend_from_slice(&body);
+        let _ = decode_any(&bytes);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error(cut in 0usize..100) {
+        let full = encode_any(&every_record()[6]);
+        let cut = cut.min(full.len() - 1);
+        prop_assert!(decode_any(&full[..cut]).is_err());
+    }
+}
