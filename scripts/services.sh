@@ -43,6 +43,7 @@ KAFKA_PORT=9092
 CH_HTTP_PORT=8123
 CH_TCP_PORT=9000
 S3_PORT=8333
+WEED_MASTER_PORT=9333
 SYSLOG_UDP_PORT=5514
 SYSLOG_TCP_PORT=5601
 SYSLOG_TCP_LF_PORT=5602
@@ -78,6 +79,8 @@ tansu_bin() {
 
 pidfile() { echo "$RUN/$1.pid"; }
 
+declare -A LAUNCHED_AT=() # service -> $EPOCHREALTIME of its launch by this run
+
 # pid of the process `start` launched for SERVICE, if it is still alive
 running_pid() {
     local f pid
@@ -101,7 +104,10 @@ answers() { # SERVICE: the service answers its readiness probe
     case $1 in
         tansu) port_open "$HOST" "$KAFKA_PORT" ;;
         clickhouse) [[ "$(curl -s -m 3 "http://$HOST:$CH_HTTP_PORT/?query=SELECT%201" 2>/dev/null)" == 1 ]] ;;
-        seaweedfs) http_answers "http://$HOST:$S3_PORT/" ;;
+        # S3 answers before the volume server has registered with the master, and until
+        # then object reads and writes fail (HTTP 500): wait for both
+        seaweedfs) http_answers "http://$HOST:$S3_PORT/" &&
+            curl -s -m 3 "http://$HOST:$WEED_MASTER_PORT/dir/status" 2>/dev/null | grep -q '"DataNodes":\[{' ;;
         syslog-ng) port_open "$HOST" "$SYSLOG_TCP_PORT" ;;
     esac
 }
@@ -115,6 +121,20 @@ address_of() {
     esac
 }
 
+show_log_tail() { # SERVICE
+    local f
+    f=$(log_of "$1")
+    if [[ -f "$f" ]]; then
+        log "last lines of $f:"
+        tail -n 30 "$f" >&2 || true
+    fi
+    # ClickHouse writes its startup errors to its own error log, not to stdout
+    if [[ $1 == clickhouse && -f "$LOGS/clickhouse-server.err.log" ]]; then
+        log "last lines of $LOGS/clickhouse-server.err.log:"
+        tail -n 30 "$LOGS/clickhouse-server.err.log" >&2 || true
+    fi
+}
+
 # launch SERVICE CWD CMD...: detached (own session), output to its log, pid to its pid file.
 # Without job control a background subshell is no process-group leader, so setsid does not
 # fork and $! is the service's own pid.
@@ -125,29 +145,44 @@ launch() {
     printf '\n===== %s start: %s\n' "$(date -u +%FT%TZ)" "$*" >>"$logf"
     (cd "$cwd" && exec setsid nohup "$@" >>"$logf" 2>&1 </dev/null) &
     echo $! >"$(pidfile "$name")"
+    LAUNCHED_AT[$name]=$EPOCHREALTIME
     log "$name: started (pid $!), log $logf"
 }
 
-# wait_ready SERVICE TIMEOUT_SECONDS
+# wait_ready SERVICE...: poll all of them until each answers; fail with the log tail when
+# one exits or exceeds its timeout
 wait_ready() {
-    local name=$1 timeout=$2 start now pid logf
-    logf=$(log_of "$name")
+    local left=("$@") next s pid since start
     start=$(date +%s)
-    while ! answers "$name"; do
-        now=$(date +%s)
-        if ! pid=$(running_pid "$name"); then
-            log "$name: the process exited before answering; last lines of $logf:"
-            tail -n 30 "$logf" >&2 || true
-            die "$name did not start"
-        fi
-        if (( now - start >= timeout )); then
-            log "$name: no answer after ${timeout}s (pid $pid still running); last lines of $logf:"
-            tail -n 30 "$logf" >&2 || true
-            die "$name did not become ready"
-        fi
-        sleep 0.3
+    while ((${#left[@]})); do
+        next=()
+        for s in "${left[@]}"; do
+            if answers "$s"; then
+                since=${LAUNCHED_AT[$s]:-}
+                if [[ -n "$since" ]]; then
+                    since=$(awk -v a="$since" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }')
+                    log "$s: answering ${since}s after launch ($(address_of "$s"))"
+                else
+                    log "$s: answering after $(($(date +%s) - start))s of waiting ($(address_of "$s"))"
+                fi
+                continue
+            fi
+            if ! pid=$(running_pid "$s"); then
+                log "$s: the process exited before answering"
+                show_log_tail "$s"
+                die "$s did not start (the others keep running; '$0 stop' stops them)"
+            fi
+            if (($(date +%s) - start >= $(timeout_of "$s"))); then
+                log "$s: no answer after $(timeout_of "$s")s (pid $pid still running)"
+                show_log_tail "$s"
+                die "$s did not become ready (it and the others keep running; '$0 stop' stops them)"
+            fi
+            next+=("$s")
+        done
+        left=(${next[@]+"${next[@]}"})
+        ((${#left[@]})) && sleep 0.2
     done
-    log "$name: answering after $(( $(date +%s) - start ))s ($(address_of "$name"))"
+    return 0
 }
 
 # ---------------------------------------------------------------- install
@@ -352,14 +387,31 @@ start_seaweedfs() {
     command -v weed >/dev/null 2>&1 || die "weed is not installed: run '$0 install'"
     local d=$STATE/seaweedfs args help
     mkdir -p "$d"
-    args=(server -s3 -ip="$HOST" -ip.bind="$HOST" -dir="$d")
-    # optional flags of newer releases: no telemetry, no Iceberg (8181) / Lance (9101)
-    # listeners, no 10 s pause before the volume server stops
+    # Every bucket is a collection, and by default the master grows 7 volumes per collection
+    # while the volume server holds at most 8: the second bucket got 1 volume, the third
+    # none ("Not enough data nodes found", writes fail, shutdown hangs). So: one volume
+    # per collection (master.toml, read from the working directory), up to 500 volumes of
+    # at most 1 GiB (sparse files, they take only what is stored).
+    cat >"$d/master.toml" <<'EOF'
+# generated by scripts/services.sh; rewritten on every start
+[master.volume_growth]
+copy_1 = 1
+copy_2 = 2
+copy_3 = 3
+copy_other = 1
+threshold = 0.9
+EOF
+    args=(server -s3 -ip="$HOST" -ip.bind="$HOST" -dir="$d"
+        -volume.max=500 -master.volumeSizeLimitMB=1024)
+    # optional flags (present in 4.x): no telemetry; no Iceberg (8181) / Lance (9101)
+    # listeners; no 10 s pause before the volume server stops; a 1 s raft election timeout
+    # instead of 10 s (one master: a restart otherwise waits 10 s for its own election)
     help=$(weed server -h 2>&1 || true)
     [[ $help == *-master.telemetry* ]] && args+=(-master.telemetry=false)
     [[ $help == *-s3.port.iceberg* ]] && args+=(-s3.port.iceberg=0)
     [[ $help == *-s3.port.lance* ]] && args+=(-s3.port.lance=0)
     [[ $help == *-volume.preStopSeconds* ]] && args+=(-volume.preStopSeconds=0)
+    [[ $help == *-master.electionTimeout* ]] && args+=(-master.electionTimeout=1s)
     launch seaweedfs "$d" weed "${args[@]}"
 }
 
@@ -382,7 +434,7 @@ timeout_of() {
     case $1 in
         tansu) echo 60 ;;
         clickhouse) echo 60 ;;
-        seaweedfs) echo 120 ;; # a restart with existing state waits ~10 s for its raft leader
+        seaweedfs) echo 120 ;;
         syslog-ng) echo 30 ;;
     esac
 }
@@ -402,9 +454,7 @@ cmd_start() {
             pending+=("$s")
         fi
     done
-    for s in ${pending[@]+"${pending[@]}"}; do
-        wait_ready "$s" "$(timeout_of "$s")"
-    done
+    ((${#pending[@]})) && wait_ready "${pending[@]}"
     log "all services are up; state in $STATE"
 }
 

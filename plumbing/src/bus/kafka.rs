@@ -1,0 +1,318 @@
+//! The Kafka bus: rdkafka with its bundled librdkafka (Debian's 2.0.2 cannot
+//! talk to Tansu).
+//!
+//! Offsets: auto-commit stays on, auto offset *store* is off. [`KafkaSource::store`]
+//! stores the next offset of each partition only when the caller says the
+//! batch is done (its output acknowledged downstream); librdkafka commits
+//! stored offsets on its timer, on rebalance and on close. A batch is handled
+//! to the end before the source is polled again, and rebalance callbacks run
+//! inside that poll, so no acknowledgement is pending when partitions move;
+//! storing for a partition that was taken away meanwhile is refused by
+//! librdkafka and counted, and the new owner re-reads that batch (a bounded
+//! duplicate, never a gap).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::future::join_all;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
+use tapwire_schemas::topics::TopicSpec;
+
+use super::{BusError, Message, OutRecord, Sink, Source, last_offsets};
+use crate::config::KafkaConfig;
+
+fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut cc = ClientConfig::new();
+    cc.set("bootstrap.servers", &config.brokers);
+    cc.set("client.id", &config.client_id);
+    for (k, v) in defaults {
+        cc.set(*k, *v);
+    }
+    // The pass-through map wins over tapwire's defaults.
+    for (k, v) in &config.options {
+        cc.set(k, v);
+    }
+    cc
+}
+
+/// A producer whose sends resolve on the broker's delivery report.
+#[derive(Clone)]
+pub struct KafkaSink {
+    producer: FutureProducer,
+}
+
+impl KafkaSink {
+    /// Builds the producer. Defaults: `linger.ms=5`, `acks=all`, idempotence
+    /// on (no duplicates or reordering from internal retries), and a
+    /// `message.timeout.ms` of 5 minutes so a broker restart is ridden out.
+    pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
+        let producer = client_config(
+            config,
+            &[
+                ("linger.ms", "5"),
+                ("acks", "all"),
+                ("enable.idempotence", "true"),
+                ("message.timeout.ms", "300000"),
+                ("queue.buffering.max.messages", "1000000"),
+            ],
+        )
+        .create()?;
+        Ok(KafkaSink { producer })
+    }
+
+    /// Waits until everything queued is delivered or `timeout` passes.
+    pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        self.producer.flush(timeout).map_err(BusError::from)
+    }
+}
+
+impl Sink for KafkaSink {
+    async fn send_batch(&self, records: Vec<OutRecord>) -> Result<(), BusError> {
+        let mut pending = Vec::with_capacity(records.len());
+        for record in &records {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+            for (key, value) in &record.headers {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            let mut fr = FutureRecord::to(&record.topic)
+                .payload(&record.payload)
+                .headers(headers);
+            if let Some(key) = &record.key {
+                fr = fr.key(key);
+            }
+            loop {
+                match self.producer.send_result(fr) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        // The local queue is full: let librdkafka drain some.
+                        fr = back;
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                    }
+                    Err((err, _)) => return Err(err.into()),
+                }
+            }
+        }
+        for result in join_all(pending).await {
+            match result {
+                Ok(Ok(_)) => {}
+                Ok(Err((err, _))) => return Err(err.into()),
+                Err(_canceled) => return Err(KafkaError::Canceled.into()),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A consumer-group member.
+pub struct KafkaSource {
+    consumer: StreamConsumer,
+    refused_stores: u64,
+}
+
+impl KafkaSource {
+    /// Joins `group` and subscribes to `topics`. Defaults: offsets from the
+    /// earliest message for a new group, auto-commit every second of what was
+    /// stored, `session.timeout.ms=10000`.
+    pub fn new(config: &KafkaConfig, group: &str, topics: &[&str]) -> Result<Self, BusError> {
+        let mut cc = client_config(
+            config,
+            &[
+                ("enable.auto.commit", "true"),
+                ("auto.commit.interval.ms", "1000"),
+                ("enable.auto.offset.store", "false"),
+                ("auto.offset.reset", "earliest"),
+                ("session.timeout.ms", "10000"),
+            ],
+        );
+        cc.set("group.id", group);
+        let consumer: StreamConsumer = cc.create()?;
+        consumer.subscribe(topics)?;
+        Ok(KafkaSource {
+            consumer,
+            refused_stores: 0,
+        })
+    }
+
+    /// How many offset stores librdkafka refused because the partition had
+    /// moved to another member (its messages are re-read there).
+    pub fn refused_stores(&self) -> u64 {
+        self.refused_stores
+    }
+}
+
+fn to_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
+    let headers = m
+        .headers()
+        .map(|hs| {
+            hs.iter()
+                .map(|h| (h.key.to_owned(), h.value.unwrap_or_default().to_vec()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Message {
+        topic: m.topic().to_owned(),
+        partition: m.partition(),
+        offset: m.offset(),
+        key: m.key().map(<[u8]>::to_vec),
+        payload: m.payload().unwrap_or_default().to_vec(),
+        headers,
+    }
+}
+
+impl Source for KafkaSource {
+    async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Message>, BusError> {
+        let first = self.consumer.recv().await?;
+        let mut batch = Vec::with_capacity(max.min(4096));
+        batch.push(to_message(&first));
+        drop(first);
+        let deadline = tokio::time::Instant::now() + linger;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, self.consumer.recv()).await {
+                Ok(Ok(m)) => batch.push(to_message(&m)),
+                Ok(Err(err)) => {
+                    // Return what we have; the error comes back on the next call
+                    // if it persists.
+                    tracing::warn!(error = %err, "consumer error while filling a batch");
+                    break;
+                }
+                Err(_elapsed) => break,
+            }
+        }
+        Ok(batch)
+    }
+
+    fn store(&mut self, batch: &[Message]) -> Result<(), BusError> {
+        for (topic, partition, offset) in last_offsets(batch) {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(topic, partition, Offset::Offset(offset + 1))?;
+            if let Err(err) = self.consumer.store_offsets(&tpl) {
+                self.refused_stores += 1;
+                tracing::warn!(topic, partition, offset, error = %err,
+                    "offset not stored (partition reassigned?); the new owner re-reads it");
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(self) -> Result<(), BusError> {
+        match self.consumer.commit_consumer_state(CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "final commit failed; auto-committed offsets stand")
+            }
+        }
+        self.consumer.unsubscribe();
+        // Dropping the consumer closes it, which leaves the group at once.
+        Ok(())
+    }
+}
+
+/// What `create_topics` did for one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatus {
+    /// Topic name.
+    pub name: String,
+    /// Whether this call created it (false: it existed).
+    pub created: bool,
+    /// Partitions it has now.
+    pub partitions: usize,
+    /// Whether it is compacted (as requested; Kafka does not report it here).
+    pub compacted: bool,
+}
+
+/// Creates every topic in `specs` that does not exist yet; existing ones are
+/// left as they are. Running it twice gives the same topics.
+pub async fn create_topics(
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+    partitions: i32,
+    replication_factor: i32,
+    timeout: Duration,
+) -> Result<Vec<TopicStatus>, BusError> {
+    if partitions < 1 || replication_factor < 1 {
+        return Err(BusError::Config(format!(
+            "partitions ({partitions}) and replication factor ({replication_factor}) must be at least 1"
+        )));
+    }
+    let admin: AdminClient<DefaultClientContext> = client_config(config, &[]).create()?;
+    let new_topics: Vec<NewTopic<'_>> = specs
+        .iter()
+        .map(|spec| {
+            let topic = NewTopic::new(
+                spec.name,
+                partitions,
+                TopicReplication::Fixed(replication_factor),
+            );
+            if spec.compacted {
+                topic.set("cleanup.policy", "compact")
+            } else {
+                topic
+            }
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .operation_timeout(Some(timeout))
+        .request_timeout(Some(timeout));
+    let results = admin.create_topics(&new_topics, &options).await?;
+    let mut created = BTreeMap::new();
+    for result in results {
+        match result {
+            Ok(name) => {
+                created.insert(name, true);
+            }
+            Err((name, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                created.insert(name, false);
+            }
+            Err((name, code)) => {
+                return Err(BusError::Config(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    let counts = partition_counts(config, timeout).await?;
+    specs
+        .iter()
+        .map(|spec| {
+            let partitions = *counts
+                .get(spec.name)
+                .ok_or_else(|| BusError::UnknownTopic(spec.name.to_owned()))?;
+            Ok(TopicStatus {
+                name: spec.name.to_owned(),
+                created: created.get(spec.name).copied().unwrap_or(false),
+                partitions,
+                compacted: spec.compacted,
+            })
+        })
+        .collect()
+}
+
+/// Partition count of every topic the cluster reports.
+pub async fn partition_counts(
+    config: &KafkaConfig,
+    timeout: Duration,
+) -> Result<BTreeMap<String, usize>, BusError> {
+    let cc = client_config(config, &[]);
+    tokio::task::spawn_blocking(move || {
+        let client: rdkafka::consumer::BaseConsumer = cc.create()?;
+        let metadata = client.fetch_metadata(None, timeout)?;
+        Ok(metadata
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_owned(), t.partitions().len()))
+            .collect())
+    })
+    .await
+    .map_err(|e| BusError::Config(format!("metadata task failed: {e}")))?
+}
