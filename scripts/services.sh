@@ -15,8 +15,9 @@
 # Services and ports (all on 127.0.0.1):
 #   tansu       Kafka API 9092 (sqlite storage: STATE/tansu/tansu.db)
 #   clickhouse  HTTP 8123, native 9000 (no interserver port); own config in STATE/clickhouse
-#   seaweedfs   S3 8333 (path-style), master 9333/19333, volume 8080/18080, filer
-#               8888/18888, S3 gRPC 18333 (Iceberg 8181 and Lance 9101 are switched off)
+#   seaweedfs   S3 8333 (path-style, any credentials accepted), master 9333/19333,
+#               volume 8080/18080, filer 8888/18888, S3 gRPC 18333 (Iceberg 8181 and
+#               Lance 9101 are switched off); one volume per bucket, up to 500 buckets
 #   syslog-ng   UDP 5514, TCP 5601 (octet-counted), TCP 5602 (LF-framed),
 #               TLS 6514 (octet-counted), TLS 6515 (LF-framed);
 #               config: tests/syslog-ng/syslog-ng.conf (received messages: STATE/*.log)
@@ -81,13 +82,20 @@ pidfile() { echo "$RUN/$1.pid"; }
 
 declare -A LAUNCHED_AT=() # service -> $EPOCHREALTIME of its launch by this run
 
-# pid of the process `start` launched for SERVICE, if it is still alive
+# pid of the process `start` launched for SERVICE, if it is still alive (and still that
+# program: a stale pid file whose pid was reused by something else does not count)
 running_pid() {
-    local f pid
+    local f pid prog
     f=$(pidfile "$1")
     [[ -s "$f" ]] || return 1
     pid=$(<"$f")
     [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    case $1 in
+        seaweedfs) prog=weed ;;
+        clickhouse) prog=clickhouse ;;
+        *) prog=$1 ;;
+    esac
+    [[ "$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null)" == *"$prog"* ]] || return 1
     echo "$pid"
 }
 
@@ -107,7 +115,7 @@ answers() { # SERVICE: the service answers its readiness probe
         # S3 answers before the volume server has registered with the master, and until
         # then object reads and writes fail (HTTP 500): wait for both
         seaweedfs) http_answers "http://$HOST:$S3_PORT/" &&
-            curl -s -m 3 "http://$HOST:$WEED_MASTER_PORT/dir/status" 2>/dev/null | grep -q '"DataNodes":\[{' ;;
+            [[ "$(curl -s -m 3 "http://$HOST:$WEED_MASTER_PORT/dir/status" 2>/dev/null)" == *'"DataNodes":[{'* ]] ;;
         syslog-ng) port_open "$HOST" "$SYSLOG_TCP_PORT" ;;
     esac
 }
@@ -190,7 +198,7 @@ wait_ready() {
 cmd_install() {
     local missing=() p
     for p in "${APT_PACKAGES[@]}"; do
-        if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+        if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null)" == 'install ok installed' ]]; then
             log "apt: $p already installed"
         else
             missing+=("$p")

@@ -1,1 +1,89 @@
-fn main() {}
+//! The `tapwire` binary: parses the command line, loads the configuration,
+//! starts logging and hands over to `commands/`. Nothing else lives here.
+//!
+//! - `cli.rs`: clap definitions, one subcommand per stage;
+//! - `commands/`: what each subcommand does;
+//! - `json.rs`: JSON views of events.
+
+mod cli;
+mod commands;
+mod json;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tapwire_plumbing::config::{Config, LogFormat};
+use tapwire_plumbing::{shutdown, telemetry};
+
+use cli::{Cli, Command, GlobalArgs, LogFormatArg, TopicsCommand};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some((stage, issue)) = cli.command.pending() {
+        eprintln!(
+            "error: `tapwire {stage}` is not implemented yet; it is tracked in issue {issue}. Nothing was done."
+        );
+        return ExitCode::from(2);
+    }
+    let config = match load_config(&cli.global) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init_logging(&config.telemetry);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command, &config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(global.config.as_deref())?;
+    if let Some(brokers) = &global.brokers {
+        config.kafka.brokers = brokers.clone();
+    }
+    config
+        .kafka
+        .options
+        .extend(global.kafka_option.iter().cloned());
+    if let Some(format) = global.log_format {
+        config.telemetry.log_format = match format {
+            LogFormatArg::Text => LogFormat::Text,
+            LogFormatArg::Json => LogFormat::Json,
+        };
+    }
+    if let Some(addr) = global.admin_listen {
+        config.telemetry.admin_listen = Some(addr);
+    }
+    Ok(config)
+}
+
+async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
+    let shutdown = shutdown::on_signals();
+    match command {
+        Command::Topics(TopicsCommand::Create(args)) => {
+            commands::topics::create(config, &args).await
+        }
+        Command::Topics(TopicsCommand::List) => commands::topics::list(config).await,
+        Command::Topics(TopicsCommand::Generate(args)) => {
+            commands::topics::generate(config, &args, shutdown).await
+        }
+        Command::Topics(TopicsCommand::Tail(args)) => {
+            commands::topics::tail(config, &args, shutdown).await
+        }
+        Command::Demo(args) => commands::demo::run(config, &args).await,
+        other => anyhow::bail!("{other:?} is handled before dispatch"),
+    }
+}

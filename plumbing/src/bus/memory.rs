@@ -90,6 +90,26 @@ impl MemoryBus {
         })
     }
 
+    /// Records of `topic` that `group` has not stored yet.
+    pub fn lag(&self, group: &str, topic: &str) -> u64 {
+        let state = self.state();
+        let Some(partitions) = state.topics.get(topic) else {
+            return 0;
+        };
+        partitions
+            .iter()
+            .enumerate()
+            .map(|(p, records)| {
+                let done = state
+                    .committed
+                    .get(&(group.to_owned(), topic.to_owned(), p as i32))
+                    .copied()
+                    .unwrap_or(0);
+                records.len() as u64 - done as u64
+            })
+            .sum()
+    }
+
     /// Every record of `topic`, partition by partition.
     pub fn messages(&self, topic: &str) -> Vec<Message> {
         let state = self.state();
@@ -238,6 +258,7 @@ mod tests {
         let batch = source.next_batch(4, Duration::ZERO).await.expect("batch");
         assert_eq!(batch.len(), 4);
         source.store(&batch).expect("store");
+        assert_eq!(bus.lag("g", "t"), 6);
         // Taken but not stored: a new member re-reads it.
         let _unstored = source.next_batch(2, Duration::ZERO).await.expect("batch");
         let mut again = bus.source("g", &["t"]).expect("source");

@@ -1,0 +1,222 @@
+//! The command line: global options and one subcommand per stage.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// tapwire: Kubernetes network and runtime security telemetry, as a
+/// stream-processing pipeline.
+///
+/// Node agents capture connections, packets and process/file events; Kafka
+/// carries them; independent stages enrich them with pod context, judge them
+/// against audit/enforce policies, count connections into ClickHouse, forward
+/// CEF to your SIEM over syslog, and record KFL-matched traffic as PCAP in S3.
+///
+/// Each stage is a subcommand and its own consumer group; `tapwire run` puts
+/// them all in one process over an in-memory bus.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tapwire",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Configuration file (TOML). Environment variables TAPWIRE_<SECTION>__<KEY>
+    /// override it; see deploy/tapwire.example.toml.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "TAPWIRE_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Kafka bootstrap servers (overrides kafka.brokers).
+    #[arg(long, global = true, value_name = "HOST:PORT,...")]
+    pub brokers: Option<String>,
+
+    /// librdkafka property passed through as is, e.g. -X session.timeout.ms=6000
+    /// (repeatable; overrides kafka.options).
+    #[arg(short = 'X', global = true, value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    pub kafka_option: Vec<(String, String)>,
+
+    /// Log format (overrides telemetry.log_format).
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormatArg>,
+
+    /// Serve /metrics and /healthz on this address (overrides telemetry.admin_listen).
+    #[arg(long, global = true, value_name = "ADDR:PORT")]
+    pub admin_listen: Option<SocketAddr>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormatArg {
+    Text,
+    Json,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// Arguments of a stage that is not built yet: accepted and ignored, so the
+/// answer is always the "not implemented yet" error.
+#[derive(Debug, Args)]
+pub struct Pending {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Node agent: eBPF connection and runtime events, /proc/net inventory,
+    /// packet capture or pcap replay, to the raw topics.
+    Capture(Pending),
+    /// Watch pods, services and nodes in the Kubernetes API and publish pod
+    /// metadata to the compacted tapwire.pods topic.
+    K8sWatch(Pending),
+    /// Attach pod context (pod, namespace, container, node, labels, workload,
+    /// or host/external with DNS name) to raw events, by the time they happened.
+    Enrich(Pending),
+    /// Judge every enriched event against audit/enforce policies; `policy check`
+    /// validates policy files.
+    Policy(Pending),
+    /// Count connections and store events, flows and inventory in ClickHouse.
+    Aggregate(Pending),
+    /// HTTP API over ClickHouse: the network connections view and its tabs.
+    Serve(Pending),
+    /// Print a view (e.g. connections in the last 15 minutes) as a table.
+    Query(Pending),
+    /// Forward verdicts as CEF over syslog (UDP, TCP, TLS) to a SIEM.
+    Cef(Pending),
+    /// Record KFL-matched L4 streams as PCAP slices to S3.
+    Record(Pending),
+    /// Search recorded PCAP in S3 (or a directory) offline, without a cluster.
+    Investigate(Pending),
+    /// Check and explain KFL queries.
+    Kfl(Pending),
+    /// Create, list, fill and read the pipeline's Kafka topics.
+    #[command(subcommand)]
+    Topics(TopicsCommand),
+    /// Every stage in one process over an in-memory bus.
+    Run(Pending),
+    /// Show tapwire working with nothing installed: synthetic events through
+    /// the in-memory bus and the consumer loop, bad messages to the dead-letter
+    /// topic.
+    Demo(DemoArgs),
+}
+
+impl Command {
+    /// For a stage not built yet: its name and the issue that tracks it.
+    pub fn pending(&self) -> Option<(&'static str, &'static str)> {
+        Some(match self {
+            Command::Capture(_) => ("capture", "#3 (capture)"),
+            Command::K8sWatch(_) => ("k8s-watch", "#4 (enricher and pod metadata)"),
+            Command::Enrich(_) => ("enrich", "#4 (enricher and pod metadata)"),
+            Command::Policy(_) => ("policy", "#5 (policy-engine)"),
+            Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
+            Command::Serve(_) => ("serve", "#6 (aggregator)"),
+            Command::Query(_) => ("query", "#6 (aggregator)"),
+            Command::Cef(_) => ("cef", "#7 (cef-forwarder)"),
+            Command::Record(_) => ("record", "#8 (pcap-recorder)"),
+            Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
+            Command::Kfl(_) => ("kfl", "#8 (pcap-recorder)"),
+            Command::Run(_) => ("run", "#9 (the whole pipeline)"),
+            Command::Topics(_) | Command::Demo(_) => return None,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsCommand {
+    /// Create every pipeline topic that is missing (tapwire.pods compacted).
+    /// Safe to run again: existing topics are left as they are.
+    Create(CreateArgs),
+    /// List the topics the brokers have, with partition counts.
+    List,
+    /// Produce synthetic L4 flow events (load tests, smoke tests, benchmarks).
+    Generate(GenerateArgs),
+    /// Read topics as a consumer group and print every message, decoded, one
+    /// per line. Undecodable messages go to tapwire.dlq; tailing tapwire.dlq
+    /// prints each dead letter's reason and origin.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Partitions per topic (overrides topics.partitions).
+    #[arg(long)]
+    pub partitions: Option<i32>,
+    /// Replication factor (overrides topics.replication_factor).
+    #[arg(long)]
+    pub replication_factor: Option<i32>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// How many events.
+    #[arg(long, default_value_t = 100_000)]
+    pub count: u64,
+    /// Topic to produce to.
+    #[arg(long, default_value = tapwire_schemas::topics::L4_RAW)]
+    pub topic: String,
+    /// Spread the events over this many nodes (the record key), round robin.
+    #[arg(long, default_value_t = 16)]
+    pub nodes: u64,
+    /// Events per second; 0 for as fast as the broker takes them.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
+    /// Records per produce batch (each batch waits for its delivery reports).
+    #[arg(long, default_value_t = 10_000)]
+    pub batch: usize,
+    /// Part of every event id; the same run id and count give the same ids.
+    /// Default: the current time.
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Sensor id written into every event.
+    #[arg(long, default_value = "generator")]
+    pub sensor_id: String,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TailFormat {
+    /// One JSON object per line.
+    Json,
+    /// One short line per message.
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    /// Topics to read.
+    #[arg(required = true)]
+    pub topics: Vec<String>,
+    /// Consumer group; members of one group share the partitions and resume
+    /// where the group stopped.
+    #[arg(long, default_value = "tapwire-tail")]
+    pub group: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "json")]
+    pub format: TailFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Synthetic events to send through the bus.
+    #[arg(long, default_value_t = 10_000)]
+    pub events: u64,
+}
