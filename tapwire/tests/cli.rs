@@ -1,0 +1,97 @@
+//! The `tapwire` binary as a user meets it.
+
+use std::process::Command;
+
+fn tapwire() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tapwire"));
+    cmd.env_remove("TAPWIRE_CONFIG");
+    cmd
+}
+
+#[test]
+fn help_lists_a_subcommand_per_stage() {
+    let out = tapwire().arg("--help").output().expect("run");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for sub in [
+        "capture",
+        "k8s-watch",
+        "enrich",
+        "policy",
+        "aggregate",
+        "serve",
+        "query",
+        "cef",
+        "record",
+        "investigate",
+        "kfl",
+        "topics",
+        "run",
+        "demo",
+    ] {
+        assert!(
+            help.lines().any(|l| l.trim_start().starts_with(sub)),
+            "{sub} missing from:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_stage_not_built_yet_says_so_and_fails() {
+    for sub in [
+        "capture",
+        "enrich",
+        "policy",
+        "aggregate",
+        "cef",
+        "record",
+        "run",
+    ] {
+        let out = tapwire().args([sub, "--some-flag"]).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{sub}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not implemented yet"), "{sub}: {err}");
+        assert!(out.stdout.is_empty(), "{sub} printed output");
+    }
+}
+
+#[test]
+fn the_demo_accounts_for_every_message() {
+    let out = tapwire()
+        .args(["demo", "--events", "2000"])
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("consumed   2003 messages"), "{stdout}");
+    assert!(
+        stdout.contains("dead-lettered 3 to tapwire.dlq"),
+        "{stdout}"
+    );
+    for kind in ["[bad_magic]", "[unknown_fingerprint]", "[bad_body]"] {
+        assert!(stdout.contains(kind), "{kind} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn an_unknown_config_key_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "[consumer]\nbatch_size = 10\n").expect("write");
+    let out = tapwire()
+        .arg("--config")
+        .arg(&path)
+        .args(["demo"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("batch_size") && err.contains("bad.toml"),
+        "{err}"
+    );
+}
