@@ -26,6 +26,7 @@ use tapwire_schemas::topics::TopicSpec;
 
 use super::{BusError, Message, OutRecord, Sink, Source, last_offsets};
 use crate::config::KafkaConfig;
+use crate::telemetry::RateLimit;
 
 fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut cc = ClientConfig::new();
@@ -119,6 +120,7 @@ impl Sink for KafkaSink {
 pub struct KafkaSource {
     consumer: StreamConsumer,
     refused_stores: u64,
+    error_log: RateLimit,
 }
 
 impl KafkaSource {
@@ -142,6 +144,7 @@ impl KafkaSource {
         Ok(KafkaSource {
             consumer,
             refused_stores: 0,
+            error_log: RateLimit::new(Duration::from_secs(10)),
         })
     }
 
@@ -173,7 +176,20 @@ fn to_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 
 impl Source for KafkaSource {
     async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Message>, BusError> {
-        let first = self.consumer.recv().await?;
+        let first = loop {
+            match self.consumer.recv().await {
+                Ok(m) => break m,
+                Err(err @ KafkaError::MessageConsumptionFatal(_)) => return Err(err.into()),
+                Err(err) => {
+                    // Broker down, transport failures, ...: librdkafka keeps
+                    // reconnecting on its own; report and keep waiting.
+                    if let Some(suppressed) = self.error_log.allow() {
+                        tracing::warn!(error = %err, suppressed, "consumer waiting for the brokers");
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        };
         let mut batch = Vec::with_capacity(max.min(4096));
         batch.push(to_message(&first));
         drop(first);
