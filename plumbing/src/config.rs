@@ -298,6 +298,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn environment_overrides_the_file() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("t.toml", "[kafka]\nbrokers = \"file:9092\"\n")?;
