@@ -3,7 +3,7 @@
 //! - `avro/*.avsc`: the Avro schemas, one file per named type; `avro/history/`
 //!   keeps earlier versions that readers must still resolve.
 //! - [`events`]: the Rust types, field for field the same as the schemas.
-//! - [`registry`]: the embedded schemas, composed and fingerprinted.
+//! - [`registry`](mod@registry): the embedded schemas, composed and fingerprinted.
 //! - [`codec`]: single-object encoding (`C3 01` + fingerprint + datum) and
 //!   decoding, including older writer schemas.
 //! - [`ids`]: [`EventId`] (stable across retries) and [`Ip`].
