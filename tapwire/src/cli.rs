@@ -31,8 +31,8 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Configuration file (TOML). Environment variables TAPWIRE_<SECTION>__<KEY>
-    /// override it; see deploy/tapwire.example.toml.
+    /// Configuration file (TOML). Environment variables TAPWIRE_SECTION__KEY
+    /// (e.g. TAPWIRE_KAFKA__BROKERS) override it; see deploy/tapwire.example.toml.
     #[arg(
         long,
         short = 'c',
