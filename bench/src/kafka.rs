@@ -1,0 +1,174 @@
+//! Through Tansu (memory storage): a bare rdkafka consume-and-produce loop,
+//! the baseline of every stage benchmark, and the same copy done by tapwire's
+//! consumer loop (decode, re-encode, produce with delivery reports, store
+//! offsets). Both clocks start at the first message consumed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Message as _};
+use tapwire_plumbing::bus::kafka::{self, KafkaSink, KafkaSource};
+use tapwire_plumbing::bus::{Message, OutRecord, Sink};
+use tapwire_plumbing::config::KafkaConfig;
+use tapwire_plumbing::consumer::{
+    self, BatchHandler, HandlerError, LoopSettings, StageContext, decode_batch,
+};
+use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_schemas::topics::TopicSpec;
+use tapwire_schemas::{L4Event, encode, samples};
+use tapwire_tests::{Broker, Storage};
+
+use crate::report::{Row, peak_rss_mib, rate};
+
+const IN: &str = "bench.in";
+const BARE_OUT: &str = "bench.bare.out";
+const LOOP_OUT: &str = "bench.loop.out";
+
+pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
+    let broker = Broker::start(Storage::Memory)
+        .ok_or_else(|| anyhow!("the Kafka benchmark needs tansu (scripts/services.sh install)"))?;
+    let config = KafkaConfig {
+        brokers: broker.address(),
+        ..KafkaConfig::default()
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let specs = [IN, BARE_OUT, LOOP_OUT, tapwire_schemas::topics::DLQ].map(|name| TopicSpec {
+            name,
+            compacted: false,
+        });
+        kafka::create_topics(&config, &specs, 4, 1, Duration::from_secs(30)).await?;
+        prefill(&config, n).await
+    })?;
+    eprintln!("kafka: {n} L4 events in {IN}; running the bare loop");
+    let bare = bare_loop(&config, n)?;
+    eprintln!("kafka: bare loop {bare:.0} events/s; running tapwire's consumer loop");
+    let ours = runtime.block_on(tapwire_loop(&config, n))?;
+    Ok(vec![Row {
+        stage: "consumer loop: decode+encode+produce".into(),
+        events_per_s: ours,
+        baseline_name: "bare rdkafka consume+produce".into(),
+        baseline_per_s: bare,
+        peak_rss_mib: peak_rss_mib(),
+    }])
+}
+
+async fn prefill(config: &KafkaConfig, n: u64) -> anyhow::Result<()> {
+    let sink = KafkaSink::new(config)?;
+    let mut i = 0;
+    while i < n {
+        let end = (i + 10_000).min(n);
+        let records = (i..end)
+            .map(|s| {
+                let node = format!("node-{}", s % 16);
+                let event = samples::l4_flow(samples::header(&node, "bench", s, s as i64), s);
+                encode(&event).map(|p| OutRecord::new(IN, Some(node.into_bytes()), p))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sink.send_batch(records).await?;
+        i = end;
+    }
+    Ok(())
+}
+
+fn bare_loop(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("group.id", "bench-bare")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    consumer.subscribe(&[IN])?;
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &config.brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()?;
+    let mut started = None;
+    let mut copied = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while copied < n {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "bare loop copied only {copied} of {n}"
+        );
+        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
+            continue;
+        };
+        let message = message.context("consume")?;
+        started.get_or_insert_with(Instant::now);
+        let mut record = BaseRecord::to(BARE_OUT).payload(message.payload().unwrap_or_default());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    producer.poll(Duration::from_millis(1));
+                    record = back;
+                }
+            }
+        }
+        producer.poll(Duration::ZERO);
+        copied += 1;
+    }
+    producer.flush(Duration::from_secs(60))?;
+    Ok(rate(n, started.map(|s| s.elapsed()).unwrap_or_default()))
+}
+
+struct Copy {
+    sink: KafkaSink,
+    copied: u64,
+    target: u64,
+    started: Option<Instant>,
+    finished: Option<Duration>,
+    done: CancellationToken,
+}
+
+impl BatchHandler for Copy {
+    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let (events, rejections) = decode_batch::<L4Event>(batch);
+        let mut out = Vec::with_capacity(events.len());
+        for (index, event) in events {
+            let payload = encode(&event).map_err(|e| HandlerError::Fatal(e.to_string()))?;
+            out.push(OutRecord::new(LOOP_OUT, batch[index].key.clone(), payload));
+        }
+        self.sink.send_batch(out).await?;
+        self.copied += batch.len() as u64;
+        if self.copied >= self.target && self.finished.is_none() {
+            self.finished = Some(started.elapsed());
+            self.done.cancel();
+        }
+        Ok(rejections)
+    }
+}
+
+async fn tapwire_loop(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
+    let shutdown = CancellationToken::new();
+    let ctx = StageContext::new("bench-copy", LoopSettings::default(), shutdown.clone());
+    let source = KafkaSource::new(config, "bench-loop", &[IN])?;
+    let sink = KafkaSink::new(config)?;
+    let mut handler = Copy {
+        sink: sink.clone(),
+        copied: 0,
+        target: n,
+        started: None,
+        finished: None,
+        done: shutdown.clone(),
+    };
+    let guard = shutdown.clone();
+    let timeout = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        guard.cancel();
+    });
+    consumer::run(&ctx, source, &sink, &mut handler).await?;
+    timeout.abort();
+    let elapsed = handler
+        .finished
+        .ok_or_else(|| anyhow!("tapwire loop copied only {} of {n}", handler.copied))?;
+    Ok(rate(n, elapsed))
+}

@@ -1,0 +1,51 @@
+//! tapwire's benchmarks. Each prints events/s next to a baseline measured in
+//! the same run, and the ratio; none is a pass/fail test.
+//!
+//! - `codec.rs`: L4 event encode/decode, tapwire's codec (serde_avro_fast)
+//!   against apache-avro's `Value` path;
+//! - `kafka.rs`: a bare rdkafka consume-and-produce loop through Tansu (the
+//!   baseline every stage is compared with) against the same copy done by
+//!   tapwire's consumer loop (decode, re-encode, produce, store offsets).
+//!
+//! Run: `cargo run --release -p tapwire-bench -- all` (see `--help`).
+
+mod codec;
+mod kafka;
+mod report;
+
+use clap::{Parser, ValueEnum};
+
+/// Benchmarks with in-run baselines.
+#[derive(Debug, Parser)]
+#[command(name = "tapwire-bench")]
+struct Args {
+    /// Which benchmark.
+    #[arg(value_enum, default_value = "all")]
+    which: Which,
+    /// Events per codec measurement.
+    #[arg(long, default_value_t = 1_000_000)]
+    codec_events: u64,
+    /// Events through Kafka.
+    #[arg(long, default_value_t = 200_000)]
+    kafka_events: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Which {
+    All,
+    Codec,
+    Kafka,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut rows = Vec::new();
+    if matches!(args.which, Which::All | Which::Codec) {
+        rows.extend(codec::run(args.codec_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Kafka) {
+        rows.extend(kafka::run(args.kafka_events)?);
+    }
+    report::print(&rows);
+    Ok(())
+}

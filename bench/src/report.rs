@@ -1,0 +1,48 @@
+//! The table every benchmark prints.
+
+use std::time::Duration;
+
+/// One measured figure and its baseline.
+pub struct Row {
+    pub stage: String,
+    pub events_per_s: f64,
+    pub baseline_name: String,
+    pub baseline_per_s: f64,
+    pub peak_rss_mib: f64,
+}
+
+/// Events per second for `n` events in `elapsed`.
+pub fn rate(n: u64, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+/// Peak resident set size of this process so far (VmHWM), in MiB.
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+pub fn print(rows: &[Row]) {
+    println!(
+        "\n{:<34} {:>14} {:<30} {:>14} {:>7} {:>9}",
+        "stage", "events/s", "baseline", "baseline ev/s", "ratio", "peak MiB"
+    );
+    for r in rows {
+        println!(
+            "{:<34} {:>14.0} {:<30} {:>14.0} {:>7.2} {:>9.1}",
+            r.stage,
+            r.events_per_s,
+            r.baseline_name,
+            r.baseline_per_s,
+            r.events_per_s / r.baseline_per_s,
+            r.peak_rss_mib
+        );
+    }
+}
