@@ -262,6 +262,13 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_documents_the_defaults() {
+        let example =
+            load_text(include_str!("../../deploy/tapwire.example.toml")).expect("example parses");
+        assert_eq!(example, Config::default());
+    }
+
+    #[test]
     fn a_file_sets_values_and_passes_librdkafka_options_through() {
         let config = load_text(
             "[kafka]\nbrokers = \"b1:9092,b2:9092\"\n[kafka.options]\n\"session.timeout.ms\" = \"6000\"\n",
