@@ -136,6 +136,10 @@ pub struct TelemetryConfig {
     pub log_filter: String,
     /// Address of the admin server (`/metrics`, `/healthz`); unset: none.
     pub admin_listen: Option<SocketAddr>,
+    /// OTLP/HTTP endpoint for trace export, e.g.
+    /// `http://otel-collector:4318/v1/traces`; unset: no export. Needs a
+    /// build with the `otlp` feature.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for TelemetryConfig {
@@ -144,6 +148,7 @@ impl Default for TelemetryConfig {
             log_format: LogFormat::Text,
             log_filter: "info".to_owned(),
             admin_listen: None,
+            otlp_endpoint: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tapwire_schemas::Record;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::bus::{BusError, Message, Sink, Source};
 use crate::dlq::{Rejection, dead_letter};
@@ -167,7 +168,8 @@ where
 
         let mut backoff = Backoff::new(settings);
         let rejections = loop {
-            match handler.handle(&batch).await {
+            let span = tracing::info_span!("batch", stage, messages = batch.len());
+            match handler.handle(&batch).instrument(span).await {
                 Ok(rejections) => break rejections,
                 Err(HandlerError::Transient(reason)) => {
                     if !backoff.wait(stage, &reason, health, shutdown).await {

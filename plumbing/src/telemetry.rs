@@ -17,19 +17,102 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{LogFormat, TelemetryConfig};
 
-/// Sets up the global log subscriber. `RUST_LOG`, when set, overrides the
-/// configured filter.
-pub fn init_logging(config: &TelemetryConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // A second init (tests) keeps the first subscriber.
-    let _ = match config.log_format {
-        LogFormat::Json => builder.json().try_init(),
-        LogFormat::Text => builder.try_init(),
+/// Keeps the OTLP exporter alive; dropping it flushes pending spans.
+#[must_use = "dropping the guard stops trace export"]
+pub struct TelemetryGuard {
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider.take()
+            && let Err(err) = provider.shutdown()
+        {
+            eprintln!("warning: flushing OTLP spans failed: {err}");
+        }
+    }
+}
+
+/// Telemetry that cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// OTLP export asked for, but this build does not have it.
+    #[error(
+        "telemetry.otlp_endpoint is set, but this tapwire was built without the `otlp` feature (cargo build --features otlp)"
+    )]
+    OtlpNotBuilt,
+    /// The exporter could not be built.
+    #[error("OTLP exporter for {endpoint}: {reason}")]
+    Otlp {
+        /// The configured endpoint.
+        endpoint: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// Sets up the global log subscriber and, when `otlp_endpoint` is set, span
+/// export over OTLP/HTTP. `RUST_LOG`, when set, overrides the configured
+/// filter. A second call (tests) keeps the first subscriber.
+pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log_filter));
+    let fmt = match config.log_format {
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
+    let registry = tracing_subscriber::registry().with(filter).with(fmt);
+    match &config.otlp_endpoint {
+        None => {
+            let _ = registry.try_init();
+            Ok(TelemetryGuard {
+                #[cfg(feature = "otlp")]
+                provider: None,
+            })
+        }
+        #[cfg(not(feature = "otlp"))]
+        Some(_) => Err(TelemetryError::OtlpNotBuilt),
+        #[cfg(feature = "otlp")]
+        Some(endpoint) => {
+            use opentelemetry::trace::TracerProvider as _;
+            use opentelemetry_otlp::WithExportConfig as _;
+
+            let exporter = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(endpoint)
+                .build()
+                .map_err(|e| TelemetryError::Otlp {
+                    endpoint: endpoint.clone(),
+                    reason: e.to_string(),
+                })?;
+            let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    opentelemetry_sdk::Resource::builder()
+                        .with_service_name("tapwire")
+                        .build(),
+                )
+                .build();
+            let tracer = provider.tracer("tapwire");
+            let _ = registry
+                .with(tracing_opentelemetry::layer().with_tracer(tracer))
+                .try_init();
+            Ok(TelemetryGuard {
+                provider: Some(provider),
+            })
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]

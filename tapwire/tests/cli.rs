@@ -95,3 +95,19 @@ fn an_unknown_config_key_is_named() {
         "{err}"
     );
 }
+
+#[test]
+#[cfg(not(feature = "otlp"))]
+fn otlp_export_without_the_feature_is_a_clear_error() {
+    let out = tapwire()
+        .args(["demo", "--events", "10"])
+        .env(
+            "TAPWIRE_TELEMETRY__OTLP_ENDPOINT",
+            "http://127.0.0.1:4318/v1/traces",
+        )
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("otlp") && err.contains("feature"), "{err}");
+}
