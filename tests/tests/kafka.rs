@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
 use tapwire_plumbing::bus::kafka::KafkaSink;
 use tapwire_plumbing::bus::{OutRecord, Sink};
 use tapwire_plumbing::config::KafkaConfig;
@@ -329,8 +331,8 @@ async fn bad_messages_go_to_the_dead_letter_topic_and_consumption_goes_on() {
     );
 }
 
-#[test]
-fn creating_topics_twice_succeeds_and_leaves_the_same_topics() {
+#[tokio::test(flavor = "multi_thread")]
+async fn creating_topics_twice_succeeds_and_leaves_the_same_topics() {
     let Some(broker) = Broker::start(Storage::Memory) else {
         return;
     };
@@ -356,4 +358,24 @@ fn creating_topics_twice_succeeds_and_leaves_the_same_topics() {
         assert_eq!(listed.split_whitespace().nth(1), Some("3"), "{listed}");
     }
     assert_eq!(listed_once, listed_twice);
+
+    // The broker itself says which topics are compacted.
+    let admin: AdminClient<DefaultClientContext> = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", broker.address())
+        .create()
+        .expect("admin client");
+    let resources: Vec<ResourceSpecifier<'_>> = topics::ALL
+        .iter()
+        .map(|t| ResourceSpecifier::Topic(t.name))
+        .collect();
+    let described = admin
+        .describe_configs(&resources, &AdminOptions::new())
+        .await
+        .expect("describe configs");
+    for (spec, result) in topics::ALL.iter().zip(described) {
+        let resource = result.unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+        let policy = resource.get("cleanup.policy").and_then(|e| e.value.clone());
+        let want = if spec.compacted { "compact" } else { "delete" };
+        assert_eq!(policy.as_deref().unwrap_or("delete"), want, "{}", spec.name);
+    }
 }
