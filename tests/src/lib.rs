@@ -37,6 +37,22 @@ pub fn require<T>(what: &str, found: Option<T>, how_to_get_it: &str) -> Option<T
     None
 }
 
+/// `$name`, or `default` when unset.
+pub fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+}
+
+/// The address of a shared service from `scripts/services.sh` when something
+/// listens there; otherwise skips (or fails under CI) with how to start it.
+pub fn shared_service(what: &str, address: &str) -> Option<String> {
+    let up = TcpStream::connect_timeout(&address.parse().ok()?, Duration::from_secs(2)).is_ok();
+    require(
+        &format!("{what} at {address}"),
+        up.then(|| address.to_owned()),
+        "start the test bed with `scripts/services.sh start`",
+    )
+}
+
 /// The `tansu` binary: `$TANSU_BIN`, `PATH`, or `~/.cargo/bin/tansu`.
 pub fn tansu_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("TANSU_BIN") {
