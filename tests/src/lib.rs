@@ -342,3 +342,5 @@ impl Drop for Lines {
         let _ = self.child.wait();
     }
 }
+
+pub mod cef;

@@ -1,0 +1,1 @@
+//! A strict CEF parser for tests (written by a helper; placeholder).
