@@ -1,4 +1,19 @@
-//! The CEF forwarder (`tapwire cef`): one CEF message per verdict over syslog
-//! UDP, TCP or TLS.
+//! The CEF forwarder (`tapwire cef`): one CEF message per verdict, over syslog
+//! UDP, TCP (RFC 6587 octet counting or LF framing) or TLS (rustls).
 //!
-//! Not built yet: tracked by the cef-forwarder issue (#7).
+//! - `MAPPING.md` (crate root): the field-by-field design this code follows;
+//! - [`config`]: the `[cef]` section and its checks;
+//! - [`escape`]: CEF escaping (header and extension differ) and cutting values
+//!   to the standard's maximum lengths on a UTF-8 boundary;
+//! - [`format`]: a verdict to a syslog line with a CEF payload;
+//! - [`transport`]: UDP, TCP and TLS senders with reconnects;
+//! - [`stage`]: the consumer-loop handler: decode, format, send, flush, and
+//!   only then let the loop store offsets.
+
+pub mod config;
+pub mod escape;
+pub mod format;
+pub mod stage;
+pub mod transport;
+
+pub use config::CefConfig;

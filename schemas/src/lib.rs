@@ -9,12 +9,14 @@
 //! - [`ids`]: [`EventId`] (stable across retries) and [`Ip`].
 //! - [`topics`]: topic names and how each is created.
 //! - [`samples`]: synthetic events for the load generator, benchmarks and tests.
+//! - [`signature`]: CEF signature ids, names and severities per event kind.
 
 pub mod codec;
 pub mod events;
 pub mod ids;
 pub mod registry;
 pub mod samples;
+pub mod signature;
 pub mod topics;
 
 pub use codec::{

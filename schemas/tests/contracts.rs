@@ -83,7 +83,7 @@ fn every_record() -> Vec<AnyEvent> {
             mode: Mode::Enforce,
             policy: Some("shop/deny-egress".into()),
             rule: Some("no-external".into()),
-            signature_id: "FNT-001".into(),
+            signature_id: "FNT-004".into(),
             severity: 7,
             outcome: Outcome::Blocked,
         }),

@@ -101,8 +101,9 @@ pub enum Command {
     Serve(Pending),
     /// Print a view (e.g. connections in the last 15 minutes) as a table.
     Query(Pending),
-    /// Forward verdicts as CEF over syslog (UDP, TCP, TLS) to a SIEM.
-    Cef(Pending),
+    /// Forward verdicts as CEF over syslog (UDP, TCP, TLS) to a SIEM: one
+    /// message per verdict, offsets stored only after TCP/TLS flushed it.
+    Cef(CefArgs),
     /// Record KFL-matched L4 streams as PCAP slices to S3.
     Record(Pending),
     /// Search recorded PCAP in S3 (or a directory) offline, without a cluster.
@@ -131,12 +132,11 @@ impl Command {
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
             Command::Query(_) => ("query", "#6 (aggregator)"),
-            Command::Cef(_) => ("cef", "#7 (cef-forwarder)"),
             Command::Record(_) => ("record", "#8 (pcap-recorder)"),
             Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
             Command::Kfl(_) => ("kfl", "#8 (pcap-recorder)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
-            Command::Topics(_) | Command::Demo(_) => return None,
+            Command::Topics(_) | Command::Demo(_) | Command::Cef(_) => return None,
         })
     }
 }
@@ -219,4 +219,46 @@ pub struct DemoArgs {
     /// Synthetic events to send through the bus.
     #[arg(long, default_value_t = 10_000)]
     pub events: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct CefArgs {
+    /// Receiver: udp://HOST:PORT (best effort), tcp://HOST:PORT or
+    /// tls://HOST:PORT (at least once). Overrides cef.target.
+    #[arg(long, value_name = "URL")]
+    pub target: Option<String>,
+    /// Framing on TCP/TLS: octet-counting (RFC 6587/5425) or lf. Overrides cef.framing.
+    #[arg(long, value_enum)]
+    pub framing: Option<FramingArg>,
+    /// Syslog header: rfc3164 (`<PRI>Mmm dd hh:mm:ss host`) or rfc5424.
+    /// Overrides cef.syslog_format.
+    #[arg(long, value_enum)]
+    pub syslog_format: Option<SyslogFormatArg>,
+    /// CA bundle (PEM) that signed the TLS receiver's certificate. Overrides cef.ca_file.
+    #[arg(long, value_name = "PEM")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS. Overrides cef.client_cert_file.
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Client private key (PEM). Overrides cef.client_key_file.
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Cluster name for cs1. Overrides cef.cluster_name.
+    #[arg(long)]
+    pub cluster_name: Option<String>,
+    /// Consumer group. Overrides cef.group.
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum FramingArg {
+    OctetCounting,
+    Lf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum SyslogFormatArg {
+    Rfc3164,
+    Rfc5424,
 }

@@ -3,19 +3,22 @@
 //!
 //! - `cli.rs`: clap definitions, one subcommand per stage;
 //! - `commands/`: what each subcommand does;
+//! - `config.rs`: the configuration file, assembled from every crate's section;
 //! - `json.rs`: JSON views of events.
 
 mod cli;
 mod commands;
+mod config;
 mod json;
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use tapwire_plumbing::config::{Config, LogFormat};
+use tapwire_plumbing::config::LogFormat;
 use tapwire_plumbing::{shutdown, telemetry};
 
 use cli::{Cli, Command, GlobalArgs, LogFormatArg, TopicsCommand};
+use config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -56,7 +59,7 @@ fn main() -> ExitCode {
 }
 
 fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
-    let mut config = Config::load(global.config.as_deref())?;
+    let mut config: Config = tapwire_plumbing::config::load(global.config.as_deref())?;
     if let Some(brokers) = &global.brokers {
         config.kafka.brokers = brokers.clone();
     }
@@ -90,6 +93,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
             commands::topics::tail(config, &args, shutdown).await
         }
         Command::Demo(args) => commands::demo::run(config, &args).await,
+        Command::Cef(args) => commands::cef::run(config, &args, shutdown).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }

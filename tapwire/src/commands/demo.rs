@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::config::Config;
 use tapwire_plumbing::bus::memory::MemoryBus;
 use tapwire_plumbing::bus::{OutRecord, Sink};
-use tapwire_plumbing::config::Config;
 use tapwire_plumbing::consumer::{self, StageContext};
 use tapwire_plumbing::dlq::DeadLetter;
 use tapwire_plumbing::shutdown::CancellationToken;

@@ -2,11 +2,11 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::config::Config;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use tapwire_plumbing::bus::kafka::{self, KafkaSink, KafkaSource};
 use tapwire_plumbing::bus::{OutRecord, Sink};
-use tapwire_plumbing::config::Config;
 use tapwire_plumbing::consumer::{self, StageContext};
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_plumbing::telemetry;

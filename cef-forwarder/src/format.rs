@@ -1,0 +1,465 @@
+//! A verdict to one syslog message carrying CEF, as `MAPPING.md` lays out:
+//! the syslog header, the CEF header (signature from
+//! [`tapwire_schemas::signature`]) and the extension keys in a fixed order.
+
+use std::io::Write as _;
+use std::net::IpAddr;
+
+use tapwire_schemas::events::{
+    Direction, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol, RuntimeEvent,
+    RuntimeKind, Verdict,
+};
+use tapwire_schemas::signature::{EventKind, signature};
+
+use crate::config::{CefConfig, Ipv6Keys, SourceKey, SyslogFormat};
+use crate::escape::{cut, extension_into, header_into};
+
+/// Maximum value lengths (bytes) of the CEF standard's keys used here.
+const MAX_DEFAULT: usize = 1023;
+const MAX_ACT: usize = 63;
+const MAX_OUTCOME: usize = 63;
+const MAX_PROTO: usize = 31;
+const MAX_FILE_HASH: usize = 255;
+const MAX_EXTERNAL_ID: usize = 40;
+
+/// Where IPv6 addresses go by default: key, label key, label.
+const SRC_V6: (&str, &str, &str) = ("c6a2", "c6a2Label", "Source IPv6 Address");
+const DST_V6: (&str, &str, &str) = ("c6a3", "c6a3Label", "Destination IPv6 Address");
+
+/// Why a verdict cannot be formatted.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// The enriched event holds none or several of l4, dns and runtime.
+    #[error("the verdict's event must hold exactly one of l4, dns and runtime")]
+    NoSingleEvent,
+}
+
+/// Formats verdicts; built once from the configuration.
+pub struct Formatter {
+    cef_prefix: Vec<u8>,
+    syslog_format: SyslogFormat,
+    facility: u8,
+    hostname: Option<String>,
+    cluster_name: Option<String>,
+    ipv6: Ipv6Keys,
+    source_key: &'static str,
+    extra_keys: bool,
+    cs_max: usize,
+}
+
+impl Formatter {
+    /// A formatter for `config` (validated beforehand).
+    pub fn new(config: &CefConfig) -> Self {
+        let mut cef_prefix = b"CEF:0|".to_vec();
+        for field in [
+            &config.device_vendor,
+            &config.device_product,
+            &config.device_version,
+        ] {
+            header_into(field, &mut cef_prefix);
+            cef_prefix.push(b'|');
+        }
+        Formatter {
+            cef_prefix,
+            syslog_format: config.syslog_format,
+            facility: config.facility,
+            hostname: config.hostname.clone(),
+            cluster_name: config.cluster_name.clone(),
+            ipv6: config.ipv6,
+            source_key: match config.source_key {
+                SourceKey::Source => "source",
+                SourceKey::Shost => "shost",
+            },
+            extra_keys: config.extra_keys,
+            cs_max: config.cs_max_bytes,
+        }
+    }
+
+    /// Appends the whole syslog message for `verdict` to `out` (no framing,
+    /// no line end). Returns how many values were cut to their maximum.
+    pub fn format(&self, verdict: &Verdict, out: &mut Vec<u8>) -> Result<u32, FormatError> {
+        let e = &verdict.event;
+        let kind = EventKind::of(e).ok_or(FormatError::NoSingleEvent)?;
+        let header = e.header().ok_or(FormatError::NoSingleEvent)?;
+        let sig = signature(kind, verdict.outcome);
+
+        self.syslog_header(header, sig.severity, out);
+        out.extend_from_slice(&self.cef_prefix);
+        header_into(sig.id, out);
+        out.push(b'|');
+        header_into(sig.name, out);
+        out.push(b'|');
+        out.extend_from_slice(itoa::Buffer::new().format(sig.severity).as_bytes());
+        out.push(b'|');
+
+        let mut ext = Ext {
+            out,
+            first: true,
+            cut: 0,
+        };
+        self.extension(verdict, header, &mut ext);
+        Ok(ext.cut)
+    }
+
+    fn syslog_header(&self, header: &EventHeader, cef_severity: i32, out: &mut Vec<u8>) {
+        let syslog_severity = match cef_severity {
+            0..=3 => 6,
+            4..=6 => 5,
+            7..=8 => 4,
+            _ => 2,
+        };
+        let pri = u16::from(self.facility) * 8 + syslog_severity;
+        let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(header.timestamp_ns))
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let host = self.hostname.as_deref().unwrap_or(&header.node);
+        let host = if host.is_empty() { "-" } else { host };
+        // Writing into a Vec cannot fail.
+        let _ = match self.syslog_format {
+            SyslogFormat::Rfc3164 => {
+                const MONTHS: [&str; 12] = [
+                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+                    "Dec",
+                ];
+                write!(
+                    out,
+                    "<{pri}>{} {:>2} {:02}:{:02}:{:02} ",
+                    MONTHS[usize::from(u8::from(time.month())) - 1],
+                    time.day(),
+                    time.hour(),
+                    time.minute(),
+                    time.second()
+                )
+            }
+            SyslogFormat::Rfc5424 => write!(
+                out,
+                "<{pri}>1 {:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z ",
+                time.year(),
+                u8::from(time.month()),
+                time.day(),
+                time.hour(),
+                time.minute(),
+                time.second(),
+                time.millisecond()
+            ),
+        };
+        // A host name is one token: anything but printable ASCII becomes `_`.
+        out.extend(
+            host.bytes()
+                .map(|b| if b.is_ascii_graphic() { b } else { b'_' }),
+        );
+        match self.syslog_format {
+            SyslogFormat::Rfc3164 => out.push(b' '),
+            SyslogFormat::Rfc5424 => out.extend_from_slice(b" tapwire - - - "),
+        }
+    }
+
+    fn extension(&self, v: &Verdict, h: &EventHeader, x: &mut Ext<'_>) {
+        let e = &v.event;
+        let (l4, dns, rt) = (e.l4.as_ref(), e.dns.as_ref(), e.runtime.as_ref());
+        // The side whose process the event describes.
+        let local = match l4 {
+            Some(l4) if l4.direction != Direction::Egress => &e.dst,
+            _ => &e.src,
+        };
+
+        x.int("rt", h.timestamp_ns.div_euclid(1_000_000));
+        x.str("act", act(l4, rt), MAX_ACT);
+        x.str(
+            "outcome",
+            match v.mode {
+                Mode::Audit => "Audit",
+                Mode::Enforce => "Enforce",
+                Mode::Other => "Other",
+            },
+            MAX_OUTCOME,
+        );
+        match (l4.map(|l| l.direction), dns) {
+            (Some(Direction::Egress), _) | (None, Some(_)) => x.int("deviceDirection", 1),
+            (Some(Direction::Ingress), _) => x.int("deviceDirection", 0),
+            _ => {}
+        }
+        let source = match l4 {
+            Some(l4) if l4.kind == L4Kind::NetworkListen => peer_name(&e.dst, h, Some(l4.dst.ip.0)),
+            Some(l4) => peer_name(&e.src, h, Some(l4.src.ip.0)),
+            None => peer_name(&e.src, h, None),
+        };
+        x.str(self.source_key, &source, MAX_DEFAULT);
+
+        if let Some(l4) = l4 {
+            self.l4_keys(l4, x);
+        }
+        if let Some(resolver) = dns.and_then(|d| d.resolver.as_ref()) {
+            self.ip(x, "dst", DST_V6, resolver.ip.0);
+            x.int("dpt", resolver.port);
+        }
+        if let Some(l4) = l4.filter(|l| l.kind == L4Kind::NetworkFlow) {
+            self.flow_keys(l4, x);
+        }
+
+        match (l4, dns, rt) {
+            (Some(l4), ..) if l4.pid != 0 => x.int("dpid", l4.pid),
+            (_, Some(d), _) if d.pid != 0 => x.int("dpid", d.pid),
+            (.., Some(r)) => x.int("dpid", r.pid),
+            _ => {}
+        }
+        if let Some(r) = rt {
+            x.int("spid", r.ppid);
+            if r.kind == RuntimeKind::ProcessExec {
+                x.int("cn1", r.pid);
+                x.str("cn1Label", "New PID", MAX_DEFAULT);
+            }
+            if self.extra_keys
+                && let Some(code) = r.exit_code
+            {
+                x.int("cn2", code);
+                x.str("cn2Label", "Exit code", MAX_DEFAULT);
+            }
+            x.str("duid", itoa::Buffer::new().format(r.euid), MAX_DEFAULT);
+            x.labeled(
+                ("flexString1", "flexString1Label"),
+                itoa::Buffer::new().format(r.egid),
+                "EGID",
+                MAX_DEFAULT,
+            );
+        }
+        let container_id = l4
+            .and_then(|l| l.container_id.as_deref())
+            .or(dns.and_then(|d| d.container_id.as_deref()))
+            .or(rt.and_then(|r| r.container_id.as_deref()));
+        x.labeled(
+            ("flexString2", "flexString2Label"),
+            container_id.unwrap_or_default(),
+            "Container ID",
+            MAX_DEFAULT,
+        );
+
+        let cs = self.cs_max;
+        x.labeled(
+            ("cs1", "cs1Label"),
+            self.cluster_name.as_deref().unwrap_or_default(),
+            "Cluster name",
+            cs,
+        );
+        x.labeled(("cs2", "cs2Label"), &h.node, "Node name", cs);
+        x.labeled(
+            ("cs3", "cs3Label"),
+            local.namespace.as_deref().unwrap_or_default(),
+            "Namespace name",
+            cs,
+        );
+        x.labeled(
+            ("cs5", "cs5Label"),
+            local.pod.as_deref().unwrap_or_default(),
+            "Pod name",
+            cs,
+        );
+        x.labeled(
+            ("cs6", "cs6Label"),
+            local.container.as_deref().unwrap_or_default(),
+            "Container name",
+            cs,
+        );
+        x.opt("request", local.image.as_deref(), MAX_DEFAULT);
+        x.opt("fileHash", local.image_digest.as_deref(), MAX_FILE_HASH);
+
+        if self.extra_keys {
+            let dhost = match (l4, dns) {
+                (Some(_), _) => e.dst.dns_name.as_deref(),
+                (None, Some(d)) => Some(d.name.as_str()),
+                _ => None,
+            };
+            x.opt("dhost", dhost, MAX_DEFAULT);
+            if let Some(policy) = &v.policy {
+                let cat = match &v.rule {
+                    Some(rule) => format!("{policy}/{rule}"),
+                    None => policy.clone(),
+                };
+                x.str("cat", &cat, MAX_DEFAULT);
+            }
+            x.str("externalId", &h.id.to_hex(), MAX_EXTERNAL_ID);
+        }
+
+        if let Some(r) = rt {
+            self.file_and_command_keys(r, x);
+        } else {
+            let binary = l4
+                .map(|l| l.binary.as_str())
+                .or(dns.map(|d| d.binary.as_str()));
+            x.opt("dproc", binary, MAX_DEFAULT);
+        }
+    }
+
+    fn l4_keys(&self, l4: &L4Event, x: &mut Ext<'_>) {
+        if l4.kind != L4Kind::NetworkListen {
+            self.ip(x, "src", SRC_V6, l4.src.ip.0);
+            x.int("spt", l4.src.port);
+        }
+        self.ip(x, "dst", DST_V6, l4.dst.ip.0);
+        x.int("dpt", l4.dst.port);
+        if self.extra_keys {
+            let proto = match l4.protocol {
+                Protocol::Tcp => "TCP",
+                Protocol::Udp => "UDP",
+            };
+            x.str("proto", proto, MAX_PROTO);
+        }
+    }
+
+    fn flow_keys(&self, l4: &L4Event, x: &mut Ext<'_>) {
+        if !self.extra_keys {
+            return;
+        }
+        // `in`/`out` are bytes towards / from the destination side.
+        let (to_dst, from_dst) = match l4.direction {
+            Direction::Ingress => (l4.bytes_received, l4.bytes_sent),
+            _ => (l4.bytes_sent, l4.bytes_received),
+        };
+        for (key, bytes) in [("in", to_dst), ("out", from_dst)] {
+            // Readers such as Elastic parse these as 32-bit.
+            if let Some(b) = bytes.filter(|b| *b <= i32::MAX as u64) {
+                x.int(key, b);
+            }
+        }
+        if let Some(ns) = l4.duration_ns {
+            x.int("cn3", ns / 1_000_000);
+            x.str("cn3Label", "Duration ms", MAX_DEFAULT);
+        }
+    }
+
+    fn file_and_command_keys(&self, r: &RuntimeEvent, x: &mut Ext<'_>) {
+        if matches!(r.kind, RuntimeKind::FileCreate | RuntimeKind::FileChmod)
+            && let Some(mode) = r.mode
+        {
+            x.str("filePermission", &format!("0{mode:03o}"), MAX_DEFAULT);
+        }
+        x.str("dproc", &r.binary, MAX_DEFAULT);
+        if r.kind == RuntimeKind::FileRename {
+            x.opt("oldFilePath", r.old_path.as_deref(), MAX_DEFAULT);
+        }
+        x.opt("filePath", r.path.as_deref(), MAX_DEFAULT);
+        if r.kind == RuntimeKind::FileChown {
+            let owner = |id: Option<u32>| id.map(|i| i.to_string()).unwrap_or_default();
+            let value = format!("{}:{}", owner(r.owner_uid), owner(r.owner_gid));
+            x.labeled(("cs4", "cs4Label"), &value, "NewOwner", self.cs_max);
+        } else {
+            x.labeled(
+                ("cs4", "cs4Label"),
+                r.command_line.as_deref().unwrap_or_default(),
+                "Command",
+                self.cs_max,
+            );
+        }
+    }
+
+    fn ip(
+        &self,
+        x: &mut Ext<'_>,
+        v4_key: &str,
+        (v6_key, v6_label_key, v6_label): (&str, &str, &str),
+        ip: IpAddr,
+    ) {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6
+                .to_ipv4_mapped()
+                .map(IpAddr::V4)
+                .unwrap_or(IpAddr::V6(v6)),
+            v4 => v4,
+        };
+        match (ip, self.ipv6) {
+            (IpAddr::V6(_), Ipv6Keys::CustomKeys) => {
+                x.key(v6_key);
+                let _ = write!(x.out, "{ip}");
+                x.str(v6_label_key, v6_label, MAX_DEFAULT);
+            }
+            _ => {
+                x.key(v4_key);
+                let _ = write!(x.out, "{ip}");
+            }
+        }
+    }
+}
+
+fn act(l4: Option<&L4Event>, rt: Option<&RuntimeEvent>) -> &'static str {
+    if let Some(l4) = l4 {
+        return match l4.direction {
+            Direction::Egress => "egress",
+            Direction::Ingress => "ingress",
+            Direction::None => "",
+        };
+    }
+    match rt.map(|r| r.kind) {
+        None => "egress", // DNS: the asking process sends the query
+        Some(RuntimeKind::ProcessExec) => "exec",
+        Some(RuntimeKind::ProcessExit) => "exit",
+        Some(RuntimeKind::FileOpen) => "open",
+        Some(RuntimeKind::FileCreate) => "create",
+        Some(RuntimeKind::FileWrite) => "write",
+        Some(RuntimeKind::FileDelete) => "delete",
+        Some(RuntimeKind::FileChmod) => "chmod",
+        Some(RuntimeKind::FileChown) => "chown",
+        Some(RuntimeKind::FileRename) => "rename",
+    }
+}
+
+/// How a peer is named in `source`: pod name, node, DNS name or address.
+fn peer_name(peer: &PeerContext, h: &EventHeader, ip: Option<IpAddr>) -> String {
+    let ip_text = || ip.map(|ip| ip.to_string()).unwrap_or_default();
+    match peer.kind {
+        PeerKind::Pod => peer.pod.clone().unwrap_or_default(),
+        PeerKind::Host => peer.node.clone().unwrap_or_else(|| h.node.clone()),
+        PeerKind::External => peer.dns_name.clone().unwrap_or_else(ip_text),
+        PeerKind::Unresolved => ip_text(),
+        PeerKind::None => String::new(),
+    }
+}
+
+/// Writes `key=value` pairs separated by spaces.
+struct Ext<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+    cut: u32,
+}
+
+impl Ext<'_> {
+    fn key(&mut self, key: &str) {
+        if !self.first {
+            self.out.push(b' ');
+        }
+        self.first = false;
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.push(b'=');
+    }
+
+    /// A string value; empty values are left out.
+    fn str(&mut self, key: &str, value: &str, max: usize) {
+        if value.is_empty() {
+            return;
+        }
+        let (value, was_cut) = cut(value, max);
+        self.cut += u32::from(was_cut);
+        self.key(key);
+        extension_into(value, self.out);
+    }
+
+    fn opt(&mut self, key: &str, value: Option<&str>, max: usize) {
+        if let Some(value) = value {
+            self.str(key, value, max);
+        }
+    }
+
+    fn int(&mut self, key: &str, value: impl itoa::Integer) {
+        self.key(key);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+    }
+
+    /// A value and its label (`csN` + `csNLabel`), both left out when the
+    /// value is empty.
+    fn labeled(&mut self, (key, label_key): (&str, &str), value: &str, label: &str, max: usize) {
+        if value.is_empty() {
+            return;
+        }
+        self.str(key, value, max);
+        self.str(label_key, label, MAX_DEFAULT);
+    }
+}

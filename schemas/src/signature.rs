@@ -1,0 +1,122 @@
+//! CEF signature ids, names and severities, shared by the policy stage (which
+//! writes them into verdicts) and the CEF forwarder (which sends them).
+//!
+//! Family by event: `NT` networking (L4 and DNS), `PM` process management,
+//! `FM` file management; a policy violation (audited or blocked) adds the `F`
+//! prefix (`FNT`, `FPM`, `FFM`). The number depends only on the event kind and
+//! is never reused:
+//!
+//! | kind | id | | kind | id |
+//! |---|---|---|---|---|
+//! | network_connect | NT-001 | | process_exec | PM-001 |
+//! | network_accept | NT-002 | | process_exit | PM-002 |
+//! | network_listen | NT-003 | | file_open | FM-001 |
+//! | network_flow | NT-004 | | file_create | FM-002 |
+//! | dns_query | NT-010 | | file_write | FM-003 |
+//! | dns_lookup | NT-011 | | file_delete | FM-004 |
+//! | dns_resolution | NT-012 | | file_chmod | FM-005 |
+//! | | | | file_chown | FM-006 |
+//! | | | | file_rename | FM-007 |
+//!
+//! Severity: 7 when the event is audited or blocked, 3 otherwise.
+
+use crate::events::{DnsKind, EnrichedEvent, L4Kind, Outcome, RuntimeKind};
+
+/// The kind of the event an enriched record carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A connection event.
+    L4(L4Kind),
+    /// A DNS event.
+    Dns(DnsKind),
+    /// A process or file event.
+    Runtime(RuntimeKind),
+}
+
+impl EventKind {
+    /// The kind of the one event `e` holds; `None` unless exactly one is set.
+    pub fn of(e: &EnrichedEvent) -> Option<EventKind> {
+        match (&e.l4, &e.dns, &e.runtime) {
+            (Some(l4), None, None) => Some(EventKind::L4(l4.kind)),
+            (None, Some(dns), None) => Some(EventKind::Dns(dns.kind)),
+            (None, None, Some(rt)) => Some(EventKind::Runtime(rt.kind)),
+            _ => None,
+        }
+    }
+}
+
+/// Header values of one CEF message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signature {
+    /// Signature id, e.g. `NT-004` or `FPM-001`.
+    pub id: &'static str,
+    /// Event name, e.g. `Networking`.
+    pub name: &'static str,
+    /// 0-10.
+    pub severity: i32,
+}
+
+/// The signature of an event of `kind` with `outcome`.
+pub fn signature(kind: EventKind, outcome: Outcome) -> Signature {
+    let violation = matches!(outcome, Outcome::Audited | Outcome::Blocked);
+    let (plain, flagged, name) = match kind {
+        EventKind::L4(k) => {
+            let (p, f) = match k {
+                L4Kind::NetworkConnect => ("NT-001", "FNT-001"),
+                L4Kind::NetworkAccept => ("NT-002", "FNT-002"),
+                L4Kind::NetworkListen => ("NT-003", "FNT-003"),
+                L4Kind::NetworkFlow => ("NT-004", "FNT-004"),
+            };
+            (p, f, "Networking")
+        }
+        EventKind::Dns(k) => {
+            let (p, f) = match k {
+                DnsKind::DnsQuery => ("NT-010", "FNT-010"),
+                DnsKind::DnsLookup => ("NT-011", "FNT-011"),
+                DnsKind::DnsResolution => ("NT-012", "FNT-012"),
+            };
+            (p, f, "Networking")
+        }
+        EventKind::Runtime(k) => match k {
+            RuntimeKind::ProcessExec => ("PM-001", "FPM-001", "Process management"),
+            RuntimeKind::ProcessExit => ("PM-002", "FPM-002", "Process management"),
+            RuntimeKind::FileOpen => ("FM-001", "FFM-001", "File management"),
+            RuntimeKind::FileCreate => ("FM-002", "FFM-002", "File management"),
+            RuntimeKind::FileWrite => ("FM-003", "FFM-003", "File management"),
+            RuntimeKind::FileDelete => ("FM-004", "FFM-004", "File management"),
+            RuntimeKind::FileChmod => ("FM-005", "FFM-005", "File management"),
+            RuntimeKind::FileChown => ("FM-006", "FFM-006", "File management"),
+            RuntimeKind::FileRename => ("FM-007", "FFM-007", "File management"),
+        },
+    };
+    Signature {
+        id: if violation { flagged } else { plain },
+        name,
+        severity: if violation { 7 } else { 3 },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_take_the_f_family_and_severity_7() {
+        let flow = EventKind::L4(L4Kind::NetworkFlow);
+        assert_eq!(
+            signature(flow, Outcome::Allowed),
+            Signature {
+                id: "NT-004",
+                name: "Networking",
+                severity: 3
+            }
+        );
+        assert_eq!(signature(flow, Outcome::Blocked).id, "FNT-004");
+        assert_eq!(signature(flow, Outcome::Audited).severity, 7);
+        let exec = EventKind::Runtime(RuntimeKind::ProcessExec);
+        assert_eq!(signature(exec, Outcome::Blocked).id, "FPM-001");
+        assert_eq!(signature(exec, Outcome::Allowed).name, "Process management");
+        let rename = EventKind::Runtime(RuntimeKind::FileRename);
+        assert_eq!(signature(rename, Outcome::Audited).id, "FFM-007");
+    }
+}

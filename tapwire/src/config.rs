@@ -1,0 +1,50 @@
+//! The configuration file of the `tapwire` binary: the sections every stage
+//! shares (from `tapwire-plumbing`) and each stage's own section (from its
+//! crate). `deploy/tapwire.example.toml` documents every key.
+
+use serde::Deserialize;
+use tapwire_cef_forwarder::CefConfig;
+use tapwire_plumbing::config::{
+    ConfigError, ConsumerConfig, KafkaConfig, Sections, TelemetryConfig, TopicsConfig,
+};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// How to reach Kafka.
+    pub kafka: KafkaConfig,
+    /// The consumer loop of every stage.
+    pub consumer: ConsumerConfig,
+    /// Topic creation.
+    pub topics: TopicsConfig,
+    /// Logs, metrics, admin server, trace export.
+    pub telemetry: TelemetryConfig,
+    /// `tapwire cef`.
+    pub cef: CefConfig,
+}
+
+impl Sections for Config {
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.kafka.validate()?;
+        self.consumer.validate()?;
+        self.topics.validate()?;
+        self.cef
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_documents_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tapwire.toml");
+        std::fs::write(&path, include_str!("../../deploy/tapwire.example.toml")).expect("write");
+        let example: Config = tapwire_plumbing::config::load(Some(&path)).expect("example parses");
+        assert_eq!(example, Config::default());
+    }
+}
