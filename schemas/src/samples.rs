@@ -121,3 +121,57 @@ pub fn pod(header: EventHeader, name: &str, namespace: &str, ip: IpAddr) -> PodM
         header,
     }
 }
+
+/// A pod context for `pod` in `namespace`.
+pub fn pod_peer(pod: &str, namespace: &str) -> PeerContext {
+    PeerContext {
+        kind: PeerKind::Pod,
+        pod_uid: Some(format!("uid-{namespace}-{pod}")),
+        pod: Some(pod.to_owned()),
+        namespace: Some(namespace.to_owned()),
+        container: Some("app".to_owned()),
+        node: Some("node-a".to_owned()),
+        labels: BTreeMap::from([("app".to_owned(), pod.to_owned())]),
+        workload: Some(Workload {
+            kind: "Deployment".to_owned(),
+            name: pod.to_owned(),
+        }),
+        image: Some("registry.example/app:1.2".to_owned()),
+        image_digest: Some("sha256:0123abcd".to_owned()),
+        dns_name: None,
+    }
+}
+
+/// The verdict for `event` under `mode` with `outcome`, named after the
+/// policy `shop/baseline` when a policy covers it.
+pub fn verdict(event: EnrichedEvent, mode: Mode, outcome: Outcome) -> Verdict {
+    let kind = crate::signature::EventKind::of(&event);
+    let sig = kind.map(|k| crate::signature::signature(k, outcome));
+    let covered = mode != Mode::Other;
+    Verdict {
+        event,
+        mode,
+        policy: covered.then(|| "shop/baseline".to_owned()),
+        rule: covered.then(|| "rule-1".to_owned()),
+        signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
+        severity: sig.map(|s| s.severity).unwrap_or(3),
+        outcome,
+    }
+}
+
+/// A flow from pod `web-1` to an external `example.com`, no policy.
+pub fn flow_verdict(header: EventHeader, seq: u64) -> Verdict {
+    let mut dst = PeerContext::of_kind(PeerKind::External);
+    dst.dns_name = Some("example.com".to_owned());
+    verdict(
+        EnrichedEvent {
+            l4: Some(l4_flow(header, seq)),
+            dns: None,
+            runtime: None,
+            src: pod_peer("web-1", "shop"),
+            dst,
+        },
+        Mode::Other,
+        Outcome::Allowed,
+    )
+}
