@@ -390,7 +390,7 @@ mod tests {
             got
         });
         sender
-            .send(buf, &[0..5])
+            .send(buf, std::slice::from_ref(&(0..5)))
             .await
             .expect("send after reconnect");
         assert_eq!(accept.await.expect("join"), b"5 hello");

@@ -191,6 +191,147 @@ impl Drop for Broker {
     }
 }
 
+/// A syslog-ng receiver owned by one test, built from the committed
+/// `tests/syslog-ng/syslog-ng.conf` with its own ports and directory, so a
+/// test can stop and restart it. TLS material is copied from the shared test
+/// bed (`$TAPWIRE_SYSLOG_DIR/tls`).
+pub struct SyslogNg {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    /// TCP port, octet-counted framing.
+    pub tcp_port: u16,
+    /// TLS port, octet-counted framing.
+    pub tls_port: u16,
+    /// UDP port.
+    pub udp_port: u16,
+    child: Option<Child>,
+}
+
+impl SyslogNg {
+    /// Starts a private receiver, or `None` (reason printed; fails under CI)
+    /// when syslog-ng or the shared TLS material is missing.
+    pub fn start() -> Option<SyslogNg> {
+        let binary = ["/usr/sbin/syslog-ng", "/usr/bin/syslog-ng"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file());
+        require(
+            "syslog-ng",
+            binary,
+            "install it with `scripts/services.sh install`",
+        )?;
+        let shared = PathBuf::from(env_or(
+            "TAPWIRE_SYSLOG_DIR",
+            &format!("{}/.cache/tapwire-services", env_or("HOME", "/root")),
+        ));
+        let tls_source = shared.join("tls");
+        let tls_source = require(
+            "the test bed's TLS material",
+            tls_source
+                .join("server.pem")
+                .is_file()
+                .then_some(tls_source),
+            "create it with `scripts/services.sh start`",
+        )?;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir_all(dir.path().join("tls")).expect("tls dir");
+        for file in ["ca.pem", "server.pem", "server.key"] {
+            std::fs::copy(tls_source.join(file), dir.path().join("tls").join(file))
+                .expect("copy TLS material");
+        }
+        let (udp_port, tcp_port, tls_port) = (free_port(), free_port(), free_port());
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("syslog-ng/syslog-ng.conf");
+        let text = std::fs::read_to_string(committed)
+            .expect("tests/syslog-ng/syslog-ng.conf")
+            .replace("port(5514)", &format!("port({udp_port})"))
+            .replace("port(5601)", &format!("port({tcp_port})"))
+            .replace("port(5602)", &format!("port({})", free_port()))
+            .replace("port(6514)", &format!("port({tls_port})"))
+            .replace("port(6515)", &format!("port({})", free_port()));
+        let config = dir.path().join("syslog-ng.conf");
+        std::fs::write(&config, text).expect("write config");
+        let mut receiver = SyslogNg {
+            dir,
+            config,
+            tcp_port,
+            tls_port,
+            udp_port,
+            child: None,
+        };
+        receiver.spawn();
+        Some(receiver)
+    }
+
+    fn spawn(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(d.join("syslog-ng.out"))
+            .expect("log");
+        let child = Command::new("syslog-ng")
+            .arg("-F")
+            .arg("-f")
+            .arg(&self.config)
+            .arg(format!("--persist-file={}", d.join("persist").display()))
+            .arg(format!("--pidfile={}", d.join("pid").display()))
+            .arg(format!("--control={}", d.join("ctl").display()))
+            .env("TAPWIRE_SYSLOG_DIR", d)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn syslog-ng");
+        self.child = Some(child);
+        let address = format!("127.0.0.1:{}", self.tcp_port);
+        assert!(
+            wait_until(Duration::from_secs(20), || TcpStream::connect(&address)
+                .is_ok()),
+            "syslog-ng did not listen on {address}:\n{}",
+            std::fs::read_to_string(d.join("syslog-ng.out")).unwrap_or_default()
+        );
+    }
+
+    /// Stops it with SIGTERM and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again with the same ports and files.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    /// Lines received so far on `transport` (`udp`, `tcp`, `tls`).
+    pub fn received(&self, transport: &str) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join(format!("{transport}.log")))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The CA that signed the receiver's certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("tls/ca.pem")
+    }
+}
+
+impl Drop for SyslogNg {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// The `tapwire` binary built with the workspace (tapwire's own integration
 /// tests make `cargo test --workspace` build it).
 pub fn tapwire_binary() -> PathBuf {
