@@ -7,8 +7,12 @@
 //!   baseline every stage is compared with) against the same copy done by
 //!   tapwire's consumer loop (decode, re-encode, produce, store offsets).
 //!
+//! - `cef.rs`: CEF formatting against JSON serialization of the same verdicts,
+//!   and forwarding over TCP to syslog-ng against a bare socket.
+//!
 //! Run: `cargo run --release -p tapwire-bench -- all` (see `--help`).
 
+mod cef;
 mod codec;
 mod kafka;
 mod report;
@@ -28,6 +32,9 @@ struct Args {
     /// Events through Kafka.
     #[arg(long, default_value_t = 200_000)]
     kafka_events: u64,
+    /// Messages forwarded to syslog-ng.
+    #[arg(long, default_value_t = 200_000)]
+    cef_forward_events: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -35,6 +42,7 @@ enum Which {
     All,
     Codec,
     Kafka,
+    Cef,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -45,6 +53,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(args.which, Which::All | Which::Kafka) {
         rows.extend(kafka::run(args.kafka_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Cef) {
+        rows.extend(cef::run(args.codec_events, args.cef_forward_events)?);
     }
     report::print(&rows);
     Ok(())

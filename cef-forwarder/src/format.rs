@@ -2,6 +2,8 @@
 //! the syslog header, the CEF header (signature from
 //! [`tapwire_schemas::signature`]) and the extension keys in a fixed order.
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -20,7 +22,6 @@ const MAX_ACT: usize = 63;
 const MAX_OUTCOME: usize = 63;
 const MAX_PROTO: usize = 31;
 const MAX_FILE_HASH: usize = 255;
-const MAX_EXTERNAL_ID: usize = 40;
 
 /// Where IPv6 addresses go by default: key, label key, label.
 const SRC_V6: (&str, &str, &str) = ("c6a2", "c6a2Label", "Source IPv6 Address");
@@ -34,8 +35,13 @@ pub enum FormatError {
     NoSingleEvent,
 }
 
-/// Formats verdicts; built once from the configuration.
+/// A rendered syslog timestamp (bytes, length).
+type Stamp = ([u8; 24], u8);
+
+/// Formats verdicts; built once from the configuration. Not shared between
+/// threads: it caches the rendered timestamp of the last second it saw.
 pub struct Formatter {
+    time_cache: Cell<Option<(i64, Stamp)>>,
     cef_prefix: Vec<u8>,
     syslog_format: SyslogFormat,
     facility: u8,
@@ -60,6 +66,7 @@ impl Formatter {
             cef_prefix.push(b'|');
         }
         Formatter {
+            time_cache: Cell::new(None),
             cef_prefix,
             syslog_format: config.syslog_format,
             facility: config.facility,
@@ -109,39 +116,33 @@ impl Formatter {
             _ => 2,
         };
         let pri = u16::from(self.facility) * 8 + syslog_severity;
-        let time = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(header.timestamp_ns))
-            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
         let host = self.hostname.as_deref().unwrap_or(&header.node);
         let host = if host.is_empty() { "-" } else { host };
-        // Writing into a Vec cannot fail.
-        let _ = match self.syslog_format {
-            SyslogFormat::Rfc3164 => {
-                const MONTHS: [&str; 12] = [
-                    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
-                    "Dec",
-                ];
-                write!(
-                    out,
-                    "<{pri}>{} {:>2} {:02}:{:02}:{:02} ",
-                    MONTHS[usize::from(u8::from(time.month())) - 1],
-                    time.day(),
-                    time.hour(),
-                    time.minute(),
-                    time.second()
-                )
+        out.push(b'<');
+        out.extend_from_slice(itoa::Buffer::new().format(pri).as_bytes());
+        out.push(b'>');
+        let second = header.timestamp_ns.div_euclid(1_000_000_000);
+        let cached = self.time_cache.get();
+        let stamp = match cached {
+            Some((s, stamp)) if s == second => stamp,
+            _ => {
+                let stamp = self.render_second(second);
+                self.time_cache.set(Some((second, stamp)));
+                stamp
             }
-            SyslogFormat::Rfc5424 => write!(
-                out,
-                "<{pri}>1 {:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z ",
-                time.year(),
-                u8::from(time.month()),
-                time.day(),
-                time.hour(),
-                time.minute(),
-                time.second(),
-                time.millisecond()
-            ),
         };
+        out.extend_from_slice(&stamp.0[..usize::from(stamp.1)]);
+        if self.syslog_format == SyslogFormat::Rfc5424 {
+            let ms = header.timestamp_ns.rem_euclid(1_000_000_000) / 1_000_000;
+            out.extend_from_slice(&[
+                b'.',
+                b'0' + (ms / 100) as u8,
+                b'0' + (ms / 10 % 10) as u8,
+                b'0' + (ms % 10) as u8,
+                b'Z',
+            ]);
+        }
+        out.push(b' ');
         // A host name is one token: anything but printable ASCII becomes `_`.
         out.extend(
             host.bytes()
@@ -151,6 +152,47 @@ impl Formatter {
             SyslogFormat::Rfc3164 => out.push(b' '),
             SyslogFormat::Rfc5424 => out.extend_from_slice(b" tapwire - - - "),
         }
+    }
+
+    /// The timestamp part of the syslog header for one second (UTC):
+    /// `Mmm dd hh:mm:ss` or `1 YYYY-MM-DDThh:mm:ss` (milliseconds follow).
+    fn render_second(&self, second: i64) -> Stamp {
+        let time = time::OffsetDateTime::from_unix_timestamp(second)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+        let mut out = Vec::with_capacity(24);
+        let two = |out: &mut Vec<u8>, v: u8| out.extend_from_slice(&[b'0' + v / 10, b'0' + v % 10]);
+        match self.syslog_format {
+            SyslogFormat::Rfc3164 => {
+                const MONTHS: [&[u8; 3]; 12] = [
+                    b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct",
+                    b"Nov", b"Dec",
+                ];
+                out.extend_from_slice(MONTHS[usize::from(u8::from(time.month())) - 1]);
+                let day = time.day();
+                out.extend_from_slice(&[
+                    b' ',
+                    if day < 10 { b' ' } else { b'0' + day / 10 },
+                    b'0' + day % 10,
+                    b' ',
+                ]);
+            }
+            SyslogFormat::Rfc5424 => {
+                let _ = write!(out, "1 {:04}-", time.year().clamp(0, 9999));
+                two(&mut out, u8::from(time.month()));
+                out.push(b'-');
+                two(&mut out, time.day());
+                out.push(b'T');
+            }
+        }
+        two(&mut out, time.hour());
+        out.push(b':');
+        two(&mut out, time.minute());
+        out.push(b':');
+        two(&mut out, time.second());
+        let mut stamp = [0u8; 24];
+        let n = out.len().min(24);
+        stamp[..n].copy_from_slice(&out[..n]);
+        (stamp, n as u8)
     }
 
     fn extension(&self, v: &Verdict, h: &EventHeader, x: &mut Ext<'_>) {
@@ -270,13 +312,17 @@ impl Formatter {
             };
             x.opt("dhost", dhost, MAX_DEFAULT);
             if let Some(policy) = &v.policy {
-                let cat = match &v.rule {
-                    Some(rule) => format!("{policy}/{rule}"),
-                    None => policy.clone(),
-                };
-                x.str("cat", &cat, MAX_DEFAULT);
+                match &v.rule {
+                    Some(rule) => x.str("cat", &format!("{policy}/{rule}"), MAX_DEFAULT),
+                    None => x.str("cat", policy, MAX_DEFAULT),
+                }
             }
-            x.str("externalId", &h.id.to_hex(), MAX_EXTERNAL_ID);
+            x.key("externalId");
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            for b in h.id.0 {
+                x.out
+                    .extend_from_slice(&[HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+            }
         }
 
         if let Some(r) = rt {
@@ -371,7 +417,17 @@ impl Formatter {
                 let _ = write!(x.out, "{ip}");
                 x.str(v6_label_key, v6_label, MAX_DEFAULT);
             }
-            _ => {
+            (IpAddr::V4(v4), _) => {
+                x.key(v4_key);
+                for (i, octet) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        x.out.push(b'.');
+                    }
+                    x.out
+                        .extend_from_slice(itoa::Buffer::new().format(octet).as_bytes());
+                }
+            }
+            (IpAddr::V6(_), Ipv6Keys::SrcDst) => {
                 x.key(v4_key);
                 let _ = write!(x.out, "{ip}");
             }
@@ -402,14 +458,14 @@ fn act(l4: Option<&L4Event>, rt: Option<&RuntimeEvent>) -> &'static str {
 }
 
 /// How a peer is named in `source`: pod name, node, DNS name or address.
-fn peer_name(peer: &PeerContext, h: &EventHeader, ip: Option<IpAddr>) -> String {
-    let ip_text = || ip.map(|ip| ip.to_string()).unwrap_or_default();
+fn peer_name<'a>(peer: &'a PeerContext, h: &'a EventHeader, ip: Option<IpAddr>) -> Cow<'a, str> {
+    let ip_text = || Cow::Owned(ip.map(|ip| ip.to_string()).unwrap_or_default());
     match peer.kind {
-        PeerKind::Pod => peer.pod.clone().unwrap_or_default(),
-        PeerKind::Host => peer.node.clone().unwrap_or_else(|| h.node.clone()),
-        PeerKind::External => peer.dns_name.clone().unwrap_or_else(ip_text),
+        PeerKind::Pod => Cow::Borrowed(peer.pod.as_deref().unwrap_or_default()),
+        PeerKind::Host => Cow::Borrowed(peer.node.as_deref().unwrap_or(&h.node)),
+        PeerKind::External => peer.dns_name.as_deref().map_or_else(ip_text, Cow::Borrowed),
         PeerKind::Unresolved => ip_text(),
-        PeerKind::None => String::new(),
+        PeerKind::None => Cow::Borrowed(""),
     }
 }
 
