@@ -43,7 +43,6 @@ fn a_stage_not_built_yet_says_so_and_fails() {
         "enrich",
         "policy",
         "aggregate",
-        "cef",
         "record",
         "run",
     ] {
