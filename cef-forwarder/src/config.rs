@@ -50,6 +50,19 @@ pub enum SourceKey {
     Shost,
 }
 
+/// Where the node's IP goes (the seed's `cs7` is not a CEF dictionary key).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeIpKey {
+    /// `cs7` + `cs7Label=Node IP`, as the seed mapping has it.
+    #[default]
+    Cs7,
+    /// The standard `dvc` (device address; `c6a1` for an IPv6 node).
+    Dvc,
+    /// Left out.
+    Omit,
+}
+
 /// The `[cef]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -78,6 +91,8 @@ pub struct CefConfig {
     pub ipv6: Ipv6Keys,
     /// Which key carries the source name.
     pub source_key: SourceKey,
+    /// Which key carries the node IP: `cs7` (seed), `dvc` (standard) or `omit`.
+    pub node_ip_key: NodeIpKey,
     /// Also send standard keys the seed table does not list: `proto`, `in`,
     /// `out`, `cn2` (exit code), `cn3` (duration), `dhost`, `cat`
     /// (policy/rule), `externalId` (event id, for de-duplication).
@@ -100,7 +115,8 @@ pub struct CefConfig {
     pub rate_limit_per_s: Option<u32>,
     /// Consumer group.
     pub group: String,
-    /// Topics to read verdicts from.
+    /// Topics to read: verdicts, and enriched-event topics whose events are
+    /// forwarded as mode `other` without a policy decision.
     pub topics: Vec<String>,
 }
 
@@ -118,6 +134,7 @@ impl Default for CefConfig {
             cluster_name: None,
             ipv6: Ipv6Keys::CustomKeys,
             source_key: SourceKey::Source,
+            node_ip_key: NodeIpKey::Cs7,
             extra_keys: true,
             cs_max_bytes: 4000,
             ca_file: None,

@@ -13,7 +13,7 @@ use tapwire_schemas::events::{
 };
 use tapwire_schemas::signature::{EventKind, signature};
 
-use crate::config::{CefConfig, Ipv6Keys, SourceKey, SyslogFormat};
+use crate::config::{CefConfig, Ipv6Keys, NodeIpKey, SourceKey, SyslogFormat};
 use crate::escape::{cut, extension_into, header_into};
 
 /// Maximum value lengths (bytes) of the CEF standard's keys used here.
@@ -26,6 +26,7 @@ const MAX_FILE_HASH: usize = 255;
 /// Where IPv6 addresses go by default: key, label key, label.
 const SRC_V6: (&str, &str, &str) = ("c6a2", "c6a2Label", "Source IPv6 Address");
 const DST_V6: (&str, &str, &str) = ("c6a3", "c6a3Label", "Destination IPv6 Address");
+const NODE_V6: (&str, &str, &str) = ("c6a1", "c6a1Label", "Device IPv6 Address");
 
 /// Why a verdict cannot be formatted.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,7 @@ pub struct Formatter {
     cluster_name: Option<String>,
     ipv6: Ipv6Keys,
     source_key: &'static str,
+    node_ip_key: NodeIpKey,
     extra_keys: bool,
     cs_max: usize,
 }
@@ -77,6 +79,7 @@ impl Formatter {
                 SourceKey::Source => "source",
                 SourceKey::Shost => "shost",
             },
+            node_ip_key: config.node_ip_key,
             extra_keys: config.extra_keys,
             cs_max: config.cs_max_bytes,
         }
@@ -283,6 +286,15 @@ impl Formatter {
             cs,
         );
         x.labeled(("cs2", "cs2Label"), &h.node, "Node name", cs);
+        if let Some(ip) = h.node_ip {
+            match (self.node_ip_key, ip.0) {
+                (NodeIpKey::Cs7, ip) => {
+                    x.labeled(("cs7", "cs7Label"), &ip.to_string(), "Node IP", cs)
+                }
+                (NodeIpKey::Dvc, ip) => self.ip(x, "dvc", NODE_V6, ip),
+                (NodeIpKey::Omit, _) => {}
+            }
+        }
         x.labeled(
             ("cs3", "cs3Label"),
             local.namespace.as_deref().unwrap_or_default(),

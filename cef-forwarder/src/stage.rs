@@ -10,10 +10,12 @@ use std::ops::Range;
 use std::time::Instant;
 
 use tapwire_plumbing::bus::Message;
-use tapwire_plumbing::consumer::{BatchHandler, HandlerError, decode_batch};
+use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::telemetry::{RateLimit, StageMetrics};
-use tapwire_schemas::Verdict;
+use tapwire_schemas::events::{Mode, Outcome};
+use tapwire_schemas::signature::{EventKind, signature};
+use tapwire_schemas::{AnyEvent, Verdict, decode_any};
 
 use crate::config::CefConfig;
 use crate::format::Formatter;
@@ -47,7 +49,7 @@ impl CefStage {
 
 impl BatchHandler for CefStage {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
-        let (verdicts, mut rejections) = decode_batch::<Verdict>(batch);
+        let (verdicts, mut rejections) = decode_verdicts(batch);
         self.buf.clear();
         self.ranges.clear();
         let mut limited = 0u64;
@@ -101,6 +103,48 @@ impl BatchHandler for CefStage {
     }
 }
 
+/// Verdicts, and enriched events forwarded as they are (a topic such as
+/// `tapwire.l4.enriched` in `cef.topics`): those read as mode `other`, not a
+/// violation. Anything else is rejected with the reason.
+fn decode_verdicts(batch: &[Message]) -> (Vec<(usize, Verdict)>, Vec<Rejection>) {
+    let mut verdicts = Vec::with_capacity(batch.len());
+    let mut rejections = Vec::new();
+    for (index, message) in batch.iter().enumerate() {
+        match decode_any(&message.payload) {
+            Ok(AnyEvent::Verdict(v)) => verdicts.push((index, v)),
+            Ok(AnyEvent::EnrichedEvent(event)) => {
+                let sig = EventKind::of(&event).map(|k| signature(k, Outcome::Allowed));
+                verdicts.push((
+                    index,
+                    Verdict {
+                        event,
+                        mode: Mode::Other,
+                        policy: None,
+                        rule: None,
+                        signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
+                        severity: sig.map_or(3, |s| s.severity),
+                        outcome: Outcome::Allowed,
+                    },
+                ));
+            }
+            Ok(other) => rejections.push(Rejection {
+                index,
+                error: "wrong_schema",
+                reason: format!(
+                    "cef forwards verdicts and enriched events, not {}",
+                    other.kind()
+                ),
+            }),
+            Err(err) => rejections.push(Rejection {
+                index,
+                error: err.label(),
+                reason: err.to_string(),
+            }),
+        }
+    }
+    (verdicts, rejections)
+}
+
 /// At most `rate` messages per second, with a burst of one second's worth.
 struct TokenBucket {
     rate: f64,
@@ -134,6 +178,36 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn enriched_events_pass_as_mode_other_and_raw_events_are_rejected() {
+        use tapwire_schemas::{encode, samples};
+        let verdict = samples::flow_verdict(samples::header("n", "s", 1, 1), 1);
+        let message = |payload: Vec<u8>| Message {
+            topic: "t".into(),
+            partition: 0,
+            offset: 0,
+            key: None,
+            payload,
+            headers: vec![],
+        };
+        let batch = [
+            message(encode(&verdict).expect("encode")),
+            message(encode(&verdict.event).expect("encode")),
+            message(encode(verdict.event.l4.as_ref().expect("l4")).expect("encode")),
+        ];
+        let (verdicts, rejections) = decode_verdicts(&batch);
+        assert_eq!(verdicts.len(), 2);
+        assert_eq!(verdicts[1].1.mode, Mode::Other);
+        assert_eq!(verdicts[1].1.signature_id, "NT-004");
+        assert_eq!(rejections.len(), 1);
+        assert_eq!(rejections[0].index, 2);
+        assert!(
+            rejections[0].reason.contains("L4Event"),
+            "{}",
+            rejections[0].reason
+        );
+    }
 
     #[test]
     fn the_bucket_allows_one_seconds_worth_then_refuses() {

@@ -170,6 +170,12 @@ fn parsed_fields_equal_the_source_event() {
         );
         assert_eq!(m.get("cs2"), Some(h.node.as_str()), "{name}");
         assert_eq!(m.get("cs1"), Some("prod-eu"), "{name}");
+        assert_eq!(
+            m.get("cs7"),
+            h.node_ip.map(|ip| ip.to_string()).as_deref(),
+            "{name}"
+        );
+        assert_eq!(m.get("cs7Label"), Some("Node IP"), "{name}");
         assert_eq!(m.get("externalId"), Some(h.id.to_hex().as_str()), "{name}");
         let mode = match v.mode {
             Mode::Audit => "Audit",
@@ -307,6 +313,17 @@ fn ipv6_can_go_to_src_and_dst_and_rfc5424_headers_parse() {
     let l4 = v.event.l4.as_ref().expect("l4");
     assert_eq!(m.get("src"), Some(l4.src.ip.to_string().as_str()));
     assert_eq!(m.get("c6a2"), None);
+}
+
+#[test]
+fn the_node_ip_can_move_to_the_standard_dvc_key() {
+    let formatter = Formatter::new(&CefConfig {
+        node_ip_key: tapwire_cef_forwarder::config::NodeIpKey::Dvc,
+        ..config()
+    });
+    let m = parse(&format(&formatter, &samples::flow_verdict(header(1), 1)));
+    assert_eq!(m.get("dvc"), Some("192.168.10.11"));
+    assert_eq!(m.get("cs7"), None);
 }
 
 #[test]

@@ -111,12 +111,62 @@ const CURRENT_FILES: &[(&str, &str)] = &[
 ];
 
 /// Earlier versions of top-level records, oldest first. A reader decodes
-/// these by Avro schema resolution against the current version.
-const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[(
-    SchemaKind::L4Event,
-    1,
-    include_str!("../avro/history/l4_event.v1.avsc"),
-)];
+/// these by Avro schema resolution against the current version. Each file is
+/// self-contained (shared types inlined as they were), because the shared
+/// files in `avro/` move on; `TAPWIRE_SNAPSHOT_SCHEMAS=1 cargo test -p
+/// tapwire-schemas --test contracts snapshot` writes them before a change.
+const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
+    (
+        SchemaKind::L4Event,
+        1,
+        include_str!("../avro/history/L4Event.v1.avsc"),
+    ),
+    (
+        SchemaKind::L4Event,
+        2,
+        include_str!("../avro/history/L4Event.v2.avsc"),
+    ),
+    (
+        SchemaKind::DnsEvent,
+        1,
+        include_str!("../avro/history/DnsEvent.v1.avsc"),
+    ),
+    (
+        SchemaKind::RuntimeEvent,
+        1,
+        include_str!("../avro/history/RuntimeEvent.v1.avsc"),
+    ),
+    (
+        SchemaKind::PacketRecord,
+        1,
+        include_str!("../avro/history/PacketRecord.v1.avsc"),
+    ),
+    (
+        SchemaKind::InventorySnapshot,
+        1,
+        include_str!("../avro/history/InventorySnapshot.v1.avsc"),
+    ),
+    (
+        SchemaKind::PodMetadata,
+        1,
+        include_str!("../avro/history/PodMetadata.v1.avsc"),
+    ),
+    (
+        SchemaKind::EnrichedEvent,
+        1,
+        include_str!("../avro/history/EnrichedEvent.v1.avsc"),
+    ),
+    (
+        SchemaKind::Verdict,
+        1,
+        include_str!("../avro/history/Verdict.v1.avsc"),
+    ),
+    (
+        SchemaKind::LossRecord,
+        1,
+        include_str!("../avro/history/LossRecord.v1.avsc"),
+    ),
+];
 
 /// One known writer schema.
 pub struct SchemaEntry {

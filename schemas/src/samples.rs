@@ -16,6 +16,7 @@ pub fn header(node: &str, sensor_id: &str, seq: u64, timestamp_ns: i64) -> Event
         timestamp_ns,
         node: node.to_owned(),
         sensor_id: sensor_id.to_owned(),
+        node_ip: Some(Ip(IpAddr::V4(Ipv4Addr::new(192, 168, 10, 11)))),
     }
 }
 

@@ -198,7 +198,11 @@ fn garbage_is_rejected_with_a_reason() {
     let full = encode_any(&every_record()[0]);
     let err = decode_any(&full[..full.len() - 5]).expect_err("truncated");
     assert_eq!(err.label(), "bad_body");
-    assert!(err.to_string().contains("io.tapwire.L4Event v2"), "{err}");
+    let current = format!(
+        "io.tapwire.L4Event v{}",
+        registry().current(SchemaKind::L4Event).version
+    );
+    assert!(err.to_string().contains(&current), "{err}");
 }
 
 #[test]
@@ -345,5 +349,25 @@ proptest! {
         let full = encode_any(&every_record()[6]);
         let cut = cut.min(full.len() - 1);
         prop_assert!(decode_any(&full[..cut]).is_err());
+    }
+}
+
+/// Before a schema change: `TAPWIRE_SNAPSHOT_SCHEMAS=1 cargo test -p
+/// tapwire-schemas --test contracts snapshot` writes every current schema,
+/// self-contained, to `avro/history/` under its version, so readers keep
+/// resolving what this version wrote.
+#[test]
+fn snapshot_current_schemas_into_history() {
+    if std::env::var_os("TAPWIRE_SNAPSHOT_SCHEMAS").is_none() {
+        return;
+    }
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/avro/history");
+    for kind in SchemaKind::ALL {
+        let entry = registry().current(kind);
+        let name = kind.full_name().trim_start_matches("io.tapwire.");
+        let value: serde_json::Value = serde_json::from_str(&entry.json).expect("json");
+        let text = serde_json::to_string_pretty(&value).expect("pretty");
+        std::fs::write(format!("{dir}/{name}.v{}.avsc", entry.version), text + "\n")
+            .expect("write");
     }
 }

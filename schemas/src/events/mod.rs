@@ -16,7 +16,7 @@ pub use network::{
 pub use pods::{Container, PodMetadata, Workload};
 pub use runtime::{RuntimeEvent, RuntimeKind};
 
-use crate::EventId;
+use crate::{EventId, Ip};
 
 /// The fields every event starts with (`event_header.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -29,6 +29,8 @@ pub struct EventHeader {
     pub node: String,
     /// The sensor or stage instance that produced it.
     pub sensor_id: String,
+    /// The node's own address, when the producer knows it.
+    pub node_ip: Option<Ip>,
 }
 
 /// Events a hop knows it lost (`loss_record.avsc`).

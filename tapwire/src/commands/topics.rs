@@ -98,6 +98,7 @@ pub async fn generate(
                 timestamp_ns: base_ts + i as i64,
                 node: node.clone(),
                 sensor_id: args.sensor_id.clone(),
+                node_ip: None,
             };
             let mut payload = Vec::with_capacity(160);
             encode_into(&samples::l4_flow(header, i), &mut payload)?;
