@@ -5,7 +5,7 @@
 //! - [`config`]: the `[cef]` section and its checks;
 //! - [`escape`]: CEF escaping (header and extension differ) and cutting values
 //!   to the standard's maximum lengths on a UTF-8 boundary;
-//! - [`format`]: a verdict to a syslog line with a CEF payload;
+//! - [`format`](mod@format): a verdict to a syslog line with a CEF payload;
 //! - [`transport`]: UDP, TCP and TLS senders with reconnects;
 //! - [`stage`]: the consumer-loop handler: decode, format, send, flush, and
 //!   only then let the loop store offsets.
