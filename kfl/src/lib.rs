@@ -1,0 +1,1 @@
+//! KFL: placeholder, being written.
