@@ -1,4 +1,24 @@
-//! The enrichment stage (`tapwire enrich`, `tapwire k8s-watch`): time-correct
-//! pod context for every raw event, from the compacted `tapwire.pods` topic.
+//! The enrich stage (`tapwire enrich`): time-correct pod context on every
+//! raw event.
 //!
-//! Not built yet: tracked by the enricher issue (#4).
+//! - [`config`]: the `[enrich]` section;
+//! - [`index`]: who owned an address when (pods reuse IPs), containers, node
+//!   addresses; bounded;
+//! - [`dns`]: IP-to-name from DNS answers in the stream, bounded (LRU);
+//! - [`enrich`]: the rules for one event (pod, host, external with DNS name,
+//!   or unresolved after the wait);
+//! - [`stage`]: the consumer-loop handler that holds events while their
+//!   metadata is late;
+//! - [`pods`]: follows the compacted `tapwire.pods` topic from its start.
+//!
+//! Not built yet: `tapwire k8s-watch` (publishing pod metadata from the
+//! Kubernetes API); tests and deployments fill `tapwire.pods` directly.
+
+pub mod config;
+pub mod dns;
+pub mod enrich;
+pub mod index;
+pub mod pods;
+pub mod stage;
+
+pub use config::EnrichConfig;

@@ -132,6 +132,7 @@ struct Metrics {
     messages_out: Family<StageLabel, Counter>,
     dead_lettered: Family<StageReasonLabels, Counter>,
     dropped: Family<StageReasonLabels, Counter>,
+    marked: Family<StageReasonLabels, Counter>,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
@@ -142,6 +143,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         messages_out: Family::default(),
         dead_lettered: Family::default(),
         dropped: Family::default(),
+        marked: Family::default(),
     };
     // prometheus-client appends `_total` to counter names.
     registry.register(
@@ -200,6 +202,17 @@ impl StageMetrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Counts `n` events sent on with `mark` (e.g. `unresolved`).
+    pub fn marked(&self, mark: &str, n: u64) {
+        METRICS
+            .marked
+            .get_or_create(&StageReasonLabels {
+                stage: self.stage.clone(),
+                reason: mark.to_owned(),
+            })
+            .inc_by(n);
     }
 
     /// Counts `n` messages dropped for `reason`.

@@ -91,7 +91,7 @@ pub enum Command {
     K8sWatch(Pending),
     /// Attach pod context (pod, namespace, container, node, labels, workload,
     /// or host/external with DNS name) to raw events, by the time they happened.
-    Enrich(Pending),
+    Enrich(EnrichArgs),
     /// Judge every enriched event against audit/enforce policies; `policy check`
     /// validates policy files.
     Policy(Pending),
@@ -127,7 +127,6 @@ impl Command {
         Some(match self {
             Command::Capture(_) => ("capture", "#3 (capture)"),
             Command::K8sWatch(_) => ("k8s-watch", "#4 (enricher and pod metadata)"),
-            Command::Enrich(_) => ("enrich", "#4 (enricher and pod metadata)"),
             Command::Policy(_) => ("policy", "#5 (policy-engine)"),
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
@@ -136,7 +135,9 @@ impl Command {
             Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
             Command::Kfl(_) => ("kfl", "#8 (pcap-recorder)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
-            Command::Topics(_) | Command::Demo(_) | Command::Cef(_) => return None,
+            Command::Topics(_) | Command::Demo(_) | Command::Cef(_) | Command::Enrich(_) => {
+                return None;
+            }
         })
     }
 }
@@ -261,4 +262,15 @@ pub enum FramingArg {
 pub enum SyslogFormatArg {
     Rfc3164,
     Rfc5424,
+}
+
+#[derive(Debug, Args)]
+pub struct EnrichArgs {
+    /// Consumer group for the raw topics. Overrides enrich.group.
+    #[arg(long)]
+    pub group: Option<String>,
+    /// How long an event waits for late pod metadata before it goes out
+    /// marked unresolved. Overrides enrich.metadata_wait_ms.
+    #[arg(long, value_name = "MS")]
+    pub metadata_wait_ms: Option<u64>,
 }

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use tapwire_cef_forwarder::CefConfig;
+use tapwire_enricher::EnrichConfig;
 use tapwire_plumbing::config::{
     ConfigError, ConsumerConfig, KafkaConfig, Sections, TelemetryConfig, TopicsConfig,
 };
@@ -22,6 +23,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `tapwire cef`.
     pub cef: CefConfig,
+    /// `tapwire enrich`.
+    pub enrich: EnrichConfig,
 }
 
 impl Sections for Config {
@@ -31,6 +34,10 @@ impl Sections for Config {
         self.topics.validate()?;
         self.cef
             .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.enrich
+            .validate()
+            .map(|_| ())
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }

@@ -3,5 +3,6 @@
 
 pub mod cef;
 pub mod demo;
+pub mod enrich;
 pub mod tail;
 pub mod topics;

@@ -1,0 +1,85 @@
+//! The `[enrich]` configuration section.
+
+use serde::Deserialize;
+
+/// The `[enrich]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct EnrichConfig {
+    /// Consumer group for the raw topics.
+    pub group: String,
+    /// Address ranges pods get their IPs from. An address in them without a
+    /// known owner at the event's time waits for pod metadata (see
+    /// `metadata_wait_ms`) and is then marked `unresolved`; an address outside
+    /// them is `external` (or `host` when it is a node's) at once.
+    pub pod_cidrs: Vec<String>,
+    /// How long an event whose pod metadata has not arrived yet is held back,
+    /// waiting for it, before it goes out marked `unresolved`.
+    pub metadata_wait_ms: u64,
+    /// Pods remembered at most; beyond it the pods that ended longest ago are
+    /// forgotten first (running pods are never evicted).
+    pub max_pods: usize,
+    /// Owners remembered per IP address (its history of reuse); the oldest
+    /// go first.
+    pub max_owners_per_ip: usize,
+    /// IP-to-DNS-name entries remembered at most; least recently used go first.
+    pub dns_cache_entries: usize,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        EnrichConfig {
+            group: "tapwire-enrich".to_owned(),
+            pod_cidrs: [
+                "10.0.0.0/8",
+                "172.16.0.0/12",
+                "192.168.0.0/16",
+                "100.64.0.0/10",
+                "fd00::/8",
+            ]
+            .map(str::to_owned)
+            .to_vec(),
+            metadata_wait_ms: 5000,
+            max_pods: 200_000,
+            max_owners_per_ip: 16,
+            dns_cache_entries: 100_000,
+        }
+    }
+}
+
+/// An `[enrich]` value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("enrich.{key}: {reason}")]
+pub struct EnrichConfigError {
+    /// The key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl EnrichConfig {
+    /// Parses the CIDRs and checks the limits.
+    pub fn validate(&self) -> Result<Vec<ipnet::IpNet>, EnrichConfigError> {
+        for (key, value) in [
+            ("max_pods", self.max_pods),
+            ("max_owners_per_ip", self.max_owners_per_ip),
+            ("dns_cache_entries", self.dns_cache_entries),
+        ] {
+            if value == 0 {
+                return Err(EnrichConfigError {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        self.pod_cidrs
+            .iter()
+            .map(|c| {
+                c.parse().map_err(|e| EnrichConfigError {
+                    key: "pod_cidrs",
+                    reason: format!("{c:?} is not a CIDR: {e}"),
+                })
+            })
+            .collect()
+    }
+}

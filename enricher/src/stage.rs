@@ -1,0 +1,169 @@
+//! The consumer-loop handler of `tapwire enrich`, and the follower that
+//! feeds it pod metadata from the compacted `tapwire.pods` topic.
+//!
+//! Pod metadata reaches the handler through a channel, so the index has a
+//! single owner and needs no lock. An event whose in-cluster metadata is
+//! missing is held while the batch waits (up to `metadata_wait_ms`) for new
+//! pod records; past that it goes out with the side marked `unresolved`.
+//! Outputs keep the input's key and order, and the batch returns only after
+//! the bus acknowledged every output, so offsets never run ahead.
+
+use std::time::Duration;
+
+use tapwire_plumbing::bus::{Message, OutRecord, Sink};
+use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
+use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::telemetry::StageMetrics;
+use tapwire_schemas::events::{EnrichedEvent, PodMetadata};
+use tapwire_schemas::{AnyEvent, decode_any, encode, topics};
+use tokio::sync::mpsc;
+
+use crate::enrich::{Enricher, Held};
+
+/// Enriches raw events and produces them to the enriched topics.
+pub struct EnrichStage<K> {
+    enricher: Enricher,
+    pods: mpsc::Receiver<PodMetadata>,
+    sink: K,
+    wait: Duration,
+    metrics: StageMetrics,
+}
+
+impl<K: Sink> EnrichStage<K> {
+    /// A stage fed pod metadata by `pods`, producing to `sink`.
+    pub fn new(
+        enricher: Enricher,
+        pods: mpsc::Receiver<PodMetadata>,
+        sink: K,
+        wait: Duration,
+        metrics: StageMetrics,
+    ) -> Self {
+        EnrichStage {
+            enricher,
+            pods,
+            sink,
+            wait,
+            metrics,
+        }
+    }
+
+    /// The enricher (for state inspection).
+    pub fn enricher(&self) -> &Enricher {
+        &self.enricher
+    }
+
+    fn drain_pods(&mut self) {
+        while let Ok(pod) = self.pods.try_recv() {
+            self.enricher.apply_pod(pod);
+        }
+    }
+}
+
+fn output_topic(event: &EnrichedEvent) -> &'static str {
+    if event.runtime.is_some() {
+        topics::RUNTIME_ENRICHED
+    } else {
+        topics::L4_ENRICHED
+    }
+}
+
+fn record(event: &EnrichedEvent, source: &Message) -> Result<OutRecord, HandlerError> {
+    let payload = encode(event).map_err(|e| HandlerError::Fatal(e.to_string()))?;
+    Ok(OutRecord::new(
+        output_topic(event),
+        source.key.clone(),
+        payload,
+    ))
+}
+
+impl<K: Sink> BatchHandler for EnrichStage<K> {
+    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        self.drain_pods();
+        let mut out: Vec<Option<OutRecord>> = vec![None; batch.len()];
+        let mut held: Vec<(usize, Held)> = Vec::new();
+        let mut rejections = Vec::new();
+        for (index, message) in batch.iter().enumerate() {
+            let event = match decode_any(&message.payload) {
+                Ok(AnyEvent::L4Event(e)) => Held::L4(e),
+                Ok(AnyEvent::DnsEvent(e)) => Held::Dns(e),
+                Ok(AnyEvent::RuntimeEvent(e)) => Held::Runtime(e),
+                Ok(AnyEvent::LossRecord(_)) => {
+                    // Loss records travel on, so later stages see the gap.
+                    let topic = if message.topic == topics::RUNTIME_RAW {
+                        topics::RUNTIME_ENRICHED
+                    } else {
+                        topics::L4_ENRICHED
+                    };
+                    out[index] = Some(OutRecord::new(
+                        topic,
+                        message.key.clone(),
+                        message.payload.clone(),
+                    ));
+                    continue;
+                }
+                Ok(other) => {
+                    rejections.push(Rejection {
+                        index,
+                        error: "wrong_schema",
+                        reason: format!(
+                            "enrich reads L4, DNS and runtime events, not {}",
+                            other.kind()
+                        ),
+                    });
+                    continue;
+                }
+                Err(err) => {
+                    rejections.push(Rejection {
+                        index,
+                        error: err.label(),
+                        reason: err.to_string(),
+                    });
+                    continue;
+                }
+            };
+            match self.enricher.enrich(event, false) {
+                Ok(enriched) => out[index] = Some(record(&enriched, message)?),
+                Err(event) => held.push((index, event)),
+            }
+        }
+
+        if !held.is_empty() {
+            let deadline = tokio::time::Instant::now() + self.wait;
+            loop {
+                let mut waiting = Vec::with_capacity(held.len());
+                for (index, event) in held.drain(..) {
+                    match self.enricher.enrich(event, false) {
+                        Ok(enriched) => out[index] = Some(record(&enriched, &batch[index])?),
+                        Err(event) => waiting.push((index, event)),
+                    }
+                }
+                held = waiting;
+                if held.is_empty() {
+                    break;
+                }
+                match tokio::time::timeout_at(deadline, self.pods.recv()).await {
+                    Ok(Some(pod)) => {
+                        self.enricher.apply_pod(pod);
+                        self.drain_pods();
+                    }
+                    Ok(None) | Err(_) => break, // no more metadata, or the wait is over
+                }
+            }
+            let before = self.enricher.tally.unresolved;
+            for (index, event) in held {
+                let enriched = self.enricher.finish(event);
+                out[index] = Some(record(&enriched, &batch[index])?);
+            }
+            let unresolved = self.enricher.tally.unresolved - before;
+            if unresolved > 0 {
+                self.metrics.marked("unresolved", unresolved);
+            }
+        }
+
+        let records: Vec<OutRecord> = out.into_iter().flatten().collect();
+        let n = records.len() as u64;
+        self.sink.send_batch(records).await?;
+        self.metrics.messages_out.inc_by(n);
+        Ok(rejections)
+    }
+}
