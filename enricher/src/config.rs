@@ -13,8 +13,13 @@ pub struct EnrichConfig {
     /// `metadata_wait_ms`) and is then marked `unresolved`; an address outside
     /// them is `external` (or `host` when it is a node's) at once.
     pub pod_cidrs: Vec<String>,
+    /// Service (ClusterIP) ranges: checked before `pod_cidrs`. No pod owns
+    /// these addresses, so events to them do not wait; they go out
+    /// `unresolved`, with the DNS name when an answer gave one.
+    pub service_cidrs: Vec<String>,
     /// How long an event whose pod metadata has not arrived yet is held back,
-    /// waiting for it, before it goes out marked `unresolved`.
+    /// waiting for it, before it goes out marked `unresolved`. An address
+    /// whose wait ran out is not waited for again until a pod claims it.
     pub metadata_wait_ms: u64,
     /// Pods remembered at most; beyond it the pods that ended longest ago are
     /// forgotten first (running pods are never evicted).
@@ -39,6 +44,7 @@ impl Default for EnrichConfig {
             ]
             .map(str::to_owned)
             .to_vec(),
+            service_cidrs: vec!["10.96.0.0/12".to_owned()],
             metadata_wait_ms: 5000,
             max_pods: 200_000,
             max_owners_per_ip: 16,
@@ -58,8 +64,8 @@ pub struct EnrichConfigError {
 }
 
 impl EnrichConfig {
-    /// Parses the CIDRs and checks the limits.
-    pub fn validate(&self) -> Result<Vec<ipnet::IpNet>, EnrichConfigError> {
+    /// Parses the pod and service CIDRs and checks the limits.
+    pub fn validate(&self) -> Result<(Vec<ipnet::IpNet>, Vec<ipnet::IpNet>), EnrichConfigError> {
         for (key, value) in [
             ("max_pods", self.max_pods),
             ("max_owners_per_ip", self.max_owners_per_ip),
@@ -72,14 +78,19 @@ impl EnrichConfig {
                 });
             }
         }
-        self.pod_cidrs
-            .iter()
-            .map(|c| {
-                c.parse().map_err(|e| EnrichConfigError {
-                    key: "pod_cidrs",
-                    reason: format!("{c:?} is not a CIDR: {e}"),
+        let parse = |key: &'static str, list: &[String]| {
+            list.iter()
+                .map(|c| {
+                    c.parse().map_err(|e| EnrichConfigError {
+                        key,
+                        reason: format!("{c:?} is not a CIDR: {e}"),
+                    })
                 })
-            })
-            .collect()
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok((
+            parse("pod_cidrs", &self.pod_cidrs)?,
+            parse("service_cidrs", &self.service_cidrs)?,
+        ))
     }
 }

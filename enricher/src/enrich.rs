@@ -37,23 +37,44 @@ pub struct Enricher {
     index: PodIndex,
     dns: DnsCache,
     pod_cidrs: Vec<IpNet>,
+    service_cidrs: Vec<IpNet>,
+    /// In-pod-range addresses whose wait ran out, and no pod has claimed
+    /// since: later events for them do not wait again.
+    gave_up: lru::LruCache<IpAddr, ()>,
     /// What was decided so far.
     pub tally: Tally,
 }
 
+// Held events travel back to the caller by value on the (rare) wait path;
+// boxing them would cost an allocation per event on every path.
+#[allow(clippy::result_large_err)]
 impl Enricher {
-    /// An enricher with empty state.
-    pub fn new(index: PodIndex, dns: DnsCache, pod_cidrs: Vec<IpNet>) -> Self {
+    /// An enricher with empty state. `gave_up_entries` bounds the memory of
+    /// addresses whose wait ran out.
+    pub fn new(
+        index: PodIndex,
+        dns: DnsCache,
+        pod_cidrs: Vec<IpNet>,
+        service_cidrs: Vec<IpNet>,
+        gave_up_entries: usize,
+    ) -> Self {
         Enricher {
             index,
             dns,
             pod_cidrs,
+            service_cidrs,
+            gave_up: lru::LruCache::new(
+                std::num::NonZeroUsize::new(gave_up_entries).unwrap_or(std::num::NonZeroUsize::MIN),
+            ),
             tally: Tally::default(),
         }
     }
 
     /// Applies a pod metadata record.
     pub fn apply_pod(&mut self, pod: PodMetadata) {
+        for ip in &pod.ips {
+            self.gave_up.pop(&ip.0);
+        }
         self.index.apply(pod);
     }
 
@@ -116,7 +137,16 @@ impl Enricher {
         let (src, dst) = match (src, dst) {
             (Some(s), Some(d)) => (s, d),
             _ if !last_chance => return Err(e),
-            (s, d) => (self.or_unresolved(s), self.or_unresolved(d)),
+            (s, d) => {
+                // Not waited for again until a pod claims the address.
+                if s.is_none() {
+                    self.gave_up.put(e.src.ip.0, ());
+                }
+                if d.is_none() {
+                    self.gave_up.put(e.dst.ip.0, ());
+                }
+                (self.or_unresolved(s), self.or_unresolved(d))
+            }
         };
         Ok(EnrichedEvent {
             l4: Some(e),
@@ -223,7 +253,21 @@ impl Enricher {
             }
             Owner::Host => Some(host_peer(h)),
             Owner::Unknown if ip.is_loopback() || ip.is_unspecified() => Some(host_peer(h)),
-            Owner::Unknown if self.pod_cidrs.iter().any(|net| net.contains(&ip)) => None,
+            // Service addresses: no pod will claim them, so nothing to wait for.
+            Owner::Unknown if self.service_cidrs.iter().any(|net| net.contains(&ip)) => {
+                self.tally.unresolved += 1;
+                let mut peer = PeerContext::of_kind(PeerKind::Unresolved);
+                peer.dns_name = self.dns.name(ip).map(str::to_owned);
+                Some(peer)
+            }
+            Owner::Unknown if self.pod_cidrs.iter().any(|net| net.contains(&ip)) => {
+                if self.gave_up.contains(&ip) {
+                    self.tally.unresolved += 1;
+                    Some(PeerContext::of_kind(PeerKind::Unresolved))
+                } else {
+                    None
+                }
+            }
             Owner::Unknown => {
                 let mut peer = PeerContext::of_kind(PeerKind::External);
                 peer.dns_name = self.dns.name(ip).map(str::to_owned);
@@ -252,5 +296,69 @@ fn pod_peer(pod: &PodMetadata, container: Option<&Container>) -> PeerContext {
         image: container.map(|c| c.image.clone()),
         image_digest: container.and_then(|c| c.image_digest.clone()),
         dns_name: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapwire_schemas::{Ip, samples};
+
+    fn enricher() -> Enricher {
+        let nets = |list: &[&str]| list.iter().map(|c| c.parse().expect("cidr")).collect();
+        Enricher::new(
+            PodIndex::new(100, 16),
+            DnsCache::new(100),
+            nets(&["10.0.0.0/8"]),
+            nets(&["10.96.0.0/12"]),
+            100,
+        )
+    }
+
+    fn conn(src: &str, dst: &str) -> Held {
+        let mut e = samples::l4_flow(samples::header("node-a", "s", 1, 5), 1);
+        e.src.ip = Ip(src.parse().expect("ip"));
+        e.dst.ip = Ip(dst.parse().expect("ip"));
+        e.container_id = None;
+        Held::L4(e)
+    }
+
+    #[test]
+    fn an_address_that_timed_out_is_not_waited_for_again_until_a_pod_claims_it() {
+        let mut enricher = enricher();
+        let held = enricher
+            .enrich(conn("10.1.0.9", "8.8.8.8"), false)
+            .expect_err("waits");
+        let out = enricher.finish(held);
+        assert_eq!(out.src.kind, PeerKind::Unresolved);
+        assert_eq!(out.dst.kind, PeerKind::External);
+        let again = enricher
+            .enrich(conn("10.1.0.9", "8.8.8.8"), false)
+            .expect("no second wait");
+        assert_eq!(again.src.kind, PeerKind::Unresolved);
+        assert_eq!(enricher.tally.unresolved, 2);
+
+        let mut pod = samples::pod(
+            samples::header("node-a", "w", 0, 0),
+            "late",
+            "shop",
+            "10.1.0.9".parse().expect("ip"),
+        );
+        pod.start_ns = Some(0);
+        enricher.apply_pod(pod);
+        let resolved = enricher
+            .enrich(conn("10.1.0.9", "8.8.8.8"), false)
+            .expect("resolves");
+        assert_eq!(resolved.src.pod.as_deref(), Some("late"));
+    }
+
+    #[test]
+    fn service_addresses_and_loopback_do_not_wait() {
+        let mut enricher = enricher();
+        let out = enricher
+            .enrich(conn("127.0.0.1", "10.96.0.1"), false)
+            .expect("no wait");
+        assert_eq!(out.src.kind, PeerKind::Host);
+        assert_eq!(out.dst.kind, PeerKind::Unresolved);
     }
 }

@@ -31,7 +31,7 @@ pub async fn run(
     if let Some(ms) = args.metadata_wait_ms {
         ec.metadata_wait_ms = ms;
     }
-    let cidrs = ec.validate()?;
+    let (pod_cidrs, service_cidrs) = ec.validate()?;
 
     let (tx, mut rx) = mpsc::channel(10_000);
     let (loaded_tx, mut loaded_rx) = oneshot::channel();
@@ -43,7 +43,9 @@ pub async fn run(
     let mut enricher = Enricher::new(
         PodIndex::new(ec.max_pods, ec.max_owners_per_ip),
         DnsCache::new(ec.dns_cache_entries),
-        cidrs,
+        pod_cidrs,
+        service_cidrs,
+        ec.dns_cache_entries,
     );
     // Rebuild the state from the compacted topic before the first event.
     let loaded = loop {
