@@ -1,7 +1,8 @@
 //! Through Tansu (memory storage): a bare rdkafka consume-and-produce loop,
 //! the baseline of every stage benchmark, and the same copy done by tapwire's
 //! consumer loop (decode, re-encode, produce with delivery reports, store
-//! offsets). Both clocks start at the first message consumed.
+//! offsets), and by the enrich stage (decode, enrich, encode, produce to the
+//! enriched topic). All clocks start at the first message consumed.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use anyhow::{Context, anyhow};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Message as _};
+use tapwire_enricher::stage::EnrichStage;
 use tapwire_plumbing::bus::kafka::{self, KafkaSink, KafkaSource};
 use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::config::KafkaConfig;
@@ -36,7 +38,14 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let specs = [IN, BARE_OUT, LOOP_OUT, tapwire_schemas::topics::DLQ].map(|name| TopicSpec {
+        let specs = [
+            IN,
+            BARE_OUT,
+            LOOP_OUT,
+            tapwire_schemas::topics::DLQ,
+            tapwire_schemas::topics::L4_ENRICHED,
+        ]
+        .map(|name| TopicSpec {
             name,
             compacted: false,
         });
@@ -47,13 +56,81 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     let bare = bare_loop(&config, n)?;
     eprintln!("kafka: bare loop {bare:.0} events/s; running tapwire's consumer loop");
     let ours = runtime.block_on(tapwire_loop(&config, n))?;
-    Ok(vec![Row {
-        stage: "consumer loop: decode+encode+produce".into(),
-        events_per_s: ours,
-        baseline_name: "bare rdkafka consume+produce".into(),
-        baseline_per_s: bare,
-        peak_rss_mib: peak_rss_mib(),
-    }])
+    eprintln!("kafka: consumer loop {ours:.0} events/s; running the enrich stage");
+    let enrich = runtime.block_on(enrich_stage(&config, n))?;
+    Ok(vec![
+        Row {
+            stage: "consumer loop: decode+encode+produce".into(),
+            events_per_s: ours,
+            baseline_name: "bare rdkafka consume+produce".into(),
+            baseline_per_s: bare,
+            peak_rss_mib: peak_rss_mib(),
+        },
+        Row {
+            stage: "enrich stage through Tansu".into(),
+            events_per_s: enrich,
+            baseline_name: "bare rdkafka consume+produce".into(),
+            baseline_per_s: bare,
+            peak_rss_mib: peak_rss_mib(),
+        },
+    ])
+}
+
+/// Counts what the enrich stage produced, to stop it at `target`.
+struct Counting<H> {
+    inner: H,
+    handled: u64,
+    target: u64,
+    started: Option<Instant>,
+    finished: Option<Duration>,
+    done: CancellationToken,
+}
+
+impl<H: BatchHandler> BatchHandler for Counting<H> {
+    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        let started = *self.started.get_or_insert_with(Instant::now);
+        let rejections = self.inner.handle(batch).await?;
+        self.handled += batch.len() as u64;
+        if self.handled >= self.target && self.finished.is_none() {
+            self.finished = Some(started.elapsed());
+            self.done.cancel();
+        }
+        Ok(rejections)
+    }
+}
+
+async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
+    let shutdown = CancellationToken::new();
+    let ctx = StageContext::new("bench-enrich", LoopSettings::default(), shutdown.clone());
+    let source = KafkaSource::new(config, "bench-enrich", &[IN])?;
+    let sink = KafkaSink::new(config)?;
+    let (_no_more_pods, pods) = tokio::sync::mpsc::channel(1);
+    let stage = EnrichStage::new(
+        crate::enrich::enricher(),
+        pods,
+        sink.clone(),
+        Duration::from_secs(5),
+        ctx.metrics.clone(),
+    );
+    let mut handler = Counting {
+        inner: stage,
+        handled: 0,
+        target: n,
+        started: None,
+        finished: None,
+        done: shutdown.clone(),
+    };
+    let guard = shutdown.clone();
+    let timeout = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        guard.cancel();
+    });
+    consumer::run(&ctx, source, &sink, &mut handler).await?;
+    timeout.abort();
+    let elapsed = handler
+        .finished
+        .ok_or_else(|| anyhow!("enrich stage handled only {} of {n}", handler.handled))?;
+    Ok(rate(n, elapsed))
 }
 
 async fn prefill(config: &KafkaConfig, n: u64) -> anyhow::Result<()> {

@@ -7,6 +7,8 @@
 //!   baseline every stage is compared with) against the same copy done by
 //!   tapwire's consumer loop (decode, re-encode, produce, store offsets).
 //!
+//! - `enrich.rs`: decode+enrich+encode on one core against decode+encode
+//!   alone (the enrich stage through Tansu is in `kafka.rs`);
 //! - `cef.rs`: CEF formatting against JSON serialization of the same verdicts,
 //!   and forwarding over TCP to syslog-ng against a bare socket.
 //!
@@ -14,6 +16,7 @@
 
 mod cef;
 mod codec;
+mod enrich;
 mod kafka;
 mod report;
 
@@ -23,7 +26,7 @@ use clap::{Parser, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "tapwire-bench")]
 struct Args {
-    /// Which benchmark.
+    /// Which benchmark (the enrich stage through Tansu runs with `kafka`).
     #[arg(value_enum, default_value = "all")]
     which: Which,
     /// Events per codec measurement.
@@ -43,6 +46,7 @@ enum Which {
     Codec,
     Kafka,
     Cef,
+    Enrich,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -53,6 +57,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(args.which, Which::All | Which::Kafka) {
         rows.extend(kafka::run(args.kafka_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Enrich) {
+        rows.extend(enrich::run(args.codec_events)?);
     }
     if matches!(args.which, Which::All | Which::Cef) {
         rows.extend(cef::run(args.codec_events, args.cef_forward_events)?);

@@ -156,13 +156,28 @@ pub fn encode_into<T: Record>(value: &T, out: &mut Vec<u8>) -> Result<(), Encode
         .unwrap_or_else(|| unreachable_fast(entry));
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&entry.fingerprint);
-    let mut config = serde_avro_fast::ser::SerializerConfig::new(schema);
-    serde_avro_fast::to_datum(value, out, &mut config)
-        .map(|_| ())
-        .map_err(|source| EncodeError {
-            kind: T::KIND,
-            source,
-        })
+    // One serializer configuration per schema and thread: its buffers are
+    // reused instead of allocated per message.
+    thread_local! {
+        static CONFIGS: std::cell::RefCell<Vec<(SchemaKind, serde_avro_fast::ser::SerializerConfig<'static>)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    CONFIGS.with(|configs| {
+        let mut configs = configs.borrow_mut();
+        let at = match configs.iter().position(|(k, _)| *k == T::KIND) {
+            Some(at) => at,
+            None => {
+                configs.push((T::KIND, serde_avro_fast::ser::SerializerConfig::new(schema)));
+                configs.len() - 1
+            }
+        };
+        serde_avro_fast::to_datum(value, &mut *out, &mut configs[at].1)
+            .map(|_| ())
+            .map_err(|source| EncodeError {
+                kind: T::KIND,
+                source,
+            })
+    })
 }
 
 /// `value` in single-object encoding.
