@@ -9,15 +9,14 @@
 //!   or unresolved after the wait);
 //! - [`stage`]: the consumer-loop handler that holds events while their
 //!   metadata is late;
-//! - [`pods`]: follows the compacted `tapwire.pods` topic from its start.
-//!
-//! Not built yet: `tapwire k8s-watch` (publishing pod metadata from the
-//! Kubernetes API); tests and deployments fill `tapwire.pods` directly.
+//! - [`pods`]: follows the compacted `tapwire.pods` topic from its start;
+//! - [`k8s`]: `tapwire k8s-watch`, pods from the Kubernetes API to that topic.
 
 pub mod config;
 pub mod dns;
 pub mod enrich;
 pub mod index;
+pub mod k8s;
 pub mod pods;
 pub mod stage;
 

@@ -86,9 +86,9 @@ pub enum Command {
     /// Node agent: eBPF connection and runtime events, /proc/net inventory,
     /// packet capture or pcap replay, to the raw topics.
     Capture(Pending),
-    /// Watch pods, services and nodes in the Kubernetes API and publish pod
-    /// metadata to the compacted tapwire.pods topic.
-    K8sWatch(Pending),
+    /// Watch pods in the Kubernetes API and publish their metadata to the
+    /// compacted tapwire.pods topic (deleted pods keep a record with an end time).
+    K8sWatch(K8sWatchArgs),
     /// Attach pod context (pod, namespace, container, node, labels, workload,
     /// or host/external with DNS name) to raw events, by the time they happened.
     Enrich(EnrichArgs),
@@ -126,7 +126,6 @@ impl Command {
     pub fn pending(&self) -> Option<(&'static str, &'static str)> {
         Some(match self {
             Command::Capture(_) => ("capture", "#3 (capture)"),
-            Command::K8sWatch(_) => ("k8s-watch", "#4 (enricher and pod metadata)"),
             Command::Policy(_) => ("policy", "#5 (policy-engine)"),
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
@@ -135,7 +134,11 @@ impl Command {
             Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
             Command::Kfl(_) => ("kfl", "#8 (pcap-recorder)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
-            Command::Topics(_) | Command::Demo(_) | Command::Cef(_) | Command::Enrich(_) => {
+            Command::Topics(_)
+            | Command::Demo(_)
+            | Command::Cef(_)
+            | Command::Enrich(_)
+            | Command::K8sWatch(_) => {
                 return None;
             }
         })
@@ -273,4 +276,15 @@ pub struct EnrichArgs {
     /// marked unresolved. Overrides enrich.metadata_wait_ms.
     #[arg(long, value_name = "MS")]
     pub metadata_wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct K8sWatchArgs {
+    /// Watch one namespace only (default: all; needs the ClusterRole in
+    /// deploy/k8s-watch-rbac.yaml).
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Written as the sensor id of every record. Default: the host name.
+    #[arg(long)]
+    pub watcher_id: Option<String>,
 }

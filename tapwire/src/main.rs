@@ -95,6 +95,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Demo(args) => commands::demo::run(config, &args).await,
         Command::Cef(args) => commands::cef::run(config, &args, shutdown).await,
         Command::Enrich(args) => commands::enrich::run(config, &args, shutdown).await,
+        Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }

@@ -1,4 +1,5 @@
-//! `tapwire enrich`: raw events plus pod metadata to enriched events.
+//! `tapwire enrich`: raw events plus pod metadata to enriched events; and
+//! `tapwire k8s-watch`, which publishes that pod metadata.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use tapwire_plumbing::telemetry;
 use tapwire_schemas::topics;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::cli::EnrichArgs;
+use crate::cli::{EnrichArgs, K8sWatchArgs};
 use crate::config::Config;
 
 /// Loads the pod metadata, then enriches until shutdown.
@@ -99,6 +100,28 @@ pub async fn run(
         summary.messages,
         summary.dead_lettered,
         stage.enricher().tally.unresolved
+    );
+    Ok(())
+}
+
+/// Publishes pod metadata from the Kubernetes API until shutdown.
+pub async fn k8s_watch(
+    config: &Config,
+    args: &K8sWatchArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let id = args.watcher_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "k8s-watch".to_owned())
+    });
+    let sink = KafkaSink::new(&config.kafka)?;
+    let published =
+        tapwire_enricher::k8s::watch_pods(args.namespace.as_deref(), &sink, &id, shutdown).await?;
+    sink.flush(Duration::from_secs(10))?;
+    eprintln!(
+        "k8s-watch stopped: {published} pod records published to {}",
+        topics::PODS
     );
     Ok(())
 }

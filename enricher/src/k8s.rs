@@ -1,0 +1,387 @@
+//! `tapwire k8s-watch`: pods from the Kubernetes API (kube-rs watcher) to the
+//! compacted `tapwire.pods` topic, keyed by pod uid.
+//!
+//! Every change of a pod publishes its whole record; a deleted pod is
+//! published once more with its end time, and compaction keeps that last
+//! record, so the history of who owned an IP survives the pod. Pods that
+//! finished (phase Succeeded or Failed) have given their IP back: their end
+//! time is the last container's finish time.
+//!
+//! Not published yet: Services and Nodes (there is no record type for them in
+//! the contracts); the enricher treats service ranges as such by
+//! configuration (`enrich.service_cidrs`).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use tapwire_plumbing::bus::{OutRecord, Sink};
+use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_schemas::events::{Container, EventHeader, PodMetadata, Workload};
+use tapwire_schemas::{EventId, Ip, encode, topics};
+
+fn ns(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
+    t.0.as_nanosecond() as i64
+}
+
+/// The runtime's container id without its `containerd://` (or other) prefix.
+fn container_id(raw: &str) -> &str {
+    raw.split_once("://").map_or(raw, |(_, id)| id)
+}
+
+/// The digest in an image id such as `registry/app@sha256:...`.
+fn digest(image_id: &str) -> Option<String> {
+    image_id
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .or_else(|| image_id.strip_prefix("docker-pullable://"))
+        .filter(|d| d.starts_with("sha256:"))
+        .map(str::to_owned)
+}
+
+/// The controller that owns the pod, followed one step: a ReplicaSet named
+/// `<deployment>-<hash>` is reported as that Deployment.
+fn workload(pod: &Pod) -> Option<Workload> {
+    let owner = pod
+        .metadata
+        .owner_references
+        .as_ref()?
+        .iter()
+        .find(|o| o.controller == Some(true))?;
+    let (kind, name) = match owner.kind.as_str() {
+        "ReplicaSet" => match owner.name.rsplit_once('-') {
+            Some((deployment, hash))
+                if !hash.is_empty() && hash.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
+                ("Deployment", deployment.to_owned())
+            }
+            _ => ("ReplicaSet", owner.name.clone()),
+        },
+        kind => (kind, owner.name.clone()),
+    };
+    Some(Workload {
+        kind: kind.to_owned(),
+        name,
+    })
+}
+
+/// A pod's metadata record. `observed_ns` is when the watcher saw this
+/// state; `deleted_ns` is set when the pod is gone. `None` for a pod without
+/// a uid (never the case for pods the API serves).
+pub fn pod_metadata(
+    pod: &Pod,
+    watcher_id: &str,
+    observed_ns: i64,
+    deleted_ns: Option<i64>,
+) -> Option<PodMetadata> {
+    let meta = &pod.metadata;
+    let uid = meta.uid.clone()?;
+    let spec = pod.spec.as_ref();
+    let status = pod.status.as_ref();
+    let node = spec.and_then(|s| s.node_name.clone()).unwrap_or_default();
+    let mut ips: Vec<Ip> = status
+        .and_then(|s| s.pod_ips.as_ref())
+        .map(|list| {
+            list.iter()
+                .filter_map(|p| p.ip.parse::<IpAddr>().ok())
+                .map(Ip)
+                .collect()
+        })
+        .unwrap_or_default();
+    if ips.is_empty()
+        && let Some(ip) = status
+            .and_then(|s| s.pod_ip.as_deref())
+            .and_then(|ip| ip.parse().ok())
+    {
+        ips.push(Ip(ip));
+    }
+    let statuses = status.and_then(|s| s.container_statuses.as_ref());
+    let containers = statuses
+        .map(|list| {
+            list.iter()
+                .filter_map(|c| {
+                    Some(Container {
+                        id: container_id(c.container_id.as_deref()?).to_owned(),
+                        name: c.name.clone(),
+                        image: c.image.clone(),
+                        image_digest: digest(&c.image_id),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let finished = matches!(
+        status.and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    let finished_at = statuses
+        .into_iter()
+        .flatten()
+        .filter_map(|c| {
+            c.state
+                .as_ref()?
+                .terminated
+                .as_ref()?
+                .finished_at
+                .as_ref()
+                .map(ns)
+        })
+        .max();
+    let end_ns = deleted_ns.or(if finished {
+        finished_at.or(Some(observed_ns))
+    } else {
+        None
+    });
+    let resource_version = meta.resource_version.clone().unwrap_or_default();
+    Some(PodMetadata {
+        header: EventHeader {
+            id: EventId::derive(&[
+                uid.as_bytes(),
+                resource_version.as_bytes(),
+                &[u8::from(deleted_ns.is_some())],
+            ]),
+            timestamp_ns: observed_ns,
+            node,
+            sensor_id: watcher_id.to_owned(),
+            node_ip: status
+                .and_then(|s| s.host_ip.as_deref())
+                .and_then(|ip| ip.parse().ok())
+                .map(Ip),
+        },
+        uid,
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        ips,
+        host_network: spec.and_then(|s| s.host_network).unwrap_or(false),
+        containers,
+        labels: meta
+            .labels
+            .clone()
+            .map(|l| l.into_iter().collect::<BTreeMap<_, _>>())
+            .unwrap_or_default(),
+        workload: workload(pod),
+        start_ns: status.and_then(|s| s.start_time.as_ref()).map(ns),
+        end_ns,
+    })
+}
+
+/// Watches pods through the Kubernetes API (in-cluster service account, or
+/// the local kubeconfig) and publishes them until shutdown.
+pub async fn watch_pods<K: Sink>(
+    namespace: Option<&str>,
+    sink: &K,
+    watcher_id: &str,
+    shutdown: CancellationToken,
+) -> Result<u64, WatchError> {
+    use kube::runtime::WatchStreamExt;
+
+    let client = kube::Client::try_default().await.map_err(WatchError::Api)?;
+    let api: kube::Api<Pod> = match namespace {
+        Some(ns) => kube::Api::namespaced(client, ns),
+        None => kube::Api::all(client),
+    };
+    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or_default()
+    };
+    publish(events, sink, watcher_id, now, shutdown).await
+}
+
+/// Why publishing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    /// No Kubernetes API could be reached or configured.
+    #[error("connecting to the Kubernetes API (in-cluster service account or kubeconfig): {0}")]
+    Api(kube::Error),
+    /// The bus refused a record (after the producer's own retries).
+    #[error("publishing pod metadata: {0}")]
+    Publish(#[from] tapwire_plumbing::bus::BusError),
+}
+
+/// Publishes every pod change `events` yields until the stream ends or
+/// shutdown. Watch errors (API restarts, expired resource versions) are
+/// logged; the watcher's own backoff re-lists. Returns the records published.
+pub async fn publish<S, K>(
+    events: S,
+    sink: &K,
+    watcher_id: &str,
+    mut now_ns: impl FnMut() -> i64,
+    shutdown: CancellationToken,
+) -> Result<u64, WatchError>
+where
+    S: Stream<Item = Result<watcher::Event<Pod>, watcher::Error>>,
+    K: Sink,
+{
+    let mut published = 0u64;
+    let mut events = std::pin::pin!(events.ready_chunks(512));
+    loop {
+        let chunk = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            chunk = events.next() => match chunk { Some(c) => c, None => break },
+        };
+        let mut records = Vec::with_capacity(chunk.len());
+        for event in chunk {
+            let (pod, deleted) = match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
+                Ok(watcher::Event::Delete(pod)) => (pod, true),
+                Ok(watcher::Event::Init) => {
+                    tracing::info!("listing pods");
+                    continue;
+                }
+                Ok(watcher::Event::InitDone) => {
+                    tracing::info!(published, "pod list published; watching for changes");
+                    continue;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "pod watch interrupted; the watcher retries");
+                    continue;
+                }
+            };
+            let now = now_ns();
+            let Some(record) = pod_metadata(&pod, watcher_id, now, deleted.then_some(now)) else {
+                continue;
+            };
+            match encode(&record) {
+                Ok(payload) => records.push(OutRecord::new(
+                    topics::PODS,
+                    Some(record.uid.into_bytes()),
+                    payload,
+                )),
+                Err(err) => tracing::error!(error = %err, "pod metadata does not encode; skipped"),
+            }
+        }
+        published += records.len() as u64;
+        sink.send_batch(records).await?;
+    }
+    Ok(published)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapwire_plumbing::bus::memory::MemoryBus;
+    use tapwire_schemas::decode;
+
+    /// A pod as the API serves it (trimmed `kubectl get pod -o json`).
+    const POD: &str = r#"{
+      "apiVersion": "v1", "kind": "Pod",
+      "metadata": {
+        "name": "web-7d4b9c6f5-x2x9q", "namespace": "shop", "uid": "6f1c2a57-1111-4c1e-9a55-0c2b1e7d9a01",
+        "resourceVersion": "48213", "labels": {"app": "web", "pod-template-hash": "7d4b9c6f5"},
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-7d4b9c6f5",
+                             "uid": "aa", "controller": true}]
+      },
+      "spec": {"nodeName": "node-a", "containers": [{"name": "app", "image": "registry.example/web:1.4"}]},
+      "status": {
+        "phase": "Running", "hostIP": "192.168.10.11", "podIP": "10.1.0.7",
+        "podIPs": [{"ip": "10.1.0.7"}, {"ip": "fd00::1:7"}],
+        "startTime": "2026-11-23T10:00:00Z",
+        "containerStatuses": [{
+          "name": "app", "ready": true, "restartCount": 0, "image": "registry.example/web:1.4",
+          "imageID": "registry.example/web@sha256:0123456789abcdef",
+          "containerID": "containerd://3f4e5d6c7b8a", "state": {"running": {"startedAt": "2026-11-23T10:00:01Z"}}
+        }]
+      }
+    }"#;
+
+    fn pod() -> Pod {
+        serde_json::from_str(POD).expect("pod json")
+    }
+
+    #[test]
+    fn a_running_pod_becomes_its_metadata_record() {
+        let m = pod_metadata(&pod(), "watch-1", 42, None).expect("record");
+        assert_eq!(m.uid, "6f1c2a57-1111-4c1e-9a55-0c2b1e7d9a01");
+        assert_eq!(
+            (m.name.as_str(), m.namespace.as_str()),
+            ("web-7d4b9c6f5-x2x9q", "shop")
+        );
+        assert_eq!(m.header.node, "node-a");
+        assert_eq!(
+            m.header.node_ip.map(|ip| ip.to_string()).as_deref(),
+            Some("192.168.10.11")
+        );
+        let ips: Vec<String> = m.ips.iter().map(ToString::to_string).collect();
+        assert_eq!(ips, ["10.1.0.7", "fd00::1:7"]);
+        assert_eq!(m.containers[0].id, "3f4e5d6c7b8a");
+        assert_eq!(
+            m.containers[0].image_digest.as_deref(),
+            Some("sha256:0123456789abcdef")
+        );
+        assert_eq!(
+            m.workload,
+            Some(Workload {
+                kind: "Deployment".into(),
+                name: "web".into()
+            })
+        );
+        assert_eq!(m.labels["app"], "web");
+        assert_eq!(m.start_ns, Some(1_795_428_000_000_000_000));
+        assert_eq!(m.end_ns, None);
+        assert!(!m.host_network);
+    }
+
+    #[test]
+    fn a_finished_pod_ends_when_its_last_container_finished() {
+        let mut p = pod();
+        let status = p.status.as_mut().expect("status");
+        status.phase = Some("Succeeded".into());
+        let finished: serde_json::Value = serde_json::json!({"terminated": {"exitCode": 0, "finishedAt": "2026-11-23T11:00:00Z"}});
+        status.container_statuses.as_mut().expect("statuses")[0].state =
+            Some(serde_json::from_value(finished).expect("state"));
+        let m = pod_metadata(&p, "w", 99, None).expect("record");
+        assert_eq!(m.end_ns, Some(1_795_431_600_000_000_000));
+    }
+
+    #[tokio::test]
+    async fn watch_events_are_published_and_a_deleted_pod_keeps_its_record() {
+        let bus = MemoryBus::new();
+        bus.create_topic(topics::PODS, 1);
+        let mut other = pod();
+        other.metadata.uid = Some("uid-2".into());
+        other.metadata.name = Some("web-2".into());
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(pod())),
+            Ok(watcher::Event::InitDone),
+            Ok(watcher::Event::Apply(other)),
+            Ok(watcher::Event::Delete(pod())),
+        ]);
+        let mut clock = 1000;
+        let published = publish(
+            events,
+            &bus.sink(),
+            "w",
+            move || {
+                clock += 1;
+                clock
+            },
+            CancellationToken::new(),
+        )
+        .await
+        .expect("published");
+        assert_eq!(published, 3);
+        let records: Vec<PodMetadata> = bus
+            .messages(topics::PODS)
+            .iter()
+            .map(|m| decode(&m.payload).expect("pod metadata"))
+            .collect();
+        assert_eq!(records.len(), 3);
+        let last = records.last().expect("deletion");
+        assert_eq!(last.uid, "6f1c2a57-1111-4c1e-9a55-0c2b1e7d9a01");
+        assert!(
+            last.end_ns.is_some(),
+            "deleted pods are published with an end time"
+        );
+        assert_eq!(
+            bus.messages(topics::PODS)[2].key.as_deref(),
+            Some(last.uid.as_bytes())
+        );
+        assert_ne!(records[0].header.id, last.header.id);
+    }
+}
