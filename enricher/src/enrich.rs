@@ -2,7 +2,9 @@
 //! event happened; host and external peers; DNS names for external peers;
 //! runtime events through their container id.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use tapwire_schemas::events::{
@@ -41,6 +43,9 @@ pub struct Enricher {
     /// In-pod-range addresses whose wait ran out, and no pod has claimed
     /// since: later events for them do not wait again.
     gave_up: lru::LruCache<IpAddr, ()>,
+    /// Encoded contexts of pods: per uid, per container index (MAX: none).
+    peer_bytes: HashMap<Arc<str>, Vec<(u16, Arc<[u8]>)>>,
+    scratch: (Vec<u8>, Vec<u8>),
     /// What was decided so far.
     pub tally: Tally,
 }
@@ -66,6 +71,8 @@ impl Enricher {
             gave_up: lru::LruCache::new(
                 std::num::NonZeroUsize::new(gave_up_entries).unwrap_or(std::num::NonZeroUsize::MIN),
             ),
+            peer_bytes: HashMap::new(),
+            scratch: (Vec::new(), Vec::new()),
             tally: Tally::default(),
         }
     }
@@ -75,7 +82,12 @@ impl Enricher {
         for ip in &pod.ips {
             self.gave_up.pop(&ip.0);
         }
-        self.index.apply(pod);
+        let uid: Arc<str> = Arc::from(pod.uid.as_str());
+        let evicted = self.index.apply(pod);
+        self.peer_bytes.remove(&uid);
+        for gone in &evicted {
+            self.peer_bytes.remove(gone);
+        }
     }
 
     /// The pod index (for sizes and eviction counts).
@@ -223,14 +235,16 @@ impl Enricher {
         })
     }
 
-    fn container_peer(&self, container_id: &str) -> Option<PeerContext> {
-        self.index
-            .container(container_id)
-            .map(|(pod, container)| pod_peer(&pod, Some(container)))
+    fn container_side(&self, container_id: &str) -> Option<Side> {
+        let (pod, container) = self.index.container(container_id)?;
+        let at = pod.containers.iter().position(|c| c.id == container.id);
+        Some(Side::Pod(pod.clone(), at))
     }
 
-    /// `None` when the address is in a pod range and its owner at `ts` is
-    /// not known yet.
+    fn container_peer(&self, container_id: &str) -> Option<PeerContext> {
+        self.container_side(container_id).map(|s| s.context())
+    }
+
     fn peer(
         &mut self,
         ip: IpAddr,
@@ -238,49 +252,150 @@ impl Enricher {
         container_id: Option<&str>,
         h: &EventHeader,
     ) -> Option<PeerContext> {
+        self.side(ip, ts, container_id, h).map(|s| s.context())
+    }
+
+    /// Who `ip` is at `ts`; `None` when the address is in a pod range and
+    /// its owner at `ts` is not known yet.
+    fn side(
+        &mut self,
+        ip: IpAddr,
+        ts: i64,
+        container_id: Option<&str>,
+        h: &EventHeader,
+    ) -> Option<Side> {
         if let Some(id) = container_id
-            && let Some(peer) = self.container_peer(id)
+            && let Some(side) = self.container_side(id)
         {
-            return Some(peer);
+            return Some(side);
         }
         match self.index.owner(ip, ts) {
             Owner::Pod(pod) => {
-                let container = match pod.containers.as_slice() {
-                    [only] => Some(only),
-                    _ => None,
-                };
-                Some(pod_peer(&pod, container))
+                let only = (pod.containers.len() == 1).then_some(0);
+                Some(Side::Pod(pod, only))
             }
-            Owner::Host => Some(host_peer(h)),
-            Owner::Unknown if ip.is_loopback() || ip.is_unspecified() => Some(host_peer(h)),
+            Owner::Host => Some(Side::Host(h.node.clone())),
+            Owner::Unknown if ip.is_loopback() || ip.is_unspecified() => {
+                Some(Side::Host(h.node.clone()))
+            }
             // Service addresses: no pod will claim them, so nothing to wait for.
             Owner::Unknown if self.service_cidrs.iter().any(|net| net.contains(&ip)) => {
                 self.tally.unresolved += 1;
-                let mut peer = PeerContext::of_kind(PeerKind::Unresolved);
-                peer.dns_name = self.dns.name(ip).map(str::to_owned);
-                Some(peer)
+                Some(Side::Unresolved(self.dns.name(ip).map(str::to_owned)))
             }
             Owner::Unknown if self.pod_cidrs.iter().any(|net| net.contains(&ip)) => {
                 if self.gave_up.contains(&ip) {
                     self.tally.unresolved += 1;
-                    Some(PeerContext::of_kind(PeerKind::Unresolved))
+                    Some(Side::Unresolved(None))
                 } else {
                     None
                 }
             }
-            Owner::Unknown => {
+            Owner::Unknown => Some(Side::External(self.dns.name(ip).map(str::to_owned))),
+        }
+    }
+
+    /// The fast path for a connection event whose message is a current
+    /// `L4Event`: the same decisions as [`Enricher::enrich`], written by
+    /// copying the event's bytes and each pod's pre-encoded context instead
+    /// of re-encoding everything. Returns `false`, writing nothing, when the
+    /// event must wait for metadata or the message is of an older version;
+    /// the caller then takes [`Enricher::enrich`].
+    pub fn enrich_l4_into(&mut self, e: &L4Event, message: &[u8], out: &mut Vec<u8>) -> bool {
+        let current = tapwire_schemas::codec::writer_schema(message)
+            .is_ok_and(|w| w.current && w.kind == tapwire_schemas::SchemaKind::L4Event);
+        if !current {
+            return false;
+        }
+        self.observe(&e.header);
+        let ts = e.header.timestamp_ns;
+        let (src_ctr, dst_ctr) = match e.direction {
+            Direction::Egress => (e.container_id.as_deref(), None),
+            _ => (None, e.container_id.as_deref()),
+        };
+        // A held event is decided again later: count nothing now.
+        let tally = self.tally;
+        let (Some(src), Some(dst)) = (
+            self.side(e.src.ip.0, ts, src_ctr, &e.header),
+            self.side(e.dst.ip.0, ts, dst_ctr, &e.header),
+        ) else {
+            self.tally = tally;
+            return false;
+        };
+        let (mut a, mut b) = (
+            std::mem::take(&mut self.scratch.0),
+            std::mem::take(&mut self.scratch.1),
+        );
+        a.clear();
+        b.clear();
+        self.side_bytes(&src, &mut a);
+        self.side_bytes(&dst, &mut b);
+        let written = tapwire_schemas::codec::write_enriched_l4(message, &a, &b, out);
+        self.scratch = (a, b);
+        written
+    }
+
+    fn side_bytes(&mut self, side: &Side, out: &mut Vec<u8>) {
+        if let Side::Pod(pod, container) = side {
+            let slot = container.map_or(u16::MAX, |c| c as u16);
+            if let Some((_, bytes)) = self
+                .peer_bytes
+                .get(pod.uid.as_str())
+                .and_then(|list| list.iter().find(|(s, _)| *s == slot))
+            {
+                out.extend_from_slice(bytes);
+                return;
+            }
+            let mut bytes = Vec::new();
+            if tapwire_schemas::codec::peer_context_datum(&side.context(), &mut bytes).is_ok() {
+                out.extend_from_slice(&bytes);
+                self.peer_bytes
+                    .entry(Arc::from(pod.uid.as_str()))
+                    .or_default()
+                    .push((slot, Arc::from(bytes)));
+            }
+            return;
+        }
+        // Small, rare contexts: encoded each time. Our types always encode.
+        let _ = tapwire_schemas::codec::peer_context_datum(&side.context(), out);
+    }
+}
+
+/// One side of an event, decided; turned into a context or its bytes.
+enum Side {
+    Pod(Arc<PodMetadata>, Option<usize>),
+    Host(String),
+    External(Option<String>),
+    Unresolved(Option<String>),
+}
+
+impl Side {
+    fn context(&self) -> PeerContext {
+        match self {
+            Side::Pod(pod, container) => {
+                pod_peer(pod, container.and_then(|i| pod.containers.get(i)))
+            }
+            Side::Host(node) => {
+                let mut peer = PeerContext::of_kind(PeerKind::Host);
+                peer.node = Some(node.clone());
+                peer
+            }
+            Side::External(name) => {
                 let mut peer = PeerContext::of_kind(PeerKind::External);
-                peer.dns_name = self.dns.name(ip).map(str::to_owned);
-                Some(peer)
+                peer.dns_name = name.clone();
+                peer
+            }
+            Side::Unresolved(name) => {
+                let mut peer = PeerContext::of_kind(PeerKind::Unresolved);
+                peer.dns_name = name.clone();
+                peer
             }
         }
     }
 }
 
 fn host_peer(h: &EventHeader) -> PeerContext {
-    let mut peer = PeerContext::of_kind(PeerKind::Host);
-    peer.node = Some(h.node.clone());
-    peer
+    Side::Host(h.node.clone()).context()
 }
 
 fn pod_peer(pod: &PodMetadata, container: Option<&Container>) -> PeerContext {
@@ -350,6 +465,56 @@ mod tests {
             .enrich(conn("10.1.0.9", "8.8.8.8"), false)
             .expect("resolves");
         assert_eq!(resolved.src.pod.as_deref(), Some("late"));
+    }
+
+    #[test]
+    fn the_fast_path_writes_exactly_what_the_slow_path_encodes() {
+        let mut fast = enricher();
+        let mut slow = enricher();
+        for e in [&mut fast, &mut slow] {
+            for (i, ip) in ["10.1.0.7", "10.1.5.5", "fd00::1:8"].iter().enumerate() {
+                let mut pod = samples::pod(
+                    samples::header("node-a", "w", 0, 0),
+                    &format!("p{i}"),
+                    "shop",
+                    ip.parse().expect("ip"),
+                );
+                pod.uid = format!("uid-{i}");
+                pod.start_ns = Some(0);
+                e.apply_pod(pod);
+            }
+        }
+        let events = [
+            ("10.1.0.7", "10.1.5.5"),
+            ("10.1.0.7", "93.184.215.14"),
+            ("127.0.0.1", "10.96.0.1"),
+            ("fd00::1:8", "fd00::1:8"),
+            ("10.1.0.7", "10.1.5.5"), // the pods' contexts now come from the cache
+        ];
+        for (src, dst) in events {
+            let Held::L4(e) = conn(src, dst) else {
+                unreachable!()
+            };
+            let message = tapwire_schemas::encode(&e).expect("encode");
+            let mut out = Vec::new();
+            assert!(
+                fast.enrich_l4_into(&e, &message, &mut out),
+                "{src} -> {dst}"
+            );
+            let enriched = slow.enrich(Held::L4(e), false).expect("no wait");
+            assert_eq!(
+                out,
+                tapwire_schemas::encode(&enriched).expect("encode"),
+                "{src} -> {dst}"
+            );
+        }
+        assert_eq!(fast.tally, slow.tally);
+        // An unknown in-cluster address must wait: no fast path.
+        let Held::L4(e) = conn("10.1.0.99", "10.1.5.5") else {
+            unreachable!()
+        };
+        let message = tapwire_schemas::encode(&e).expect("encode");
+        assert!(!fast.enrich_l4_into(&e, &message, &mut Vec::new()));
     }
 
     #[test]

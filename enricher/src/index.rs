@@ -82,8 +82,9 @@ impl PodIndex {
     }
 
     /// Applies the latest record of a pod (a newer record of the same uid
-    /// replaces the older one).
-    pub fn apply(&mut self, pod: PodMetadata) {
+    /// replaces the older one). Returns the uids evicted to make room.
+    pub fn apply(&mut self, pod: PodMetadata) -> Vec<Arc<str>> {
+        let mut evicted = Vec::new();
         let uid: Arc<str> = Arc::from(pod.uid.as_str());
         if let Some(old) = self.pods.remove(&uid) {
             self.unlink(&uid, &old);
@@ -121,8 +122,10 @@ impl PodIndex {
             if let Some(old) = self.pods.remove(&oldest) {
                 self.unlink(&oldest, &old);
                 self.evicted += 1;
+                evicted.push(oldest);
             }
         }
+        evicted
     }
 
     fn unlink(&mut self, uid: &Arc<str>, pod: &PodMetadata) {

@@ -180,6 +180,48 @@ pub fn encode_into<T: Record>(value: &T, out: &mut Vec<u8>) -> Result<(), Encode
     })
 }
 
+/// Appends the Avro datum (no header) of a `PeerContext`, for
+/// [`write_enriched_l4`].
+pub fn peer_context_datum(
+    peer: &crate::events::PeerContext,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
+    let mut config = serde_avro_fast::ser::SerializerConfig::new(registry().peer_context());
+    serde_avro_fast::to_datum(peer, &mut *out, &mut config)
+        .map(|_| ())
+        .map_err(|source| EncodeError {
+            kind: SchemaKind::EnrichedEvent,
+            source,
+        })
+}
+
+/// Writes an `EnrichedEvent` holding an L4 event without decoding and
+/// re-encoding that event: `l4_message` (a single-object encoded `L4Event` of
+/// the current version) is copied as it is, followed by the two peer
+/// contexts' data ([`peer_context_datum`]). The bytes equal
+/// `encode(&EnrichedEvent { l4: Some(..), dns: None, runtime: None, src, dst })`.
+/// Returns `false`, writing nothing, when the message is not a current
+/// `L4Event`.
+pub fn write_enriched_l4(l4_message: &[u8], src: &[u8], dst: &[u8], out: &mut Vec<u8>) -> bool {
+    let l4 = registry().current(SchemaKind::L4Event);
+    if l4_message.len() < HEADER_LEN
+        || l4_message[..2] != MAGIC
+        || l4_message[2..HEADER_LEN] != l4.fingerprint
+    {
+        return false;
+    }
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&registry().current(SchemaKind::EnrichedEvent).fingerprint);
+    // Fields in schema order: l4 = union branch 1 (zigzag 2) + datum; dns and
+    // runtime = branch 0 (null); then src and dst.
+    out.push(2);
+    out.extend_from_slice(&l4_message[HEADER_LEN..]);
+    out.extend_from_slice(&[0, 0]);
+    out.extend_from_slice(src);
+    out.extend_from_slice(dst);
+    true
+}
+
 /// `value` in single-object encoding.
 pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, EncodeError> {
     let mut out = Vec::with_capacity(256);
@@ -226,9 +268,7 @@ fn decode_with<T: Record>(entry: &SchemaEntry, bytes: &[u8]) -> Result<T, Decode
         reason,
     };
     match &entry.fast {
-        Some(schema) => {
-            serde_avro_fast::from_datum_slice(body, schema).map_err(|e| body_error(e.to_string()))
-        }
+        Some(schema) => strict_datum(body, schema).map_err(body_error),
         None => {
             let current = registry().current(entry.kind);
             let value =
@@ -247,6 +287,22 @@ fn decode_with<T: Record>(entry: &SchemaEntry, bytes: &[u8]) -> Result<T, Decode
             serde_avro_fast::from_datum_slice(&datum, schema).map_err(|e| body_error(e.to_string()))
         }
     }
+}
+
+/// Reads one datum that must fill `body` exactly: trailing bytes are an
+/// error, not ignored (a spliced copy of the body must be exactly the datum).
+fn strict_datum<T: DeserializeOwned>(
+    body: &[u8],
+    schema: &serde_avro_fast::Schema,
+) -> Result<T, String> {
+    let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, schema);
+    let value = T::deserialize(state.deserializer()).map_err(|e| e.to_string())?;
+    let mut rest = state.into_reader();
+    let left = std::io::BufRead::fill_buf(&mut rest).map_or(0, <[u8]>::len);
+    if left > 0 {
+        return Err(format!("{left} bytes after the end of the datum"));
+    }
+    Ok(value)
 }
 
 fn unreachable_fast(entry: &SchemaEntry) -> ! {

@@ -190,6 +190,8 @@ pub struct SchemaEntry {
 /// All schemas this build knows.
 pub struct Registry {
     entries: Vec<SchemaEntry>,
+    /// Named types written on their own by splicing encoders (no header).
+    peer_context: serde_avro_fast::Schema,
     by_fingerprint: HashMap<[u8; 8], usize>,
     current: HashMap<SchemaKind, usize>,
 }
@@ -211,6 +213,11 @@ impl Registry {
     /// Every entry, current and historical.
     pub fn entries(&self) -> &[SchemaEntry] {
         &self.entries
+    }
+
+    /// The current `io.tapwire.PeerContext`, for writing it on its own.
+    pub fn peer_context(&self) -> &serde_avro_fast::Schema {
+        &self.peer_context
     }
 }
 
@@ -253,8 +260,16 @@ fn build() -> Result<Registry, String> {
             return Err(format!("{} v{}: fingerprint collision", e.kind, e.version));
         }
     }
+    let peer_root = library
+        .get("io.tapwire.PeerContext")
+        .ok_or_else(|| "no file defines io.tapwire.PeerContext".to_owned())?;
+    let peer_context = compose(peer_root, &library)?
+        .to_string()
+        .parse::<serde_avro_fast::Schema>()
+        .map_err(|e| format!("io.tapwire.PeerContext: {e}"))?;
     Ok(Registry {
         entries,
+        peer_context,
         by_fingerprint,
         current,
     })

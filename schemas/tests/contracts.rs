@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use apache_avro::types::Value;
 use proptest::prelude::*;
-use tapwire_schemas::codec::{HEADER_LEN, MAGIC};
+use tapwire_schemas::codec::{self, HEADER_LEN, MAGIC};
 use tapwire_schemas::registry::registry;
 use tapwire_schemas::*;
 
@@ -195,6 +195,11 @@ fn garbage_is_rejected_with_a_reason() {
     assert_eq!(err.label(), "unknown_fingerprint");
     assert!(err.to_string().contains("deadbeef00000001"), "{err}");
 
+    let mut trailing = encode_any(&every_record()[0]);
+    trailing.extend_from_slice(b"junk");
+    let err = decode_any(&trailing).expect_err("trailing bytes");
+    assert!(err.to_string().contains("4 bytes after the end"), "{err}");
+
     let full = encode_any(&every_record()[0]);
     let err = decode_any(&full[..full.len() - 5]).expect_err("truncated");
     assert_eq!(err.label(), "bad_body");
@@ -203,6 +208,25 @@ fn garbage_is_rejected_with_a_reason() {
         registry().current(SchemaKind::L4Event).version
     );
     assert!(err.to_string().contains(&current), "{err}");
+}
+
+#[test]
+fn a_spliced_enriched_event_equals_the_encoded_one() {
+    let AnyEvent::EnrichedEvent(event) = &every_record()[7] else {
+        panic!("fixture order")
+    };
+    let l4 = encode(event.l4.as_ref().expect("l4")).expect("l4 bytes");
+    let (mut src, mut dst) = (Vec::new(), Vec::new());
+    codec::peer_context_datum(&event.src, &mut src).expect("src");
+    codec::peer_context_datum(&event.dst, &mut dst).expect("dst");
+    let mut spliced = Vec::new();
+    assert!(codec::write_enriched_l4(&l4, &src, &dst, &mut spliced));
+    assert_eq!(spliced, encode(event).expect("encode"));
+    let dns = encode(&samples::dns_resolution(hdr(1))).expect("dns");
+    assert!(
+        !codec::write_enriched_l4(&dns, &src, &dst, &mut Vec::new()),
+        "only a current L4Event is spliced"
+    );
 }
 
 #[test]
