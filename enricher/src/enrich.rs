@@ -44,7 +44,7 @@ pub struct Enricher {
     /// since: later events for them do not wait again.
     gave_up: lru::LruCache<IpAddr, ()>,
     /// Encoded contexts of pods: per uid, per container index (MAX: none).
-    peer_bytes: HashMap<Arc<str>, Vec<(u16, Arc<[u8]>)>>,
+    peer_bytes: HashMap<Arc<str>, Vec<EncodedPeer>>,
     scratch: (Vec<u8>, Vec<u8>),
     /// What was decided so far.
     pub tally: Tally,
@@ -360,6 +360,9 @@ impl Enricher {
         let _ = tapwire_schemas::codec::peer_context_datum(&side.context(), out);
     }
 }
+
+/// A pod's encoded context for one container slot (`u16::MAX`: none).
+type EncodedPeer = (u16, Arc<[u8]>);
 
 /// One side of an event, decided; turned into a context or its bytes.
 enum Side {
