@@ -113,6 +113,10 @@ pub struct CefConfig {
     /// counted (`tapwire_messages_dropped_total{reason="rate_limit"}`).
     /// Unset: no limit, nothing dropped.
     pub rate_limit_per_s: Option<u32>,
+    /// KFL query selecting what is sent, e.g. `mode != "other"` or
+    /// `outcome == "blocked" or dns`; the fields are listed in
+    /// `cef-forwarder/src/filter.rs`. Unset: everything.
+    pub filter: Option<String>,
     /// Consumer group.
     pub group: String,
     /// Topics to read: verdicts, and enriched-event topics whose events are
@@ -142,6 +146,7 @@ impl Default for CefConfig {
             client_key_file: None,
             tls_server_name: None,
             rate_limit_per_s: None,
+            filter: None,
             group: "tapwire-cef".to_owned(),
             topics: vec![tapwire_schemas::topics::VERDICTS.to_owned()],
         }

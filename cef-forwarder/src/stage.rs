@@ -26,6 +26,7 @@ pub struct CefStage {
     formatter: Formatter,
     sender: Sender,
     limiter: Option<TokenBucket>,
+    filter: Option<tapwire_kfl::Filter>,
     metrics: StageMetrics,
     cut_log: RateLimit,
     buf: Vec<u8>,
@@ -39,6 +40,11 @@ impl CefStage {
             formatter: Formatter::new(config),
             sender: Sender::new(config)?,
             limiter: config.rate_limit_per_s.map(TokenBucket::new),
+            // Checked by `CefConfig::validate`; an invalid query never gets here.
+            filter: config
+                .filter
+                .as_deref()
+                .and_then(|q| tapwire_kfl::compile(q).ok()),
             metrics,
             cut_log: RateLimit::new(std::time::Duration::from_secs(60)),
             buf: Vec::with_capacity(1 << 20),
@@ -54,7 +60,17 @@ impl BatchHandler for CefStage {
         self.ranges.clear();
         let mut limited = 0u64;
         let mut cut = 0u64;
+        let mut filtered = 0u64;
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         for (index, verdict) in verdicts {
+            if let Some(filter) = &self.filter
+                && !filter.matches(&crate::filter::VerdictEntry(&verdict), now_ms)
+            {
+                filtered += 1;
+                continue;
+            }
             if let Some(limiter) = &mut self.limiter
                 && !limiter.take()
             {
@@ -85,6 +101,9 @@ impl BatchHandler for CefStage {
         self.metrics.messages_out.inc_by(report.sent);
         if report.dropped > 0 {
             self.metrics.dropped("udp_send", report.dropped);
+        }
+        if filtered > 0 {
+            self.metrics.marked("filtered_out", filtered);
         }
         if limited > 0 {
             self.metrics.dropped("rate_limit", limited);

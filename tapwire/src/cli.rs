@@ -108,8 +108,10 @@ pub enum Command {
     Record(Pending),
     /// Search recorded PCAP in S3 (or a directory) offline, without a cluster.
     Investigate(Pending),
-    /// Check and explain KFL queries.
-    Kfl(Pending),
+    /// Check KFL queries (the filter language of record, investigate, policy
+    /// conditions and cef.filter).
+    #[command(subcommand)]
+    Kfl(KflCommand),
     /// Create, list, fill and read the pipeline's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
@@ -132,13 +134,13 @@ impl Command {
             Command::Query(_) => ("query", "#6 (aggregator)"),
             Command::Record(_) => ("record", "#8 (pcap-recorder)"),
             Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
-            Command::Kfl(_) => ("kfl", "#8 (pcap-recorder)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
             Command::Topics(_)
             | Command::Demo(_)
             | Command::Cef(_)
             | Command::Enrich(_)
-            | Command::K8sWatch(_) => {
+            | Command::K8sWatch(_)
+            | Command::Kfl(_) => {
                 return None;
             }
         })
@@ -247,6 +249,10 @@ pub struct CefArgs {
     /// Client private key (PEM). Overrides cef.client_key_file.
     #[arg(long, value_name = "PEM", requires = "client_cert")]
     pub client_key: Option<PathBuf>,
+    /// KFL query selecting the verdicts sent, e.g. 'mode != "other"'.
+    /// Overrides cef.filter.
+    #[arg(long, value_name = "KFL")]
+    pub filter: Option<String>,
     /// Cluster name for cs1. Overrides cef.cluster_name.
     #[arg(long)]
     pub cluster_name: Option<String>,
@@ -287,4 +293,14 @@ pub struct K8sWatchArgs {
     /// Written as the sensor id of every record. Default: the host name.
     #[arg(long)]
     pub watcher_id: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KflCommand {
+    /// Parse a query: print its canonical, fully parenthesized form, or the
+    /// error with a caret under the fault (exit status 1).
+    Check {
+        /// The query, e.g. 'http and response.status == r"4.*"'.
+        query: String,
+    },
 }

@@ -17,7 +17,7 @@ use clap::Parser;
 use tapwire_plumbing::config::LogFormat;
 use tapwire_plumbing::{shutdown, telemetry};
 
-use cli::{Cli, Command, GlobalArgs, LogFormatArg, TopicsCommand};
+use cli::{Cli, Command, GlobalArgs, KflCommand, LogFormatArg, TopicsCommand};
 use config::Config;
 
 fn main() -> ExitCode {
@@ -27,6 +27,21 @@ fn main() -> ExitCode {
             "error: `tapwire {stage}` is not implemented yet; it is tracked in issue {issue}. Nothing was done."
         );
         return ExitCode::from(2);
+    }
+    if let Command::Kfl(KflCommand::Check { query }) = &cli.command {
+        return match tapwire_kfl::compile(query) {
+            Ok(filter) => {
+                println!("{filter}");
+                if let Some(n) = filter.limit() {
+                    println!("limit: {n}");
+                }
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("{}", err.render(query));
+                ExitCode::FAILURE
+            }
+        };
     }
     let config = match load_config(&cli.global) {
         Ok(config) => config,

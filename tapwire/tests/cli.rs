@@ -103,3 +103,33 @@ fn otlp_export_without_the_feature_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("otlp") && err.contains("feature"), "{err}");
 }
+
+#[test]
+fn kfl_check_prints_the_canonical_form_or_a_caret_under_the_fault() {
+    let out = tapwire()
+        .args(["kfl", "check", r#"http and response.status == r"4.*""#])
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"(http and (response.status == r"4.*"))"#
+    );
+
+    let out = tapwire()
+        .args(["kfl", "check", r#"http and request.method = "GET""#])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().collect();
+    let caret = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with('^'))
+        .expect("a caret line");
+    assert_eq!(
+        caret.find('^'),
+        Some(r#"http and request.method "#.len()),
+        "{err}"
+    );
+}

@@ -265,3 +265,52 @@ async fn a_receiver_down_for_30_seconds_loses_nothing_over_tcp_or_tls() {
         assert!(ok, "forwarder did not stop cleanly");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kfl_filter_selects_what_is_sent() {
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let Some(receiver) = SyslogNg::start() else {
+        return;
+    };
+    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "2"]));
+    let run = "run-filter";
+    let sent = verdicts(run, 0, 40);
+    produce(&broker, &sent).await;
+    let mut cmd = tapwire(&broker.address());
+    cmd.args([
+        "cef",
+        "--target",
+        &format!("tcp://127.0.0.1:{}", receiver.tcp_port),
+    ])
+    .args([
+        "--group",
+        "filter",
+        "--cluster-name",
+        run,
+        "--filter",
+        r#"mode == "audit" and path.contains("/data/")"#,
+    ]);
+    let forwarder = Lines::spawn(&mut cmd);
+    let want: HashSet<String> = sent
+        .iter()
+        .filter(|v| v.mode == Mode::Audit)
+        .map(|v| v.event.header().expect("header").id.to_hex())
+        .collect();
+    assert_eq!(want.len(), 8);
+    assert!(
+        wait_until(Duration::from_secs(60), || received(&receiver, "tcp", run)
+            .0
+            .len()
+            >= want.len()),
+        "{}",
+        forwarder.stderr()
+    );
+    // Give the rest time to arrive, should the filter let it through.
+    std::thread::sleep(Duration::from_secs(2));
+    let (got, _) = received(&receiver, "tcp", run);
+    assert_eq!(got.keys().cloned().collect::<HashSet<_>>(), want);
+    let (ok, _) = forwarder.terminate(Duration::from_secs(20));
+    assert!(ok);
+}

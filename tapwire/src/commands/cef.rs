@@ -42,6 +42,9 @@ pub async fn run(
         cef.client_cert_file = Some(cert.clone());
         cef.client_key_file = Some(key.clone());
     }
+    if let Some(filter) = &args.filter {
+        cef.filter = Some(filter.clone());
+    }
     if let Some(name) = &args.cluster_name {
         cef.cluster_name = Some(name.clone());
     }

@@ -1,0 +1,177 @@
+//! The fields a KFL filter (`cef.filter`) sees on a verdict.
+//!
+//! | path | value |
+//! |---|---|
+//! | `src.ip`, `dst.ip` | addresses (DNS events: `dst` is the resolver) |
+//! | `src.port`, `dst.port` | ports |
+//! | `src.name`, `dst.name` | pod name, else DNS name, else node (host) |
+//! | `src.namespace`, `src.pod.name`, `src.pod.namespace` (and `dst.`) | pod context |
+//! | `node.name`, `node.ip` | the node that saw the event |
+//! | `protocol.name`, `protocol.abbr` | `tcp`/`TCP`, `udp`/`UDP`, `dns`/`DNS`; missing for runtime events |
+//! | `transport` | `tcp` or `udp` (the `tcp` and `udp` macros) |
+//! | `timestamp` | epoch milliseconds |
+//! | `kind` | `network_flow`, `dns_query`, `process_exec`, `file_rename`, ... |
+//! | `mode`, `outcome` | `audit`/`enforce`/`other`, `allowed`/`audited`/`blocked` |
+//! | `policy`, `rule`, `signature_id`, `severity` | the verdict |
+//! | `binary`, `container_id`, `path`, `old_path`, `command_line` | process and file fields |
+//! | `dns.name` | the queried name of a DNS event |
+
+use tapwire_kfl::{Entry, Lookup, Path, Value};
+use tapwire_schemas::events::{Direction, Mode, Outcome, PeerContext, PeerKind, Protocol, Verdict};
+
+/// A verdict as KFL sees it.
+pub struct VerdictEntry<'a>(pub &'a Verdict);
+
+fn str_or_missing(s: Option<&str>) -> Lookup<'_> {
+    s.map_or(Lookup::Missing, |s| Lookup::One(Value::Str(s)))
+}
+
+fn peer_name(peer: &PeerContext) -> Option<&str> {
+    match peer.kind {
+        PeerKind::Pod => peer.pod.as_deref(),
+        PeerKind::Host => peer.node.as_deref(),
+        _ => peer.dns_name.as_deref(),
+    }
+}
+
+impl Entry for VerdictEntry<'_> {
+    fn get(&self, path: &Path) -> Lookup<'_> {
+        let v = self.0;
+        let e = &v.event;
+        let Some(h) = e.header() else {
+            return Lookup::Missing;
+        };
+        let (l4, dns, rt) = (e.l4.as_ref(), e.dns.as_ref(), e.runtime.as_ref());
+        let one = Lookup::One;
+        match path.as_str() {
+            "src.ip" => l4.map_or(Lookup::Missing, |l| one(Value::Ip(l.src.ip.0))),
+            "dst.ip" => l4
+                .map(|l| l.dst.ip.0)
+                .or(dns.and_then(|d| d.resolver.map(|r| r.ip.0)))
+                .map_or(Lookup::Missing, |ip| one(Value::Ip(ip))),
+            "src.port" => l4.map_or(Lookup::Missing, |l| one(Value::Int(i64::from(l.src.port)))),
+            "dst.port" => l4
+                .map(|l| l.dst.port)
+                .or(dns.and_then(|d| d.resolver.map(|r| r.port)))
+                .map_or(Lookup::Missing, |p| one(Value::Int(i64::from(p)))),
+            "src.name" => str_or_missing(peer_name(&e.src)),
+            "dst.name" => str_or_missing(peer_name(&e.dst)),
+            "src.namespace" | "src.pod.namespace" => str_or_missing(e.src.namespace.as_deref()),
+            "dst.namespace" | "dst.pod.namespace" => str_or_missing(e.dst.namespace.as_deref()),
+            "src.pod.name" => str_or_missing(e.src.pod.as_deref()),
+            "dst.pod.name" => str_or_missing(e.dst.pod.as_deref()),
+            "node.name" => one(Value::Str(&h.node)),
+            "node.ip" => h.node_ip.map_or(Lookup::Missing, |ip| one(Value::Ip(ip.0))),
+            "transport" | "protocol.name" | "protocol.abbr" => {
+                let upper = path.as_str() == "protocol.abbr";
+                match (l4.map(|l| l.protocol), dns.is_some(), upper) {
+                    (Some(Protocol::Tcp), _, false) => one(Value::Str("tcp")),
+                    (Some(Protocol::Tcp), _, true) => one(Value::Str("TCP")),
+                    (Some(Protocol::Udp), _, false) => one(Value::Str("udp")),
+                    (Some(Protocol::Udp), _, true) => one(Value::Str("UDP")),
+                    (None, true, false) if path.as_str() == "protocol.name" => {
+                        one(Value::Str("dns"))
+                    }
+                    (None, true, true) => one(Value::Str("DNS")),
+                    (None, true, false) => one(Value::Str("udp")),
+                    _ => Lookup::Missing,
+                }
+            }
+            "timestamp" => one(Value::Int(h.timestamp_ns.div_euclid(1_000_000))),
+            "kind" => one(Value::Str(match (l4, dns, rt) {
+                (Some(l), ..) => l.kind.as_str(),
+                (_, Some(d), _) => d.kind.as_str(),
+                (.., Some(r)) => runtime_kind(r.kind),
+                _ => return Lookup::Missing,
+            })),
+            "mode" => one(Value::Str(match v.mode {
+                Mode::Audit => "audit",
+                Mode::Enforce => "enforce",
+                Mode::Other => "other",
+            })),
+            "outcome" => one(Value::Str(match v.outcome {
+                Outcome::Allowed => "allowed",
+                Outcome::Audited => "audited",
+                Outcome::Blocked => "blocked",
+            })),
+            "policy" => str_or_missing(v.policy.as_deref()),
+            "rule" => str_or_missing(v.rule.as_deref()),
+            "signature_id" => one(Value::Str(&v.signature_id)),
+            "severity" => one(Value::Int(i64::from(v.severity))),
+            "direction" => l4.map_or(Lookup::Missing, |l| {
+                one(Value::Str(match l.direction {
+                    Direction::Egress => "egress",
+                    Direction::Ingress => "ingress",
+                    Direction::None => "none",
+                }))
+            }),
+            "binary" => str_or_missing(
+                l4.map(|l| l.binary.as_str())
+                    .or(dns.map(|d| d.binary.as_str()))
+                    .or(rt.map(|r| r.binary.as_str())),
+            ),
+            "container_id" => str_or_missing(
+                l4.and_then(|l| l.container_id.as_deref())
+                    .or(dns.and_then(|d| d.container_id.as_deref()))
+                    .or(rt.and_then(|r| r.container_id.as_deref())),
+            ),
+            "path" => str_or_missing(rt.and_then(|r| r.path.as_deref())),
+            "old_path" => str_or_missing(rt.and_then(|r| r.old_path.as_deref())),
+            "command_line" => str_or_missing(rt.and_then(|r| r.command_line.as_deref())),
+            "dns.name" => str_or_missing(dns.map(|d| d.name.as_str())),
+            _ => Lookup::Missing,
+        }
+    }
+}
+
+fn runtime_kind(kind: tapwire_schemas::events::RuntimeKind) -> &'static str {
+    use tapwire_schemas::events::RuntimeKind as K;
+    match kind {
+        K::ProcessExec => "process_exec",
+        K::ProcessExit => "process_exit",
+        K::FileOpen => "file_open",
+        K::FileCreate => "file_create",
+        K::FileWrite => "file_write",
+        K::FileDelete => "file_delete",
+        K::FileChmod => "file_chmod",
+        K::FileChown => "file_chown",
+        K::FileRename => "file_rename",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapwire_schemas::samples;
+
+    #[test]
+    fn filters_see_the_verdict_and_its_event() {
+        let mut v = samples::flow_verdict(samples::header("node-a", "s", 1, 5_000_000), 1);
+        let entry = VerdictEntry(&v);
+        let matches =
+            |q: &str, e: &VerdictEntry<'_>| tapwire_kfl::compile(q).expect(q).matches(e, 0);
+        assert!(matches(
+            r#"tcp and src.name == "web-1" and dst.name == "example.com""#,
+            &entry
+        ));
+        assert!(matches(
+            r#"mode == "other" and kind == "network_flow" and dst.port == 8080"#,
+            &entry
+        ));
+        assert!(matches(
+            r#"src.ip == "10.1.1.1" and timestamp == 5"#,
+            &entry
+        ));
+        assert!(!matches("udp or dns", &entry));
+        assert!(
+            !matches(r#"path == "/etc""#, &entry),
+            "a missing field never matches"
+        );
+        v.mode = Mode::Enforce;
+        v.outcome = Outcome::Blocked;
+        assert!(matches(
+            r#"outcome == "blocked" && src.namespace == "shop""#,
+            &VerdictEntry(&v)
+        ));
+    }
+}
