@@ -475,7 +475,9 @@ fn peer_name<'a>(peer: &'a PeerContext, h: &'a EventHeader, ip: Option<IpAddr>) 
     match peer.kind {
         PeerKind::Pod => Cow::Borrowed(peer.pod.as_deref().unwrap_or_default()),
         PeerKind::Host => Cow::Borrowed(peer.node.as_deref().unwrap_or(&h.node)),
-        PeerKind::External => peer.dns_name.as_deref().map_or_else(ip_text, Cow::Borrowed),
+        PeerKind::External | PeerKind::Service => {
+            peer.dns_name.as_deref().map_or_else(ip_text, Cow::Borrowed)
+        }
         PeerKind::Unresolved => ip_text(),
         PeerKind::None => Cow::Borrowed(""),
     }

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
-    DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event, LossRecord, PacketRecord,
-    PodMetadata, RuntimeEvent, Verdict,
+    DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event, LossRecord, NodeMetadata,
+    PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
@@ -62,7 +62,9 @@ records!(
     PodMetadata,
     EnrichedEvent,
     Verdict,
-    LossRecord
+    LossRecord,
+    NodeMetadata,
+    ServiceMetadata
 );
 
 impl AnyEvent {
@@ -79,6 +81,8 @@ impl AnyEvent {
             AnyEvent::EnrichedEvent(e) => e.header(),
             AnyEvent::Verdict(e) => e.event.header(),
             AnyEvent::LossRecord(e) => Some(&e.header),
+            AnyEvent::NodeMetadata(e) => Some(&e.header),
+            AnyEvent::ServiceMetadata(e) => Some(&e.header),
         }
     }
 }

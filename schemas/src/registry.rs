@@ -34,11 +34,15 @@ pub enum SchemaKind {
     Verdict,
     /// `io.tapwire.LossRecord`
     LossRecord,
+    /// `io.tapwire.NodeMetadata`
+    NodeMetadata,
+    /// `io.tapwire.ServiceMetadata`
+    ServiceMetadata,
 }
 
 impl SchemaKind {
     /// Every kind, in a fixed order.
-    pub const ALL: [SchemaKind; 9] = [
+    pub const ALL: [SchemaKind; 11] = [
         SchemaKind::L4Event,
         SchemaKind::DnsEvent,
         SchemaKind::RuntimeEvent,
@@ -48,6 +52,8 @@ impl SchemaKind {
         SchemaKind::EnrichedEvent,
         SchemaKind::Verdict,
         SchemaKind::LossRecord,
+        SchemaKind::NodeMetadata,
+        SchemaKind::ServiceMetadata,
     ];
 
     /// The Avro full name.
@@ -62,6 +68,8 @@ impl SchemaKind {
             SchemaKind::EnrichedEvent => "io.tapwire.EnrichedEvent",
             SchemaKind::Verdict => "io.tapwire.Verdict",
             SchemaKind::LossRecord => "io.tapwire.LossRecord",
+            SchemaKind::NodeMetadata => "io.tapwire.NodeMetadata",
+            SchemaKind::ServiceMetadata => "io.tapwire.ServiceMetadata",
         }
     }
 }
@@ -108,6 +116,14 @@ const CURRENT_FILES: &[(&str, &str)] = &[
     ),
     ("verdict.avsc", include_str!("../avro/verdict.avsc")),
     ("loss_record.avsc", include_str!("../avro/loss_record.avsc")),
+    (
+        "node_metadata.avsc",
+        include_str!("../avro/node_metadata.avsc"),
+    ),
+    (
+        "service_metadata.avsc",
+        include_str!("../avro/service_metadata.avsc"),
+    ),
 ];
 
 /// Earlier versions of top-level records, oldest first. A reader decodes
@@ -165,6 +181,16 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         SchemaKind::LossRecord,
         1,
         include_str!("../avro/history/LossRecord.v1.avsc"),
+    ),
+    (
+        SchemaKind::EnrichedEvent,
+        2,
+        include_str!("../avro/history/EnrichedEvent.v2.avsc"),
+    ),
+    (
+        SchemaKind::Verdict,
+        2,
+        include_str!("../avro/history/Verdict.v2.avsc"),
     ),
 ];
 

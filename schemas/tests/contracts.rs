@@ -106,6 +106,8 @@ fn encode_any(event: &AnyEvent) -> Vec<u8> {
         AnyEvent::EnrichedEvent(e) => encode(e),
         AnyEvent::Verdict(e) => encode(e),
         AnyEvent::LossRecord(e) => encode(e),
+        AnyEvent::NodeMetadata(e) => encode(e),
+        AnyEvent::ServiceMetadata(e) => encode(e),
     };
     encoded.expect("encodes")
 }
@@ -121,6 +123,8 @@ fn apache_value(event: &AnyEvent) -> Value {
         AnyEvent::EnrichedEvent(e) => apache_avro::to_value(e),
         AnyEvent::Verdict(e) => apache_avro::to_value(e),
         AnyEvent::LossRecord(e) => apache_avro::to_value(e),
+        AnyEvent::NodeMetadata(e) => apache_avro::to_value(e),
+        AnyEvent::ServiceMetadata(e) => apache_avro::to_value(e),
     };
     value.expect("serde to apache-avro Value")
 }

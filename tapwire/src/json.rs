@@ -16,6 +16,8 @@ pub fn event(event: &AnyEvent) -> Value {
         AnyEvent::EnrichedEvent(e) => serde_json::to_value(e),
         AnyEvent::Verdict(e) => serde_json::to_value(e),
         AnyEvent::LossRecord(e) => serde_json::to_value(e),
+        AnyEvent::NodeMetadata(e) => serde_json::to_value(e),
+        AnyEvent::ServiceMetadata(e) => serde_json::to_value(e),
     };
     // Our types only hold strings, numbers, maps and sequences: serde_json
     // cannot fail on them.
@@ -67,7 +69,7 @@ fn humanize_object(map: &mut Map<String, Value>) {
                     *value = Value::String(text);
                 }
             }
-            "ips" => {
+            "ips" | "addresses" | "cluster_ips" => {
                 if let Value::Array(items) = value {
                     for item in items {
                         if let Some(text) = bytes_of(item).as_deref().and_then(ip_text) {

@@ -20,6 +20,8 @@ pub enum PeerKind {
     Unresolved,
     /// The event has no such side.
     None,
+    /// A Service's cluster IP.
+    Service,
 }
 
 /// Pod context of one side (`peer_context.avsc`).

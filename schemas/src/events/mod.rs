@@ -13,7 +13,7 @@ pub use network::{
     Direction, DnsEvent, DnsKind, Endpoint, FinalState, InventorySnapshot, L4Event, L4Kind,
     PacketRecord, Protocol, Socket,
 };
-pub use pods::{Container, PodMetadata, Workload};
+pub use pods::{Container, NodeMetadata, PodMetadata, ServiceMetadata, Workload};
 pub use runtime::{RuntimeEvent, RuntimeKind};
 
 use crate::{EventId, Ip};

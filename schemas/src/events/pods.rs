@@ -1,4 +1,4 @@
-//! Pod metadata published by k8s-watch.
+//! Cluster metadata published by k8s-watch: pods, nodes and services.
 
 use std::collections::BTreeMap;
 
@@ -51,6 +51,46 @@ pub struct PodMetadata {
     /// Owning workload.
     pub workload: Option<Workload>,
     /// Start time, ns since the epoch.
+    pub start_ns: Option<i64>,
+    /// Deletion time, ns since the epoch.
+    pub end_ns: Option<i64>,
+}
+
+/// A node (`node_metadata.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeMetadata {
+    /// Common fields: `node` is the node itself.
+    pub header: EventHeader,
+    /// Node uid (the topic key).
+    pub uid: String,
+    /// Node name.
+    pub name: String,
+    /// Internal and external addresses.
+    pub addresses: Vec<Ip>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Deletion time, ns since the epoch.
+    pub end_ns: Option<i64>,
+}
+
+/// A Service (`service_metadata.avsc`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceMetadata {
+    /// Common fields.
+    pub header: EventHeader,
+    /// Service uid (the topic key).
+    pub uid: String,
+    /// Service name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Cluster IPs; empty for headless services.
+    pub cluster_ips: Vec<Ip>,
+    /// Service ports.
+    pub ports: Vec<u16>,
+    /// Pod selector.
+    pub selector: BTreeMap<String, String>,
+    /// Creation time, ns since the epoch.
     pub start_ns: Option<i64>,
     /// Deletion time, ns since the epoch.
     pub end_ns: Option<i64>,
