@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use tapwire_schemas::events::{
-    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, PeerContext, PeerKind,
-    PodMetadata, RuntimeEvent,
+    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, NodeMetadata, PeerContext,
+    PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
 };
 
 use crate::dns::DnsCache;
@@ -25,6 +25,17 @@ pub enum Held {
     Dns(DnsEvent),
     /// A runtime event.
     Runtime(RuntimeEvent),
+}
+
+/// A record of the compacted cluster topic.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterRecord {
+    /// A pod.
+    Pod(PodMetadata),
+    /// A node.
+    Node(NodeMetadata),
+    /// A Service.
+    Service(ServiceMetadata),
 }
 
 /// Counts of what enrichment decided.
@@ -87,6 +98,15 @@ impl Enricher {
         self.peer_bytes.remove(&uid);
         for gone in &evicted {
             self.peer_bytes.remove(gone);
+        }
+    }
+
+    /// Applies any cluster record: pod, node or Service.
+    pub fn apply(&mut self, record: ClusterRecord) {
+        match record {
+            ClusterRecord::Pod(pod) => self.apply_pod(pod),
+            ClusterRecord::Node(node) => self.index.apply_node(&node),
+            ClusterRecord::Service(service) => self.index.apply_service(service),
         }
     }
 
@@ -274,7 +294,10 @@ impl Enricher {
                 let only = (pod.containers.len() == 1).then_some(0);
                 Some(Side::Pod(pod, only))
             }
-            Owner::Host => Some(Side::Host(h.node.clone())),
+            Owner::Host(name) => Some(Side::Host(
+                name.map_or_else(|| h.node.clone(), |n| n.to_string()),
+            )),
+            Owner::Service(service) => Some(Side::Service(service)),
             Owner::Unknown if ip.is_loopback() || ip.is_unspecified() => {
                 Some(Side::Host(h.node.clone()))
             }
@@ -367,6 +390,7 @@ type EncodedPeer = (u16, Arc<[u8]>);
 /// One side of an event, decided; turned into a context or its bytes.
 enum Side {
     Pod(Arc<PodMetadata>, Option<usize>),
+    Service(Arc<ServiceMetadata>),
     Host(String),
     External(Option<String>),
     Unresolved(Option<String>),
@@ -381,6 +405,16 @@ impl Side {
             Side::Host(node) => {
                 let mut peer = PeerContext::of_kind(PeerKind::Host);
                 peer.node = Some(node.clone());
+                peer
+            }
+            Side::Service(service) => {
+                let mut peer = PeerContext::of_kind(PeerKind::Service);
+                peer.namespace = Some(service.namespace.clone());
+                peer.dns_name = Some(format!("{}.{}.svc", service.name, service.namespace));
+                peer.workload = Some(Workload {
+                    kind: "Service".to_owned(),
+                    name: service.name.clone(),
+                });
                 peer
             }
             Side::External(name) => {
@@ -518,6 +552,43 @@ mod tests {
         };
         let message = tapwire_schemas::encode(&e).expect("encode");
         assert!(!fast.enrich_l4_into(&e, &message, &mut Vec::new()));
+    }
+
+    #[test]
+    fn node_records_name_the_host_and_service_records_the_service() {
+        let mut enricher = enricher();
+        enricher.apply(ClusterRecord::Node(NodeMetadata {
+            header: samples::header("node-b", "w", 0, 0),
+            uid: "n".into(),
+            name: "node-b".into(),
+            addresses: vec!["10.0.0.2".parse().expect("ip")],
+            labels: Default::default(),
+            end_ns: None,
+        }));
+        enricher.apply(ClusterRecord::Service(ServiceMetadata {
+            header: samples::header("", "w", 0, 0),
+            uid: "s".into(),
+            name: "kube-dns".into(),
+            namespace: "kube-system".into(),
+            cluster_ips: vec!["10.96.0.10".parse().expect("ip")],
+            ports: vec![53],
+            selector: Default::default(),
+            start_ns: Some(0),
+            end_ns: None,
+        }));
+        let out = enricher
+            .enrich(conn("10.0.0.2", "10.96.0.10"), false)
+            .expect("no wait");
+        assert_eq!(
+            (out.src.kind, out.src.node.as_deref()),
+            (PeerKind::Host, Some("node-b"))
+        );
+        assert_eq!(out.dst.kind, PeerKind::Service);
+        assert_eq!(
+            out.dst.dns_name.as_deref(),
+            Some("kube-dns.kube-system.svc")
+        );
+        assert_eq!(enricher.tally.unresolved, 0);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use tapwire_schemas::events::{Container, PodMetadata};
+use tapwire_schemas::events::{Container, NodeMetadata, PodMetadata, ServiceMetadata};
 
 /// One pod holding one address for a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,8 +27,10 @@ struct Tenancy {
 pub enum Owner {
     /// A pod owned the address at that time.
     Pod(Arc<PodMetadata>),
-    /// The address is a node's.
-    Host,
+    /// The address is a node's (its name, when a node record named it).
+    Host(Option<Arc<str>>),
+    /// The address is a Service's cluster IP.
+    Service(Arc<ServiceMetadata>),
     /// Nobody known.
     Unknown,
 }
@@ -39,6 +41,10 @@ pub struct PodIndex {
     by_ip: HashMap<IpAddr, Vec<Tenancy>>,
     by_container: HashMap<String, Arc<str>>,
     node_ips: HashSet<IpAddr>,
+    /// Node addresses from node records: which node.
+    nodes: HashMap<IpAddr, Arc<str>>,
+    /// Service cluster IPs (the latest record of each address's Service).
+    services: HashMap<IpAddr, Arc<ServiceMetadata>>,
     /// Ended pods by end time, for eviction.
     ended: BTreeMap<(i64, Arc<str>), ()>,
     max_pods: usize,
@@ -54,6 +60,8 @@ impl PodIndex {
             by_ip: HashMap::new(),
             by_container: HashMap::new(),
             node_ips: HashSet::new(),
+            nodes: HashMap::new(),
+            services: HashMap::new(),
             ended: BTreeMap::new(),
             max_pods,
             max_owners_per_ip,
@@ -147,6 +155,34 @@ impl PodIndex {
         }
     }
 
+    /// Applies a node record: its addresses are the host's. Deleted nodes
+    /// keep their addresses known (they stay host addresses in the history).
+    pub fn apply_node(&mut self, node: &NodeMetadata) {
+        let name: Arc<str> = Arc::from(node.name.as_str());
+        for ip in &node.addresses {
+            self.nodes.insert(ip.0, name.clone());
+        }
+    }
+
+    /// Applies a Service record. A deleted Service's addresses are forgotten
+    /// (the cluster may give them to a new Service).
+    pub fn apply_service(&mut self, service: ServiceMetadata) {
+        let service = Arc::new(service);
+        for ip in &service.cluster_ips {
+            if service.end_ns.is_some() {
+                if self
+                    .services
+                    .get(&ip.0)
+                    .is_some_and(|s| s.uid == service.uid)
+                {
+                    self.services.remove(&ip.0);
+                }
+            } else {
+                self.services.insert(ip.0, service.clone());
+            }
+        }
+    }
+
     /// The owner of `ip` at `timestamp_ns`.
     pub fn owner(&self, ip: IpAddr, timestamp_ns: i64) -> Owner {
         if let Some(owners) = self.by_ip.get(&ip) {
@@ -159,8 +195,12 @@ impl PodIndex {
                 return Owner::Pod(pod.clone());
             }
         }
-        if self.node_ips.contains(&ip) {
-            Owner::Host
+        if let Some(name) = self.nodes.get(&ip) {
+            Owner::Host(Some(name.clone()))
+        } else if self.node_ips.contains(&ip) {
+            Owner::Host(None)
+        } else if let Some(service) = self.services.get(&ip) {
+            Owner::Service(service.clone())
         } else {
             Owner::Unknown
         }
@@ -196,7 +236,8 @@ mod tests {
     fn name(o: Owner) -> String {
         match o {
             Owner::Pod(p) => p.name.clone(),
-            Owner::Host => "host".into(),
+            Owner::Host(_) => "host".into(),
+            Owner::Service(s) => format!("service {}", s.name),
             Owner::Unknown => "unknown".into(),
         }
     }
@@ -259,11 +300,11 @@ mod tests {
         index.add_node_ip("192.168.10.12".parse().expect("ip"));
         assert_eq!(
             index.owner("192.168.10.11".parse().expect("ip"), 5),
-            Owner::Host
+            Owner::Host(None)
         );
         assert_eq!(
             index.owner("192.168.10.12".parse().expect("ip"), 5),
-            Owner::Host
+            Owner::Host(None)
         );
     }
 }

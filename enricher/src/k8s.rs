@@ -1,5 +1,5 @@
-//! `tapwire k8s-watch`: pods from the Kubernetes API (kube-rs watcher) to the
-//! compacted `tapwire.pods` topic, keyed by pod uid.
+//! `tapwire k8s-watch`: pods, nodes and Services from the Kubernetes API
+//! (kube-rs watchers) to the compacted `tapwire.pods` topic, keyed by uid.
 //!
 //! Every change of a pod publishes its whole record; a deleted pod is
 //! published once more with its end time, and compaction keeps that last
@@ -7,20 +7,21 @@
 //! finished (phase Succeeded or Failed) have given their IP back: their end
 //! time is the last container's finish time.
 //!
-//! Not published yet: Services and Nodes (there is no record type for them in
-//! the contracts); the enricher treats service ranges as such by
-//! configuration (`enrich.service_cidrs`).
+//! Nodes tell the enricher which addresses are hosts (and which node);
+//! Services tell it which cluster IPs are Services.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::watcher;
 use tapwire_plumbing::bus::{OutRecord, Sink};
 use tapwire_plumbing::shutdown::CancellationToken;
-use tapwire_schemas::events::{Container, EventHeader, PodMetadata, Workload};
-use tapwire_schemas::{EventId, Ip, encode, topics};
+use tapwire_schemas::events::{
+    Container, EventHeader, NodeMetadata, PodMetadata, ServiceMetadata, Workload,
+};
+use tapwire_schemas::{EventId, Ip, Record, encode, topics};
 
 fn ns(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
     t.0.as_nanosecond() as i64
@@ -167,8 +168,139 @@ pub fn pod_metadata(
     })
 }
 
-/// Watches pods through the Kubernetes API (in-cluster service account, or
-/// the local kubeconfig) and publishes them until shutdown.
+fn header(
+    uid: &str,
+    meta: &kube::api::ObjectMeta,
+    node: String,
+    watcher_id: &str,
+    observed_ns: i64,
+    deleted: bool,
+) -> EventHeader {
+    let resource_version = meta.resource_version.clone().unwrap_or_default();
+    EventHeader {
+        id: EventId::derive(&[
+            uid.as_bytes(),
+            resource_version.as_bytes(),
+            &[u8::from(deleted)],
+        ]),
+        timestamp_ns: observed_ns,
+        node,
+        sensor_id: watcher_id.to_owned(),
+        node_ip: None,
+    }
+}
+
+/// A node's record: its internal and external addresses.
+pub fn node_metadata(
+    node: &Node,
+    watcher_id: &str,
+    observed_ns: i64,
+    deleted_ns: Option<i64>,
+) -> Option<NodeMetadata> {
+    let uid = node.metadata.uid.clone()?;
+    let name = node.metadata.name.clone().unwrap_or_default();
+    let addresses: Vec<Ip> = node
+        .status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(|list| {
+            list.iter()
+                .filter(|a| a.type_ == "InternalIP" || a.type_ == "ExternalIP")
+                .filter_map(|a| a.address.parse::<IpAddr>().ok())
+                .map(Ip)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut header = header(
+        &uid,
+        &node.metadata,
+        name.clone(),
+        watcher_id,
+        observed_ns,
+        deleted_ns.is_some(),
+    );
+    header.node_ip = addresses.first().copied();
+    Some(NodeMetadata {
+        header,
+        uid,
+        name,
+        addresses,
+        labels: node
+            .metadata
+            .labels
+            .clone()
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default(),
+        end_ns: deleted_ns,
+    })
+}
+
+/// A Service's record: its cluster IPs (none for headless Services).
+pub fn service_metadata(
+    service: &Service,
+    watcher_id: &str,
+    observed_ns: i64,
+    deleted_ns: Option<i64>,
+) -> Option<ServiceMetadata> {
+    let meta = &service.metadata;
+    let uid = meta.uid.clone()?;
+    let spec = service.spec.as_ref();
+    let mut ips: Vec<String> = spec.and_then(|s| s.cluster_ips.clone()).unwrap_or_default();
+    if ips.is_empty()
+        && let Some(ip) = spec.and_then(|s| s.cluster_ip.clone())
+    {
+        ips.push(ip);
+    }
+    Some(ServiceMetadata {
+        header: header(
+            &uid,
+            meta,
+            String::new(),
+            watcher_id,
+            observed_ns,
+            deleted_ns.is_some(),
+        ),
+        uid,
+        name: meta.name.clone().unwrap_or_default(),
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        cluster_ips: ips
+            .iter()
+            .filter_map(|ip| ip.parse::<IpAddr>().ok())
+            .map(Ip)
+            .collect(),
+        ports: spec
+            .and_then(|s| s.ports.as_ref())
+            .map(|ports| {
+                ports
+                    .iter()
+                    .filter_map(|p| u16::try_from(p.port).ok())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        selector: spec
+            .and_then(|s| s.selector.clone())
+            .map(|l| l.into_iter().collect())
+            .unwrap_or_default(),
+        start_ns: meta.creation_timestamp.as_ref().map(ns),
+        end_ns: deleted_ns,
+    })
+}
+
+/// A change seen by one of the watchers. Moved once from the watcher into
+/// [`publish`], so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+pub enum Change {
+    /// A pod changed.
+    Pod(watcher::Event<Pod>),
+    /// A node changed.
+    Node(watcher::Event<Node>),
+    /// A Service changed.
+    Service(watcher::Event<Service>),
+}
+
+/// Watches pods and Services (of `namespace`, or all) and nodes through the
+/// Kubernetes API (in-cluster service account, or the local kubeconfig) and
+/// publishes them until shutdown.
 pub async fn watch_pods<K: Sink>(
     namespace: Option<&str>,
     sink: &K,
@@ -178,11 +310,32 @@ pub async fn watch_pods<K: Sink>(
     use kube::runtime::WatchStreamExt;
 
     let client = kube::Client::try_default().await.map_err(WatchError::Api)?;
-    let api: kube::Api<Pod> = match namespace {
-        Some(ns) => kube::Api::namespaced(client, ns),
-        None => kube::Api::all(client),
+    let (pods, services): (kube::Api<Pod>, kube::Api<Service>) = match namespace {
+        Some(ns) => (
+            kube::Api::namespaced(client.clone(), ns),
+            kube::Api::namespaced(client.clone(), ns),
+        ),
+        None => (
+            kube::Api::all(client.clone()),
+            kube::Api::all(client.clone()),
+        ),
     };
-    let events = watcher(api, watcher::Config::default()).default_backoff();
+    let nodes: kube::Api<Node> = kube::Api::all(client);
+    let config = watcher::Config::default;
+    let events = futures::stream::select_all([
+        watcher(pods, config())
+            .default_backoff()
+            .map(|e| e.map(Change::Pod))
+            .boxed(),
+        watcher(nodes, config())
+            .default_backoff()
+            .map(|e| e.map(Change::Node))
+            .boxed(),
+        watcher(services, config())
+            .default_backoff()
+            .map(|e| e.map(Change::Service))
+            .boxed(),
+    ]);
     let now = || {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -203,57 +356,82 @@ pub enum WatchError {
     Publish(#[from] tapwire_plumbing::bus::BusError),
 }
 
-/// Publishes every pod change `events` yields until the stream ends or
+/// One record for an object a watcher event carries; `None` for list
+/// markers and objects without a uid.
+fn record<T, R: Record>(
+    event: watcher::Event<T>,
+    now_ns: i64,
+    convert: impl Fn(&T, i64, Option<i64>) -> Option<R>,
+    key: impl Fn(&R) -> &str,
+) -> Option<OutRecord> {
+    let (object, deleted) = match event {
+        watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, false),
+        watcher::Event::Delete(o) => (o, true),
+        watcher::Event::Init | watcher::Event::InitDone => return None,
+    };
+    let record = convert(&object, now_ns, deleted.then_some(now_ns))?;
+    match encode(&record) {
+        Ok(payload) => Some(OutRecord::new(
+            topics::PODS,
+            Some(key(&record).as_bytes().to_vec()),
+            payload,
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "cluster metadata does not encode; skipped");
+            None
+        }
+    }
+}
+
+/// Publishes every change `changes` yields until the stream ends or
 /// shutdown. Watch errors (API restarts, expired resource versions) are
-/// logged; the watcher's own backoff re-lists. Returns the records published.
+/// logged; the watchers' own backoff re-lists. Returns the records published.
 pub async fn publish<S, K>(
-    events: S,
+    changes: S,
     sink: &K,
     watcher_id: &str,
     mut now_ns: impl FnMut() -> i64,
     shutdown: CancellationToken,
 ) -> Result<u64, WatchError>
 where
-    S: Stream<Item = Result<watcher::Event<Pod>, watcher::Error>>,
+    S: Stream<Item = Result<Change, watcher::Error>>,
     K: Sink,
 {
     let mut published = 0u64;
-    let mut events = std::pin::pin!(events.ready_chunks(512));
+    let mut changes = std::pin::pin!(changes.ready_chunks(512));
     loop {
         let chunk = tokio::select! {
             _ = shutdown.cancelled() => break,
-            chunk = events.next() => match chunk { Some(c) => c, None => break },
+            chunk = changes.next() => match chunk { Some(c) => c, None => break },
         };
         let mut records = Vec::with_capacity(chunk.len());
-        for event in chunk {
-            let (pod, deleted) = match event {
-                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => (pod, false),
-                Ok(watcher::Event::Delete(pod)) => (pod, true),
-                Ok(watcher::Event::Init) => {
-                    tracing::info!("listing pods");
-                    continue;
-                }
-                Ok(watcher::Event::InitDone) => {
-                    tracing::info!(published, "pod list published; watching for changes");
-                    continue;
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "pod watch interrupted; the watcher retries");
-                    continue;
-                }
-            };
+        for change in chunk {
             let now = now_ns();
-            let Some(record) = pod_metadata(&pod, watcher_id, now, deleted.then_some(now)) else {
-                continue;
+            let out = match change {
+                Ok(Change::Pod(e)) => record(
+                    e,
+                    now,
+                    |p, o, d| pod_metadata(p, watcher_id, o, d),
+                    |r| &r.uid,
+                ),
+                Ok(Change::Node(e)) => record(
+                    e,
+                    now,
+                    |n, o, d| node_metadata(n, watcher_id, o, d),
+                    |r| &r.uid,
+                ),
+                Ok(Change::Service(e)) => record(
+                    e,
+                    now,
+                    |s, o, d| service_metadata(s, watcher_id, o, d),
+                    |r| &r.uid,
+                ),
+                Err(err) => {
+                    tracing::warn!(error = %err, "watch interrupted; the watcher retries");
+                    None
+                }
             };
-            match encode(&record) {
-                Ok(payload) => records.push(OutRecord::new(
-                    topics::PODS,
-                    Some(record.uid.into_bytes()),
-                    payload,
-                )),
-                Err(err) => tracing::error!(error = %err, "pod metadata does not encode; skipped"),
-            }
+            records.extend(out);
         }
         published += records.len() as u64;
         sink.send_batch(records).await?;
@@ -345,12 +523,29 @@ mod tests {
         let mut other = pod();
         other.metadata.uid = Some("uid-2".into());
         other.metadata.name = Some("web-2".into());
+        let node: Node = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "node-a", "uid": "node-uid", "resourceVersion": "7"},
+            "status": {"addresses": [
+                {"type": "InternalIP", "address": "192.168.10.11"},
+                {"type": "Hostname", "address": "node-a"}
+            ]}
+        }))
+        .expect("node");
+        let service: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "svc-uid",
+                         "creationTimestamp": "2026-11-23T09:00:00Z"},
+            "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"],
+                     "ports": [{"port": 53}], "selector": {"k8s-app": "kube-dns"}}
+        }))
+        .expect("service");
         let events = futures::stream::iter(vec![
-            Ok(watcher::Event::Init),
-            Ok(watcher::Event::InitApply(pod())),
-            Ok(watcher::Event::InitDone),
-            Ok(watcher::Event::Apply(other)),
-            Ok(watcher::Event::Delete(pod())),
+            Ok(Change::Pod(watcher::Event::Init)),
+            Ok(Change::Pod(watcher::Event::InitApply(pod()))),
+            Ok(Change::Pod(watcher::Event::InitDone)),
+            Ok(Change::Node(watcher::Event::Apply(node))),
+            Ok(Change::Service(watcher::Event::Apply(service))),
+            Ok(Change::Pod(watcher::Event::Apply(other))),
+            Ok(Change::Pod(watcher::Event::Delete(pod()))),
         ]);
         let mut clock = 1000;
         let published = publish(
@@ -365,11 +560,26 @@ mod tests {
         )
         .await
         .expect("published");
-        assert_eq!(published, 3);
-        let records: Vec<PodMetadata> = bus
-            .messages(topics::PODS)
+        assert_eq!(published, 5);
+        let messages = bus.messages(topics::PODS);
+        let node: NodeMetadata = decode(&messages[1].payload).expect("node record");
+        assert_eq!(
+            node.addresses
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["192.168.10.11"]
+        );
+        let service: ServiceMetadata = decode(&messages[2].payload).expect("service record");
+        assert_eq!(
+            (service.name.as_str(), service.ports.as_slice()),
+            ("kube-dns", &[53u16][..])
+        );
+        assert_eq!(service.cluster_ips[0].to_string(), "10.96.0.10");
+        assert_eq!(messages[2].key.as_deref(), Some(&b"svc-uid"[..]));
+        let records: Vec<PodMetadata> = messages
             .iter()
-            .map(|m| decode(&m.payload).expect("pod metadata"))
+            .filter_map(|m| decode(&m.payload).ok())
             .collect();
         assert_eq!(records.len(), 3);
         let last = records.last().expect("deletion");
@@ -378,10 +588,7 @@ mod tests {
             last.end_ns.is_some(),
             "deleted pods are published with an end time"
         );
-        assert_eq!(
-            bus.messages(topics::PODS)[2].key.as_deref(),
-            Some(last.uid.as_bytes())
-        );
+        assert_eq!(messages[4].key.as_deref(), Some(last.uid.as_bytes()));
         assert_ne!(records[0].header.id, last.header.id);
     }
 }

@@ -1,4 +1,5 @@
-//! Follows the compacted `tapwire.pods` topic from its beginning on every
+//! Follows the compacted `tapwire.pods` topic (pods, nodes and Services)
+//! from its beginning on every
 //! start (no consumer-group offsets), so the state is rebuilt after a
 //! restart, and says when everything that was in the topic at start has been
 //! read.
@@ -9,8 +10,9 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use tapwire_plumbing::config::KafkaConfig;
 use tapwire_plumbing::shutdown::CancellationToken;
-use tapwire_schemas::events::PodMetadata;
-use tapwire_schemas::{decode, topics};
+use tapwire_schemas::{AnyEvent, decode_any, topics};
+
+use crate::enrich::ClusterRecord;
 use tokio::sync::{mpsc, oneshot};
 
 /// Follower failures.
@@ -45,7 +47,7 @@ fn kafka(source: rdkafka::error::KafkaError) -> FollowError {
 /// start. Runs until `shutdown` or until the receiver is gone.
 pub async fn follow(
     config: &KafkaConfig,
-    tx: mpsc::Sender<PodMetadata>,
+    tx: mpsc::Sender<ClusterRecord>,
     loaded: oneshot::Sender<u64>,
     shutdown: CancellationToken,
 ) -> Result<(), FollowError> {
@@ -123,17 +125,24 @@ pub async fn follow(
         };
         read += 1;
         let (partition, offset) = (message.partition(), message.offset());
-        match decode::<PodMetadata>(message.payload().unwrap_or_default()) {
-            Ok(pod) => {
-                if tx.send(pod).await.is_err() {
-                    return Ok(()); // the stage is gone
-                }
+        let record = match message.payload().map(decode_any) {
+            Some(Ok(AnyEvent::PodMetadata(pod))) => Some(ClusterRecord::Pod(pod)),
+            Some(Ok(AnyEvent::NodeMetadata(node))) => Some(ClusterRecord::Node(node)),
+            Some(Ok(AnyEvent::ServiceMetadata(service))) => Some(ClusterRecord::Service(service)),
+            Some(Ok(other)) => {
+                tracing::warn!(partition, offset, kind = %other.kind(), "not cluster metadata; skipped");
+                None
             }
-            // Compaction tombstones have no value; anything else is counted.
-            Err(err) if message.payload().is_some() => {
-                tracing::warn!(partition, offset, error = %err, "undecodable pod metadata skipped");
+            Some(Err(err)) => {
+                tracing::warn!(partition, offset, error = %err, "undecodable cluster metadata skipped");
+                None
             }
-            Err(_) => {}
+            None => None, // a compaction tombstone
+        };
+        if let Some(record) = record
+            && tx.send(record).await.is_err()
+        {
+            return Ok(()); // the stage is gone
         }
         pending.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
         if pending.is_empty()

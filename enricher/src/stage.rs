@@ -14,16 +14,16 @@ use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::telemetry::StageMetrics;
-use tapwire_schemas::events::{EnrichedEvent, PodMetadata};
+use tapwire_schemas::events::EnrichedEvent;
 use tapwire_schemas::{AnyEvent, decode_any, encode, topics};
 use tokio::sync::mpsc;
 
-use crate::enrich::{Enricher, Held};
+use crate::enrich::{ClusterRecord, Enricher, Held};
 
 /// Enriches raw events and produces them to the enriched topics.
 pub struct EnrichStage<K> {
     enricher: Enricher,
-    pods: mpsc::Receiver<PodMetadata>,
+    pods: mpsc::Receiver<ClusterRecord>,
     sink: K,
     wait: Duration,
     metrics: StageMetrics,
@@ -33,7 +33,7 @@ impl<K: Sink> EnrichStage<K> {
     /// A stage fed pod metadata by `pods`, producing to `sink`.
     pub fn new(
         enricher: Enricher,
-        pods: mpsc::Receiver<PodMetadata>,
+        pods: mpsc::Receiver<ClusterRecord>,
         sink: K,
         wait: Duration,
         metrics: StageMetrics,
@@ -53,8 +53,8 @@ impl<K: Sink> EnrichStage<K> {
     }
 
     fn drain_pods(&mut self) {
-        while let Ok(pod) = self.pods.try_recv() {
-            self.enricher.apply_pod(pod);
+        while let Ok(record) = self.pods.try_recv() {
+            self.enricher.apply(record);
         }
     }
 }
@@ -158,8 +158,8 @@ impl<K: Sink> BatchHandler for EnrichStage<K> {
                     break;
                 }
                 match tokio::time::timeout_at(deadline, self.pods.recv()).await {
-                    Ok(Some(pod)) => {
-                        self.enricher.apply_pod(pod);
+                    Ok(Some(record)) => {
+                        self.enricher.apply(record);
                         self.drain_pods();
                     }
                     Ok(None) | Err(_) => break, // no more metadata, or the wait is over

@@ -172,6 +172,9 @@ async fn metadata_later_than_the_window_leaves_the_event_unresolved() {
     );
     // The metadata comes after the window: the event is already out.
     bus.pods(&[pod("c", "10.1.0.9", 50, None)]).await;
+    // The address timed out, so it is not waited for again until a pod
+    // claims it: let the enricher read c's record first.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     let later = conn(2, 100, "10.1.0.9", "8.8.8.8");
     bus.send(topics::L4_RAW, "node-a", std::slice::from_ref(&later))
         .await;
@@ -253,6 +256,7 @@ fn fixture() -> (
         conn(13, 3500, "10.1.0.7", "10.1.5.5"),
         conn(14, 3600, "10.1.0.7", "203.0.113.50"),
         conn(15, 3700, "192.168.10.11", "10.1.5.5"),
+        conn(16, 3750, "192.168.10.12", "10.96.0.10"),
     ];
     let mut exec = samples::file_rename(samples::header("node-a", "sensor", 20, 3800 * S));
     exec.kind = RuntimeKind::ProcessExec;
@@ -269,6 +273,31 @@ async fn a_restarted_enricher_rebuilds_its_state_and_enriches_like_the_first() {
     };
     let (pods, l4, dns, runtime) = fixture();
     bus.pods(&pods).await;
+    // A node and a Service: the node's address is a named host, the
+    // Service's cluster IP (the DNS resolver) a service.
+    let node = NodeMetadata {
+        header: samples::header("node-b", "watch", 0, 0),
+        uid: "node-b-uid".into(),
+        name: "node-b".into(),
+        addresses: vec!["192.168.10.12".parse().expect("ip")],
+        labels: Default::default(),
+        end_ns: None,
+    };
+    bus.send(topics::PODS, &node.uid, std::slice::from_ref(&node))
+        .await;
+    let service = ServiceMetadata {
+        header: samples::header("", "watch", 0, 0),
+        uid: "kube-dns-uid".into(),
+        name: "kube-dns".into(),
+        namespace: "kube-system".into(),
+        cluster_ips: vec!["10.96.0.10".parse().expect("ip")],
+        ports: vec![53],
+        selector: Default::default(),
+        start_ns: Some(0),
+        end_ns: None,
+    };
+    bus.send(topics::PODS, &service.uid, std::slice::from_ref(&service))
+        .await;
     bus.send(topics::L4_RAW, "node-a", &dns).await;
     bus.send(topics::L4_RAW, "node-a", &l4).await;
     bus.send(topics::RUNTIME_RAW, "node-a", &runtime).await;

@@ -51,7 +51,7 @@ pub async fn run(
     // Rebuild the state from the compacted topic before the first event.
     let loaded = loop {
         tokio::select! {
-            Some(pod) = rx.recv() => enricher.apply_pod(pod),
+            Some(record) = rx.recv() => enricher.apply(record),
             n = &mut loaded_rx => match n {
                 Ok(n) => break n,
                 Err(_) => {
@@ -62,8 +62,8 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
         }
     };
-    while let Ok(pod) = rx.try_recv() {
-        enricher.apply_pod(pod);
+    while let Ok(record) = rx.try_recv() {
+        enricher.apply(record);
     }
     tracing::info!(
         records = loaded,
