@@ -117,9 +117,9 @@ pub enum Command {
     Topics(TopicsCommand),
     /// Every stage in one process over an in-memory bus.
     Run(Pending),
-    /// Show tapwire working with nothing installed: synthetic events through
-    /// the in-memory bus and the consumer loop, bad messages to the dead-letter
-    /// topic.
+    /// Show tapwire working with nothing installed: a node's traffic through
+    /// the enrich stage on the in-memory bus, the connections it saw with pod
+    /// context, sample CEF lines and the dead letters.
     Demo(DemoArgs),
 }
 
@@ -222,7 +222,7 @@ pub struct TailArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Synthetic events to send through the bus.
+    /// Connections in the synthetic traffic.
     #[arg(long, default_value_t = 10_000)]
     pub events: u64,
 }

@@ -48,7 +48,7 @@ fn a_stage_not_built_yet_says_so_and_fails() {
 }
 
 #[test]
-fn the_demo_accounts_for_every_message() {
+fn the_demo_runs_the_embedded_pipeline_and_accounts_for_every_message() {
     let out = tapwire()
         .args(["demo", "--events", "2000"])
         .output()
@@ -59,11 +59,23 @@ fn the_demo_accounts_for_every_message() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("consumed   2003 messages"), "{stdout}");
     assert!(
-        stdout.contains("dead-lettered 3 to tapwire.dlq"),
+        stdout.contains("enrich    2005 read, 2002 enriched, 3 dead-lettered"),
         "{stdout}"
     );
+    let row = |dst: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains("shop/web-1") && l.contains(dst))
+            .map(str::to_owned)
+    };
+    let db = row("shop/db-0 10.1.5.5:5432").expect("the database row");
+    assert!(db.contains(" pod ") && db.contains(" 1000 "), "{db}");
+    let ext = row("example.com 93.184.215.14:443").expect("the external row");
+    assert!(ext.contains(" external ") && ext.contains(" 500 "), "{ext}");
+    assert!(row("kube-dns.kube-system.svc 10.96.0.10:53").is_some_and(|r| r.contains(" service ")));
+    assert!(stdout.contains("CEF:0|tapwire|tapwire|"), "{stdout}");
+    assert!(stdout.contains("|PM-001|Process management|3|"), "{stdout}");
     for kind in ["[bad_magic]", "[unknown_fingerprint]", "[bad_body]"] {
         assert!(stdout.contains(kind), "{kind} missing:\n{stdout}");
     }

@@ -33,11 +33,6 @@ impl<W: Write + Send> TailHandler<W> {
         }
     }
 
-    /// The writer, e.g. to read what a test or the demo captured.
-    pub fn into_inner(self) -> W {
-        self.out
-    }
-
     fn line(&mut self, message: &Message, event: &AnyEvent) {
         let header = event.header();
         let id = header.map(|h| h.id.to_hex()).unwrap_or_default();
