@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 use tapwire_schemas::events::{
-    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, NodeMetadata, PeerContext,
-    PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
+    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, L4EventView, NodeMetadata,
+    PeerContext, PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
 };
 
 use crate::dns::DnsCache;
@@ -272,7 +272,8 @@ impl Enricher {
         container_id: Option<&str>,
         h: &EventHeader,
     ) -> Option<PeerContext> {
-        self.side(ip, ts, container_id, h).map(|s| s.context())
+        self.side(ip, ts, container_id, &h.node)
+            .map(|s| s.context())
     }
 
     /// Who `ip` is at `ts`; `None` when the address is in a pod range and
@@ -282,7 +283,7 @@ impl Enricher {
         ip: IpAddr,
         ts: i64,
         container_id: Option<&str>,
-        h: &EventHeader,
+        node: &str,
     ) -> Option<Side> {
         if let Some(id) = container_id
             && let Some(side) = self.container_side(id)
@@ -295,11 +296,11 @@ impl Enricher {
                 Some(Side::Pod(pod, only))
             }
             Owner::Host(name) => Some(Side::Host(
-                name.map_or_else(|| h.node.clone(), |n| n.to_string()),
+                name.map_or_else(|| node.to_owned(), |n| n.to_string()),
             )),
             Owner::Service(service) => Some(Side::Service(service)),
             Owner::Unknown if ip.is_loopback() || ip.is_unspecified() => {
-                Some(Side::Host(h.node.clone()))
+                Some(Side::Host(node.to_owned()))
             }
             // Service addresses: no pod will claim them, so nothing to wait for.
             Owner::Unknown if self.service_cidrs.iter().any(|net| net.contains(&ip)) => {
@@ -319,28 +320,37 @@ impl Enricher {
     }
 
     /// The fast path for a connection event whose message is a current
-    /// `L4Event`: the same decisions as [`Enricher::enrich`], written by
-    /// copying the event's bytes and each pod's pre-encoded context instead
-    /// of re-encoding everything. Returns `false`, writing nothing, when the
-    /// event must wait for metadata or the message is of an older version;
-    /// the caller then takes [`Enricher::enrich`].
-    pub fn enrich_l4_into(&mut self, e: &L4Event, message: &[u8], out: &mut Vec<u8>) -> bool {
+    /// `L4Event` (`e` is that message, read with
+    /// [`tapwire_schemas::codec::decode_l4_view`]): the same decisions as
+    /// [`Enricher::enrich`], written by copying the event's bytes and each
+    /// pod's pre-encoded context instead of re-encoding everything. Returns
+    /// `false`, writing nothing, when the event must wait for metadata or the
+    /// message is of an older version; the caller then takes
+    /// [`Enricher::enrich`].
+    pub fn enrich_l4_into(
+        &mut self,
+        e: &L4EventView<'_>,
+        message: &[u8],
+        out: &mut Vec<u8>,
+    ) -> bool {
         let current = tapwire_schemas::codec::writer_schema(message)
             .is_ok_and(|w| w.current && w.kind == tapwire_schemas::SchemaKind::L4Event);
         if !current {
             return false;
         }
-        self.observe(&e.header);
+        if let Some(ip) = e.header.node_ip {
+            self.index.add_node_ip(ip.0);
+        }
         let ts = e.header.timestamp_ns;
         let (src_ctr, dst_ctr) = match e.direction {
-            Direction::Egress => (e.container_id.as_deref(), None),
-            _ => (None, e.container_id.as_deref()),
+            Direction::Egress => (e.container_id, None),
+            _ => (None, e.container_id),
         };
         // A held event is decided again later: count nothing now.
         let tally = self.tally;
         let (Some(src), Some(dst)) = (
-            self.side(e.src.ip.0, ts, src_ctr, &e.header),
-            self.side(e.dst.ip.0, ts, dst_ctr, &e.header),
+            self.side(e.src.ip.0, ts, src_ctr, e.header.node),
+            self.side(e.dst.ip.0, ts, dst_ctr, e.header.node),
         ) else {
             self.tally = tally;
             return false;
@@ -533,9 +543,10 @@ mod tests {
                 unreachable!()
             };
             let message = tapwire_schemas::encode(&e).expect("encode");
+            let view = tapwire_schemas::codec::decode_l4_view(&message).expect("view");
             let mut out = Vec::new();
             assert!(
-                fast.enrich_l4_into(&e, &message, &mut out),
+                fast.enrich_l4_into(&view, &message, &mut out),
                 "{src} -> {dst}"
             );
             let enriched = slow.enrich(Held::L4(e), false).expect("no wait");
@@ -551,7 +562,8 @@ mod tests {
             unreachable!()
         };
         let message = tapwire_schemas::encode(&e).expect("encode");
-        assert!(!fast.enrich_l4_into(&e, &message, &mut Vec::new()));
+        let view = tapwire_schemas::codec::decode_l4_view(&message).expect("view");
+        assert!(!fast.enrich_l4_into(&view, &message, &mut Vec::new()));
     }
 
     #[test]

@@ -83,24 +83,24 @@ impl<K: Sink> BatchHandler for EnrichStage<K> {
         let mut held: Vec<(usize, Held)> = Vec::new();
         let mut rejections = Vec::new();
         for (index, message) in batch.iter().enumerate() {
-            let event = match decode_any(&message.payload) {
-                Ok(AnyEvent::L4Event(e)) => {
-                    // Most connections: the event's bytes and cached pod
-                    // contexts spliced, nothing re-encoded.
-                    let mut payload = Vec::with_capacity(message.payload.len() + 512);
-                    if self
-                        .enricher
-                        .enrich_l4_into(&e, &message.payload, &mut payload)
-                    {
-                        out[index] = Some(OutRecord::new(
-                            topics::L4_ENRICHED,
-                            message.key.clone(),
-                            payload,
-                        ));
-                        continue;
-                    }
-                    Held::L4(e)
+            // Most connections: read without copies, and written by splicing
+            // the event's bytes with cached pod contexts.
+            if let Ok(view) = tapwire_schemas::codec::decode_l4_view(&message.payload) {
+                let mut payload = Vec::with_capacity(message.payload.len() + 512);
+                if self
+                    .enricher
+                    .enrich_l4_into(&view, &message.payload, &mut payload)
+                {
+                    out[index] = Some(OutRecord::new(
+                        topics::L4_ENRICHED,
+                        message.key.clone(),
+                        payload,
+                    ));
+                    continue;
                 }
+            }
+            let event = match decode_any(&message.payload) {
+                Ok(AnyEvent::L4Event(e)) => Held::L4(e),
                 Ok(AnyEvent::DnsEvent(e)) => Held::Dns(e),
                 Ok(AnyEvent::RuntimeEvent(e)) => Held::Runtime(e),
                 Ok(AnyEvent::LossRecord(_)) => {

@@ -245,6 +245,40 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
     decode_with(entry, bytes)
 }
 
+/// Reads a current-version `L4Event` message without copying its strings.
+/// Messages of older versions (or other kinds) are an error: read them with
+/// [`decode`].
+pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, DecodeError> {
+    let entry = writer_schema(bytes)?;
+    if entry.kind != SchemaKind::L4Event {
+        return Err(DecodeError::WrongSchema {
+            expected: SchemaKind::L4Event,
+            found: entry.kind,
+        });
+    }
+    let body_error = |reason: String| DecodeError::Body {
+        kind: entry.kind,
+        version: entry.version,
+        reason,
+    };
+    let schema = entry
+        .fast
+        .as_ref()
+        .ok_or_else(|| body_error("an older version: decode it with `decode`".into()))?;
+    let body = &bytes[HEADER_LEN..];
+    let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, schema);
+    let view = serde::Deserialize::deserialize(state.deserializer())
+        .map_err(|e| body_error(e.to_string()))?;
+    let mut rest = state.into_reader();
+    let left = std::io::BufRead::fill_buf(&mut rest).map_or(0, <[u8]>::len);
+    if left > 0 {
+        return Err(body_error(format!(
+            "{left} bytes after the end of the datum"
+        )));
+    }
+    Ok(view)
+}
+
 /// The writer schema a message names in its header.
 pub fn writer_schema(bytes: &[u8]) -> Result<&'static SchemaEntry, DecodeError> {
     if bytes.len() < HEADER_LEN {

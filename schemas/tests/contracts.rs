@@ -234,6 +234,30 @@ fn a_spliced_enriched_event_equals_the_encoded_one() {
 }
 
 #[test]
+fn the_borrowed_l4_view_reads_the_same_fields() {
+    let event = samples::l4_flow(hdr(8), 8);
+    let bytes = encode(&event).expect("encode");
+    let view = codec::decode_l4_view(&bytes).expect("view");
+    assert_eq!(view.header.id, event.header.id);
+    assert_eq!(view.header.node, event.header.node);
+    assert_eq!(view.header.node_ip, event.header.node_ip);
+    assert_eq!(
+        (view.src, view.dst, view.direction),
+        (event.src, event.dst, event.direction)
+    );
+    assert_eq!(view.container_id, event.container_id.as_deref());
+    assert_eq!(
+        (view.binary, view.final_state),
+        (event.binary.as_str(), event.final_state)
+    );
+    let v1 = std::fs::read(V1_FIXTURE).expect("fixture");
+    assert!(
+        codec::decode_l4_view(&v1).is_err(),
+        "older versions go through `decode`"
+    );
+}
+
+#[test]
 fn decoding_as_the_wrong_type_says_what_the_message_is() {
     let bytes = encode_any(&every_record()[2]);
     let err = decode::<L4Event>(&bytes).expect_err("a DNS event is not an L4 event");

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 
 pub use derived::{EnrichedEvent, Mode, Outcome, PeerContext, PeerKind, Verdict};
 pub use network::{
-    Direction, DnsEvent, DnsKind, Endpoint, FinalState, InventorySnapshot, L4Event, L4Kind,
-    PacketRecord, Protocol, Socket,
+    Direction, DnsEvent, DnsKind, Endpoint, EventHeaderView, FinalState, InventorySnapshot,
+    L4Event, L4EventView, L4Kind, PacketRecord, Protocol, Socket,
 };
 pub use pods::{Container, NodeMetadata, PodMetadata, ServiceMetadata, Workload};
 pub use runtime::{RuntimeEvent, RuntimeKind};

@@ -108,6 +108,39 @@ pub struct L4Event {
     pub final_state: Option<FinalState>,
 }
 
+/// An [`L4Event`] read without copying its strings: the same schema and
+/// fields, with text borrowed from the message (see
+/// [`crate::codec::decode_l4_view`]). For hot paths that only look.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)]
+pub struct L4EventView<'a> {
+    #[serde(borrow)]
+    pub header: EventHeaderView<'a>,
+    pub kind: L4Kind,
+    pub pid: u32,
+    pub binary: &'a str,
+    pub container_id: Option<&'a str>,
+    pub src: Endpoint,
+    pub dst: Endpoint,
+    pub protocol: Protocol,
+    pub direction: Direction,
+    pub duration_ns: Option<u64>,
+    pub bytes_sent: Option<u64>,
+    pub bytes_received: Option<u64>,
+    pub final_state: Option<FinalState>,
+}
+
+/// An [`EventHeader`] with borrowed text.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[allow(missing_docs)]
+pub struct EventHeaderView<'a> {
+    pub id: crate::EventId,
+    pub timestamp_ns: i64,
+    pub node: &'a str,
+    pub sensor_id: &'a str,
+    pub node_ip: Option<Ip>,
+}
+
 /// Kinds of DNS observation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
