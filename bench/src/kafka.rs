@@ -100,20 +100,33 @@ impl<H: BatchHandler> BatchHandler for Counting<H> {
 }
 
 async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
-    let shutdown = CancellationToken::new();
-    let ctx = StageContext::new("bench-enrich", LoopSettings::default(), shutdown.clone());
-    let source = KafkaSource::new(config, "bench-enrich", &[IN])?;
     let sink = KafkaSink::new(config)?;
     let (_no_more_pods, pods) = tokio::sync::mpsc::channel(1);
+    let metrics = tapwire_plumbing::telemetry::StageMetrics::new("bench-enrich");
     let stage = EnrichStage::new(
         crate::enrich::enricher(),
         pods,
-        sink.clone(),
+        sink,
         Duration::from_secs(5),
-        ctx.metrics.clone(),
+        metrics,
     );
+    timed_stage(config, "bench-enrich", n, stage).await
+}
+
+/// Runs `inner` as a consumer-loop stage on the prefilled topic until it
+/// has handled `n` messages; events/s from its first batch.
+async fn timed_stage<H: BatchHandler>(
+    config: &KafkaConfig,
+    group: &str,
+    n: u64,
+    inner: H,
+) -> anyhow::Result<f64> {
+    let shutdown = CancellationToken::new();
+    let ctx = StageContext::new(group, LoopSettings::default(), shutdown.clone());
+    let source = KafkaSource::new(config, group, &[IN])?;
+    let dlq = KafkaSink::new(config)?;
     let mut handler = Counting {
-        inner: stage,
+        inner,
         handled: 0,
         target: n,
         started: None,
@@ -125,11 +138,11 @@ async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
         tokio::time::sleep(Duration::from_secs(600)).await;
         guard.cancel();
     });
-    consumer::run(&ctx, source, &sink, &mut handler).await?;
+    consumer::run(&ctx, source, &dlq, &mut handler).await?;
     timeout.abort();
     let elapsed = handler
         .finished
-        .ok_or_else(|| anyhow!("enrich stage handled only {} of {n}", handler.handled))?;
+        .ok_or_else(|| anyhow!("{group} handled only {} of {n}", handler.handled))?;
     Ok(rate(n, elapsed))
 }
 
@@ -196,18 +209,13 @@ fn bare_loop(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
     Ok(rate(n, started.map(|s| s.elapsed()).unwrap_or_default()))
 }
 
+/// The plumbing's own cost: decode, re-encode, produce with delivery reports.
 struct Copy {
     sink: KafkaSink,
-    copied: u64,
-    target: u64,
-    started: Option<Instant>,
-    finished: Option<Duration>,
-    done: CancellationToken,
 }
 
 impl BatchHandler for Copy {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
-        let started = *self.started.get_or_insert_with(Instant::now);
         let (events, rejections) = decode_batch::<L4Event>(batch);
         let mut out = Vec::with_capacity(events.len());
         for (index, event) in events {
@@ -215,37 +223,11 @@ impl BatchHandler for Copy {
             out.push(OutRecord::new(LOOP_OUT, batch[index].key.clone(), payload));
         }
         self.sink.send_batch(out).await?;
-        self.copied += batch.len() as u64;
-        if self.copied >= self.target && self.finished.is_none() {
-            self.finished = Some(started.elapsed());
-            self.done.cancel();
-        }
         Ok(rejections)
     }
 }
 
 async fn tapwire_loop(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
-    let shutdown = CancellationToken::new();
-    let ctx = StageContext::new("bench-copy", LoopSettings::default(), shutdown.clone());
-    let source = KafkaSource::new(config, "bench-loop", &[IN])?;
     let sink = KafkaSink::new(config)?;
-    let mut handler = Copy {
-        sink: sink.clone(),
-        copied: 0,
-        target: n,
-        started: None,
-        finished: None,
-        done: shutdown.clone(),
-    };
-    let guard = shutdown.clone();
-    let timeout = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        guard.cancel();
-    });
-    consumer::run(&ctx, source, &sink, &mut handler).await?;
-    timeout.abort();
-    let elapsed = handler
-        .finished
-        .ok_or_else(|| anyhow!("tapwire loop copied only {} of {n}", handler.copied))?;
-    Ok(rate(n, elapsed))
+    timed_stage(config, "bench-loop", n, Copy { sink }).await
 }

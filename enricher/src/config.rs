@@ -64,6 +64,18 @@ pub struct EnrichConfigError {
 }
 
 impl EnrichConfig {
+    /// An enricher with empty state, built from this configuration.
+    pub fn build(&self) -> Result<crate::enrich::Enricher, EnrichConfigError> {
+        let (pod_cidrs, service_cidrs) = self.validate()?;
+        Ok(crate::enrich::Enricher::new(
+            crate::index::PodIndex::new(self.max_pods, self.max_owners_per_ip),
+            crate::dns::DnsCache::new(self.dns_cache_entries),
+            pod_cidrs,
+            service_cidrs,
+            self.dns_cache_entries,
+        ))
+    }
+
     /// Parses the pod and service CIDRs and checks the limits.
     pub fn validate(&self) -> Result<(Vec<ipnet::IpNet>, Vec<ipnet::IpNet>), EnrichConfigError> {
         for (key, value) in [

@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use tapwire_cef_forwarder::CefConfig;
 use tapwire_cef_forwarder::format::Formatter;
-use tapwire_enricher::dns::DnsCache;
-use tapwire_enricher::enrich::{ClusterRecord, Enricher};
-use tapwire_enricher::index::PodIndex;
+use tapwire_enricher::enrich::ClusterRecord;
 use tapwire_enricher::stage::EnrichStage;
 use tapwire_plumbing::bus::memory::MemoryBus;
 use tapwire_plumbing::bus::{OutRecord, Sink};
@@ -141,14 +139,7 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
 
     // The enrich stage, fed the cluster's records as tapwire.pods would.
     let ec = &config.enrich;
-    let (pod_cidrs, service_cidrs) = ec.validate()?;
-    let mut enricher = Enricher::new(
-        PodIndex::new(ec.max_pods, ec.max_owners_per_ip),
-        DnsCache::new(ec.dns_cache_entries),
-        pod_cidrs,
-        service_cidrs,
-        ec.dns_cache_entries,
-    );
+    let mut enricher = ec.build()?;
     for r in cluster() {
         enricher.apply(r);
     }

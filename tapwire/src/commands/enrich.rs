@@ -4,9 +4,6 @@
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use tapwire_enricher::dns::DnsCache;
-use tapwire_enricher::enrich::Enricher;
-use tapwire_enricher::index::PodIndex;
 use tapwire_enricher::pods;
 use tapwire_enricher::stage::EnrichStage;
 use tapwire_plumbing::bus::kafka::{KafkaSink, KafkaSource};
@@ -32,7 +29,7 @@ pub async fn run(
     if let Some(ms) = args.metadata_wait_ms {
         ec.metadata_wait_ms = ms;
     }
-    let (pod_cidrs, service_cidrs) = ec.validate()?;
+    let mut enricher = ec.build()?;
 
     let (tx, mut rx) = mpsc::channel(10_000);
     let (loaded_tx, mut loaded_rx) = oneshot::channel();
@@ -41,13 +38,6 @@ pub async fn run(
     let stop = follower_stop.clone();
     let mut follower = tokio::spawn(async move { pods::follow(&kafka, tx, loaded_tx, stop).await });
 
-    let mut enricher = Enricher::new(
-        PodIndex::new(ec.max_pods, ec.max_owners_per_ip),
-        DnsCache::new(ec.dns_cache_entries),
-        pod_cidrs,
-        service_cidrs,
-        ec.dns_cache_entries,
-    );
     // Rebuild the state from the compacted topic before the first event.
     let loaded = loop {
         tokio::select! {
