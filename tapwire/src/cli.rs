@@ -94,7 +94,7 @@ pub enum Command {
     Enrich(EnrichArgs),
     /// Judge every enriched event against audit/enforce policies; `policy check`
     /// validates policy files.
-    Policy(Pending),
+    Policy(PolicyArgs),
     /// Count connections and store events, flows and inventory in ClickHouse.
     Aggregate(Pending),
     /// HTTP API over ClickHouse: the network connections view and its tabs.
@@ -128,7 +128,7 @@ impl Command {
     pub fn pending(&self) -> Option<(&'static str, &'static str)> {
         Some(match self {
             Command::Capture(_) => ("capture", "#3 (capture)"),
-            Command::Policy(_) => ("policy", "#5 (policy-engine)"),
+            Command::Policy(PolicyArgs { command: None, .. }) => ("policy", "#5 (policy-engine)"),
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
             Command::Query(_) => ("query", "#6 (aggregator)"),
@@ -140,7 +140,8 @@ impl Command {
             | Command::Cef(_)
             | Command::Enrich(_)
             | Command::K8sWatch(_)
-            | Command::Kfl(_) => {
+            | Command::Kfl(_)
+            | Command::Policy(_) => {
                 return None;
             }
         })
@@ -302,5 +303,25 @@ pub enum KflCommand {
     Check {
         /// The query, e.g. 'http and response.status == r"4.*"'.
         query: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub command: Option<PolicyCommand>,
+    #[command(flatten)]
+    pub pending: Pending,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Validate policy files (YAML, tapwire.io/v1 NetworkPolicy and
+    /// RuntimePolicy): every error with file, line and field; exit status 1
+    /// if any file is invalid.
+    Check {
+        /// Policy files.
+        #[arg(required = true)]
+        files: Vec<std::path::PathBuf>,
     },
 }

@@ -28,6 +28,13 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
+    if let Command::Policy(cli::PolicyArgs {
+        command: Some(cli::PolicyCommand::Check { files }),
+        ..
+    }) = &cli.command
+    {
+        return commands::policy::check(files);
+    }
     if let Command::Kfl(KflCommand::Check { query }) = &cli.command {
         return match tapwire_kfl::compile(query) {
             Ok(filter) => {

@@ -145,3 +145,37 @@ fn kfl_check_prints_the_canonical_form_or_a_caret_under_the_fault() {
         "{err}"
     );
 }
+
+#[test]
+fn policy_check_accepts_valid_files_and_names_the_line_of_an_error() {
+    let good = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../policy-engine/tests/fixtures/shop.yaml"
+    );
+    let out = tapwire()
+        .args(["policy", "check", good])
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ok: 3 policies compile"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: tapwire.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec:\n  mode: enforce\n  egres: []\n").expect("write");
+    let out = tapwire()
+        .arg("policy")
+        .arg("check")
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.yaml:6:") && err.contains("egres"),
+        "{err}"
+    );
+}

@@ -4,5 +4,6 @@
 pub mod cef;
 pub mod demo;
 pub mod enrich;
+pub mod policy;
 pub mod tail;
 pub mod topics;

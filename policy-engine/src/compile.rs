@@ -1,0 +1,568 @@
+//! Policies compiled once into matchers, and the verdict for one enriched
+//! event.
+//!
+//! Coverage: a policy covers an event when its selector matches the event's
+//! local pod (the initiator for egress, DNS and runtime events; the accepting
+//! pod for ingress). Inside a policy, the most specific matching rule decides
+//! (specificity: how many constraints the rule states; a tie goes to deny).
+//! When no rule matches: if the policy has allow rules for that direction (or
+//! for executables, or files), the event is a violation of that allow-list
+//! (no rule is named); otherwise it is allowed.
+//!
+//! Overlap: among the covering policies, an enforce violation decides first,
+//! then an audit violation, then an enforce allow, then an audit allow; within
+//! one rank the more specific rule, then the policy name in order. The verdict
+//! names the deciding policy (`namespace/name`) and rule.
+
+use std::net::IpAddr;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use ipnet::IpNet;
+use tapwire_schemas::events::{
+    Direction, EnrichedEvent, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol, RuntimeKind,
+    Verdict,
+};
+use tapwire_schemas::signature::{EventKind, signature};
+
+use crate::document::{
+    Action, Document, FileOp, Kind, NetworkRule, Peer, PodSelector, PolicyMode, RuntimeRule,
+};
+
+/// A policy that does not compile, naming the policy and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy {policy}: {field}: {message}")]
+pub struct CompileError {
+    /// `namespace/name`.
+    pub policy: String,
+    /// The field, e.g. `spec.egress[0].to[1].cidr`.
+    pub field: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+#[derive(Debug)]
+struct Selector {
+    namespace: Option<String>,
+    labels: Vec<(String, String)>,
+}
+
+impl Selector {
+    fn new(s: &PodSelector, default_namespace: Option<&str>) -> Self {
+        let namespace = s
+            .namespace
+            .as_deref()
+            .or(default_namespace)
+            .filter(|n| *n != "*");
+        Selector {
+            namespace: namespace.map(str::to_owned),
+            labels: s
+                .match_labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
+    fn matches(&self, peer: &PeerContext) -> bool {
+        peer.kind == PeerKind::Pod
+            && self
+                .namespace
+                .as_deref()
+                .is_none_or(|ns| peer.namespace.as_deref() == Some(ns))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| peer.labels.get(k) == Some(v))
+    }
+
+    fn specificity(&self) -> u32 {
+        u32::from(self.namespace.is_some()) + self.labels.len() as u32
+    }
+}
+
+#[derive(Debug)]
+enum DnsPattern {
+    Exact(String),
+    Suffix(String),
+}
+
+#[derive(Debug)]
+struct CompiledPeer {
+    pod: Option<Selector>,
+    cidr: Option<IpNet>,
+    dns: Option<DnsPattern>,
+}
+
+impl CompiledPeer {
+    fn matches(&self, peer: &PeerContext, ip: IpAddr) -> bool {
+        self.pod.as_ref().is_none_or(|s| s.matches(peer))
+            && self.cidr.is_none_or(|net| net.contains(&ip))
+            && self.dns.as_ref().is_none_or(|p| {
+                let name = peer
+                    .dns_name
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim_end_matches('.');
+                match p {
+                    DnsPattern::Exact(n) => name.eq_ignore_ascii_case(n),
+                    DnsPattern::Suffix(s) => {
+                        name.len() > s.len() && name.to_ascii_lowercase().ends_with(s.as_str())
+                    }
+                }
+            })
+    }
+
+    fn specificity(&self) -> u32 {
+        self.pod.as_ref().map_or(0, |s| 1 + s.specificity())
+            + u32::from(self.cidr.is_some())
+            + u32::from(self.dns.is_some())
+    }
+}
+
+#[derive(Debug)]
+struct NetRule {
+    name: String,
+    action: Action,
+    peers: Vec<CompiledPeer>,
+    ports: Vec<u16>,
+    protocols: Vec<Protocol>,
+}
+
+impl NetRule {
+    /// The rule's specificity when it matches.
+    fn matches(
+        &self,
+        peer: &PeerContext,
+        ip: IpAddr,
+        port: u16,
+        protocol: Protocol,
+    ) -> Option<u32> {
+        if !self.ports.is_empty() && !self.ports.contains(&port) {
+            return None;
+        }
+        if !self.protocols.is_empty() && !self.protocols.contains(&protocol) {
+            return None;
+        }
+        let peer_spec = if self.peers.is_empty() {
+            0
+        } else {
+            self.peers
+                .iter()
+                .filter(|p| p.matches(peer, ip))
+                .map(CompiledPeer::specificity)
+                .max()?
+        };
+        Some(peer_spec + u32::from(!self.ports.is_empty()) + u32::from(!self.protocols.is_empty()))
+    }
+}
+
+#[derive(Debug)]
+struct RtRule {
+    name: String,
+    action: Action,
+    executables: Option<GlobSet>,
+    files: Option<(GlobSet, Vec<RuntimeKind>)>,
+}
+
+#[derive(Debug)]
+struct Policy {
+    name: String,
+    kind: Kind,
+    mode: PolicyMode,
+    selector: Selector,
+    egress: Vec<NetRule>,
+    ingress: Vec<NetRule>,
+    rules: Vec<RtRule>,
+}
+
+/// Every policy, compiled.
+#[derive(Debug, Default)]
+pub struct PolicySet {
+    policies: Vec<Policy>,
+}
+
+fn err(policy: &str, field: String, message: impl Into<String>) -> CompileError {
+    CompileError {
+        policy: policy.to_owned(),
+        field,
+        message: message.into(),
+    }
+}
+
+fn globs(policy: &str, field: &str, patterns: &[String]) -> Result<GlobSet, CompileError> {
+    let mut b = GlobSetBuilder::new();
+    for (i, p) in patterns.iter().enumerate() {
+        b.add(Glob::new(p).map_err(|e| err(policy, format!("{field}[{i}]"), e.to_string()))?);
+    }
+    b.build()
+        .map_err(|e| err(policy, field.to_owned(), e.to_string()))
+}
+
+fn net_rules(
+    policy: &str,
+    direction: &str,
+    rules: &[NetworkRule],
+) -> Result<Vec<NetRule>, CompileError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("spec.{direction}[{i}]");
+            if r.when.is_some() {
+                return Err(err(
+                    policy,
+                    format!("{at}.when"),
+                    "KFL conditions are not implemented yet in policies",
+                ));
+            }
+            let (peers, key) = if direction == "egress" {
+                (&r.to, "to")
+            } else {
+                (&r.from, "from")
+            };
+            let other = if direction == "egress" {
+                &r.from
+            } else {
+                &r.to
+            };
+            if !other.is_empty() {
+                return Err(err(
+                    policy,
+                    at.clone(),
+                    format!("{direction} rules name their peers in `{key}`"),
+                ));
+            }
+            let peers = peers
+                .iter()
+                .enumerate()
+                .map(|(j, p)| compile_peer(policy, &format!("{at}.{key}[{j}]"), p))
+                .collect::<Result<_, _>>()?;
+            let protocols = r
+                .protocols
+                .iter()
+                .enumerate()
+                .map(|(j, p)| match p.to_ascii_lowercase().as_str() {
+                    "tcp" => Ok(Protocol::Tcp),
+                    "udp" => Ok(Protocol::Udp),
+                    other => Err(err(
+                        policy,
+                        format!("{at}.protocols[{j}]"),
+                        format!("{other:?} is not tcp or udp"),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            Ok(NetRule {
+                name: r.name.clone(),
+                action: r.action,
+                peers,
+                ports: r.ports.clone(),
+                protocols,
+            })
+        })
+        .collect()
+}
+
+fn compile_peer(policy: &str, at: &str, p: &Peer) -> Result<CompiledPeer, CompileError> {
+    let cidr = p
+        .cidr
+        .as_deref()
+        .map(|c| {
+            c.parse::<IpNet>()
+                .map_err(|e| err(policy, format!("{at}.cidr"), format!("{c:?}: {e}")))
+        })
+        .transpose()?;
+    let dns = p.dns_name.as_deref().map(|n| {
+        let n = n.trim_end_matches('.').to_ascii_lowercase();
+        match n.strip_prefix("*.") {
+            Some(rest) => DnsPattern::Suffix(format!(".{rest}")),
+            None => DnsPattern::Exact(n),
+        }
+    });
+    if p.pod.is_none() && cidr.is_none() && dns.is_none() {
+        return Err(err(
+            policy,
+            at.to_owned(),
+            "a peer needs pod, cidr or dnsName",
+        ));
+    }
+    Ok(CompiledPeer {
+        pod: p.pod.as_ref().map(|s| Selector::new(s, None)),
+        cidr,
+        dns,
+    })
+}
+
+fn rt_rules(policy: &str, rules: &[RuntimeRule]) -> Result<Vec<RtRule>, CompileError> {
+    rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let at = format!("spec.rules[{i}]");
+            if r.when.is_some() {
+                return Err(err(
+                    policy,
+                    format!("{at}.when"),
+                    "KFL conditions are not implemented yet in policies",
+                ));
+            }
+            let executables = (!r.executables.is_empty())
+                .then(|| globs(policy, &format!("{at}.executables"), &r.executables))
+                .transpose()?;
+            let files = r
+                .files
+                .as_ref()
+                .map(|f| {
+                    let set = globs(policy, &format!("{at}.files.paths"), &f.paths)?;
+                    let ops = f
+                        .operations
+                        .iter()
+                        .map(|op| match op {
+                            FileOp::Open => RuntimeKind::FileOpen,
+                            FileOp::Create => RuntimeKind::FileCreate,
+                            FileOp::Write => RuntimeKind::FileWrite,
+                            FileOp::Delete => RuntimeKind::FileDelete,
+                            FileOp::Chmod => RuntimeKind::FileChmod,
+                            FileOp::Chown => RuntimeKind::FileChown,
+                            FileOp::Rename => RuntimeKind::FileRename,
+                        })
+                        .collect();
+                    Ok::<_, CompileError>((set, ops))
+                })
+                .transpose()?;
+            if executables.is_none() && files.is_none() {
+                return Err(err(policy, at, "a runtime rule needs executables or files"));
+            }
+            Ok(RtRule {
+                name: r.name.clone(),
+                action: r.action,
+                executables,
+                files,
+            })
+        })
+        .collect()
+}
+
+impl PolicySet {
+    /// Compiles documents; names are `namespace/name` and must be unique.
+    pub fn compile(documents: &[Document]) -> Result<PolicySet, CompileError> {
+        let mut policies = Vec::with_capacity(documents.len());
+        for d in documents {
+            let name = format!(
+                "{}/{}",
+                d.metadata.namespace.as_deref().unwrap_or("-"),
+                d.metadata.name
+            );
+            if policies.iter().any(|p: &Policy| p.name == name) {
+                return Err(err(&name, "metadata.name".into(), "defined twice"));
+            }
+            let s = &d.spec;
+            match d.kind {
+                Kind::NetworkPolicy if !s.rules.is_empty() => {
+                    return Err(err(
+                        &name,
+                        "spec.rules".into(),
+                        "a NetworkPolicy has egress and ingress rules",
+                    ));
+                }
+                Kind::RuntimePolicy if !s.egress.is_empty() || !s.ingress.is_empty() => {
+                    return Err(err(
+                        &name,
+                        "spec.egress".into(),
+                        "a RuntimePolicy has rules, not egress or ingress",
+                    ));
+                }
+                _ => {}
+            }
+            policies.push(Policy {
+                kind: d.kind,
+                mode: s.mode,
+                selector: Selector::new(&s.selector, d.metadata.namespace.as_deref()),
+                egress: net_rules(&name, "egress", &s.egress)?,
+                ingress: net_rules(&name, "ingress", &s.ingress)?,
+                rules: rt_rules(&name, &s.rules)?,
+                name,
+            });
+        }
+        policies.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(PolicySet { policies })
+    }
+
+    /// Policies compiled.
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// The verdict for `event`.
+    pub fn judge(&self, event: EnrichedEvent) -> Verdict {
+        let mut best: Option<Decision<'_>> = None;
+        for policy in &self.policies {
+            if let Some(d) = decide(policy, &event)
+                && best.as_ref().is_none_or(|b| d.rank() > b.rank())
+            {
+                best = Some(d);
+            }
+        }
+        let kind = EventKind::of(&event);
+        let (mode, outcome, policy, rule) = match best {
+            None => (Mode::Other, Outcome::Allowed, None, None),
+            Some(d) => {
+                let mode = match d.policy.mode {
+                    PolicyMode::Audit => Mode::Audit,
+                    PolicyMode::Enforce => Mode::Enforce,
+                };
+                let outcome = match (d.violation, d.policy.mode) {
+                    (false, _) => Outcome::Allowed,
+                    (true, PolicyMode::Audit) => Outcome::Audited,
+                    (true, PolicyMode::Enforce) => Outcome::Blocked,
+                };
+                (
+                    mode,
+                    outcome,
+                    Some(d.policy.name.clone()),
+                    d.rule.map(str::to_owned),
+                )
+            }
+        };
+        let sig = kind.map(|k| signature(k, outcome));
+        Verdict {
+            event,
+            mode,
+            policy,
+            rule,
+            signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
+            severity: sig.map_or(3, |s| s.severity),
+            outcome,
+        }
+    }
+}
+
+struct Decision<'p> {
+    policy: &'p Policy,
+    rule: Option<&'p str>,
+    violation: bool,
+    specificity: u32,
+}
+
+impl Decision<'_> {
+    /// Higher decides: violations over allows, enforce over audit, then
+    /// the more specific rule; the earlier policy name wins ties.
+    fn rank(&self) -> (bool, bool, u32) {
+        (
+            self.violation,
+            self.policy.mode == PolicyMode::Enforce,
+            self.specificity,
+        )
+    }
+}
+
+fn pick<'p, I>(candidates: I, allow_list: bool) -> (Option<&'p str>, bool, u32)
+where
+    I: Iterator<Item = (&'p str, Action, u32)>,
+{
+    // Most specific; a tie goes to deny.
+    let best = candidates.max_by_key(|(_, action, spec)| (*spec, *action == Action::Deny));
+    match best {
+        Some((name, action, spec)) => (Some(name), action == Action::Deny, spec),
+        None => (None, allow_list, 0),
+    }
+}
+
+fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
+    if let Some(l4) = &e.l4 {
+        return (policy.kind == Kind::NetworkPolicy)
+            .then(|| network(policy, e, l4))
+            .flatten();
+    }
+    if e.dns.is_some() {
+        return (policy.kind == Kind::NetworkPolicy && policy.selector.matches(&e.src)).then_some(
+            Decision {
+                policy,
+                rule: None,
+                violation: false,
+                specificity: 0,
+            },
+        );
+    }
+    let rt = e.runtime.as_ref()?;
+    if policy.kind != Kind::RuntimePolicy || !policy.selector.matches(&e.src) {
+        return None;
+    }
+    let (rule, violation, specificity) = match rt.kind {
+        RuntimeKind::ProcessExec => {
+            let matching = policy.rules.iter().filter_map(|r| {
+                let set = r.executables.as_ref()?;
+                set.is_match(&rt.binary)
+                    .then_some((r.name.as_str(), r.action, 1))
+            });
+            let allow_list = policy
+                .rules
+                .iter()
+                .any(|r| r.executables.is_some() && r.action == Action::Allow);
+            pick(matching, allow_list)
+        }
+        RuntimeKind::ProcessExit => (None, false, 0),
+        kind => {
+            let path = rt.path.as_deref().unwrap_or_default();
+            let applies = |(set, ops): &(GlobSet, Vec<RuntimeKind>)| {
+                (ops.is_empty() || ops.contains(&kind)) && set.is_match(path)
+            };
+            let matching = policy.rules.iter().filter_map(|r| {
+                let files = r.files.as_ref()?;
+                applies(files).then_some((
+                    r.name.as_str(),
+                    r.action,
+                    1 + u32::from(!files.1.is_empty()),
+                ))
+            });
+            let allow_list = policy.rules.iter().any(|r| {
+                r.action == Action::Allow
+                    && r.files
+                        .as_ref()
+                        .is_some_and(|(_, ops)| ops.is_empty() || ops.contains(&kind))
+            });
+            pick(matching, allow_list)
+        }
+    };
+    Some(Decision {
+        policy,
+        rule,
+        violation,
+        specificity,
+    })
+}
+
+fn network<'p>(policy: &'p Policy, e: &EnrichedEvent, l4: &L4Event) -> Option<Decision<'p>> {
+    let (local, remote, remote_ip, rules) = match l4.direction {
+        Direction::Egress => (&e.src, &e.dst, l4.dst.ip.0, &policy.egress),
+        Direction::Ingress => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
+        Direction::None => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
+    };
+    if !policy.selector.matches(local) {
+        return None;
+    }
+    if l4.direction == Direction::None {
+        return Some(Decision {
+            policy,
+            rule: None,
+            violation: false,
+            specificity: 0,
+        });
+    }
+    let matching = rules.iter().filter_map(|r| {
+        r.matches(remote, remote_ip, l4.dst.port, l4.protocol)
+            .map(|s| (r.name.as_str(), r.action, s))
+    });
+    let allow_list = rules.iter().any(|r| r.action == Action::Allow);
+    let (rule, violation, specificity) = pick(matching, allow_list);
+    Some(Decision {
+        policy,
+        rule,
+        violation,
+        specificity,
+    })
+}

@@ -1,0 +1,48 @@
+//! `tapwire policy check FILE...`: parse and compile policy files, report
+//! every error with file, line and field.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use tapwire_policy_engine::{PolicySet, parse};
+
+/// Checks every file; the exit status says whether all are valid.
+pub fn check(files: &[PathBuf]) -> ExitCode {
+    let mut failed = false;
+    let mut documents = Vec::new();
+    for file in files {
+        let name = file.display().to_string();
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                eprintln!("{name}: {err}");
+                failed = true;
+                continue;
+            }
+        };
+        match parse(&name, &text) {
+            Ok(docs) => {
+                println!("{name}: {} document(s)", docs.len());
+                documents.extend(docs);
+            }
+            Err(err) => {
+                eprintln!("{err}");
+                failed = true;
+            }
+        }
+    }
+    if !failed {
+        match PolicySet::compile(&documents) {
+            Ok(set) => println!("ok: {} policies compile", set.len()),
+            Err(err) => {
+                eprintln!("{err}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
