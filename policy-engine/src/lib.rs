@@ -4,14 +4,15 @@
 //! - [`document`]: the YAML documents (`NetworkPolicy`, `RuntimePolicy`),
 //!   parsed strictly with file, line and field in every error;
 //! - [`compile`]: policies compiled once, coverage and precedence rules, and
-//!   [`compile::PolicySet::judge`].
+//!   [`compile::PolicySet::judge`];
+//! - [`stage`]: the `tapwire policy` consumer-loop handler, reloading the
+//!   policy files when they change.
 //!
-//! Not built yet: the `tapwire policy` consumer stage with hot reload, KFL
-//! conditions (`when`) in rules, and node enforcement; `tapwire policy check`
-//! validates documents.
+//! Not built yet: KFL conditions (`when`) in rules, and node enforcement.
 
 pub mod compile;
 pub mod document;
+pub mod stage;
 
 pub use compile::{CompileError, PolicySet};
 pub use document::{Document, DocumentError, parse};

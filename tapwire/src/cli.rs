@@ -128,7 +128,6 @@ impl Command {
     pub fn pending(&self) -> Option<(&'static str, &'static str)> {
         Some(match self {
             Command::Capture(_) => ("capture", "#3 (capture)"),
-            Command::Policy(PolicyArgs { command: None, .. }) => ("policy", "#5 (policy-engine)"),
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
             Command::Query(_) => ("query", "#6 (aggregator)"),
@@ -307,11 +306,19 @@ pub enum KflCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct PolicyArgs {
     #[command(subcommand)]
     pub command: Option<PolicyCommand>,
-    #[command(flatten)]
-    pub pending: Pending,
+    /// Policy files (YAML); reloaded when they change.
+    #[arg(long = "policies", short = 'p', value_name = "FILE")]
+    pub policies: Vec<std::path::PathBuf>,
+    /// Consumer group.
+    #[arg(long, default_value = "tapwire-policy")]
+    pub group: String,
+    /// How often to look for changed policy files.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub reload_check_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -118,6 +118,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Cef(args) => commands::cef::run(config, &args, shutdown).await,
         Command::Enrich(args) => commands::enrich::run(config, &args, shutdown).await,
         Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,
+        Command::Policy(args) => commands::policy::run(config, &args, shutdown).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }
