@@ -9,6 +9,7 @@
 //!
 //! - `enrich.rs`: decode+enrich+encode on one core against decode+encode
 //!   alone (the enrich stage through Tansu is in `kafka.rs`);
+//! - `policy.rs`: verdicts with 1,000 rules against decode+encode alone;
 //! - `cef.rs`: CEF formatting against JSON serialization of the same verdicts,
 //!   and forwarding over TCP to syslog-ng against a bare socket.
 //!
@@ -18,6 +19,7 @@ mod cef;
 mod codec;
 mod enrich;
 mod kafka;
+mod policy;
 mod report;
 
 use clap::{Parser, ValueEnum};
@@ -47,6 +49,7 @@ enum Which {
     Kafka,
     Cef,
     Enrich,
+    Policy,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -60,6 +63,9 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(args.which, Which::All | Which::Enrich) {
         rows.extend(enrich::run(args.codec_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Policy) {
+        rows.extend(policy::run(args.codec_events / 4)?);
     }
     if matches!(args.which, Which::All | Which::Cef) {
         rows.extend(cef::run(args.codec_events, args.cef_forward_events)?);

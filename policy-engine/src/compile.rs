@@ -106,7 +106,9 @@ impl CompiledPeer {
                 match p {
                     DnsPattern::Exact(n) => name.eq_ignore_ascii_case(n),
                     DnsPattern::Suffix(s) => {
-                        name.len() > s.len() && name.to_ascii_lowercase().ends_with(s.as_str())
+                        // Bytes, so a multi-byte name can never be cut mid-character.
+                        let (name, s) = (name.as_bytes(), s.as_bytes());
+                        name.len() > s.len() && name[name.len() - s.len()..].eq_ignore_ascii_case(s)
                     }
                 }
             })
