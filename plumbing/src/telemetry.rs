@@ -166,6 +166,11 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| {
         "Messages knowingly dropped, by reason",
         metrics.dropped.clone(),
     );
+    registry.register(
+        "tapwire_events_marked",
+        "Events sent on with a marker (e.g. unresolved), by marker",
+        metrics.marked.clone(),
+    );
     *metrics.registry.lock().unwrap_or_else(|p| p.into_inner()) = registry;
     metrics
 });
@@ -195,30 +200,21 @@ impl StageMetrics {
 
     /// Counts one dead-lettered message of kind `reason`.
     pub fn dead_lettered(&self, reason: &str) {
-        METRICS
-            .dead_lettered
-            .get_or_create(&StageReasonLabels {
-                stage: self.stage.clone(),
-                reason: reason.to_owned(),
-            })
-            .inc();
+        self.count(&METRICS.dead_lettered, reason, 1);
     }
 
     /// Counts `n` events sent on with `mark` (e.g. `unresolved`).
     pub fn marked(&self, mark: &str, n: u64) {
-        METRICS
-            .marked
-            .get_or_create(&StageReasonLabels {
-                stage: self.stage.clone(),
-                reason: mark.to_owned(),
-            })
-            .inc_by(n);
+        self.count(&METRICS.marked, mark, n);
     }
 
     /// Counts `n` messages dropped for `reason`.
     pub fn dropped(&self, reason: &str, n: u64) {
-        METRICS
-            .dropped
+        self.count(&METRICS.dropped, reason, n);
+    }
+
+    fn count(&self, family: &Family<StageReasonLabels, Counter>, reason: &str, n: u64) {
+        family
             .get_or_create(&StageReasonLabels {
                 stage: self.stage.clone(),
                 reason: reason.to_owned(),
@@ -351,7 +347,15 @@ mod tests {
         let metrics = StageMetrics::new("unit-test-stage");
         metrics.messages_in.inc_by(3);
         metrics.dead_lettered("bad_magic");
+        metrics.marked("unresolved", 2);
+        metrics.dropped("rate_limit", 5);
         let text = render_metrics();
+        for line in [
+            r#"tapwire_events_marked_total{stage="unit-test-stage",reason="unresolved"} 2"#,
+            r#"tapwire_messages_dropped_total{stage="unit-test-stage",reason="rate_limit"} 5"#,
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
         assert!(
             text.contains(r#"tapwire_messages_in_total{stage="unit-test-stage"} 3"#),
             "{text}"

@@ -265,18 +265,7 @@ pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, De
         .fast
         .as_ref()
         .ok_or_else(|| body_error("an older version: decode it with `decode`".into()))?;
-    let body = &bytes[HEADER_LEN..];
-    let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, schema);
-    let view = serde::Deserialize::deserialize(state.deserializer())
-        .map_err(|e| body_error(e.to_string()))?;
-    let mut rest = state.into_reader();
-    let left = std::io::BufRead::fill_buf(&mut rest).map_or(0, <[u8]>::len);
-    if left > 0 {
-        return Err(body_error(format!(
-            "{left} bytes after the end of the datum"
-        )));
-    }
-    Ok(view)
+    strict_datum(&bytes[HEADER_LEN..], schema).map_err(body_error)
 }
 
 /// The writer schema a message names in its header.
@@ -329,8 +318,8 @@ fn decode_with<T: Record>(entry: &SchemaEntry, bytes: &[u8]) -> Result<T, Decode
 
 /// Reads one datum that must fill `body` exactly: trailing bytes are an
 /// error, not ignored (a spliced copy of the body must be exactly the datum).
-fn strict_datum<T: DeserializeOwned>(
-    body: &[u8],
+fn strict_datum<'a, T: serde::Deserialize<'a>>(
+    body: &'a [u8],
     schema: &serde_avro_fast::Schema,
 ) -> Result<T, String> {
     let mut state = serde_avro_fast::de::DeserializerState::from_slice(body, schema);
