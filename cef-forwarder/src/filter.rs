@@ -63,19 +63,18 @@ impl Entry for VerdictEntry<'_> {
             "node.name" => one(Value::Str(&h.node)),
             "node.ip" => h.node_ip.map_or(Lookup::Missing, |ip| one(Value::Ip(ip.0))),
             "transport" | "protocol.name" | "protocol.abbr" => {
-                let upper = path.as_str() == "protocol.abbr";
-                match (l4.map(|l| l.protocol), dns.is_some(), upper) {
-                    (Some(Protocol::Tcp), _, false) => one(Value::Str("tcp")),
-                    (Some(Protocol::Tcp), _, true) => one(Value::Str("TCP")),
-                    (Some(Protocol::Udp), _, false) => one(Value::Str("udp")),
-                    (Some(Protocol::Udp), _, true) => one(Value::Str("UDP")),
-                    (None, true, false) if path.as_str() == "protocol.name" => {
-                        one(Value::Str("dns"))
-                    }
-                    (None, true, true) => one(Value::Str("DNS")),
-                    (None, true, false) => one(Value::Str("udp")),
-                    _ => Lookup::Missing,
-                }
+                // (transport, protocol name, protocol abbreviation)
+                let names = match (l4.map(|l| l.protocol), dns.is_some()) {
+                    (Some(Protocol::Tcp), _) => ("tcp", "tcp", "TCP"),
+                    (Some(Protocol::Udp), _) => ("udp", "udp", "UDP"),
+                    (None, true) => ("udp", "dns", "DNS"),
+                    (None, false) => return Lookup::Missing,
+                };
+                one(Value::Str(match path.as_str() {
+                    "transport" => names.0,
+                    "protocol.name" => names.1,
+                    _ => names.2,
+                }))
             }
             "timestamp" => one(Value::Int(h.timestamp_ns.div_euclid(1_000_000))),
             "kind" => one(Value::Str(match (l4, dns, rt) {
@@ -167,6 +166,17 @@ mod tests {
             !matches(r#"path == "/etc""#, &entry),
             "a missing field never matches"
         );
+        let mut dns = v.clone();
+        dns.event.l4 = None;
+        dns.event.dns = Some(samples::dns_resolution(samples::header(
+            "node-a", "s", 2, 1,
+        )));
+        let entry = VerdictEntry(&dns);
+        assert!(matches(
+            r#"dns and udp and protocol.name == "dns" and dns.name == "example.com""#,
+            &entry
+        ));
+        assert!(!matches("tcp", &entry));
         v.mode = Mode::Enforce;
         v.outcome = Outcome::Blocked;
         assert!(matches(
