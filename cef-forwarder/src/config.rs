@@ -115,7 +115,7 @@ pub struct CefConfig {
     pub rate_limit_per_s: Option<u32>,
     /// KFL query selecting what is sent, e.g. `mode != "other"` or
     /// `outcome == "blocked" or dns`; the fields are listed in
-    /// `cef-forwarder/src/filter.rs`. Unset: everything.
+    /// `schemas/src/kfl.rs`. Unset: everything.
     pub filter: Option<String>,
     /// Consumer group.
     pub group: String,

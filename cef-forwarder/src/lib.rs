@@ -5,7 +5,8 @@
 //! - [`config`]: the `[cef]` section and its checks;
 //! - [`escape`]: CEF escaping (header and extension differ) and cutting values
 //!   to the standard's maximum lengths on a UTF-8 boundary;
-//! - [`filter`]: the fields a KFL filter (`cef.filter`) sees on a verdict;
+//! - the fields a KFL filter (`cef.filter`) sees on a verdict are those of
+//!   `tapwire_schemas::kfl::EventEntry`;
 //! - [`format`](mod@format): a verdict to a syslog line with a CEF payload;
 //! - [`transport`]: UDP, TCP and TLS senders with reconnects;
 //! - [`stage`]: the consumer-loop handler: decode, format, send, flush, and
@@ -13,7 +14,6 @@
 
 pub mod config;
 pub mod escape;
-pub mod filter;
 pub mod format;
 pub mod stage;
 pub mod transport;

@@ -66,7 +66,7 @@ impl BatchHandler for CefStage {
             .map_or(0, |d| d.as_millis() as i64);
         for (index, verdict) in verdicts {
             if let Some(filter) = &self.filter
-                && !filter.matches(&crate::filter::VerdictEntry(&verdict), now_ms)
+                && !filter.matches(&tapwire_schemas::kfl::EventEntry::verdict(&verdict), now_ms)
             {
                 filtered += 1;
                 continue;

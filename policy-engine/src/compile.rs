@@ -4,7 +4,10 @@
 //! Coverage: a policy covers an event when its selector matches the event's
 //! local pod (the initiator for egress, DNS and runtime events; the accepting
 //! pod for ingress). Inside a policy, the most specific matching rule decides
-//! (specificity: how many constraints the rule states; a tie goes to deny).
+//! (specificity: how many constraints the rule states, a `when` condition
+//! counting as one; a tie goes to deny). A rule with a KFL `when` condition
+//! matches only when the condition also holds for the event (fields in
+//! `tapwire_schemas::kfl`; `now()` is the event's time).
 //! When no rule matches: if the policy has allow rules for that direction (or
 //! for executables, or files), the event is a violation of that allow-list
 //! (no rule is named); otherwise it is allowed.
@@ -18,10 +21,12 @@ use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
+use tapwire_kfl::Filter;
 use tapwire_schemas::events::{
     Direction, EnrichedEvent, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol, RuntimeKind,
     Verdict,
 };
+use tapwire_schemas::kfl::EventEntry;
 use tapwire_schemas::signature::{EventKind, signature};
 
 use crate::document::{
@@ -128,12 +133,14 @@ struct NetRule {
     peers: Vec<CompiledPeer>,
     ports: Vec<u16>,
     protocols: Vec<Protocol>,
+    when: Option<Filter>,
 }
 
 impl NetRule {
     /// The rule's specificity when it matches.
     fn matches(
         &self,
+        e: &EnrichedEvent,
         peer: &PeerContext,
         ip: IpAddr,
         port: u16,
@@ -154,7 +161,15 @@ impl NetRule {
                 .map(CompiledPeer::specificity)
                 .max()?
         };
-        Some(peer_spec + u32::from(!self.ports.is_empty()) + u32::from(!self.protocols.is_empty()))
+        if !condition_holds(self.when.as_ref(), e) {
+            return None;
+        }
+        Some(
+            peer_spec
+                + u32::from(!self.ports.is_empty())
+                + u32::from(!self.protocols.is_empty())
+                + u32::from(self.when.is_some()),
+        )
     }
 }
 
@@ -164,6 +179,32 @@ struct RtRule {
     action: Action,
     executables: Option<GlobSet>,
     files: Option<(GlobSet, Vec<RuntimeKind>)>,
+    when: Option<Filter>,
+}
+
+/// Whether a rule's KFL condition holds for `e` (no condition: it does).
+/// `now()` in a condition is the event's own time, so a replayed event is
+/// judged as it was live.
+fn condition_holds(when: Option<&Filter>, e: &EnrichedEvent) -> bool {
+    when.is_none_or(|f| {
+        let now_ms = e
+            .header()
+            .map_or(0, |h| h.timestamp_ns.div_euclid(1_000_000));
+        f.matches(&EventEntry::event(e), now_ms)
+    })
+}
+
+fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter>, CompileError> {
+    when.map(|q| {
+        tapwire_kfl::compile(q).map_err(|e| {
+            err(
+                policy,
+                format!("{at}.when"),
+                format!("invalid KFL condition:\n{}", e.render(q)),
+            )
+        })
+    })
+    .transpose()
 }
 
 #[derive(Debug)]
@@ -210,13 +251,7 @@ fn net_rules(
         .enumerate()
         .map(|(i, r)| {
             let at = format!("spec.{direction}[{i}]");
-            if r.when.is_some() {
-                return Err(err(
-                    policy,
-                    format!("{at}.when"),
-                    "KFL conditions are not implemented yet in policies",
-                ));
-            }
+            let when = condition(policy, &at, r.when.as_deref())?;
             let (peers, key) = if direction == "egress" {
                 (&r.to, "to")
             } else {
@@ -259,6 +294,7 @@ fn net_rules(
                 peers,
                 ports: r.ports.clone(),
                 protocols,
+                when,
             })
         })
         .collect()
@@ -300,13 +336,7 @@ fn rt_rules(policy: &str, rules: &[RuntimeRule]) -> Result<Vec<RtRule>, CompileE
         .enumerate()
         .map(|(i, r)| {
             let at = format!("spec.rules[{i}]");
-            if r.when.is_some() {
-                return Err(err(
-                    policy,
-                    format!("{at}.when"),
-                    "KFL conditions are not implemented yet in policies",
-                ));
-            }
+            let when = condition(policy, &at, r.when.as_deref())?;
             let executables = (!r.executables.is_empty())
                 .then(|| globs(policy, &format!("{at}.executables"), &r.executables))
                 .transpose()?;
@@ -339,6 +369,7 @@ fn rt_rules(policy: &str, rules: &[RuntimeRule]) -> Result<Vec<RtRule>, CompileE
                 action: r.action,
                 executables,
                 files,
+                when,
             })
         })
         .collect()
@@ -494,42 +525,44 @@ fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
     if policy.kind != Kind::RuntimePolicy || !policy.selector.matches(&e.src) {
         return None;
     }
-    let (rule, violation, specificity) = match rt.kind {
-        RuntimeKind::ProcessExec => {
-            let matching = policy.rules.iter().filter_map(|r| {
-                let set = r.executables.as_ref()?;
-                set.is_match(&rt.binary)
-                    .then_some((r.name.as_str(), r.action, 1))
-            });
-            let allow_list = policy
-                .rules
-                .iter()
-                .any(|r| r.executables.is_some() && r.action == Action::Allow);
-            pick(matching, allow_list)
-        }
-        RuntimeKind::ProcessExit => (None, false, 0),
-        kind => {
-            let path = rt.path.as_deref().unwrap_or_default();
-            let applies = |(set, ops): &(GlobSet, Vec<RuntimeKind>)| {
-                (ops.is_empty() || ops.contains(&kind)) && set.is_match(path)
-            };
-            let matching = policy.rules.iter().filter_map(|r| {
-                let files = r.files.as_ref()?;
-                applies(files).then_some((
-                    r.name.as_str(),
-                    r.action,
-                    1 + u32::from(!files.1.is_empty()),
-                ))
-            });
-            let allow_list = policy.rules.iter().any(|r| {
-                r.action == Action::Allow
-                    && r.files
-                        .as_ref()
-                        .is_some_and(|(_, ops)| ops.is_empty() || ops.contains(&kind))
-            });
-            pick(matching, allow_list)
-        }
-    };
+    let (rule, violation, specificity) =
+        match rt.kind {
+            RuntimeKind::ProcessExec => {
+                let matching =
+                    policy.rules.iter().filter_map(|r| {
+                        let set = r.executables.as_ref()?;
+                        (set.is_match(&rt.binary) && condition_holds(r.when.as_ref(), e))
+                            .then_some((r.name.as_str(), r.action, 1 + u32::from(r.when.is_some())))
+                    });
+                let allow_list = policy
+                    .rules
+                    .iter()
+                    .any(|r| r.executables.is_some() && r.action == Action::Allow);
+                pick(matching, allow_list)
+            }
+            RuntimeKind::ProcessExit => (None, false, 0),
+            kind => {
+                let path = rt.path.as_deref().unwrap_or_default();
+                let applies = |(set, ops): &(GlobSet, Vec<RuntimeKind>)| {
+                    (ops.is_empty() || ops.contains(&kind)) && set.is_match(path)
+                };
+                let matching = policy.rules.iter().filter_map(|r| {
+                    let files = r.files.as_ref()?;
+                    (applies(files) && condition_holds(r.when.as_ref(), e)).then_some((
+                        r.name.as_str(),
+                        r.action,
+                        1 + u32::from(!files.1.is_empty()) + u32::from(r.when.is_some()),
+                    ))
+                });
+                let allow_list = policy.rules.iter().any(|r| {
+                    r.action == Action::Allow
+                        && r.files
+                            .as_ref()
+                            .is_some_and(|(_, ops)| ops.is_empty() || ops.contains(&kind))
+                });
+                pick(matching, allow_list)
+            }
+        };
     Some(Decision {
         policy,
         rule,
@@ -556,7 +589,7 @@ fn network<'p>(policy: &'p Policy, e: &EnrichedEvent, l4: &L4Event) -> Option<De
         });
     }
     let matching = rules.iter().filter_map(|r| {
-        r.matches(remote, remote_ip, l4.dst.port, l4.protocol)
+        r.matches(e, remote, remote_ip, l4.dst.port, l4.protocol)
             .map(|s| (r.name.as_str(), r.action, s))
     });
     let allow_list = rules.iter().any(|r| r.action == Action::Allow);

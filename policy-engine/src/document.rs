@@ -15,7 +15,7 @@
 //!       to: [{pod: {matchLabels: {app: db}}}, {cidr: 10.96.0.0/12}, {dnsName: "*.example.com"}]
 //!       ports: [5432]
 //!       protocols: [tcp]
-//!       when: 'dst.port != 0'    # optional KFL condition
+//!       when: 'dst.labels.tier == "primary"'   # optional KFL condition (tapwire_schemas::kfl)
 //!   ingress: []                  # connections to the selected pods, with `from`
 //! ```
 

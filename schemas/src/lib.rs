@@ -10,10 +10,13 @@
 //! - [`topics`]: topic names and how each is created.
 //! - [`samples`]: synthetic events for the load generator, benchmarks and tests.
 //! - [`signature`]: CEF signature ids, names and severities per event kind.
+//! - `kfl` (feature `kfl`): `EventEntry`, events and verdicts as KFL entries.
 
 pub mod codec;
 pub mod events;
 pub mod ids;
+#[cfg(feature = "kfl")]
+pub mod kfl;
 pub mod registry;
 pub mod samples;
 pub mod signature;

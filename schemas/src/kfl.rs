@@ -1,4 +1,7 @@
-//! The fields a KFL filter (`cef.filter`) sees on a verdict.
+//! The fields a KFL query sees on an enriched event and, when there is one,
+//! its verdict: policy `when` conditions read [`EventEntry::event`], the CEF
+//! filter (`cef.filter`) reads [`EventEntry::verdict`]. Built with feature
+//! `kfl`.
 //!
 //! | path | value |
 //! |---|---|
@@ -6,21 +9,49 @@
 //! | `src.port`, `dst.port` | ports |
 //! | `src.name`, `dst.name` | pod name, else DNS name, else node (host) |
 //! | `src.namespace`, `src.pod.name`, `src.pod.namespace` (and `dst.`) | pod context |
+//! | `src.labels.KEY`, `dst.labels.KEY` | pod labels |
+//! | `src.kind`, `dst.kind` | `pod`, `host`, `service`, `external`, `unresolved`, `none` |
 //! | `node.name`, `node.ip` | the node that saw the event |
 //! | `protocol.name`, `protocol.abbr` | `tcp`/`TCP`, `udp`/`UDP`, `dns`/`DNS`; missing for runtime events |
 //! | `transport` | `tcp` or `udp` (the `tcp` and `udp` macros) |
 //! | `timestamp` | epoch milliseconds |
 //! | `kind` | `network_flow`, `dns_query`, `process_exec`, `file_rename`, ... |
-//! | `mode`, `outcome` | `audit`/`enforce`/`other`, `allowed`/`audited`/`blocked` |
-//! | `policy`, `rule`, `signature_id`, `severity` | the verdict |
-//! | `binary`, `container_id`, `path`, `old_path`, `command_line` | process and file fields |
+//! | `direction` | `egress`, `ingress`, `none` (L4 events) |
+//! | `mode`, `outcome` | `audit`/`enforce`/`other`, `allowed`/`audited`/`blocked` (verdicts only) |
+//! | `policy`, `rule`, `signature_id`, `severity` | the verdict (verdicts only) |
+//! | `binary`, `container_id`, `path`, `old_path`, `command_line`, `uid` | process and file fields |
+//! | `bytes_sent`, `bytes_received`, `duration_ms` | flow counters (network_flow) |
 //! | `dns.name` | the queried name of a DNS event |
 
-use tapwire_kfl::{Entry, Lookup, Path, Value};
-use tapwire_schemas::events::{Direction, Mode, Outcome, PeerContext, PeerKind, Protocol, Verdict};
+use crate::events::{
+    Direction, EnrichedEvent, Mode, Outcome, PeerContext, PeerKind, Protocol, Verdict,
+};
+use tapwire_kfl::{Entry, Lookup, Path, Segment, Value};
 
-/// A verdict as KFL sees it.
-pub struct VerdictEntry<'a>(pub &'a Verdict);
+/// An enriched event, and its verdict when judged, as KFL sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct EventEntry<'a> {
+    event: &'a EnrichedEvent,
+    verdict: Option<&'a Verdict>,
+}
+
+impl<'a> EventEntry<'a> {
+    /// An event before judgement: the verdict paths are missing.
+    pub fn event(event: &'a EnrichedEvent) -> Self {
+        EventEntry {
+            event,
+            verdict: None,
+        }
+    }
+
+    /// A verdict and the event it judged.
+    pub fn verdict(verdict: &'a Verdict) -> Self {
+        EventEntry {
+            event: &verdict.event,
+            verdict: Some(verdict),
+        }
+    }
+}
 
 fn str_or_missing(s: Option<&str>) -> Lookup<'_> {
     s.map_or(Lookup::Missing, |s| Lookup::One(Value::Str(s)))
@@ -34,10 +65,9 @@ fn peer_name(peer: &PeerContext) -> Option<&str> {
     }
 }
 
-impl Entry for VerdictEntry<'_> {
+impl Entry for EventEntry<'_> {
     fn get(&self, path: &Path) -> Lookup<'_> {
-        let v = self.0;
-        let e = &v.event;
+        let e = self.event;
         let Some(h) = e.header() else {
             return Lookup::Missing;
         };
@@ -83,20 +113,9 @@ impl Entry for VerdictEntry<'_> {
                 (.., Some(r)) => runtime_kind(r.kind),
                 _ => return Lookup::Missing,
             })),
-            "mode" => one(Value::Str(match v.mode {
-                Mode::Audit => "audit",
-                Mode::Enforce => "enforce",
-                Mode::Other => "other",
-            })),
-            "outcome" => one(Value::Str(match v.outcome {
-                Outcome::Allowed => "allowed",
-                Outcome::Audited => "audited",
-                Outcome::Blocked => "blocked",
-            })),
-            "policy" => str_or_missing(v.policy.as_deref()),
-            "rule" => str_or_missing(v.rule.as_deref()),
-            "signature_id" => one(Value::Str(&v.signature_id)),
-            "severity" => one(Value::Int(i64::from(v.severity))),
+            "mode" | "outcome" | "policy" | "rule" | "signature_id" | "severity" => self
+                .verdict
+                .map_or(Lookup::Missing, |v| verdict_field(v, path.as_str())),
             "direction" => l4.map_or(Lookup::Missing, |l| {
                 one(Value::Str(match l.direction {
                     Direction::Egress => "egress",
@@ -118,13 +137,68 @@ impl Entry for VerdictEntry<'_> {
             "old_path" => str_or_missing(rt.and_then(|r| r.old_path.as_deref())),
             "command_line" => str_or_missing(rt.and_then(|r| r.command_line.as_deref())),
             "dns.name" => str_or_missing(dns.map(|d| d.name.as_str())),
-            _ => Lookup::Missing,
+            "uid" => rt.map_or(Lookup::Missing, |r| one(Value::Int(i64::from(r.uid)))),
+            "bytes_sent" => l4
+                .and_then(|l| l.bytes_sent)
+                .map_or(Lookup::Missing, |b| one(Value::Int(b as i64))),
+            "bytes_received" => l4
+                .and_then(|l| l.bytes_received)
+                .map_or(Lookup::Missing, |b| one(Value::Int(b as i64))),
+            "duration_ms" => l4
+                .and_then(|l| l.duration_ns)
+                .map_or(Lookup::Missing, |d| one(Value::Int((d / 1_000_000) as i64))),
+            "src.kind" => one(Value::Str(peer_kind(e.src.kind))),
+            "dst.kind" => one(Value::Str(peer_kind(e.dst.kind))),
+            // `src.labels.app`, `dst.labels["app.kubernetes.io/name"]`
+            _ => match path.segments() {
+                [Segment::Key(side), Segment::Key(labels), Segment::Key(key)]
+                    if &**labels == "labels" =>
+                {
+                    let peer = match &**side {
+                        "src" => &e.src,
+                        "dst" => &e.dst,
+                        _ => return Lookup::Missing,
+                    };
+                    str_or_missing(peer.labels.get(&**key).map(String::as_str))
+                }
+                _ => Lookup::Missing,
+            },
         }
     }
 }
 
-fn runtime_kind(kind: tapwire_schemas::events::RuntimeKind) -> &'static str {
-    use tapwire_schemas::events::RuntimeKind as K;
+fn verdict_field<'v>(v: &'v Verdict, path: &str) -> Lookup<'v> {
+    Lookup::One(match path {
+        "mode" => Value::Str(match v.mode {
+            Mode::Audit => "audit",
+            Mode::Enforce => "enforce",
+            Mode::Other => "other",
+        }),
+        "outcome" => Value::Str(match v.outcome {
+            Outcome::Allowed => "allowed",
+            Outcome::Audited => "audited",
+            Outcome::Blocked => "blocked",
+        }),
+        "policy" => return str_or_missing(v.policy.as_deref()),
+        "rule" => return str_or_missing(v.rule.as_deref()),
+        "signature_id" => Value::Str(&v.signature_id),
+        _ => Value::Int(i64::from(v.severity)),
+    })
+}
+
+fn peer_kind(kind: PeerKind) -> &'static str {
+    match kind {
+        PeerKind::Pod => "pod",
+        PeerKind::Host => "host",
+        PeerKind::External => "external",
+        PeerKind::Unresolved => "unresolved",
+        PeerKind::None => "none",
+        PeerKind::Service => "service",
+    }
+}
+
+fn runtime_kind(kind: crate::events::RuntimeKind) -> &'static str {
+    use crate::events::RuntimeKind as K;
     match kind {
         K::ProcessExec => "process_exec",
         K::ProcessExit => "process_exit",
@@ -141,14 +215,13 @@ fn runtime_kind(kind: tapwire_schemas::events::RuntimeKind) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapwire_schemas::samples;
+    use crate::samples;
 
     #[test]
     fn filters_see_the_verdict_and_its_event() {
         let mut v = samples::flow_verdict(samples::header("node-a", "s", 1, 5_000_000), 1);
-        let entry = VerdictEntry(&v);
-        let matches =
-            |q: &str, e: &VerdictEntry<'_>| tapwire_kfl::compile(q).expect(q).matches(e, 0);
+        let entry = EventEntry::verdict(&v);
+        let matches = |q: &str, e: &EventEntry<'_>| tapwire_kfl::compile(q).expect(q).matches(e, 0);
         assert!(matches(
             r#"tcp and src.name == "web-1" and dst.name == "example.com""#,
             &entry
@@ -162,6 +235,14 @@ mod tests {
             &entry
         ));
         assert!(!matches("udp or dns", &entry));
+        assert!(matches(
+            r#"src.labels.app == "web-1" and src.kind == "pod" and dst.kind == "external""#,
+            &entry
+        ));
+        assert!(!matches(
+            r#"src.labels["app.kubernetes.io/name"] == "web-1""#,
+            &entry
+        ));
         assert!(
             !matches(r#"path == "/etc""#, &entry),
             "a missing field never matches"
@@ -171,17 +252,23 @@ mod tests {
         dns.event.dns = Some(samples::dns_resolution(samples::header(
             "node-a", "s", 2, 1,
         )));
-        let entry = VerdictEntry(&dns);
+        let entry = EventEntry::verdict(&dns);
         assert!(matches(
             r#"dns and udp and protocol.name == "dns" and dns.name == "example.com""#,
             &entry
         ));
         assert!(!matches("tcp", &entry));
+        let before = EventEntry::event(&v.event);
+        assert!(matches(r#"kind == "network_flow""#, &before));
+        assert!(
+            !matches(r#"mode == "other""#, &before),
+            "an unjudged event has no verdict fields"
+        );
         v.mode = Mode::Enforce;
         v.outcome = Outcome::Blocked;
         assert!(matches(
             r#"outcome == "blocked" && src.namespace == "shop""#,
-            &VerdictEntry(&v)
+            &EventEntry::verdict(&v)
         ));
     }
 }
