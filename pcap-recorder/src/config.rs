@@ -1,0 +1,329 @@
+//! The `[record]` configuration section, and the environment variables of
+//! the recording seed (`AWS_REGION`, `S3_BUCKET`, `RECORDING_KFL`).
+//!
+//! Recording is on when at least one query is configured: `[record.queries]`
+//! names several, `RECORDING_KFL` adds one named `default` (replacing a
+//! configured `default`). Without any query `tapwire record` says that
+//! recording is off and exits.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::{LocalStore, RetentionMode, S3Settings, S3Store, Store};
+
+/// The name `RECORDING_KFL` is recorded under.
+pub const ENV_QUERY_NAME: &str = "default";
+
+/// The `[record]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordConfig {
+    /// S3 bucket for slices and their indexes (env `S3_BUCKET`). Unset, and
+    /// `directory` unset: nowhere to record to (an error).
+    pub bucket: Option<String>,
+    /// Key prefix in the bucket (or the directory): slices are written as
+    /// `PREFIX/NODE/YYYY-MM-DD/FIRST_NS-SEQ.pcap` with `.json` beside.
+    pub prefix: String,
+    /// AWS region (env `AWS_REGION`; unset: the AWS standard chain).
+    pub region: Option<String>,
+    /// S3 endpoint URL for S3-compatible stores, e.g.
+    /// `http://seaweedfs:8333`; unset: AWS (or env `AWS_ENDPOINT_URL`).
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`ENDPOINT/BUCKET/KEY`); most S3-compatible
+    /// stores need it.
+    pub path_style: bool,
+    /// Write to this local directory instead of S3 (the embedded mode and
+    /// tests). Exclusive with `bucket`.
+    pub directory: Option<PathBuf>,
+    /// Named KFL recording queries, e.g. `web = 'http and dst.port == 80'`.
+    /// A stream is recorded when any matches; the index lists which did.
+    pub queries: BTreeMap<String, String>,
+    /// A slice is closed when its PCAP reaches this many bytes.
+    pub slice_max_bytes: u64,
+    /// A slice is closed when its first packet is this old (wall clock
+    /// since the slice was opened).
+    pub slice_max_age_ms: u64,
+    /// A TCP stream with no packet for this long ends (`idle`).
+    pub tcp_idle_timeout_ms: u64,
+    /// A UDP flow with no packet for this long ends (`idle`).
+    pub udp_idle_timeout_ms: u64,
+    /// Where finished slices wait while S3 is unavailable. Survives
+    /// restarts: its entries are uploaded first on the next start.
+    pub spool_dir: PathBuf,
+    /// Most bytes the spool holds; a slice that does not fit is dropped and
+    /// counted (`tapwire_messages_dropped_total{reason="spool_full"}`).
+    pub spool_max_bytes: u64,
+    /// How often spooled slices are retried while the stage is otherwise
+    /// idle.
+    pub spool_retry_interval_ms: u64,
+    /// S3 Object Lock retention in days, set on every object when the
+    /// bucket has Object Lock enabled; 0: none set by tapwire.
+    pub retention_days: u32,
+    /// `compliance` (nobody can shorten it) or `governance`.
+    pub retention_mode: RetentionMode,
+    /// Attempts per S3 request, the first included (exponential backoff
+    /// with jitter between them).
+    pub s3_max_attempts: u32,
+    /// Longest one S3 request attempt may take.
+    pub s3_attempt_timeout_ms: u64,
+    /// Consumer group.
+    pub group: String,
+    /// Most pod address intervals kept per IP for name resolution.
+    pub pods_max_per_ip: usize,
+    /// Most addresses with pod history kept.
+    pub pods_max_ips: usize,
+}
+
+impl Default for RecordConfig {
+    fn default() -> Self {
+        RecordConfig {
+            bucket: None,
+            prefix: "tapwire".to_owned(),
+            region: None,
+            endpoint: None,
+            path_style: false,
+            directory: None,
+            queries: BTreeMap::new(),
+            slice_max_bytes: 64 << 20,
+            slice_max_age_ms: 60_000,
+            tcp_idle_timeout_ms: 60_000,
+            udp_idle_timeout_ms: 10_000,
+            spool_dir: PathBuf::from("/var/lib/tapwire/spool"),
+            spool_max_bytes: 1 << 30,
+            spool_retry_interval_ms: 5_000,
+            retention_days: 0,
+            retention_mode: RetentionMode::Compliance,
+            s3_max_attempts: 4,
+            s3_attempt_timeout_ms: 30_000,
+            group: "tapwire-record".to_owned(),
+            pods_max_per_ip: 16,
+            pods_max_ips: 1 << 20,
+        }
+    }
+}
+
+/// A `[record]` value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordConfigError {
+    /// A key has a wrong value.
+    #[error("record.{key}: {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A recording query does not parse; `rendered` shows the caret.
+    #[error("record.queries.{name}: {rendered}")]
+    Query {
+        /// The query's name.
+        name: String,
+        /// The error under the query text.
+        rendered: String,
+    },
+}
+
+/// A compiled recording query.
+#[derive(Debug, Clone)]
+pub struct Query {
+    /// Its name.
+    pub name: String,
+    /// Its text.
+    pub text: String,
+    /// The compiled filter.
+    pub filter: tapwire_kfl::Filter,
+}
+
+impl RecordConfig {
+    /// Applies the seed's environment variables through `var` (so tests
+    /// pass their own): `S3_BUCKET` sets the bucket, `AWS_REGION` the
+    /// region, and a non-empty `RECORDING_KFL` the `default` query.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(bucket) = var("S3_BUCKET").filter(|b| !b.trim().is_empty()) {
+            self.bucket = Some(bucket.trim().to_owned());
+        }
+        if let Some(region) = var("AWS_REGION").filter(|r| !r.trim().is_empty()) {
+            self.region = Some(region.trim().to_owned());
+        }
+        if let Some(query) = var("RECORDING_KFL").filter(|q| !q.trim().is_empty()) {
+            self.queries.insert(ENV_QUERY_NAME.to_owned(), query);
+        }
+    }
+
+    /// Whether any recording query is configured (recording is on).
+    pub fn recording_on(&self) -> bool {
+        !self.queries.is_empty()
+    }
+
+    /// The queries, compiled, in name order.
+    pub fn compile_queries(&self) -> Result<Vec<Query>, RecordConfigError> {
+        self.queries
+            .iter()
+            .map(|(name, text)| {
+                tapwire_kfl::compile(text)
+                    .map(|filter| Query {
+                        name: name.clone(),
+                        text: text.clone(),
+                        filter,
+                    })
+                    .map_err(|e| RecordConfigError::Query {
+                        name: name.clone(),
+                        rendered: e.render(text),
+                    })
+            })
+            .collect()
+    }
+
+    /// Cross-field checks that need no I/O (queries included).
+    pub fn validate(&self) -> Result<(), RecordConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(RecordConfigError::Invalid {
+                key: key.to_owned(),
+                reason: reason.to_owned(),
+            })
+        };
+        if self.bucket.is_some() && self.directory.is_some() {
+            return bad("directory", "set either bucket (S3) or directory, not both");
+        }
+        if self.bucket.as_deref().is_some_and(|b| b.is_empty()) {
+            return bad("bucket", "is empty");
+        }
+        if self.prefix.starts_with('/') || self.prefix.split('/').any(|p| p == "..") {
+            return bad("prefix", "must be relative, without `..`");
+        }
+        for (key, value) in [
+            ("slice_max_bytes", self.slice_max_bytes),
+            ("slice_max_age_ms", self.slice_max_age_ms),
+            ("tcp_idle_timeout_ms", self.tcp_idle_timeout_ms),
+            ("udp_idle_timeout_ms", self.udp_idle_timeout_ms),
+            ("spool_max_bytes", self.spool_max_bytes),
+            ("spool_retry_interval_ms", self.spool_retry_interval_ms),
+            ("s3_attempt_timeout_ms", self.s3_attempt_timeout_ms),
+            ("s3_max_attempts", u64::from(self.s3_max_attempts)),
+        ] {
+            if value == 0 {
+                return bad(key, "must be at least 1");
+            }
+        }
+        if self.spool_max_bytes < self.slice_max_bytes {
+            return bad(
+                "spool_max_bytes",
+                "must hold at least one slice (slice_max_bytes)",
+            );
+        }
+        if let Some(endpoint) = &self.endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return bad("endpoint", "must be an http:// or https:// URL");
+        }
+        if self.group.is_empty() {
+            return bad("group", "is empty");
+        }
+        self.compile_queries().map(|_| ())
+    }
+
+    /// Settings for the S3 client, when a bucket is set.
+    pub fn s3_settings(&self) -> Option<S3Settings> {
+        let mut s = S3Settings::new(self.bucket.as_deref()?);
+        s.region = self.region.clone();
+        s.endpoint = self.endpoint.clone();
+        s.path_style = self.path_style;
+        s.max_attempts = self.s3_max_attempts;
+        s.attempt_timeout = Duration::from_millis(self.s3_attempt_timeout_ms);
+        s.retention_days = self.retention_days;
+        s.retention_mode = self.retention_mode;
+        Some(s)
+    }
+
+    /// The store named by `bucket` or `directory`.
+    pub async fn store(&self) -> Result<Store, RecordConfigError> {
+        if let Some(dir) = &self.directory {
+            return Ok(Store::Local(LocalStore::new(dir)));
+        }
+        match self.s3_settings() {
+            Some(settings) => Ok(Store::S3(S3Store::connect(&settings).await)),
+            None => Err(RecordConfigError::Invalid {
+                key: "bucket".to_owned(),
+                reason: "no bucket (S3_BUCKET or record.bucket) and no record.directory: nowhere to record to".to_owned(),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            pairs
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn the_seed_variables_turn_recording_on() {
+        let mut c = RecordConfig::default();
+        assert!(!c.recording_on());
+        c.apply_env(env(&[
+            ("AWS_REGION", "us-east-2"),
+            ("S3_BUCKET", "evidence"),
+            ("RECORDING_KFL", "http or dns"),
+        ]));
+        assert!(c.recording_on());
+        assert_eq!(c.bucket.as_deref(), Some("evidence"));
+        assert_eq!(c.region.as_deref(), Some("us-east-2"));
+        let queries = c.compile_queries().expect("compiles");
+        assert_eq!(queries.len(), 1);
+        assert_eq!(queries[0].name, ENV_QUERY_NAME);
+        c.validate().expect("valid");
+    }
+
+    #[test]
+    fn an_empty_recording_kfl_leaves_recording_off() {
+        let mut c = RecordConfig::default();
+        c.apply_env(env(&[("RECORDING_KFL", "  ")]));
+        assert!(!c.recording_on());
+    }
+
+    #[test]
+    fn a_bad_query_is_named_with_a_caret() {
+        let mut c = RecordConfig::default();
+        c.queries.insert("web".into(), "http and (".into());
+        let err = c.validate().expect_err("bad query").to_string();
+        assert!(err.contains("record.queries.web"), "{err}");
+        assert!(err.contains('^'), "{err}");
+    }
+
+    #[test]
+    fn cross_field_rules() {
+        let c = RecordConfig {
+            bucket: Some("b".into()),
+            directory: Some("/tmp/x".into()),
+            ..RecordConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("directory"));
+        let c = RecordConfig {
+            spool_max_bytes: 10,
+            ..RecordConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("spool_max_bytes"));
+        let c = RecordConfig {
+            endpoint: Some("127.0.0.1:8333".into()),
+            ..RecordConfig::default()
+        };
+        assert!(c.validate().unwrap_err().to_string().contains("endpoint"));
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<RecordConfig>("bucket = \"b\"\nbukket = \"c\"\n")
+            .expect_err("unknown key");
+        assert!(err.to_string().contains("bukket"), "{err}");
+    }
+}
