@@ -1,4 +1,20 @@
-//! The recorder (`tapwire record`, `investigate`, `kfl`): KFL-matched L4
-//! streams to PCAP slices in S3, and offline investigation.
+//! The recorder (`tapwire record`, `investigate`): KFL-matched L4 streams to
+//! PCAP slices with a self-sufficient JSON index, uploaded to S3, and offline
+//! investigation over them.
 //!
-//! Not built yet: tracked by the pcap-recorder issue (#8).
+//! # Where things live
+//!
+//! - `index`: [`SliceIndex`] and the stream records it holds; its JSON format
+//!   is documented there. `investigate` reads only these types.
+//! - `entry`: [`StreamEntry`], what KFL queries see of a stream, and
+//!   [`entries`] / [`stream_matches`].
+//! - `pods`: [`PodLookup`] (address to pod at a time) and [`PodHistory`].
+//! - `store`, `spool`: object stores (S3, directory) and the local spool.
+
+pub mod entry;
+pub mod index;
+pub mod pods;
+
+pub use entry::{StreamEntry, entries, stream_matches};
+pub use index::{NamedQuery, SliceIndex, StreamRecord};
+pub use pods::{NoPods, PodHistory, PodInterval, PodLookup, PodRef};
