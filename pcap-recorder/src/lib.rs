@@ -11,9 +11,12 @@
 //! - `pods`: [`PodLookup`] (address to pod at a time) and [`PodHistory`].
 //! - `store`, `spool`: object stores (S3, directory) and the local spool.
 
+pub mod config;
 pub mod entry;
 pub mod index;
 pub mod pods;
+pub mod spool;
+pub mod store;
 
 pub use entry::{StreamEntry, entries, stream_matches};
 pub use index::{NamedQuery, SliceIndex, StreamRecord};
