@@ -63,11 +63,35 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
         blocked == n,
         "every sample flow violates the allow-lists; {blocked} of {n} blocked"
     );
-    Ok(vec![Row {
-        stage: "policy: decode+judge+encode, 1k rules".into(),
-        events_per_s: ours,
-        baseline_name: "decode+encode, no judging".into(),
-        baseline_per_s: codec,
-        peak_rss_mib: peak_rss_mib(),
-    }])
+    // The judging alone: events decoded up front, cloned per verdict.
+    let decoded: Vec<EnrichedEvent> = encoded
+        .iter()
+        .map(|b| decode(b))
+        .collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    for i in 0..n {
+        black_box(decoded[(i % 1024) as usize].clone());
+    }
+    let clone_only = rate(n, started.elapsed());
+    let started = Instant::now();
+    for i in 0..n {
+        black_box(set.judge(decoded[(i % 1024) as usize].clone()));
+    }
+    let judge_only = rate(n, started.elapsed());
+    Ok(vec![
+        Row {
+            stage: "policy: decode+judge+encode, 1k rules".into(),
+            events_per_s: ours,
+            baseline_name: "decode+encode, no judging".into(),
+            baseline_per_s: codec,
+            peak_rss_mib: peak_rss_mib(),
+        },
+        Row {
+            stage: "policy: judge only, 1k rules".into(),
+            events_per_s: judge_only,
+            baseline_name: "clone of the event only".into(),
+            baseline_per_s: clone_only,
+            peak_rss_mib: peak_rss_mib(),
+        },
+    ])
 }

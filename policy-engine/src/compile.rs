@@ -17,6 +17,7 @@
 //! one rank the more specific rule, then the policy name in order. The verdict
 //! names the deciding policy (`namespace/name`) and rule.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
@@ -207,21 +208,74 @@ fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter
     .transpose()
 }
 
+/// The network rules of one direction, indexed by port so that judging an
+/// event looks at the rules for its port and the port-less ones only.
+#[derive(Debug, Default)]
+struct NetRules {
+    rules: Vec<NetRule>,
+    by_port: HashMap<u16, Vec<usize>>,
+    any_port: Vec<usize>,
+    /// Any allow rule makes the direction an allow-list.
+    allow_list: bool,
+}
+
+impl NetRules {
+    fn new(rules: Vec<NetRule>) -> Self {
+        let mut by_port: HashMap<u16, Vec<usize>> = HashMap::new();
+        let mut any_port = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            if r.ports.is_empty() {
+                any_port.push(i);
+            }
+            for &port in &r.ports {
+                let at = by_port.entry(port).or_default();
+                if at.last() != Some(&i) {
+                    at.push(i);
+                }
+            }
+        }
+        NetRules {
+            allow_list: rules.iter().any(|r| r.action == Action::Allow),
+            rules,
+            by_port,
+            any_port,
+        }
+    }
+
+    /// The rules that can match an event to `port`.
+    fn for_port(&self, port: u16) -> impl Iterator<Item = &NetRule> {
+        self.by_port
+            .get(&port)
+            .map_or(&[][..], Vec::as_slice)
+            .iter()
+            .chain(&self.any_port)
+            .map(|&i| &self.rules[i])
+    }
+}
+
 #[derive(Debug)]
 struct Policy {
     name: String,
     kind: Kind,
     mode: PolicyMode,
     selector: Selector,
-    egress: Vec<NetRule>,
-    ingress: Vec<NetRule>,
+    egress: NetRules,
+    ingress: NetRules,
     rules: Vec<RtRule>,
+    /// Some rule allows executables: exec is an allow-list.
+    exec_allow_list: bool,
 }
 
 /// Every policy, compiled.
 #[derive(Debug, Default)]
 pub struct PolicySet {
+    /// In name order.
     policies: Vec<Policy>,
+    /// Policies selecting pods of one namespace, by namespace (indices
+    /// into `policies`, ascending).
+    by_namespace: HashMap<String, Vec<usize>>,
+    /// Policies selecting pods of every namespace.
+    any_namespace: Vec<usize>,
 }
 
 fn err(policy: &str, field: String, message: impl Into<String>) -> CompileError {
@@ -410,14 +464,30 @@ impl PolicySet {
                 kind: d.kind,
                 mode: s.mode,
                 selector: Selector::new(&s.selector, d.metadata.namespace.as_deref()),
-                egress: net_rules(&name, "egress", &s.egress)?,
-                ingress: net_rules(&name, "ingress", &s.ingress)?,
+                egress: NetRules::new(net_rules(&name, "egress", &s.egress)?),
+                ingress: NetRules::new(net_rules(&name, "ingress", &s.ingress)?),
                 rules: rt_rules(&name, &s.rules)?,
+                exec_allow_list: s
+                    .rules
+                    .iter()
+                    .any(|r| !r.executables.is_empty() && r.action == Action::Allow),
                 name,
             });
         }
         policies.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(PolicySet { policies })
+        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut any_namespace = Vec::new();
+        for (i, p) in policies.iter().enumerate() {
+            match &p.selector.namespace {
+                Some(ns) => by_namespace.entry(ns.clone()).or_default().push(i),
+                None => any_namespace.push(i),
+            }
+        }
+        Ok(PolicySet {
+            policies,
+            by_namespace,
+            any_namespace,
+        })
     }
 
     /// Policies compiled.
@@ -432,14 +502,28 @@ impl PolicySet {
 
     /// The verdict for `event`.
     pub fn judge(&self, event: EnrichedEvent) -> Verdict {
-        let mut best: Option<Decision<'_>> = None;
-        for policy in &self.policies {
-            if let Some(d) = decide(policy, &event)
-                && best.as_ref().is_none_or(|b| d.rank() > b.rank())
+        // Only policies whose selector can match the local pod's namespace
+        // are asked; the lower index (earlier name) wins a tie in rank.
+        let local = match &event.l4 {
+            Some(l4) if l4.direction != Direction::Egress => &event.dst,
+            _ => &event.src,
+        };
+        let scoped = local
+            .namespace
+            .as_deref()
+            .and_then(|ns| self.by_namespace.get(ns))
+            .map_or(&[][..], Vec::as_slice);
+        let mut best: Option<(usize, Decision<'_>)> = None;
+        for &i in scoped.iter().chain(&self.any_namespace) {
+            if let Some(d) = decide(&self.policies[i], &event)
+                && best
+                    .as_ref()
+                    .is_none_or(|(j, b)| d.rank() > b.rank() || (d.rank() == b.rank() && i < *j))
             {
-                best = Some(d);
+                best = Some((i, d));
             }
         }
+        let best = best.map(|(_, d)| d);
         let kind = EventKind::of(&event);
         let (mode, outcome, policy, rule) = match best {
             None => (Mode::Other, Outcome::Allowed, None, None),
@@ -534,11 +618,7 @@ fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
                         (set.is_match(&rt.binary) && condition_holds(r.when.as_ref(), e))
                             .then_some((r.name.as_str(), r.action, 1 + u32::from(r.when.is_some())))
                     });
-                let allow_list = policy
-                    .rules
-                    .iter()
-                    .any(|r| r.executables.is_some() && r.action == Action::Allow);
-                pick(matching, allow_list)
+                pick(matching, policy.exec_allow_list)
             }
             RuntimeKind::ProcessExit => (None, false, 0),
             kind => {
@@ -588,12 +668,11 @@ fn network<'p>(policy: &'p Policy, e: &EnrichedEvent, l4: &L4Event) -> Option<De
             specificity: 0,
         });
     }
-    let matching = rules.iter().filter_map(|r| {
+    let matching = rules.for_port(l4.dst.port).filter_map(|r| {
         r.matches(e, remote, remote_ip, l4.dst.port, l4.protocol)
             .map(|s| (r.name.as_str(), r.action, s))
     });
-    let allow_list = rules.iter().any(|r| r.action == Action::Allow);
-    let (rule, violation, specificity) = pick(matching, allow_list);
+    let (rule, violation, specificity) = pick(matching, rules.allow_list);
     Some(Decision {
         policy,
         rule,
