@@ -232,9 +232,9 @@ impl Entry for StreamEntry<'_> {
             Some("dst") => endpoint(&st.server, rest),
             Some("node") => match (&st.node, key(rest, 0), rest.len()) {
                 (Some(n), Some("name"), 1) => s(&n.name),
-                (Some(n), Some("ip"), 1) => n.ip.map_or(Lookup::Missing, |ip| {
-                    Lookup::One(Value::Ip(ip))
-                }),
+                (Some(n), Some("ip"), 1) => {
+                    n.ip.map_or(Lookup::Missing, |ip| Lookup::One(Value::Ip(ip)))
+                }
                 (Some(_), None, 0) => Lookup::Many(Vec::new()),
                 _ => Lookup::Missing,
             },
@@ -278,8 +278,7 @@ impl Entry for StreamEntry<'_> {
 mod tests {
     use super::*;
     use crate::index::{
-        DnsExchange, EndReason, HttpRequest, HttpResponse, NodeRef, ReassemblyStats,
-        TransportName,
+        DnsExchange, EndReason, HttpRequest, HttpResponse, NodeRef, ReassemblyStats, TransportName,
     };
     use crate::pods::PodRef;
 

@@ -9,15 +9,27 @@
 //! - `entry`: [`StreamEntry`], what KFL queries see of a stream, and
 //!   [`entries`] / [`stream_matches`].
 //! - `pods`: [`PodLookup`] (address to pod at a time) and [`PodHistory`].
+//! - `reassembly`: [`Reassembler`], packets to TCP/UDP [`Stream`]s that keep
+//!   every original packet.
+//! - `dissect`: HTTP/1.x and DNS exchanges of a stream.
+//! - `slice`: [`SliceBuilder`] / [`FinishedSlice`], PCAP slices and their index.
+//! - `recorder`: [`Recorder`], all of the above behind one `push`.
 //! - `store`, `spool`: object stores (S3, directory) and the local spool.
 
 pub mod config;
+pub mod dissect;
 pub mod entry;
 pub mod index;
 pub mod pods;
+pub mod reassembly;
+pub mod recorder;
+pub mod slice;
 pub mod spool;
 pub mod store;
 
 pub use entry::{StreamEntry, entries, stream_matches};
 pub use index::{NamedQuery, SliceIndex, StreamRecord};
 pub use pods::{NoPods, PodHistory, PodInterval, PodLookup, PodRef};
+pub use reassembly::{CapturedPacket, Reassembler, ReassemblyConfig, Stream};
+pub use recorder::{Recorder, RecorderConfig, RecorderError, RecorderStats};
+pub use slice::{FinishedSlice, SliceBuilder, SliceConfig};

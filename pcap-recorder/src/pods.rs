@@ -125,13 +125,7 @@ impl PodHistory {
 
     /// Records that `pod` held `ip` from `from_ns` until `until_ns`. A record
     /// for the same pod (uid, else namespace/name) updates its interval.
-    pub fn record(
-        &mut self,
-        ip: IpAddr,
-        pod: PodRef,
-        from_ns: Option<i64>,
-        until_ns: Option<i64>,
-    ) {
+    pub fn record(&mut self, ip: IpAddr, pod: PodRef, from_ns: Option<i64>, until_ns: Option<i64>) {
         if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= self.max_ips {
             self.dropped += 1;
             return;
