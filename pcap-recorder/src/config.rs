@@ -225,6 +225,28 @@ impl RecordConfig {
         self.compile_queries().map(|_| ())
     }
 
+    /// The queries as the recorder and the index name them.
+    pub fn named_queries(&self) -> Vec<crate::index::NamedQuery> {
+        self.queries
+            .iter()
+            .map(|(name, query)| crate::index::NamedQuery {
+                name: name.clone(),
+                query: query.clone(),
+            })
+            .collect()
+    }
+
+    /// Reassembly timeouts and slice rotation for the recorder.
+    pub fn recorder_config(&self) -> crate::recorder::RecorderConfig {
+        let ms = |v: u64| i64::try_from(v.saturating_mul(1_000_000)).unwrap_or(i64::MAX);
+        let mut c = crate::recorder::RecorderConfig::default();
+        c.reassembly.tcp_idle_ns = ms(self.tcp_idle_timeout_ms);
+        c.reassembly.udp_idle_ns = ms(self.udp_idle_timeout_ms);
+        c.slice.max_bytes = self.slice_max_bytes;
+        c.slice.max_age_ns = ms(self.slice_max_age_ms);
+        c
+    }
+
     /// Settings for the S3 client, when a bucket is set.
     pub fn s3_settings(&self) -> Option<S3Settings> {
         let mut s = S3Settings::new(self.bucket.as_deref()?);
@@ -312,7 +334,12 @@ mod tests {
             spool_max_bytes: 10,
             ..RecordConfig::default()
         };
-        assert!(c.validate().unwrap_err().to_string().contains("spool_max_bytes"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("spool_max_bytes")
+        );
         let c = RecordConfig {
             endpoint: Some("127.0.0.1:8333".into()),
             ..RecordConfig::default()

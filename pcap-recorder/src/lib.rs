@@ -20,11 +20,13 @@ pub mod config;
 pub mod dissect;
 pub mod entry;
 pub mod index;
+pub mod investigate;
 pub mod pods;
 pub mod reassembly;
 pub mod recorder;
 pub mod slice;
 pub mod spool;
+pub mod stage;
 pub mod store;
 
 pub use entry::{StreamEntry, entries, stream_matches};

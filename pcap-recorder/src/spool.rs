@@ -451,10 +451,19 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut spool = Spool::open(dir.path(), 100).expect("open");
         assert!(spool.push(&objects("a", 60)).expect("push"));
-        assert!(!spool.push(&objects("b", 60)).expect("push"), "does not fit");
-        assert!(spool.push(&objects("c", 30)).expect("push"), "this one fits");
+        assert!(
+            !spool.push(&objects("b", 60)).expect("push"),
+            "does not fit"
+        );
+        assert!(
+            spool.push(&objects("c", 30)).expect("push"),
+            "this one fits"
+        );
         let stats = spool.stats();
-        assert_eq!((stats.spooled, stats.dropped, stats.dropped_bytes), (2, 1, 62));
+        assert_eq!(
+            (stats.spooled, stats.dropped, stats.dropped_bytes),
+            (2, 1, 62)
+        );
         assert_eq!(spool.len(), 2);
     }
 

@@ -262,7 +262,8 @@ impl S3Store {
             .body(ByteStream::from(body));
         if self.retention_days > 0 {
             if self.object_lock_enabled().await? {
-                let until = SystemTime::now() + Duration::from_secs(86_400 * u64::from(self.retention_days));
+                let until = SystemTime::now()
+                    + Duration::from_secs(86_400 * u64::from(self.retention_days));
                 let mode = match self.retention_mode {
                     RetentionMode::Compliance => ObjectLockMode::Compliance,
                     RetentionMode::Governance => ObjectLockMode::Governance,
@@ -359,7 +360,11 @@ where
         let code = service.err().code().unwrap_or("");
         let throttled = matches!(
             code,
-            "SlowDown" | "Throttling" | "ThrottlingException" | "RequestTimeout" | "RequestTimeTooSkewed"
+            "SlowDown"
+                | "Throttling"
+                | "ThrottlingException"
+                | "RequestTimeout"
+                | "RequestTimeTooSkewed"
         );
         let status = Some(service.raw().status().as_u16());
         if !throttled && status.is_some_and(|s| (400..500).contains(&s)) {
@@ -456,7 +461,12 @@ impl LocalStore {
     }
 }
 
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> Result<(), StoreError> {
+fn walk(
+    root: &Path,
+    dir: &Path,
+    prefix: &str,
+    out: &mut Vec<ObjectInfo>,
+) -> Result<(), StoreError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == root => return Ok(()),
@@ -554,9 +564,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::Local(LocalStore::new(dir.path().join("objects")));
         assert!(store.list("").await.expect("empty list").is_empty());
-        store.put("rec/node-a/1.pcap", b"one".to_vec()).await.expect("put");
-        store.put("rec/node-a/1.json", b"{}".to_vec()).await.expect("put");
-        store.put("rec/node-b/2.pcap", b"two!".to_vec()).await.expect("put");
+        store
+            .put("rec/node-a/1.pcap", b"one".to_vec())
+            .await
+            .expect("put");
+        store
+            .put("rec/node-a/1.json", b"{}".to_vec())
+            .await
+            .expect("put");
+        store
+            .put("rec/node-b/2.pcap", b"two!".to_vec())
+            .await
+            .expect("put");
         store.put("other/x", b"x".to_vec()).await.expect("put");
         let keys: Vec<_> = store
             .list("rec/node-a")
@@ -601,7 +620,10 @@ mod tests {
         settings.retry_initial_backoff = Duration::from_millis(10);
         settings.static_credentials = Some(("id".into(), "secret".into()));
         let store = Store::S3(S3Store::connect(&settings).await);
-        let err = store.put("k", b"v".to_vec()).await.expect_err("nobody listens");
+        let err = store
+            .put("k", b"v".to_vec())
+            .await
+            .expect_err("nobody listens");
         assert!(err.is_transient(), "{err}");
         assert!(err.to_string().contains("unavailable"), "{err}");
     }
