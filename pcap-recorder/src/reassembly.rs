@@ -446,10 +446,11 @@ impl Reassembler {
                 half.segment(&tcp, packet.payload, ts, &config, &mut conn.stats);
                 if tcp.rst {
                     conn.state = State::Closing(EndReason::Rst);
-                } else if conn.client.fin && conn.server.fin {
-                    if !matches!(conn.state, State::Closing(_)) {
-                        conn.state = State::Closing(EndReason::Fin);
-                    }
+                } else if conn.client.fin
+                    && conn.server.fin
+                    && !matches!(conn.state, State::Closing(_))
+                {
+                    conn.state = State::Closing(EndReason::Fin);
                 }
             }
             None => {
