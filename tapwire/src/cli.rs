@@ -104,10 +104,14 @@ pub enum Command {
     /// Forward verdicts as CEF over syslog (UDP, TCP, TLS) to a SIEM: one
     /// message per verdict, offsets stored only after TCP/TLS flushed it.
     Cef(CefArgs),
-    /// Record KFL-matched L4 streams as PCAP slices to S3.
-    Record(Pending),
-    /// Search recorded PCAP in S3 (or a directory) offline, without a cluster.
-    Investigate(Pending),
+    /// Record KFL-matched L4 streams from tapwire.packets.raw as PCAP slices
+    /// with a JSON index, to S3 (or a directory); spools while S3 is down.
+    #[command(after_help = RECORD_EXAMPLES)]
+    Record(RecordArgs),
+    /// Search recorded PCAP offline (S3, a directory or a pcap file), without
+    /// a cluster or Kafka: list matching streams, write them as one PCAP.
+    #[command(after_help = INVESTIGATE_EXAMPLES)]
+    Investigate(InvestigateArgs),
     /// Check KFL queries (the filter language of record, investigate, policy
     /// conditions and cef.filter).
     #[command(subcommand)]
@@ -131,8 +135,6 @@ impl Command {
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
             Command::Query(_) => ("query", "#6 (aggregator)"),
-            Command::Record(_) => ("record", "#8 (pcap-recorder)"),
-            Command::Investigate(_) => ("investigate", "#8 (pcap-recorder)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
             Command::Topics(_)
             | Command::Demo(_)
@@ -140,7 +142,9 @@ impl Command {
             | Command::Enrich(_)
             | Command::K8sWatch(_)
             | Command::Kfl(_)
-            | Command::Policy(_) => {
+            | Command::Policy(_)
+            | Command::Record(_)
+            | Command::Investigate(_) => {
                 return None;
             }
         })
@@ -303,6 +307,114 @@ pub enum KflCommand {
         /// The query, e.g. 'http and response.status == r"4.*"'.
         query: String,
     },
+}
+
+const RECORD_EXAMPLES: &str = "\
+Examples:
+  # The seed's variables: record HTTP and DNS streams to a bucket
+  AWS_REGION=us-east-2 S3_BUCKET=evidence RECORDING_KFL='http or dns' tapwire record
+
+  # An S3-compatible store (SeaweedFS, MinIO): endpoint and path-style addressing
+  tapwire record --bucket evidence --endpoint http://127.0.0.1:8333 --path-style \\
+      --kfl 'http and request.method == \"POST\"'
+
+  # No S3: slices to a local directory
+  tapwire record --directory /var/lib/tapwire/recordings --kfl dns
+
+Without any query (RECORDING_KFL, --kfl or [record.queries]) recording is off and the
+command says so. Offsets are stored only after the slices holding their packets were
+uploaded or written to the spool; see [record] in deploy/tapwire.example.toml.";
+
+const INVESTIGATE_EXAMPLES: &str = "\
+Examples:
+  # Every DNS question recorded in the last two hours, from a bucket
+  tapwire investigate s3://evidence/tapwire --kfl dns --since 2h
+
+  # GET requests to one service, as JSON lines, and their packets as one PCAP
+  tapwire investigate s3://evidence/tapwire/node-a \\
+      --kfl 'http and request.method == \"GET\" and dst.port == 8080' \\
+      --format json --write get.pcap
+
+  # A directory of slices, or a single capture file (indexed on the fly)
+  tapwire investigate ./recordings --kfl 'response.status >= 500'
+  tapwire investigate capture.pcap --kfl 'http' --write http-only.pcap
+
+S3 endpoint, region and path style come from [record] or the flags; credentials from
+AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or the other standard AWS sources.
+Times (--since/--until): RFC 3339, a date, epoch seconds, or a duration ago (15m, 2h, 7d).";
+
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// S3 bucket (overrides S3_BUCKET and record.bucket).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Key prefix for slices and indexes (overrides record.prefix).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// S3 endpoint URL for S3-compatible stores (overrides record.endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// AWS region (overrides AWS_REGION and record.region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style S3 addressing (ENDPOINT/BUCKET/KEY), for most S3-compatible stores.
+    #[arg(long)]
+    pub path_style: bool,
+    /// Record into this local directory instead of S3.
+    #[arg(long, value_name = "DIR", conflicts_with = "bucket")]
+    pub directory: Option<std::path::PathBuf>,
+    /// The recording query, e.g. 'http or dns' (overrides RECORDING_KFL; the
+    /// named queries of [record.queries] apply as well).
+    #[arg(long, value_name = "KFL")]
+    pub kfl: Option<String>,
+    /// Where slices wait while S3 is unavailable (overrides record.spool_dir).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<std::path::PathBuf>,
+    /// Consumer group (overrides record.group).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum InvestigateFormat {
+    /// Aligned columns: time, source, destination, protocol, summary.
+    Table,
+    /// One JSON object per matching stream.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InvestigateArgs {
+    /// s3://BUCKET/PREFIX, a directory of slices, or a .pcap file.
+    #[arg(value_name = "s3://BUCKET/PREFIX | DIR | FILE.pcap")]
+    pub location: String,
+    /// Only streams this KFL query matches, e.g. 'http and response.status >= 500'.
+    #[arg(long, value_name = "QUERY")]
+    pub kfl: Option<String>,
+    /// Only streams active at or after this time.
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only streams active before this time.
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Write the matching streams' packets, time-ordered, to this PCAP file.
+    #[arg(long, value_name = "FILE")]
+    pub write: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: InvestigateFormat,
+    /// S3 endpoint URL (overrides record.endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// AWS region (overrides record.region).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style S3 addressing.
+    #[arg(long)]
+    pub path_style: bool,
+    /// No progress bar (it is shown on stderr only when that is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]

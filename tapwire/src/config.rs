@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use tapwire_cef_forwarder::CefConfig;
 use tapwire_enricher::EnrichConfig;
+use tapwire_pcap_recorder::config::RecordConfig;
 use tapwire_plumbing::config::{
     ConfigError, ConsumerConfig, KafkaConfig, Sections, TelemetryConfig, TopicsConfig,
 };
@@ -25,6 +26,8 @@ pub struct Config {
     pub cef: CefConfig,
     /// `tapwire enrich`.
     pub enrich: EnrichConfig,
+    /// `tapwire record` and `tapwire investigate` (S3 settings).
+    pub record: RecordConfig,
 }
 
 impl Sections for Config {
@@ -38,6 +41,9 @@ impl Sections for Config {
         self.enrich
             .validate()
             .map(|_| ())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.record
+            .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))
     }
 }

@@ -119,6 +119,8 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Enrich(args) => commands::enrich::run(config, &args, shutdown).await,
         Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,
         Command::Policy(args) => commands::policy::run(config, &args, shutdown).await,
+        Command::Record(args) => commands::record::run(config, &args, shutdown).await,
+        Command::Investigate(args) => commands::investigate::run(config, &args).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }

@@ -38,13 +38,72 @@ fn help_lists_a_subcommand_per_stage() {
 
 #[test]
 fn a_stage_not_built_yet_says_so_and_fails() {
-    for sub in ["capture", "aggregate", "record", "run"] {
+    for sub in ["capture", "aggregate", "run"] {
         let out = tapwire().args([sub, "--some-flag"]).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{sub}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("not implemented yet"), "{sub}: {err}");
         assert!(out.stdout.is_empty(), "{sub} printed output");
     }
+}
+
+#[test]
+fn record_without_a_query_says_recording_is_off() {
+    let out = tapwire()
+        .args(["record", "--directory", "/nonexistent-unused"])
+        .env_remove("RECORDING_KFL")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("recording is off"), "{err}");
+}
+
+#[test]
+fn record_and_investigate_help_show_examples() {
+    for (sub, example) in [
+        ("record", "RECORDING_KFL='http or dns'"),
+        ("investigate", "--write"),
+    ] {
+        let out = tapwire().args([sub, "--help"]).output().expect("run");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{sub}");
+        assert!(help.contains("Examples:") && help.contains(example), "{sub}:\n{help}");
+    }
+}
+
+#[test]
+fn investigate_reads_a_pcap_file_without_cluster_or_kafka() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../pcap-recorder/tests/fixtures/http_dns_lo.pcap"
+    );
+    let out = tapwire()
+        .args(["investigate", fixture, "--kfl", "dns", "--format", "json"])
+        .env("TAPWIRE_KAFKA__BROKERS", "127.0.0.1:1")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
+    assert!(!rows.is_empty(), "no DNS stream found");
+    for row in &rows {
+        assert_eq!(row["protocol"], "DNS", "{row}");
+        assert!(row["summary"].as_str().is_some_and(|s| s.contains("example.test")), "{row}");
+    }
+    let bad = tapwire()
+        .args(["investigate", fixture, "--kfl", "http and ("])
+        .output()
+        .expect("run");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains('^'));
 }
 
 #[test]

@@ -4,6 +4,8 @@
 pub mod cef;
 pub mod demo;
 pub mod enrich;
+pub mod investigate;
 pub mod policy;
+pub mod record;
 pub mod tail;
 pub mod topics;
