@@ -218,6 +218,8 @@ impl Recorder {
             if due {
                 self.now_ns = ts;
                 self.reassembler.expire(ts, &mut self.ended);
+                self.process_ended(pods)?;
+                self.close_old(ts, pods)?;
             }
         }
         self.process_ended(pods)?;
@@ -235,6 +237,11 @@ impl Recorder {
         self.now_ns = self.now_ns.max(now_ns);
         self.reassembler.expire(now_ns, &mut self.ended);
         self.process_ended(pods)?;
+        self.close_old(now_ns, pods)
+    }
+
+    /// Closes the slices opened `max_age_ns` or longer before `now_ns`.
+    fn close_old(&mut self, now_ns: i64, pods: &dyn PodLookup) -> Result<(), RecorderError> {
         let old: Vec<u32> = self
             .open
             .iter()
