@@ -356,9 +356,10 @@ impl BatchHandler for RecordHandler {
                 return Err(core.fail(&err));
             }
         }
-        core.marks
-            .last_pushed
-            .store(core.marks.generation.load(Ordering::SeqCst), Ordering::SeqCst);
+        core.marks.last_pushed.store(
+            core.marks.generation.load(Ordering::SeqCst),
+            Ordering::SeqCst,
+        );
         let mut result = core.deliver_finished().await;
         if result.is_ok() && core.last_checkpoint.elapsed() >= core.checkpoint_interval {
             result = core.checkpoint().await;
@@ -370,6 +371,9 @@ impl BatchHandler for RecordHandler {
     }
 }
 
+/// A topic, partition and offset.
+type Position = (String, i32, i64);
+
 /// Wraps the loop's source: holds offsets back until a checkpoint made the
 /// batches they belong to durable (see the module documentation).
 pub struct CheckpointSource<S> {
@@ -378,7 +382,7 @@ pub struct CheckpointSource<S> {
     marks: Arc<Marks>,
     /// Per handled batch, in order: the generation it was pushed in and its
     /// last offset per partition.
-    held: std::collections::VecDeque<(u64, Vec<(String, i32, i64)>)>,
+    held: std::collections::VecDeque<(u64, Vec<Position>)>,
 }
 
 impl<S: Source> CheckpointSource<S> {

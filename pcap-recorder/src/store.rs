@@ -366,15 +366,15 @@ where
                 | "RequestTimeout"
                 | "RequestTimeTooSkewed"
         );
-        let status = Some(service.raw().status().as_u16());
-        if !throttled && status.is_some_and(|s| (400..500).contains(&s)) {
+        let status = service.raw().status().as_u16();
+        if !throttled && (400..500).contains(&status) {
             return StoreError::Refused {
                 op,
                 key: key.to_owned(),
                 reason: format!(
                     "{} (HTTP {}): {}",
                     if code.is_empty() { "error" } else { code },
-                    status.unwrap_or(0),
+                    status,
                     service.err().message().unwrap_or("no message")
                 ),
             };

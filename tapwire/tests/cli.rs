@@ -68,7 +68,10 @@ fn record_and_investigate_help_show_examples() {
         let out = tapwire().args([sub, "--help"]).output().expect("run");
         let help = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{sub}");
-        assert!(help.contains("Examples:") && help.contains(example), "{sub}:\n{help}");
+        assert!(
+            help.contains("Examples:") && help.contains(example),
+            "{sub}:\n{help}"
+        );
     }
 }
 
@@ -96,7 +99,12 @@ fn investigate_reads_a_pcap_file_without_cluster_or_kafka() {
     assert!(!rows.is_empty(), "no DNS stream found");
     for row in &rows {
         assert_eq!(row["protocol"], "DNS", "{row}");
-        assert!(row["summary"].as_str().is_some_and(|s| s.contains("example.test")), "{row}");
+        assert!(
+            row["summary"]
+                .as_str()
+                .is_some_and(|s| s.contains("example.test")),
+            "{row}"
+        );
     }
     let bad = tapwire()
         .args(["investigate", fixture, "--kfl", "http and ("])

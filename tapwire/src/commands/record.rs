@@ -107,12 +107,22 @@ pub async fn run(
             _ = shutdown.cancelled() => return Ok(()),
         }
     };
-    tracing::info!(records = loaded, "pod metadata loaded from {}", topics::PODS);
+    tracing::info!(
+        records = loaded,
+        "pod metadata loaded from {}",
+        topics::PODS
+    );
 
     let checkpoint = Duration::from_millis(rc.slice_max_age_ms);
     let core = Arc::new(Mutex::new(
-        Core::new(recorder, uploader, &rc.prefix, checkpoint, ctx.metrics.clone())
-            .with_pods(history, rx),
+        Core::new(
+            recorder,
+            uploader,
+            &rc.prefix,
+            checkpoint,
+            ctx.metrics.clone(),
+        )
+        .with_pods(history, rx),
     ));
     if let Some(addr) = config.telemetry.admin_listen {
         let bound = telemetry::serve_admin(addr, ctx.health.clone(), shutdown.clone()).await?;
