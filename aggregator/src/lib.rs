@@ -1,4 +1,24 @@
-//! The aggregation stage (`tapwire aggregate`, `serve`, `query`): connection
-//! counts and events in ClickHouse, and the views analysts ask for.
+//! The aggregator: enriched events with their verdicts and the inventory
+//! heartbeats in ClickHouse, and the views analysts and a console read.
 //!
-//! Not built yet: tracked by the aggregator issue (#6).
+//! - [`config`]: the `[aggregate]` section.
+//! - [`schema`]: versioned, idempotent migrations for ClickHouse 18.16 and
+//!   current releases (TTL, `LowCardinality`, `IPv6` where supported).
+//! - [`rows`]: table rows, and which events count as connections.
+//! - [`sink`]: `tapwire aggregate`'s handler: one insert per table per
+//!   batch, offsets stored after the inserts, replays skipped by the Kafka
+//!   position every row carries.
+//! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
+//!   paged API reads, listeners, flows, per-sensor summaries.
+//! - [`serve`]: `tapwire serve`, the HTTP JSON API over [`query`].
+//! - `queries/*.sql` (crate root): analysts' SQL against the schema, each
+//!   run by a test.
+
+pub mod config;
+pub mod query;
+pub mod rows;
+pub mod schema;
+pub mod serve;
+pub mod sink;
+
+pub use config::AggregateConfig;

@@ -5,6 +5,8 @@
 //!   (CI starts every service, so a skip there would hide a failure).
 //! - [`Broker`]: a private Tansu broker per test, on its own port and data
 //!   directory, that a test can kill and restart.
+//! - [`clickhouse::ClickHouse`]: a private ClickHouse server a test can stop
+//!   and restart; [`clickhouse::shared`] finds the test bed's.
 //! - [`tapwire`] and [`Lines`]: run the `tapwire` binary and collect what it
 //!   prints, line by line, while it runs.
 //!
@@ -485,3 +487,4 @@ impl Drop for Lines {
 }
 
 pub mod cef;
+pub mod clickhouse;

@@ -1,0 +1,101 @@
+//! The `[aggregate]` configuration section (`tapwire aggregate`, `serve`
+//! and `query`).
+
+use serde::Deserialize;
+
+/// The `[aggregate]` section.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregateConfig {
+    /// ClickHouse HTTP interface, e.g. `http://127.0.0.1:8123`.
+    pub clickhouse_url: String,
+    /// Database that holds tapwire's tables; created when missing.
+    pub database: String,
+    /// ClickHouse user.
+    pub user: String,
+    /// ClickHouse password (prefer the environment:
+    /// `TAPWIRE_AGGREGATE__PASSWORD`).
+    pub password: String,
+    /// Consumer group of `tapwire aggregate`.
+    pub group: String,
+    /// Topics read: verdicts (every judged event, with its enriched event)
+    /// and inventory snapshots.
+    pub topics: Vec<String>,
+    /// Most messages aggregated into one insert per table.
+    pub batch_max_messages: usize,
+    /// Longest wait for a batch to fill before it is inserted anyway.
+    pub flush_interval_ms: u64,
+    /// Days rows are kept, on servers with TTL (ClickHouse 20 and later);
+    /// 0 keeps them forever. Older servers keep rows until dropped by hand.
+    pub retention_days: u32,
+    /// Address of `tapwire serve`.
+    pub listen: String,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        AggregateConfig {
+            clickhouse_url: "http://127.0.0.1:8123".to_owned(),
+            database: "tapwire".to_owned(),
+            user: "default".to_owned(),
+            password: String::new(),
+            group: "tapwire-aggregate".to_owned(),
+            topics: vec![
+                tapwire_schemas::topics::VERDICTS.to_owned(),
+                tapwire_schemas::topics::INVENTORY.to_owned(),
+            ],
+            batch_max_messages: 50_000,
+            flush_interval_ms: 1000,
+            retention_days: 30,
+            listen: "127.0.0.1:8080".to_owned(),
+        }
+    }
+}
+
+/// An `[aggregate]` value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("aggregate.{key}: {reason}")]
+pub struct AggregateConfigError {
+    /// The key.
+    pub key: &'static str,
+    /// What is wrong.
+    pub reason: String,
+}
+
+impl AggregateConfig {
+    /// Cross-field checks.
+    pub fn validate(&self) -> Result<(), AggregateConfigError> {
+        let bad = |key, reason: &str| {
+            Err(AggregateConfigError {
+                key,
+                reason: reason.to_owned(),
+            })
+        };
+        if !self.clickhouse_url.starts_with("http://")
+            && !self.clickhouse_url.starts_with("https://")
+        {
+            return bad("clickhouse_url", "must be an http:// or https:// URL");
+        }
+        if self.database.is_empty()
+            || !self
+                .database
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return bad("database", "letters, digits and _ only");
+        }
+        if self.batch_max_messages == 0 || self.batch_max_messages > 1_000_000 {
+            return bad(
+                "batch_max_messages",
+                "between 1 and 1,000,000 (one insert must stay one ClickHouse block)",
+            );
+        }
+        if self.topics.is_empty() {
+            return bad("topics", "at least one topic");
+        }
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("listen", "an address like 127.0.0.1:8080");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,609 @@
+//! Reads for the console and `tapwire query`: the connections view, the
+//! paged inventory reads of the API, listeners, flows and per-sensor
+//! summaries. Every query runs on ClickHouse 18.16 and later.
+
+use clickhouse::{Client, Row};
+use serde::{Deserialize, Serialize};
+
+/// A failed read.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// ClickHouse refused or did not answer.
+    #[error("ClickHouse: {0}")]
+    ClickHouse(#[from] clickhouse::error::Error),
+    /// A parameter out of range (the API answers 400 with this text).
+    #[error("{0}")]
+    BadRequest(String),
+}
+
+/// The modes, in tab order.
+pub const MODES: [&str; 3] = ["audit", "enforce", "other"];
+
+/// One row of a connections tab.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct Connection {
+    /// `audit`, `enforce` or `other`.
+    pub mode: String,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// `pod`, `host`, `external`, `service`, `unresolved`.
+    pub src_kind: String,
+    /// Source namespace (pods).
+    pub src_namespace: String,
+    /// Source workload (pods).
+    pub src_workload: String,
+    /// Source pod.
+    pub src_pod: String,
+    /// Source address.
+    pub src_ip: String,
+    /// Source port of the latest connection.
+    pub src_port: u16,
+    /// Destination kind.
+    pub dst_kind: String,
+    /// Destination namespace (pods).
+    pub dst_namespace: String,
+    /// Destination workload (pods).
+    pub dst_workload: String,
+    /// Destination pod.
+    pub dst_pod: String,
+    /// Destination address.
+    pub dst_ip: String,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Domain name of an external destination (or a host's node name).
+    pub dst_domain: String,
+    /// Connections (not unique) in the window.
+    pub connections: u64,
+    /// Time of the latest, epoch nanoseconds.
+    pub last_seen_ns: i64,
+}
+
+impl Connection {
+    /// `pod ip:port`, or `domain ip:port`, or `ip:port`.
+    pub fn source(&self) -> String {
+        endpoint(&self.src_pod, &self.src_ip, self.src_port)
+    }
+
+    /// The destination, shown like [`Connection::source`].
+    pub fn destination(&self) -> String {
+        let name = if self.dst_pod.is_empty() {
+            &self.dst_domain
+        } else {
+            &self.dst_pod
+        };
+        endpoint(name, &self.dst_ip, self.dst_port)
+    }
+}
+
+fn endpoint(name: &str, ip: &str, port: u16) -> String {
+    let addr = if ip.contains(':') {
+        format!("[{ip}]:{port}")
+    } else {
+        format!("{ip}:{port}")
+    };
+    if name.is_empty() {
+        addr
+    } else {
+        format!("{name} {addr}")
+    }
+}
+
+/// Connections between two workloads, per mode.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct Edge {
+    /// Source namespace ('' outside the pods).
+    pub src_namespace: String,
+    /// Source workload, else pod, else address.
+    pub src: String,
+    /// Destination namespace.
+    pub dst_namespace: String,
+    /// Destination workload, else pod, else domain, else address.
+    pub dst: String,
+    /// Audit-mode connections.
+    pub audit: u64,
+    /// Enforce-mode connections.
+    pub enforce: u64,
+    /// Other connections.
+    pub other: u64,
+    /// Latest, epoch nanoseconds.
+    pub last_seen_ns: i64,
+}
+
+/// The network connections view of a window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionsView {
+    /// Window start (epoch seconds, rounded down to the minute).
+    pub from_s: u32,
+    /// Window end (epoch seconds).
+    pub until_s: u32,
+    /// Audit-mode connections.
+    pub audit: Vec<Connection>,
+    /// Enforce-mode connections.
+    pub enforce: Vec<Connection>,
+    /// Other connections.
+    pub other: Vec<Connection>,
+    /// Per pair of workloads, connections per mode.
+    pub edges: Vec<Edge>,
+}
+
+/// Window bounds as the counts table stores them: whole minutes.
+fn window(until_s: u32, window_s: u32) -> (u32, u32) {
+    let from = until_s.saturating_sub(window_s);
+    (from - from % 60, until_s)
+}
+
+/// The connections view of `[until - window, until]`; `mode` keeps one tab;
+/// `limit` rows per tab at most (most connections first).
+pub async fn connections_view(
+    client: &Client,
+    until_s: u32,
+    window_s: u32,
+    mode: Option<&str>,
+    limit: u32,
+) -> Result<ConnectionsView, QueryError> {
+    if let Some(m) = mode
+        && !MODES.contains(&m)
+    {
+        return Err(QueryError::BadRequest(format!(
+            "mode must be audit, enforce or other, not {m:?}"
+        )));
+    }
+    let (from, until) = window(until_s, window_s);
+    let mut view = ConnectionsView {
+        from_s: from,
+        until_s: until,
+        audit: Vec::new(),
+        enforce: Vec::new(),
+        other: Vec::new(),
+        edges: Vec::new(),
+    };
+    for m in MODES.iter().filter(|m| mode.is_none_or(|x| x == **m)) {
+        let rows: Vec<Connection> = client
+            .query(
+                "SELECT mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
+                    argMax(src_port, last_seen_ns) AS last_port,
+                    dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port,
+                    max(dst_domain) AS domain,
+                    sum(connections) AS n, max(last_seen_ns) AS last_ns
+                 FROM connection_counts
+                 WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) AND mode = ?
+                 GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
+                    dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port
+                 ORDER BY n DESC, last_ns DESC, src_pod, dst_ip, dst_port
+                 LIMIT ?",
+            )
+            .bind(from)
+            .bind(until)
+            .bind(*m)
+            .bind(limit)
+            .fetch_all()
+            .await?;
+        match *m {
+            "audit" => view.audit = rows,
+            "enforce" => view.enforce = rows,
+            _ => view.other = rows,
+        }
+    }
+    view.edges = client
+        .query(
+            "SELECT src_namespace,
+                if(src_workload != '', src_workload, if(src_pod != '', src_pod, src_ip)) AS src,
+                dst_namespace,
+                if(dst_workload != '', dst_workload, if(dst_pod != '', dst_pod,
+                   if(dst_domain != '', dst_domain, dst_ip))) AS dst,
+                sumIf(connections, mode = 'audit') AS audit,
+                sumIf(connections, mode = 'enforce') AS enforce,
+                sumIf(connections, mode = 'other') AS other,
+                max(last_seen_ns) AS last_ns
+             FROM connection_counts
+             WHERE minute >= toDateTime(?) AND minute <= toDateTime(?)
+             GROUP BY src_namespace, src, dst_namespace, dst
+             ORDER BY audit + enforce + other DESC, src, dst
+             LIMIT ?",
+        )
+        .bind(from)
+        .bind(until)
+        .bind(limit)
+        .fetch_all()
+        .await?;
+    Ok(view)
+}
+
+/// A socket of the latest inventory snapshot of its sensor.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct InventorySocket {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Node.
+    pub node: String,
+    /// Local address.
+    pub local_ip: String,
+    /// Local port.
+    pub local_port: u16,
+    /// Remote address ('' for listeners).
+    pub remote_ip: String,
+    /// Remote port (0 for listeners).
+    pub remote_port: u16,
+    /// Kernel TCP state ('' for UDP).
+    pub state: String,
+    /// Owning process, when resolved.
+    pub pid: Option<u32>,
+    /// Its binary.
+    pub binary: Option<String>,
+    /// Age seen by the sensor; null when it predates the sensor.
+    pub duration_ns: Option<i64>,
+    /// The snapshot's time, epoch nanoseconds.
+    pub snapshot_ns: i64,
+}
+
+/// A completed flow.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct Flow {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Close time, epoch nanoseconds.
+    pub time_ns: i64,
+    /// Process binary.
+    pub binary: String,
+    /// Process id.
+    pub pid: u32,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Source address.
+    pub src_ip: String,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination address.
+    pub dst_ip: String,
+    /// Destination port.
+    pub dst_port: u16,
+    /// Duration; null when unknown.
+    pub duration_ns: Option<i64>,
+    /// Bytes sent by the source.
+    pub bytes_sent: u64,
+    /// Bytes received by the source.
+    pub bytes_received: u64,
+    /// `established`, `refused`, `half_closed`, `stale`.
+    pub final_state: String,
+}
+
+/// `socket_kind` of the inventory rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketKind {
+    /// Established TCP connections.
+    TcpConnection,
+    /// TCP listeners.
+    TcpListener,
+    /// UDP listeners.
+    UdpListener,
+}
+
+impl SocketKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            SocketKind::TcpConnection => "tcp_connection",
+            SocketKind::TcpListener => "tcp_listener",
+            SocketKind::UdpListener => "udp_listener",
+        }
+    }
+}
+
+const SOCKET_COLUMNS: &str = "sensor_id, node, local_ip, local_port, remote_ip, remote_port, \
+     state, pid, binary, duration_ns, snapshot_ns";
+
+/// Rows of the latest snapshot per sensor (optionally one sensor).
+fn latest(kind: SocketKind, sensor: bool) -> String {
+    format!(
+        "FROM inventory_sockets
+         WHERE socket_kind = '{kind}'{only}
+           AND (sensor_id, snapshot_ns) IN
+             (SELECT sensor_id, max(snapshot_ns) FROM inventory_sockets{where_sensor}
+              GROUP BY sensor_id)",
+        kind = kind.as_str(),
+        only = if sensor { " AND sensor_id = ?" } else { "" },
+        where_sensor = if sensor { " WHERE sensor_id = ?" } else { "" },
+    )
+}
+
+const SOCKET_ORDER: &str = "ORDER BY sensor_id, local_ip, local_port, remote_ip, remote_port";
+
+/// One page of the v1 connections read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConnectionsPage {
+    /// Active TCP connections of this page.
+    pub connections: Vec<InventorySocket>,
+    /// The most recent completed flows (at most `page_size`, newest first).
+    pub flows: Vec<Flow>,
+    /// Active connections in all pages.
+    pub total: u64,
+    /// Pages of `page_size`.
+    pub page_count: u64,
+    /// This page (from 1).
+    pub current_page: u64,
+    /// Rows per page.
+    pub page_size: u64,
+}
+
+/// Checks `page` (from 1) and `page_size` (1-500).
+pub fn check_page(page: u64, page_size: u64) -> Result<(), QueryError> {
+    if page == 0 {
+        return Err(QueryError::BadRequest("page starts at 1".to_owned()));
+    }
+    if !(1..=500).contains(&page_size) {
+        return Err(QueryError::BadRequest(format!(
+            "page_size must be between 1 and 500, not {page_size}"
+        )));
+    }
+    Ok(())
+}
+
+/// Active TCP connections from the latest heartbeat of each sensor, a page
+/// at a time, with the latest flows.
+pub async fn connections_page(
+    client: &Client,
+    sensor_id: Option<&str>,
+    page: u64,
+    page_size: u64,
+) -> Result<ConnectionsPage, QueryError> {
+    check_page(page, page_size)?;
+    let from = latest(SocketKind::TcpConnection, sensor_id.is_some());
+    let mut total = client.query(&format!("SELECT count() {from}"));
+    if let Some(s) = sensor_id {
+        total = total.bind(s).bind(s);
+    }
+    let total: u64 = total.fetch_one().await?;
+    let mut rows = client.query(&format!(
+        "SELECT {SOCKET_COLUMNS} {from} {SOCKET_ORDER} LIMIT ?, ?"
+    ));
+    if let Some(s) = sensor_id {
+        rows = rows.bind(s).bind(s);
+    }
+    let connections = rows
+        .bind((page - 1) * page_size)
+        .bind(page_size)
+        .fetch_all()
+        .await?;
+    Ok(ConnectionsPage {
+        connections,
+        flows: flows(client, sensor_id, page_size).await?,
+        total,
+        page_count: total.div_ceil(page_size),
+        current_page: page,
+        page_size,
+    })
+}
+
+/// Listeners (TCP or UDP) of the latest heartbeat of each sensor.
+pub async fn listeners(
+    client: &Client,
+    kind: SocketKind,
+    sensor_id: Option<&str>,
+) -> Result<Vec<InventorySocket>, QueryError> {
+    let from = latest(kind, sensor_id.is_some());
+    let mut q = client.query(&format!("SELECT {SOCKET_COLUMNS} {from} {SOCKET_ORDER}"));
+    if let Some(s) = sensor_id {
+        q = q.bind(s).bind(s);
+    }
+    Ok(q.fetch_all().await?)
+}
+
+/// The most recent completed flows, newest first.
+pub async fn flows(
+    client: &Client,
+    sensor_id: Option<&str>,
+    limit: u64,
+) -> Result<Vec<Flow>, QueryError> {
+    let q = format!(
+        "SELECT sensor_id, time_ns, binary, pid, protocol, src_ip, src_port, dst_ip, dst_port,
+            duration_ns, bytes_sent, bytes_received, final_state
+         FROM flows{} ORDER BY time_ns DESC, event_id LIMIT ?",
+        if sensor_id.is_some() {
+            " WHERE sensor_id = ?"
+        } else {
+            ""
+        }
+    );
+    let mut q = client.query(&q);
+    if let Some(s) = sensor_id {
+        q = q.bind(s);
+    }
+    Ok(q.bind(limit).fetch_all().await?)
+}
+
+/// One page of the v2 (cursor) connections read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CursorPage {
+    /// Active TCP connections of this page.
+    pub connections: Vec<InventorySocket>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// The cursor: the sort key of the last row, hex-encoded.
+fn encode_cursor(s: &InventorySocket) -> String {
+    let key = format!(
+        "{}\t{}\t{}\t{}\t{}",
+        s.sensor_id, s.local_ip, s.local_port, s.remote_ip, s.remote_port
+    );
+    key.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+type CursorKey = (String, String, u16, String, u16);
+
+fn decode_cursor(cursor: &str) -> Result<CursorKey, QueryError> {
+    let bad = || QueryError::BadRequest("cursor is not one this server handed out".to_owned());
+    if !cursor.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(cursor.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, _>>()?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let parts: Vec<&str> = text.split('\t').collect();
+    let [sensor, lip, lport, rip, rport] = parts[..] else {
+        return Err(bad());
+    };
+    Ok((
+        sensor.to_owned(),
+        lip.to_owned(),
+        lport.parse().map_err(|_| bad())?,
+        rip.to_owned(),
+        rport.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Active TCP connections after `cursor` (keyset pagination: stable and
+/// cheap however deep the page). Pages follow the latest heartbeats, so a
+/// heartbeat arriving between pages shows in the later pages.
+pub async fn connections_after(
+    client: &Client,
+    sensor_id: Option<&str>,
+    cursor: Option<&str>,
+    limit: u64,
+) -> Result<CursorPage, QueryError> {
+    if !(1..=5000).contains(&limit) {
+        return Err(QueryError::BadRequest(format!(
+            "limit must be between 1 and 5000, not {limit}"
+        )));
+    }
+    let after = cursor.map(decode_cursor).transpose()?;
+    let from = latest(SocketKind::TcpConnection, sensor_id.is_some());
+    // (a, b, c, d, e) > (A, B, C, D, E), spelled out for servers without
+    // tuple comparison.
+    let keyset = " AND (sensor_id > ? OR sensor_id = ? AND (local_ip > ? OR local_ip = ? AND \
+         (local_port > ? OR local_port = ? AND (remote_ip > ? OR remote_ip = ? AND remote_port > ?))))";
+    let mut q = client.query(&format!(
+        "SELECT {SOCKET_COLUMNS} {from}{} {SOCKET_ORDER} LIMIT ?",
+        if after.is_some() { keyset } else { "" }
+    ));
+    if let Some(s) = sensor_id {
+        q = q.bind(s).bind(s);
+    }
+    if let Some((s, lip, lport, rip, rport)) = &after {
+        q = q
+            .bind(s)
+            .bind(s)
+            .bind(lip)
+            .bind(lip)
+            .bind(lport)
+            .bind(lport)
+            .bind(rip)
+            .bind(rip)
+            .bind(rport);
+    }
+    let connections: Vec<InventorySocket> = q.bind(limit).fetch_all().await?;
+    let next_cursor = (connections.len() as u64 == limit)
+        .then(|| connections.last().map(encode_cursor))
+        .flatten();
+    Ok(CursorPage {
+        connections,
+        next_cursor,
+    })
+}
+
+/// Per-sensor figures for a fleet dashboard.
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct SensorSummary {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Its node.
+    pub node: String,
+    /// Latest heartbeat, epoch nanoseconds.
+    pub snapshot_ns: i64,
+    /// Active TCP connections in it.
+    pub tcp_connections: u64,
+    /// TCP listeners in it.
+    pub tcp_listeners: u64,
+    /// UDP listeners in it.
+    pub udp_listeners: u64,
+}
+
+/// The latest heartbeat of every sensor, counted.
+pub async fn summary(client: &Client) -> Result<Vec<SensorSummary>, QueryError> {
+    Ok(client
+        .query(
+            "SELECT sensor_id, any(node) AS node_name, max(snapshot_ns) AS latest_ns,
+                countIf(socket_kind = 'tcp_connection') AS tcp_connections,
+                countIf(socket_kind = 'tcp_listener') AS tcp_listeners,
+                countIf(socket_kind = 'udp_listener') AS udp_listeners
+             FROM inventory_sockets
+             WHERE (sensor_id, snapshot_ns) IN
+               (SELECT sensor_id, max(snapshot_ns) FROM inventory_sockets GROUP BY sensor_id)
+             GROUP BY sensor_id ORDER BY sensor_id",
+        )
+        .fetch_all()
+        .await?)
+}
+
+/// Runs any `SELECT` and returns its rows as JSON objects (for ad-hoc and
+/// analyst SQL; the typed reads above are faster).
+pub async fn json_rows(client: &Client, sql: &str) -> Result<Vec<serde_json::Value>, QueryError> {
+    let mut cursor = client.query(sql).fetch_bytes("JSONEachRow")?;
+    let mut text = Vec::new();
+    while let Some(chunk) = cursor.next().await? {
+        text.extend_from_slice(&chunk);
+    }
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .map_err(|e| QueryError::BadRequest(format!("unreadable row {l:?}: {e}")))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_forgeries() {
+        let s = InventorySocket {
+            sensor_id: "node-a".into(),
+            node: "node-a".into(),
+            local_ip: "10.0.0.1".into(),
+            local_port: 443,
+            remote_ip: "10.0.0.2".into(),
+            remote_port: 51000,
+            state: "ESTABLISHED".into(),
+            pid: None,
+            binary: None,
+            duration_ns: None,
+            snapshot_ns: 0,
+        };
+        let key = decode_cursor(&encode_cursor(&s)).expect("round trip");
+        assert_eq!(
+            key,
+            (
+                "node-a".into(),
+                "10.0.0.1".into(),
+                443,
+                "10.0.0.2".into(),
+                51000
+            )
+        );
+        for bad in ["zz", "abc", "6e6f", ""] {
+            assert!(
+                matches!(decode_cursor(bad), Err(QueryError::BadRequest(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn pages_are_checked() {
+        assert!(check_page(1, 100).is_ok());
+        assert!(check_page(0, 100).is_err());
+        assert!(check_page(1, 0).is_err());
+        assert!(check_page(1, 501).is_err());
+        assert!(check_page(7, 500).is_ok());
+    }
+
+    #[test]
+    fn endpoints_read_like_the_console() {
+        assert_eq!(endpoint("web-1", "10.0.0.1", 80), "web-1 10.0.0.1:80");
+        assert_eq!(endpoint("", "fd00::1", 443), "[fd00::1]:443");
+    }
+}

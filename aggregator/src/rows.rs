@@ -1,0 +1,593 @@
+//! Rows of the ClickHouse tables (field order = column order; RowBinary)
+//! and how events become rows.
+//!
+//! Which events count as connections (`connection_counts`): every
+//! `network_connect`, and a `network_accept` whose source is not a pod of the
+//! cluster (external, host, unresolved): a connection between two pods is
+//! seen by both sides' sensors, and counting only the connect keeps it one
+//! connection. Flows (`network_flow`) end connections already counted.
+
+use std::collections::HashMap;
+
+use clickhouse::Row;
+use serde::Serialize;
+use tapwire_schemas::events::{
+    Direction, FinalState, InventorySnapshot, L4Event, L4Kind, Mode, Outcome, PeerContext,
+    PeerKind, Protocol, RuntimeKind, Socket, Verdict,
+};
+
+/// Seconds of a nanosecond timestamp, for `DateTime` columns.
+fn secs(ns: i64) -> u32 {
+    u32::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0)
+}
+
+fn s(o: &Option<String>) -> String {
+    o.clone().unwrap_or_default()
+}
+
+/// `audit`, `enforce`, `other`.
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Audit => "audit",
+        Mode::Enforce => "enforce",
+        Mode::Other => "other",
+    }
+}
+
+fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Allowed => "allowed",
+        Outcome::Audited => "audited",
+        Outcome::Blocked => "blocked",
+    }
+}
+
+fn kind_name(k: PeerKind) -> &'static str {
+    match k {
+        PeerKind::Pod => "pod",
+        PeerKind::Host => "host",
+        PeerKind::External => "external",
+        PeerKind::Unresolved => "unresolved",
+        PeerKind::None => "none",
+        PeerKind::Service => "service",
+    }
+}
+
+fn protocol_name(p: Protocol) -> &'static str {
+    match p {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    }
+}
+
+fn direction_name(d: Direction) -> &'static str {
+    match d {
+        Direction::Egress => "egress",
+        Direction::Ingress => "ingress",
+        Direction::None => "none",
+    }
+}
+
+fn state_name(s: FinalState) -> &'static str {
+    match s {
+        FinalState::Established => "established",
+        FinalState::Refused => "refused",
+        FinalState::HalfClosed => "half_closed",
+        FinalState::Stale => "stale",
+    }
+}
+
+fn runtime_name(k: RuntimeKind) -> &'static str {
+    match k {
+        RuntimeKind::ProcessExec => "process_exec",
+        RuntimeKind::ProcessExit => "process_exit",
+        RuntimeKind::FileOpen => "file_open",
+        RuntimeKind::FileCreate => "file_create",
+        RuntimeKind::FileWrite => "file_write",
+        RuntimeKind::FileDelete => "file_delete",
+        RuntimeKind::FileChmod => "file_chmod",
+        RuntimeKind::FileChown => "file_chown",
+        RuntimeKind::FileRename => "file_rename",
+    }
+}
+
+/// The domain name shown for a peer outside the pods: its DNS name, or a
+/// Service's `name.namespace.svc`, or the node of a host peer.
+fn domain(p: &PeerContext) -> String {
+    match p.kind {
+        PeerKind::Pod => String::new(),
+        PeerKind::Host => s(&p.node),
+        _ => s(&p.dns_name),
+    }
+}
+
+/// A row of `connection_counts`: one per minute, partition and key.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct CountRow {
+    pub minute: u32,
+    pub mode: String,
+    pub protocol: String,
+    pub src_kind: String,
+    pub src_namespace: String,
+    pub src_workload: String,
+    pub src_pod: String,
+    pub src_ip: String,
+    pub src_port: u16,
+    pub dst_kind: String,
+    pub dst_namespace: String,
+    pub dst_workload: String,
+    pub dst_pod: String,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub dst_domain: String,
+    pub connections: u64,
+    pub first_seen: u32,
+    pub last_seen: u32,
+    pub last_seen_ns: i64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// What identifies a row of `connection_counts`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CountKey {
+    partition: u32,
+    minute: u32,
+    mode: &'static str,
+    protocol: &'static str,
+    src: (&'static str, String, String, String, String),
+    dst: (&'static str, String, String, String, u16, String),
+}
+
+#[derive(Debug)]
+struct CountValue {
+    connections: u64,
+    first_ns: i64,
+    last_ns: i64,
+    last_src_port: u16,
+    max_offset: u64,
+    /// The destination's domain name is part of the row, not of the key:
+    /// the first name seen for the key in the batch is kept.
+    dst_domain: String,
+}
+
+/// Connection counts of one batch, pre-aggregated per minute.
+#[derive(Debug, Default)]
+pub struct Counts {
+    map: HashMap<CountKey, CountValue>,
+    /// Connections counted (events in, for the rows-out ratio).
+    pub events: u64,
+}
+
+fn workload(p: &PeerContext) -> String {
+    p.workload
+        .as_ref()
+        .map(|w| w.name.clone())
+        .unwrap_or_default()
+}
+
+/// Whether an L4 event counts as a connection (see the module doc).
+pub fn counts_as_connection(l4: &L4Event, src: &PeerContext) -> bool {
+    match l4.kind {
+        L4Kind::NetworkConnect => true,
+        L4Kind::NetworkAccept => src.kind != PeerKind::Pod,
+        L4Kind::NetworkListen | L4Kind::NetworkFlow => false,
+    }
+}
+
+impl Counts {
+    /// Adds the verdict's event if it counts as a connection.
+    pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
+        let e = &v.event;
+        let Some(l4) = &e.l4 else { return };
+        if !counts_as_connection(l4, &e.src) {
+            return;
+        }
+        let ns = l4.header.timestamp_ns;
+        let key = CountKey {
+            partition,
+            minute: secs(ns) / 60 * 60,
+            mode: mode_name(v.mode),
+            protocol: protocol_name(l4.protocol),
+            src: (
+                kind_name(e.src.kind),
+                s(&e.src.namespace),
+                workload(&e.src),
+                s(&e.src.pod),
+                l4.src.ip.to_string(),
+            ),
+            dst: (
+                kind_name(e.dst.kind),
+                s(&e.dst.namespace),
+                workload(&e.dst),
+                s(&e.dst.pod),
+                l4.dst.port,
+                l4.dst.ip.to_string(),
+            ),
+        };
+        self.events += 1;
+        let value = self.map.entry(key).or_insert(CountValue {
+            connections: 0,
+            first_ns: ns,
+            last_ns: ns,
+            last_src_port: l4.src.port,
+            max_offset: offset,
+            dst_domain: String::new(),
+        });
+        if value.dst_domain.is_empty() {
+            value.dst_domain = domain(&e.dst);
+        }
+        value.connections += 1;
+        value.first_ns = value.first_ns.min(ns);
+        if ns >= value.last_ns {
+            value.last_ns = ns;
+            value.last_src_port = l4.src.port;
+        }
+        value.max_offset = value.max_offset.max(offset);
+    }
+
+    /// The rows.
+    pub fn rows(self) -> Vec<CountRow> {
+        self.map
+            .into_iter()
+            .map(|(k, v)| CountRow {
+                minute: k.minute,
+                mode: k.mode.to_owned(),
+                protocol: k.protocol.to_owned(),
+                src_kind: k.src.0.to_owned(),
+                src_namespace: k.src.1,
+                src_workload: k.src.2,
+                src_pod: k.src.3,
+                src_ip: k.src.4,
+                src_port: v.last_src_port,
+                dst_kind: k.dst.0.to_owned(),
+                dst_namespace: k.dst.1,
+                dst_workload: k.dst.2,
+                dst_pod: k.dst.3,
+                dst_domain: v.dst_domain,
+                dst_ip: k.dst.5,
+                dst_port: k.dst.4,
+                connections: v.connections,
+                first_seen: secs(v.first_ns),
+                last_seen: secs(v.last_ns),
+                last_seen_ns: v.last_ns,
+                src_partition: k.partition,
+                src_offset: v.max_offset,
+            })
+            .collect()
+    }
+
+    /// Rows so far.
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// No rows.
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A row of `network_events` (L4 and DNS events).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct NetworkEventRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub node: String,
+    pub sensor_id: String,
+    pub pid: u32,
+    pub binary: String,
+    pub container_id: String,
+    pub protocol: String,
+    pub direction: String,
+    pub src_ip: String,
+    pub src_port: u16,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub src_kind: String,
+    pub src_namespace: String,
+    pub src_pod: String,
+    pub dst_kind: String,
+    pub dst_namespace: String,
+    pub dst_pod: String,
+    pub dst_domain: String,
+    pub dns_name: String,
+    pub dns_type: String,
+    pub dns_answers: Vec<String>,
+    pub dns_rcode: String,
+    pub mode: String,
+    pub outcome: String,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// A row of `flows` (`network_flow` events).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct FlowRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub node: String,
+    pub sensor_id: String,
+    pub pid: u32,
+    pub binary: String,
+    pub protocol: String,
+    pub src_ip: String,
+    pub src_port: u16,
+    pub dst_ip: String,
+    pub dst_port: u16,
+    pub src_namespace: String,
+    pub src_pod: String,
+    pub dst_namespace: String,
+    pub dst_pod: String,
+    pub dst_domain: String,
+    pub duration_ns: Option<i64>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub final_state: String,
+    pub mode: String,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// A row of `verdicts`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct VerdictRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub node: String,
+    pub mode: String,
+    pub outcome: String,
+    pub policy: String,
+    pub rule: String,
+    pub signature_id: String,
+    pub severity: u8,
+    pub src_namespace: String,
+    pub src_pod: String,
+    pub dst_namespace: String,
+    pub dst_pod: String,
+    pub dst_domain: String,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// A row of `runtime_events`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct RuntimeRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub kind: String,
+    pub node: String,
+    pub sensor_id: String,
+    pub pid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub binary: String,
+    pub command_line: String,
+    pub container_id: String,
+    pub path: String,
+    pub old_path: String,
+    pub namespace: String,
+    pub pod: String,
+    pub mode: String,
+    pub outcome: String,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// A row of `inventory_sockets`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct SocketRow {
+    pub snapshot_time: u32,
+    pub snapshot_ns: i64,
+    pub node: String,
+    pub sensor_id: String,
+    pub socket_kind: String,
+    pub local_ip: String,
+    pub local_port: u16,
+    pub remote_ip: String,
+    pub remote_port: u16,
+    pub state: String,
+    pub inode: u64,
+    pub pid: Option<u32>,
+    pub binary: Option<String>,
+    pub duration_ns: Option<i64>,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The per-event rows of one verdict.
+#[derive(Debug, Default)]
+pub struct EventRows {
+    /// `network_events`.
+    pub network: Vec<NetworkEventRow>,
+    /// `flows`.
+    pub flows: Vec<FlowRow>,
+    /// `verdicts`.
+    pub verdicts: Vec<VerdictRow>,
+    /// `runtime_events`.
+    pub runtime: Vec<RuntimeRow>,
+}
+
+impl EventRows {
+    /// Adds the rows of `v` (read at `partition`/`offset`).
+    pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
+        let e = &v.event;
+        let Some(h) = e.header() else { return };
+        let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, h.id.to_hex());
+        let mode = mode_name(v.mode).to_owned();
+        let outcome = outcome_name(v.outcome).to_owned();
+        let kind = match (&e.l4, &e.dns, &e.runtime) {
+            (Some(l), ..) => l.kind.as_str(),
+            (_, Some(d), _) => d.kind.as_str(),
+            (.., Some(r)) => runtime_name(r.kind),
+            _ => return,
+        };
+        self.verdicts.push(VerdictRow {
+            time,
+            time_ns,
+            event_id: event_id.clone(),
+            kind: kind.to_owned(),
+            node: h.node.clone(),
+            mode: mode.clone(),
+            outcome: outcome.clone(),
+            policy: s(&v.policy),
+            rule: s(&v.rule),
+            signature_id: v.signature_id.clone(),
+            severity: u8::try_from(v.severity).unwrap_or(u8::MAX),
+            src_namespace: s(&e.src.namespace),
+            src_pod: s(&e.src.pod),
+            dst_namespace: s(&e.dst.namespace),
+            dst_pod: s(&e.dst.pod),
+            dst_domain: domain(&e.dst),
+            src_partition: partition,
+            src_offset: offset,
+        });
+        if let Some(r) = &e.runtime {
+            self.runtime.push(RuntimeRow {
+                time,
+                time_ns,
+                event_id,
+                kind: kind.to_owned(),
+                node: h.node.clone(),
+                sensor_id: h.sensor_id.clone(),
+                pid: r.pid,
+                ppid: r.ppid,
+                uid: r.uid,
+                binary: r.binary.clone(),
+                command_line: s(&r.command_line),
+                container_id: s(&r.container_id),
+                path: s(&r.path),
+                old_path: s(&r.old_path),
+                namespace: s(&e.src.namespace),
+                pod: s(&e.src.pod),
+                mode,
+                outcome,
+                src_partition: partition,
+                src_offset: offset,
+            });
+            return;
+        }
+        let (pid, binary, container_id) = match (&e.l4, &e.dns) {
+            (Some(l), _) => (l.pid, l.binary.clone(), s(&l.container_id)),
+            (_, Some(d)) => (d.pid, d.binary.clone(), s(&d.container_id)),
+            _ => return,
+        };
+        let (protocol, direction, src, dst) = match (&e.l4, &e.dns) {
+            (Some(l), _) => (
+                protocol_name(l.protocol),
+                direction_name(l.direction),
+                Some(l.src),
+                Some(l.dst),
+            ),
+            (_, Some(d)) => ("udp", "egress", None, d.resolver),
+            _ => return,
+        };
+        let ep = |x: Option<tapwire_schemas::events::Endpoint>| {
+            x.map_or((String::new(), 0), |x| (x.ip.to_string(), x.port))
+        };
+        let ((src_ip, src_port), (dst_ip, dst_port)) = (ep(src), ep(dst));
+        let dns = e.dns.as_ref();
+        self.network.push(NetworkEventRow {
+            time,
+            time_ns,
+            event_id: event_id.clone(),
+            kind: kind.to_owned(),
+            node: h.node.clone(),
+            sensor_id: h.sensor_id.clone(),
+            pid,
+            binary: binary.clone(),
+            container_id,
+            protocol: protocol.to_owned(),
+            direction: direction.to_owned(),
+            src_ip: src_ip.clone(),
+            src_port,
+            dst_ip: dst_ip.clone(),
+            dst_port,
+            src_kind: kind_name(e.src.kind).to_owned(),
+            src_namespace: s(&e.src.namespace),
+            src_pod: s(&e.src.pod),
+            dst_kind: kind_name(e.dst.kind).to_owned(),
+            dst_namespace: s(&e.dst.namespace),
+            dst_pod: s(&e.dst.pod),
+            dst_domain: domain(&e.dst),
+            dns_name: dns.map(|d| d.name.clone()).unwrap_or_default(),
+            dns_type: dns.map(|d| d.query_type.clone()).unwrap_or_default(),
+            dns_answers: dns.map(|d| d.answers.clone()).unwrap_or_default(),
+            dns_rcode: dns
+                .and_then(|d| d.response_code.clone())
+                .unwrap_or_default(),
+            mode: mode.clone(),
+            outcome,
+            src_partition: partition,
+            src_offset: offset,
+        });
+        if let Some(l) = e.l4.as_ref().filter(|l| l.kind == L4Kind::NetworkFlow) {
+            self.flows.push(FlowRow {
+                time,
+                time_ns,
+                event_id,
+                node: h.node.clone(),
+                sensor_id: h.sensor_id.clone(),
+                pid,
+                binary,
+                protocol: protocol.to_owned(),
+                src_ip,
+                src_port,
+                dst_ip,
+                dst_port,
+                src_namespace: s(&e.src.namespace),
+                src_pod: s(&e.src.pod),
+                dst_namespace: s(&e.dst.namespace),
+                dst_pod: s(&e.dst.pod),
+                dst_domain: domain(&e.dst),
+                duration_ns: l.duration_ns.map(|d| d as i64),
+                bytes_sent: l.bytes_sent.unwrap_or(0),
+                bytes_received: l.bytes_received.unwrap_or(0),
+                final_state: l.final_state.map(state_name).unwrap_or("").to_owned(),
+                mode,
+                src_partition: partition,
+                src_offset: offset,
+            });
+        }
+    }
+}
+
+/// The rows of one inventory snapshot.
+pub fn socket_rows(inv: &InventorySnapshot, partition: u32, offset: u64) -> Vec<SocketRow> {
+    let h = &inv.header;
+    let row = |kind: &str, sock: &Socket| SocketRow {
+        snapshot_time: secs(h.timestamp_ns),
+        snapshot_ns: h.timestamp_ns,
+        node: h.node.clone(),
+        sensor_id: h.sensor_id.clone(),
+        socket_kind: kind.to_owned(),
+        local_ip: sock.local.ip.to_string(),
+        local_port: sock.local.port,
+        remote_ip: sock.remote.map(|r| r.ip.to_string()).unwrap_or_default(),
+        remote_port: sock.remote.map_or(0, |r| r.port),
+        state: sock.state.clone(),
+        inode: sock.inode,
+        pid: sock.pid,
+        binary: sock.binary.clone(),
+        duration_ns: sock.duration_ns.map(|d| d as i64),
+        src_partition: partition,
+        src_offset: offset,
+    };
+    let mut rows = Vec::new();
+    rows.extend(inv.tcp_connections.iter().map(|s| row("tcp_connection", s)));
+    rows.extend(inv.tcp_listeners.iter().map(|s| row("tcp_listener", s)));
+    rows.extend(inv.udp_listeners.iter().map(|s| row("udp_listener", s)));
+    rows
+}

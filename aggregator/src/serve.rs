@@ -1,0 +1,226 @@
+//! `tapwire serve`: the HTTP JSON API a console reads.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=` | the connections view: Audit-mode, Enforce-mode and Other tabs, and per-edge counts |
+//! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
+//! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
+//! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
+//! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
+//! | `GET /api/v1/network/flows?sensor_id=&limit=1000` | completed flows, newest first |
+//! | `GET /api/v1/network/summary` | per-sensor connection and listener counts |
+//! | `GET /healthz` | `ok` |
+//!
+//! A bad parameter is a `400` with `{"error": "..."}` naming it; ClickHouse
+//! unavailable is a `503` the same way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use clickhouse::Client;
+use serde_json::json;
+
+use crate::query::{self, QueryError, SocketKind};
+
+/// An API error reply.
+struct ApiError(StatusCode, String);
+
+impl From<QueryError> for ApiError {
+    fn from(err: QueryError) -> Self {
+        match err {
+            QueryError::BadRequest(m) => ApiError(StatusCode::BAD_REQUEST, m),
+            QueryError::ClickHouse(e) => ApiError(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("ClickHouse unavailable: {e}"),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+type Reply = Result<Response, ApiError>;
+
+fn bad(message: String) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message)
+}
+
+/// Rejects parameters the route does not know (a typo should not be ignored).
+fn only(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !known.contains(&k.as_str())) {
+        Some(k) => Err(bad(format!(
+            "unknown parameter {k:?}; this route takes {}",
+            known.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn number(params: &HashMap<String, String>, name: &str, default: u64) -> Result<u64, ApiError> {
+    params.get(name).map_or(Ok(default), |v| {
+        v.parse()
+            .map_err(|_| bad(format!("{name} must be a whole number, not {v:?}")))
+    })
+}
+
+fn sensor(params: &HashMap<String, String>) -> Option<&str> {
+    params
+        .get("sensor_id")
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+/// `15m`, `90s`, `2h`, `1d` (a bare number is seconds).
+pub fn parse_window(text: &str) -> Result<u32, String> {
+    let text = text.trim();
+    let (digits, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let n: u32 = digits
+        .parse()
+        .map_err(|_| format!("window {text:?}: expected a number and s, m, h or d, e.g. 15m"))?;
+    let scale = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("window {text:?}: unit must be s, m, h or d")),
+    };
+    n.checked_mul(scale)
+        .filter(|s| *s > 0)
+        .ok_or_else(|| format!("window {text:?}: must be between 1s and about 136 years"))
+}
+
+fn now_s() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+}
+
+async fn connections_view(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["window", "mode", "limit", "until"])?;
+    let window = parse_window(p.get("window").map_or("15m", String::as_str)).map_err(bad)?;
+    let limit = number(&p, "limit", 500)?;
+    let until = number(&p, "until", u64::from(now_s()))?;
+    let view = query::connections_view(
+        &c,
+        u32::try_from(until).map_err(|_| bad("until is epoch seconds".to_owned()))?,
+        window,
+        p.get("mode").map(String::as_str),
+        u32::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000),
+    )
+    .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn connections_v1(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id", "page", "page_size"])?;
+    let page = query::connections_page(
+        &c,
+        sensor(&p),
+        number(&p, "page", 1)?,
+        number(&p, "page_size", 100)?,
+    )
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn connections_v2(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id", "cursor", "limit"])?;
+    let page = query::connections_after(
+        &c,
+        sensor(&p),
+        p.get("cursor")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty()),
+        number(&p, "limit", 100)?,
+    )
+    .await?;
+    Ok(Json(page).into_response())
+}
+
+async fn tcp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id"])?;
+    let rows = query::listeners(&c, SocketKind::TcpListener, sensor(&p)).await?;
+    Ok(Json(json!({ "listeners": rows })).into_response())
+}
+
+async fn udp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id"])?;
+    let rows = query::listeners(&c, SocketKind::UdpListener, sensor(&p)).await?;
+    Ok(Json(json!({ "listeners": rows })).into_response())
+}
+
+async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id", "limit"])?;
+    let limit = number(&p, "limit", 1000)?;
+    if !(1..=10_000).contains(&limit) {
+        return Err(bad(format!(
+            "limit must be between 1 and 10000, not {limit}"
+        )));
+    }
+    let rows = query::flows(&c, sensor(&p), limit).await?;
+    Ok(Json(json!({ "flows": rows })).into_response())
+}
+
+async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &[])?;
+    Ok(Json(json!({ "sensors": query::summary(&c).await? })).into_response())
+}
+
+/// The API's routes over `client` (its database selected).
+pub fn router(client: Client) -> Router {
+    Router::new()
+        .route("/api/v1/network/connections-view", get(connections_view))
+        .route("/api/v1/network/connections", get(connections_v1))
+        .route("/api/v2/network/connections", get(connections_v2))
+        .route("/api/v1/network/listeners", get(tcp_listeners))
+        .route("/api/v1/network/udp-listeners", get(udp_listeners))
+        .route("/api/v1/network/flows", get(flows))
+        .route("/api/v1/network/summary", get(summary))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(client)
+}
+
+/// Serves the API on `addr` until `shutdown`; reports the bound address
+/// through `bound` (useful with port 0).
+pub async fn serve(
+    addr: SocketAddr,
+    client: Client,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    bound: impl FnOnce(SocketAddr),
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    bound(listener.local_addr()?);
+    axum::serve(listener, router(client))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_parse_with_units() {
+        assert_eq!(parse_window("15m"), Ok(900));
+        assert_eq!(parse_window("90"), Ok(90));
+        assert_eq!(parse_window("2h"), Ok(7200));
+        assert_eq!(parse_window("1d"), Ok(86_400));
+        for bad in ["", "m", "15x", "0m", "-5m", "99999999999d"] {
+            assert!(parse_window(bad).is_err(), "{bad}");
+        }
+    }
+}

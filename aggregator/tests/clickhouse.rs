@@ -1,0 +1,348 @@
+//! The aggregator against a real ClickHouse: migrations, exact counts and
+//! last-connection times, replays that must not inflate counts, the HTTP
+//! API's pages and errors.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use clickhouse::Client;
+use tapwire_aggregator::query::{self, SocketKind};
+use tapwire_aggregator::schema;
+use tapwire_aggregator::sink::AggregateStage;
+use tapwire_plumbing::consumer::BatchHandler;
+use tapwire_schemas::events::*;
+
+mod common;
+use common::*;
+
+async fn observed(c: &Client, until_s: u32) -> BTreeMap<(String, String, String), (u64, i64)> {
+    let view = query::connections_view(c, until_s, 3600, None, 1000)
+        .await
+        .expect("view");
+    let mut seen = BTreeMap::new();
+    for row in view.audit.iter().chain(&view.enforce).chain(&view.other) {
+        let old = seen.insert(
+            (row.mode.clone(), row.src_pod.clone(), row.destination()),
+            (row.connections, row.last_seen_ns),
+        );
+        assert!(old.is_none(), "one row per pair: {row:?}");
+    }
+    seen
+}
+
+#[tokio::test]
+async fn known_pairs_give_exact_counts_and_last_connection_times() {
+    let Some(url) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let (c, db) = fresh(&url).await;
+    let base = now_ns() - 600_000_000_000;
+    let f = fixture(base);
+    let mut stage = AggregateStage::new(c.clone());
+    for (i, chunk) in f.verdicts.chunks(25).enumerate() {
+        let rejected = stage
+            .handle(&messages(chunk, 0, (i * 25) as i64))
+            .await
+            .expect("batch inserted");
+        assert!(rejected.is_empty());
+    }
+    let until = (now_ns() / 1_000_000_000) as u32;
+    assert_eq!(observed(&c, until).await, f.expected, "database {db}");
+
+    // The console tabs and the edges agree with the pairs.
+    let view = query::connections_view(&c, until, 3600, Some("audit"), 100)
+        .await
+        .expect("audit tab");
+    assert!(view.enforce.is_empty() && view.other.is_empty() && !view.audit.is_empty());
+    let web_db = view
+        .edges
+        .iter()
+        .find(|e| e.src == "web-1" && e.dst == "db-0")
+        .expect("web-1 -> db-0 edge");
+    assert_eq!((web_db.audit, web_db.other), (0, 0));
+    assert_eq!(
+        web_db.enforce,
+        f.expected[&(
+            "enforce".into(),
+            "web-1".into(),
+            "db-0 10.1.5.5:5432".into()
+        )]
+            .0
+    );
+    let bad = query::connections_view(&c, until, 3600, Some("block"), 100).await;
+    assert!(matches!(bad, Err(query::QueryError::BadRequest(_))));
+
+    // Fewer count rows than connections (batches of 25 here; the stage's
+    // default batch is 50,000).
+    let connections: u64 = f.expected.values().map(|v| v.0).sum();
+    assert!(count(&c, "connection_counts").await < connections);
+    assert_eq!(count(&c, "verdicts").await, f.verdicts.len() as u64);
+    assert_eq!(count(&c, "network_events").await, f.verdicts.len() as u64);
+    let flows = f
+        .verdicts
+        .iter()
+        .filter(|v| {
+            v.event
+                .l4
+                .as_ref()
+                .is_some_and(|l| l.kind == L4Kind::NetworkFlow)
+        })
+        .count() as u64;
+    assert_eq!(count(&c, "flows").await, flows);
+}
+
+#[tokio::test]
+async fn replays_after_a_crash_do_not_inflate_counts() {
+    let Some(url) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let (c, _db) = fresh(&url).await;
+    let f = fixture(now_ns() - 600_000_000_000);
+    let all = messages(&f.verdicts, 3, 1000);
+    let half = all.len() / 2;
+
+    // The first aggregator inserts everything but its offsets are stored
+    // only up to a quarter: its replacement reads from there again.
+    let mut first = AggregateStage::new(c.clone());
+    first.handle(&all[..half]).await.expect("first half");
+    first.handle(&all[half..]).await.expect("second half");
+    let before = first.written().rows;
+    let mut second = AggregateStage::new(c.clone());
+    for chunk in all[half / 2..].chunks(7) {
+        second.handle(chunk).await.expect("replayed");
+    }
+    assert_eq!(second.written().rows, [0; 6], "nothing is written twice");
+    // And the same stage rewound (a rebalance handing a partition back).
+    first.handle(&all[..10]).await.expect("rewound");
+    assert_eq!(first.written().rows, before, "nothing is written twice");
+    let until = (now_ns() / 1_000_000_000) as u32;
+    assert_eq!(observed(&c, until).await, f.expected);
+    assert_eq!(count(&c, "verdicts").await, f.verdicts.len() as u64);
+}
+
+#[tokio::test]
+async fn migrations_are_idempotent() {
+    let Some(url) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let (_c, db) = fresh(&url).await;
+    let admin = Client::default().with_url(&url).with_validation(false);
+    let (features, applied) = schema::migrate(&admin, &db, 30).await.expect("again");
+    assert!(applied.is_empty(), "nothing applied twice");
+    let tables: Vec<String> = admin
+        .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
+        .bind(&db)
+        .fetch_all()
+        .await
+        .expect("tables");
+    assert_eq!(
+        tables,
+        [
+            "connection_counts",
+            "flows",
+            "inventory_sockets",
+            "network_events",
+            "runtime_events",
+            "schema_migrations",
+            "verdicts"
+        ]
+    );
+    eprintln!("server features: {features:?}");
+}
+
+/// `GET path` on the API; (status, body as JSON).
+fn get(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let status = raw[9..12].parse().expect("status");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Chunked or not, the JSON is the one line that starts with { or [.
+    let json = body
+        .lines()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or("null");
+    (status, serde_json::from_str(json).expect("JSON body"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_pages_and_errors() {
+    let Some(url) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let (c, _db) = fresh(&url).await;
+    let t0 = now_ns() - 60_000_000_000;
+    let snaps = [
+        // An older heartbeat of s1: superseded.
+        snapshot("s1", t0, 5, &[(22, "/usr/sbin/sshd")]),
+        snapshot(
+            "s1",
+            t0 + 15_000_000_000,
+            250,
+            &[(22, "/usr/sbin/sshd"), (443, "/usr/sbin/nginx")],
+        ),
+        snapshot(
+            "s2",
+            t0 + 1,
+            10,
+            &[(5432, "/usr/lib/postgresql/bin/postgres")],
+        ),
+    ];
+    let mut stage = AggregateStage::new(c.clone());
+    stage
+        .handle(&inventory_messages(&snaps))
+        .await
+        .expect("inventory");
+    stage
+        .handle(&messages(&fixture(t0).verdicts, 0, 0))
+        .await
+        .expect("verdicts");
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tapwire_aggregator::serve::serve(
+        "127.0.0.1:0".parse().expect("addr"),
+        c.clone(),
+        async move {
+            let _ = stopped.await;
+        },
+        move |a| {
+            let _ = tx.send(a);
+        },
+    ));
+    let addr = rx.await.expect("bound");
+    let api = move |path: String| tokio::task::spawn_blocking(move || get(addr, &path));
+
+    let (status, page) =
+        api("/api/v1/network/connections?sensor_id=s1&page=3&page_size=100".into())
+            .await
+            .expect("join");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["total"], 250);
+    assert_eq!(page["page_count"], 3);
+    assert_eq!(page["current_page"], 3);
+    assert_eq!(page["page_size"], 100);
+    assert_eq!(page["connections"].as_array().expect("rows").len(), 50);
+    assert_eq!(
+        page["flows"].as_array().map(Vec::len),
+        Some(0),
+        "no flows of s1"
+    );
+    assert_eq!(
+        page["connections"][0]["duration_ns"],
+        serde_json::Value::Null
+    );
+
+    let (_, all) = api("/api/v1/network/connections".into())
+        .await
+        .expect("join");
+    assert_eq!(
+        (all["total"].as_u64(), all["page_size"].as_u64()),
+        (Some(260), Some(100))
+    );
+    assert_eq!(all["page_count"], 3);
+    assert_eq!(
+        all["flows"].as_array().map(Vec::len),
+        Some(20),
+        "the newest flows"
+    );
+
+    for (path, needle) in [
+        (
+            "/api/v1/network/connections?page_size=0",
+            "page_size must be between 1 and 500",
+        ),
+        (
+            "/api/v1/network/connections?page_size=501",
+            "page_size must be between 1 and 500",
+        ),
+        ("/api/v1/network/connections?page=0", "page starts at 1"),
+        (
+            "/api/v1/network/connections?page=two",
+            "page must be a whole number",
+        ),
+        (
+            "/api/v1/network/connections?pagesize=5",
+            "unknown parameter \"pagesize\"",
+        ),
+        ("/api/v2/network/connections?cursor=zz", "cursor is not one"),
+        (
+            "/api/v1/network/connections-view?window=15x",
+            "unit must be s, m, h or d",
+        ),
+        (
+            "/api/v1/network/connections-view?mode=block",
+            "mode must be audit, enforce or other",
+        ),
+    ] {
+        let (status, body) = api(path.into()).await.expect("join");
+        assert_eq!(status, 400, "{path}: {body}");
+        let msg = body["error"].as_str().unwrap_or_default();
+        assert!(msg.contains(needle), "{path}: {msg}");
+    }
+
+    // v2: the cursor walks every connection once.
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = api(format!(
+            "/api/v2/network/connections?limit=70&cursor={cursor}"
+        ))
+        .await
+        .expect("join");
+        assert_eq!(status, 200, "{page}");
+        for row in page["connections"].as_array().expect("rows") {
+            let key = format!("{}:{}", row["sensor_id"], row["remote_port"]);
+            assert!(seen.insert(key), "no row twice");
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 260);
+
+    let (_, tcp) = api("/api/v1/network/listeners?sensor_id=s1".into())
+        .await
+        .expect("join");
+    let ports: Vec<u64> = tcp["listeners"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter_map(|l| l["local_port"].as_u64())
+        .collect();
+    assert_eq!(ports, [22, 443], "the latest heartbeat only");
+    let (_, udp) = api("/api/v1/network/udp-listeners".into())
+        .await
+        .expect("join");
+    assert_eq!(udp["listeners"].as_array().map(Vec::len), Some(2));
+    let (_, summary) = api("/api/v1/network/summary".into()).await.expect("join");
+    assert_eq!(summary["sensors"][0]["sensor_id"], "s1");
+    assert_eq!(summary["sensors"][0]["tcp_connections"], 250);
+    assert_eq!(summary["sensors"][1]["tcp_listeners"], 1);
+    let (status, view) = api("/api/v1/network/connections-view?window=1h".into())
+        .await
+        .expect("join");
+    assert_eq!(status, 200);
+    assert!(!view["enforce"].as_array().expect("tab").is_empty());
+    let (status, flows) = api("/api/v1/network/flows?sensor_id=sensor-a&limit=5".into())
+        .await
+        .expect("join");
+    assert_eq!(
+        (status, flows["flows"].as_array().map(Vec::len)),
+        (200, Some(5))
+    );
+
+    let _ = stop.send(());
+    server.await.expect("join").expect("server");
+    let udp = query::listeners(&c, SocketKind::UdpListener, Some("s2"))
+        .await
+        .expect("listeners");
+    assert_eq!(udp.len(), 1);
+}
