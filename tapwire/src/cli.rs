@@ -83,9 +83,12 @@ pub struct Pending {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Node agent: eBPF connection and runtime events, /proc/net inventory,
-    /// packet capture or pcap replay, to the raw topics.
-    Capture(Pending),
+    /// Node agent: /proc/net inventory, live packet capture or pcap replay
+    /// (with DNS and L4 events derived from the packets), to the raw topics.
+    /// Sources that cannot run here are named with the capability they lack;
+    /// the others run.
+    #[command(after_help = CAPTURE_EXAMPLES)]
+    Capture(CaptureArgs),
     /// Watch pods in the Kubernetes API and publish their metadata to the
     /// compacted tapwire.pods topic (deleted pods keep a record with an end time).
     K8sWatch(K8sWatchArgs),
@@ -131,7 +134,6 @@ impl Command {
     /// For a stage not built yet: its name and the issue that tracks it.
     pub fn pending(&self) -> Option<(&'static str, &'static str)> {
         Some(match self {
-            Command::Capture(_) => ("capture", "#3 (capture)"),
             Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
             Command::Serve(_) => ("serve", "#6 (aggregator)"),
             Command::Query(_) => ("query", "#6 (aggregator)"),
@@ -144,11 +146,62 @@ impl Command {
             | Command::Kfl(_)
             | Command::Policy(_)
             | Command::Record(_)
-            | Command::Investigate(_) => {
+            | Command::Investigate(_)
+            | Command::Capture(_) => {
                 return None;
             }
         })
     }
+}
+
+const CAPTURE_EXAMPLES: &str = "\
+Examples:
+  # Replay a capture as fast as the broker takes it, then exit
+  tapwire capture --source pcap:traffic.pcap
+  # Replay at the speed it was captured
+  tapwire capture --source pcap:traffic.pcapng --realtime
+  # The node agent as configured ([capture] section), named after the node
+  NODE_NAME=node-1 tapwire capture -c tapwire.toml
+  # Inventory heartbeat every 5 s and live capture of DNS on eth0
+  tapwire capture --source inventory --source packets --interface eth0 \\
+      --capture-filter 'udp port 53' --inventory-interval-ms 5000
+
+Sources: inventory (/proc/net sockets with pid and binary, to tapwire.inventory),
+packets (AF_PACKET via libpcap, to tapwire.packets.raw keyed by flow hash; DNS
+and L4 events derived to tapwire.l4.raw), pcap:FILE (the same from a pcap or
+pcapng file), ebpf (not built into this agent yet: the agent says so).";
+
+/// `tapwire capture`.
+#[derive(Debug, Args)]
+pub struct CaptureArgs {
+    /// Source to run (repeatable): inventory, packets, ebpf or pcap:FILE.
+    /// Default: the sources enabled in the [capture] section.
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub sources: Vec<tapwire_capture::SourceSpec>,
+    /// Replay pcap files at the speed they were captured.
+    #[arg(long)]
+    pub realtime: bool,
+    /// Node name in every record (overrides capture.node_name and $NODE_NAME).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Sensor id in every record (overrides capture.sensor_id).
+    #[arg(long)]
+    pub sensor_id: Option<String>,
+    /// Interface for live capture (repeatable; overrides capture.packets.interfaces).
+    #[arg(long = "interface", short = 'i', value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// BPF capture filter, tcpdump syntax (overrides capture.packets.filter).
+    #[arg(long, value_name = "FILTER")]
+    pub capture_filter: Option<String>,
+    /// Bytes kept per packet (overrides capture.packets.snaplen_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub snaplen: Option<u32>,
+    /// Time between inventory snapshots (overrides capture.inventory.interval_ms).
+    #[arg(long, value_name = "MS")]
+    pub inventory_interval_ms: Option<u64>,
+    /// Do not derive DNS and L4 events from packets (overrides capture.derive.enabled).
+    #[arg(long)]
+    pub no_derive: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -3,6 +3,7 @@
 //! crate). `deploy/tapwire.example.toml` documents every key.
 
 use serde::Deserialize;
+use tapwire_capture::CaptureConfig;
 use tapwire_cef_forwarder::CefConfig;
 use tapwire_enricher::EnrichConfig;
 use tapwire_pcap_recorder::config::RecordConfig;
@@ -28,11 +29,16 @@ pub struct Config {
     pub enrich: EnrichConfig,
     /// `tapwire record` and `tapwire investigate` (S3 settings).
     pub record: RecordConfig,
+    /// `tapwire capture`: the node agent.
+    pub capture: CaptureConfig,
 }
 
 impl Sections for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;
+        self.capture
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.consumer.validate()?;
         self.topics.validate()?;
         self.cef

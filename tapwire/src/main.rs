@@ -120,6 +120,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,
         Command::Policy(args) => commands::policy::run(config, &args, shutdown).await,
         Command::Record(args) => commands::record::run(config, &args, shutdown).await,
+        Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
         Command::Investigate(args) => commands::investigate::run(config, &args).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
