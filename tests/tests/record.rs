@@ -178,6 +178,23 @@ async fn recorded_streams_reach_s3_and_investigate_finds_them_offline() {
         ..KafkaConfig::default()
     })
     .expect("producer");
+    // The fixture's DNS server address belongs to a pod: the index names it.
+    let mut dns_pod = samples::pod(
+        samples::header("node-a", "watch", 0, 0),
+        "coredns",
+        "kube-system",
+        "127.0.0.77".parse().expect("ip"),
+    );
+    dns_pod.start_ns = Some(0);
+    dns_pod.end_ns = None;
+    dns_pod.host_network = false;
+    sink.send_batch(vec![OutRecord::new(
+        topics::PODS,
+        Some(dns_pod.uid.clone().into_bytes()),
+        encode(&dns_pod).expect("encode"),
+    )])
+    .await
+    .expect("produce pod");
     let records = fixture_records();
     let mut out: Vec<OutRecord> = records
         .iter()
@@ -231,6 +248,14 @@ async fn recorded_streams_reach_s3_and_investigate_finds_them_offline() {
         );
         assert_eq!(rows.len(), streams, "{kfl}: {rows:?}");
         assert!(rows.iter().all(|r| r["node"] == "node-a"), "{rows:?}");
+        if kfl == "dns" {
+            assert!(
+                rows.iter().all(|r| r["destination"]
+                    .as_str()
+                    .is_some_and(|d| d.ends_with("(kube-system/coredns)"))),
+                "the DNS server is named by its pod: {rows:?}"
+            );
+        }
         assert_eq!(
             count_packets(&merged, None),
             packets,
