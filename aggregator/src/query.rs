@@ -539,7 +539,8 @@ pub async fn summary(client: &Client) -> Result<Vec<SensorSummary>, QueryError> 
 /// Runs any `SELECT` and returns its rows as JSON objects (for ad-hoc and
 /// analyst SQL; the typed reads above are faster).
 pub async fn json_rows(client: &Client, sql: &str) -> Result<Vec<serde_json::Value>, QueryError> {
-    let mut cursor = client.query(sql).fetch_bytes("JSONEachRow")?;
+    // Raw: a `?` in the SQL (a regex, a literal) is the SQL's own.
+    let mut cursor = client.query_raw(sql).fetch_bytes("JSONEachRow")?;
     let mut text = Vec::new();
     while let Some(chunk) = cursor.next().await? {
         text.extend_from_slice(&chunk);
