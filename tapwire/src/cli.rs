@@ -98,12 +98,20 @@ pub enum Command {
     /// Judge every enriched event against audit/enforce policies; `policy check`
     /// validates policy files.
     Policy(PolicyArgs),
-    /// Count connections and store events, flows and inventory in ClickHouse.
-    Aggregate(Pending),
-    /// HTTP API over ClickHouse: the network connections view and its tabs.
-    Serve(Pending),
-    /// Print a view (e.g. connections in the last 15 minutes) as a table.
-    Query(Pending),
+    /// Count connections per minute and store network events, flows,
+    /// verdicts, runtime events and inventory heartbeats in ClickHouse
+    /// (schema migrated at start; offsets stored after each insert).
+    #[command(after_help = AGGREGATE_EXAMPLES)]
+    Aggregate(AggregateArgs),
+    /// HTTP JSON API over ClickHouse for a console: the connections view with
+    /// its Audit-mode, Enforce-mode and Other tabs, paged connections,
+    /// listeners, flows and per-sensor summaries.
+    #[command(after_help = SERVE_EXAMPLES)]
+    Serve(ServeArgs),
+    /// Print a view from ClickHouse as a table (e.g. the connections of the
+    /// last 15 minutes), or run your own SQL.
+    #[command(subcommand)]
+    Query(QueryCommand),
     /// Forward verdicts as CEF over syslog (UDP, TCP, TLS) to a SIEM: one
     /// message per verdict, offsets stored only after TCP/TLS flushed it.
     Cef(CefArgs),
@@ -134,11 +142,11 @@ impl Command {
     /// For a stage not built yet: its name and the issue that tracks it.
     pub fn pending(&self) -> Option<(&'static str, &'static str)> {
         Some(match self {
-            Command::Aggregate(_) => ("aggregate", "#6 (aggregator)"),
-            Command::Serve(_) => ("serve", "#6 (aggregator)"),
-            Command::Query(_) => ("query", "#6 (aggregator)"),
             Command::Run(_) => ("run", "#9 (the whole pipeline)"),
             Command::Topics(_)
+            | Command::Aggregate(_)
+            | Command::Serve(_)
+            | Command::Query(_)
             | Command::Demo(_)
             | Command::Cef(_)
             | Command::Enrich(_)
@@ -496,4 +504,137 @@ pub enum PolicyCommand {
         #[arg(required = true)]
         files: Vec<std::path::PathBuf>,
     },
+}
+
+const AGGREGATE_EXAMPLES: &str = "\
+Examples:
+  # Ingest into the ClickHouse of the test bed (schema created on first start)
+  tapwire aggregate --clickhouse-url http://127.0.0.1:8123
+  # Bigger inserts for a busy cluster: fewer, larger batches
+  TAPWIRE_AGGREGATE__BATCH_MAX_MESSAGES=200000 tapwire aggregate
+
+Replays after a crash are skipped per table by the Kafka partition and offset
+every row carries, so counts are never inflated. Analysts' SQL examples:
+aggregator/queries/*.sql.";
+
+const SERVE_EXAMPLES: &str = "\
+Examples:
+  tapwire serve --listen 0.0.0.0:8080
+  curl 'http://127.0.0.1:8080/api/v1/network/connections-view?window=15m&mode=enforce'
+  curl 'http://127.0.0.1:8080/api/v1/network/connections?sensor_id=node-a&page=2&page_size=100'
+  curl 'http://127.0.0.1:8080/api/v2/network/connections?limit=500&cursor=...'
+
+Routes: /api/v1/network/{connections-view,connections,listeners,udp-listeners,
+flows,summary}, /api/v2/network/connections, /healthz. A bad parameter is a 400
+with {\"error\": \"...\"}; ClickHouse down is a 503.";
+
+/// `tapwire aggregate`.
+#[derive(Debug, Args)]
+pub struct AggregateArgs {
+    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// Database (overrides aggregate.database).
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Consumer group (overrides aggregate.group).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// Apply the schema migrations and exit.
+    #[arg(long)]
+    pub migrate_only: bool,
+}
+
+/// `tapwire serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (overrides aggregate.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// Database (overrides aggregate.database).
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+/// `tapwire query ...`.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// The network connections of a window, in Audit-mode, Enforce-mode and
+    /// Other tabs (source pod and IP:port, protocol, destination pod or domain
+    /// and IP:port, number of connections, last connection), then the edges.
+    #[command(
+        after_help = "Examples:\n  tapwire query connections\n  tapwire query connections --window 1h --mode enforce\n  tapwire query connections --format json | jq '.enforce[0]'"
+    )]
+    Connections(QueryConnectionsArgs),
+    /// Run a SELECT and print its rows as JSON lines (e.g. an analyst query
+    /// from aggregator/queries/).
+    #[command(
+        after_help = "Example:\n  tapwire query sql \"$(cat aggregator/queries/01_top_talkers.sql)\""
+    )]
+    Sql(QuerySqlArgs),
+}
+
+/// Where `tapwire query` reads.
+#[derive(Debug, Args)]
+pub struct ClickHouseArgs {
+    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
+    #[arg(long)]
+    pub clickhouse_url: Option<String>,
+    /// Database (overrides aggregate.database).
+    #[arg(long)]
+    pub database: Option<String>,
+}
+
+/// `tapwire query connections`.
+#[derive(Debug, Args)]
+pub struct QueryConnectionsArgs {
+    /// How far back: 90s, 15m, 2h, 1d. Rounded out to whole minutes.
+    #[arg(long, default_value = "15m")]
+    pub window: String,
+    /// Only this tab.
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Window end as epoch seconds (default: now).
+    #[arg(long)]
+    pub until: Option<u32>,
+    /// Rows per tab at most.
+    #[arg(long, default_value_t = 100)]
+    pub limit: u32,
+    /// table (for people) or json.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    pub format: OutputFormat,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+}
+
+/// `tapwire query sql`.
+#[derive(Debug, Args)]
+pub struct QuerySqlArgs {
+    /// The SELECT; `tapwire.` names the configured database.
+    pub sql: String,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
+}
+
+/// A policy mode (a tab of the connections view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ModeArg {
+    /// Audit-mode connections.
+    Audit,
+    /// Enforce-mode connections.
+    Enforce,
+    /// Connections no policy covers.
+    Other,
+}
+
+/// How `query` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns.
+    Table,
+    /// One JSON document.
+    Json,
 }

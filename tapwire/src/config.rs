@@ -3,6 +3,7 @@
 //! crate). `deploy/tapwire.example.toml` documents every key.
 
 use serde::Deserialize;
+use tapwire_aggregator::AggregateConfig;
 use tapwire_capture::CaptureConfig;
 use tapwire_cef_forwarder::CefConfig;
 use tapwire_enricher::EnrichConfig;
@@ -27,6 +28,8 @@ pub struct Config {
     pub cef: CefConfig,
     /// `tapwire enrich`.
     pub enrich: EnrichConfig,
+    /// `tapwire aggregate`, `serve` and `query`.
+    pub aggregate: AggregateConfig,
     /// `tapwire record` and `tapwire investigate` (S3 settings).
     pub record: RecordConfig,
     /// `tapwire capture`: the node agent.
@@ -47,6 +50,9 @@ impl Sections for Config {
         self.enrich
             .validate()
             .map(|_| ())
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.aggregate
+            .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.record
             .validate()

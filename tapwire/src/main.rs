@@ -122,6 +122,9 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Record(args) => commands::record::run(config, &args, shutdown).await,
         Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
         Command::Investigate(args) => commands::investigate::run(config, &args).await,
+        Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
+        Command::Serve(args) => commands::aggregate::serve(config, &args, shutdown).await,
+        Command::Query(command) => commands::aggregate::query(config, &command).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }

@@ -38,7 +38,7 @@ fn help_lists_a_subcommand_per_stage() {
 
 #[test]
 fn a_stage_not_built_yet_says_so_and_fails() {
-    for sub in ["aggregate", "run"] {
+    for sub in ["run"] {
         let out = tapwire().args([sub, "--some-flag"]).output().expect("run");
         assert_eq!(out.status.code(), Some(2), "{sub}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -259,5 +259,31 @@ fn capture_help_shows_examples_and_an_unknown_source_is_refused() {
         .expect("run");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("expected inventory, ebpf, packets or pcap:FILE"), "{err}");
+    assert!(
+        err.contains("expected inventory, ebpf, packets or pcap:FILE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn query_and_aggregate_reject_bad_arguments_clearly() {
+    let out = tapwire()
+        .args(["query", "connections", "--window", "15x"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("unit must be s, m, h or d"), "{err}");
+
+    let out = tapwire()
+        .args(["aggregate", "--clickhouse-url", "ftp://example"])
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("aggregate.clickhouse_url"), "{err}");
+
+    let out = tapwire().args(["query", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("connections") && help.contains("sql"), "{help}");
 }

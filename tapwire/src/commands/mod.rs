@@ -1,6 +1,7 @@
 //! One module per subcommand family; each function takes parsed arguments
 //! and the loaded configuration, and returns when the work is done.
 
+pub mod aggregate;
 pub mod capture;
 pub mod cef;
 pub mod demo;

@@ -1,0 +1,283 @@
+//! `tapwire aggregate`, `tapwire serve` and `tapwire query`: the ClickHouse
+//! side.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use tapwire_aggregator::query::{self, Connection, ConnectionsView};
+use tapwire_aggregator::sink::{self, AggregateStage};
+use tapwire_aggregator::{AggregateConfig, schema, serve::parse_window};
+use tapwire_plumbing::bus::kafka::{KafkaSink, KafkaSource};
+use tapwire_plumbing::consumer::{self, StageContext};
+use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_plumbing::telemetry;
+
+use crate::cli::{
+    AggregateArgs, ClickHouseArgs, ModeArg, OutputFormat, QueryCommand, QueryConnectionsArgs,
+    ServeArgs,
+};
+use crate::config::Config;
+
+fn settings(config: &Config, url: &Option<String>, db: &Option<String>) -> AggregateConfig {
+    let mut a = config.aggregate.clone();
+    if let Some(url) = url {
+        a.clickhouse_url = url.clone();
+    }
+    if let Some(db) = db {
+        a.database = db.clone();
+    }
+    a
+}
+
+fn client(a: &AggregateConfig) -> clickhouse::Client {
+    sink::client(&a.clickhouse_url, &a.database, &a.user, &a.password)
+}
+
+/// Applies the migrations, retrying while ClickHouse is not up yet.
+async fn migrate(a: &AggregateConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let admin = clickhouse::Client::default()
+        .with_url(&a.clickhouse_url)
+        .with_user(&a.user)
+        .with_password(&a.password)
+        .with_validation(false);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match schema::migrate(&admin, &a.database, a.retention_days).await {
+            Ok((features, applied)) => {
+                tracing::info!(version = ?features.version, ?applied, database = %a.database,
+                    "ClickHouse schema up to date");
+                return Ok(());
+            }
+            Err(schema::SchemaError::ClickHouse(err)) => {
+                tracing::warn!(error = %err, url = %a.clickhouse_url,
+                    "ClickHouse not reachable yet; retrying");
+            }
+            Err(err) => return Err(err).context("migrating the ClickHouse schema"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("stopped before ClickHouse answered"),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}
+
+/// `tapwire aggregate`: until shutdown.
+pub async fn run(
+    config: &Config,
+    args: &AggregateArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut a = settings(config, &args.clickhouse_url, &args.database);
+    if let Some(group) = &args.group {
+        a.group = group.clone();
+    }
+    a.validate()?;
+    migrate(&a, &shutdown).await?;
+    if args.migrate_only {
+        eprintln!("schema of {} up to date", a.database);
+        return Ok(());
+    }
+    let mut loop_settings = config.consumer.loop_settings();
+    loop_settings.batch_max_messages = a.batch_max_messages;
+    loop_settings.batch_linger = Duration::from_millis(a.flush_interval_ms);
+    let ctx = StageContext::new("aggregate", loop_settings, shutdown.clone());
+    let mut stage = AggregateStage::new(client(&a));
+    let topics: Vec<&str> = a.topics.iter().map(String::as_str).collect();
+    let source = KafkaSource::new(&config.kafka, &a.group, &topics)?;
+    let dlq = KafkaSink::new(&config.kafka)?;
+    if let Some(addr) = config.telemetry.admin_listen {
+        let bound = telemetry::serve_admin(addr, ctx.health.clone(), shutdown).await?;
+        tracing::info!(%bound, "admin server listening");
+    }
+    tracing::info!(url = %a.clickhouse_url, database = %a.database, group = %a.group,
+        "aggregating into ClickHouse");
+    let summary = consumer::run(&ctx, source, &dlq, &mut stage).await?;
+    dlq.flush(Duration::from_secs(10))?;
+    let w = stage.written();
+    eprintln!(
+        "aggregate stopped: {} messages read, {} dead-lettered, {} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets",
+        summary.messages,
+        summary.dead_lettered,
+        w.connections_counted,
+        w.rows[0],
+        w.rows[1],
+        w.rows[2],
+        w.rows[3],
+        w.rows[4],
+        w.rows[5]
+    );
+    Ok(())
+}
+
+/// `tapwire serve`: until shutdown.
+pub async fn serve(
+    config: &Config,
+    args: &ServeArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let mut a = settings(config, &args.clickhouse_url, &args.database);
+    if let Some(listen) = &args.listen {
+        a.listen = listen.clone();
+    }
+    a.validate()?;
+    let addr = a.listen.parse().context("aggregate.listen")?;
+    let stop = shutdown.clone();
+    tapwire_aggregator::serve::serve(
+        addr,
+        client(&a),
+        async move { stop.cancelled().await },
+        |bound| {
+            eprintln!(
+                "serving the network API on http://{bound} (ClickHouse {} database {})",
+                a.clickhouse_url, a.database
+            );
+        },
+    )
+    .await
+    .with_context(|| format!("serving on {addr}"))
+}
+
+/// `tapwire query ...`.
+pub async fn query(config: &Config, command: &QueryCommand) -> anyhow::Result<()> {
+    match command {
+        QueryCommand::Connections(args) => connections(config, args).await,
+        QueryCommand::Sql(args) => {
+            let a = clickhouse_settings(config, &args.clickhouse)?;
+            let sql = args.sql.replace("tapwire.", &format!("{}.", a.database));
+            for row in query::json_rows(&client(&a), &sql).await? {
+                println!("{row}");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn clickhouse_settings(config: &Config, args: &ClickHouseArgs) -> anyhow::Result<AggregateConfig> {
+    let a = settings(config, &args.clickhouse_url, &args.database);
+    a.validate()?;
+    Ok(a)
+}
+
+async fn connections(config: &Config, args: &QueryConnectionsArgs) -> anyhow::Result<()> {
+    let a = clickhouse_settings(config, &args.clickhouse)?;
+    let window = parse_window(&args.window).map_err(anyhow::Error::msg)?;
+    let until = args.until.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as u32)
+    });
+    let mode = args.mode.map(|m| match m {
+        ModeArg::Audit => "audit",
+        ModeArg::Enforce => "enforce",
+        ModeArg::Other => "other",
+    });
+    let view = query::connections_view(&client(&a), until, window, mode, args.limit)
+        .await
+        .with_context(|| format!("reading connections from {}", a.clickhouse_url))?;
+    match args.format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view)?),
+        OutputFormat::Table => print!("{}", table(&view, mode)),
+    }
+    Ok(())
+}
+
+fn time_of(ns: i64) -> String {
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]");
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ns))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_else(|| ns.to_string())
+}
+
+/// The view as aligned text: one block per tab, then the edges.
+pub fn table(view: &ConnectionsView, only: Option<&str>) -> String {
+    let mut out = format!(
+        "Network connections from {} to {} (UTC)\n",
+        time_of(i64::from(view.from_s) * 1_000_000_000),
+        time_of(i64::from(view.until_s) * 1_000_000_000)
+    );
+    let tabs: [(&str, &str, &Vec<Connection>); 3] = [
+        ("audit", "Audit-mode connections", &view.audit),
+        ("enforce", "Enforce-mode connections", &view.enforce),
+        ("other", "Other connections", &view.other),
+    ];
+    for (mode, title, rows) in tabs {
+        if only.is_some_and(|m| m != mode) {
+            continue;
+        }
+        let total: u64 = rows.iter().map(|r| r.connections).sum();
+        out.push_str(&format!("\n{title} ({total})\n"));
+        let mut lines = vec![[
+            "SOURCE".to_owned(),
+            "PROTOCOL".to_owned(),
+            "DESTINATION".to_owned(),
+            "CONNECTIONS".to_owned(),
+            "LAST CONNECTION".to_owned(),
+        ]];
+        for r in rows.iter() {
+            lines.push([
+                r.source(),
+                r.protocol.to_uppercase(),
+                r.destination(),
+                r.connections.to_string(),
+                time_of(r.last_seen_ns),
+            ]);
+        }
+        if rows.is_empty() {
+            out.push_str("  (none)\n");
+            continue;
+        }
+        out.push_str(&align(&lines));
+    }
+    if only.is_none() && !view.edges.is_empty() {
+        out.push_str("\nEdges (connections per mode)\n");
+        let mut lines = vec![[
+            "SOURCE".to_owned(),
+            "DESTINATION".to_owned(),
+            "AUDIT".to_owned(),
+            "ENFORCE".to_owned(),
+            "OTHER".to_owned(),
+        ]];
+        for e in &view.edges {
+            let name = |ns: &str, n: &str| {
+                if ns.is_empty() {
+                    n.to_owned()
+                } else {
+                    format!("{ns}/{n}")
+                }
+            };
+            lines.push([
+                name(&e.src_namespace, &e.src),
+                name(&e.dst_namespace, &e.dst),
+                e.audit.to_string(),
+                e.enforce.to_string(),
+                e.other.to_string(),
+            ]);
+        }
+        out.push_str(&align(&lines));
+    }
+    out
+}
+
+fn align<const N: usize>(lines: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for line in lines {
+        for (w, cell) in widths.iter_mut().zip(line) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in lines {
+        out.push_str("  ");
+        for (i, (w, cell)) in widths.iter().zip(line).enumerate() {
+            if i + 1 == N {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
