@@ -29,11 +29,14 @@
 //!   [`FlowKey::flow_hash`] with its exact byte layout.
 //! - [`dns`]: DNS messages ([`dns::parse`]) and the TCP length prefix
 //!   ([`dns::TcpFrames`]).
+//! - [`synth`]: synthetic frames (TCP sessions, refused connects, UDP and
+//!   DNS exchanges) for the demo, benchmarks and tests.
 
 mod flow;
 mod frame;
 
 pub mod dns;
+pub mod synth;
 
 pub use flow::{FlowKey, Transport};
 pub use frame::{
