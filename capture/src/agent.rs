@@ -91,6 +91,9 @@ pub enum CaptureError {
     /// Live capture failed.
     #[error(transparent)]
     Live(#[from] live::LiveError),
+    /// The eBPF programs did not load, attach or read.
+    #[error(transparent)]
+    Ebpf(#[from] crate::ebpf::EbpfError),
     /// The bus refused records.
     #[error("sending to the bus: {0}")]
     Bus(#[from] BusError),
@@ -121,12 +124,14 @@ pub struct Summary {
     pub dns_events: AtomicU64,
     /// Inventory snapshots.
     pub inventory_snapshots: AtomicU64,
+    /// Runtime events (exec, exit).
+    pub runtime_events: AtomicU64,
     /// Events lost before they could be sent (also sent as loss records).
     pub lost: AtomicU64,
 }
 
 impl Summary {
-    fn add(counter: &AtomicU64, n: u64) {
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
 
@@ -205,10 +210,12 @@ impl Agent {
                                 "missing capability {} (run as root or grant them)",
                                 privileges::list(&missing)
                             ))
+                        } else if let Some(reason) = crate::ebpf::missing_reason() {
+                            Err(format!(
+                                "the eBPF programs were not built into this agent: {reason}"
+                            ))
                         } else {
-                            Err("the eBPF programs (capture-bpf/) are not built into this \
-                                 agent yet; tracked in issue #3"
-                                .to_owned())
+                            Ok(())
                         }
                     }
                 };
@@ -269,7 +276,12 @@ impl Agent {
                         async move { run_live(&config, identity, &sink, stop, &summary).await },
                     );
                 }
-                SourceSpec::Ebpf => unreachable!("refused in plan()"),
+                SourceSpec::Ebpf => {
+                    live_sources += 1;
+                    tasks.spawn(async move {
+                        crate::ebpf::run(&config, identity, &sink, stop, &summary).await
+                    });
+                }
             }
         }
         if tasks.is_empty() {

@@ -1,0 +1,53 @@
+/* Records the eBPF programs put in the "events" ring buffer. Shared with
+ * Rust (capture/src/ebpf/wire.rs), where #[repr(C)] twins are checked field
+ * by field against this object's BTF by a test. Keep both in step. */
+#ifndef TAPWIRE_H
+#define TAPWIRE_H
+
+#define TW_COMM_LEN 16
+#define TW_PATH_LEN 256
+#define TW_ARGS_LEN 256
+
+enum tw_kind {
+	TW_TCP_STATE = 1,
+	TW_PROC_EXEC = 2,
+	TW_PROC_EXIT = 3,
+};
+
+/* sock:inet_sock_set_state, TCP only. */
+struct tw_tcp_event {
+	__u32 kind;
+	__u32 pid; /* tgid of the current task (meaningless in softirq) */
+	__u64 ts_ns; /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	__u64 skaddr;
+	__u64 bytes_acked; /* at TCP_CLOSE only */
+	__u64 bytes_received; /* at TCP_CLOSE only */
+	__s32 oldstate;
+	__s32 newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 pad;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[TW_COMM_LEN];
+};
+
+/* sched:sched_process_exec and sched_process_exit. */
+struct tw_proc_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts_ns;
+	__u64 cgroup_id;
+	__u32 ppid;
+	__u32 uid;
+	__u32 euid;
+	__u32 egid;
+	__s32 exit_code;
+	__u32 args_len;
+	char comm[TW_COMM_LEN];
+	char filename[TW_PATH_LEN];
+	char args[TW_ARGS_LEN]; /* NUL-separated argv, args_len bytes */
+};
+
+#endif

@@ -1,0 +1,363 @@
+//! The eBPF source: the C programs of `capture-bpf/` (built by `build.rs`)
+//! loaded with aya and attached to tracepoints; their ring buffer read
+//! through tokio's `AsyncFd`.
+//!
+//! - [`wire`]: the ring buffer records and their layout check.
+//! - [`tcp`]: TCP lifecycle to connect/accept/listen/flow events.
+//! - exec/exit become runtime events here, with the container id read from
+//!   `/proc/PID/cgroup` while the process lives.
+//!
+//! Loss: records the programs could not reserve are counted per CPU in the
+//! `lost` map; the agent reads it every second and sends the difference as
+//! a loss record (source `ringbuf`) to `tapwire.l4.raw` and
+//! `tapwire.runtime.raw`.
+
+pub mod tcp;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tapwire_plumbing::bus::{OutRecord, Sink};
+use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_schemas::{LossRecord, RuntimeEvent, RuntimeKind, encode, topics};
+
+use crate::Identity;
+use crate::agent::{CaptureError, Summary};
+use crate::config::CaptureConfig;
+use wire::{Event, ProcEvent, TW_PROC_EXEC, c_str};
+
+/// Why the eBPF programs were not built into this agent, when they were not.
+pub fn missing_reason() -> Option<&'static str> {
+    #[cfg(tapwire_no_bpf)]
+    {
+        Some(env!("TAPWIRE_BPF_MISSING"))
+    }
+    #[cfg(not(tapwire_no_bpf))]
+    {
+        None
+    }
+}
+
+/// Why loading or attaching failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EbpfError {
+    /// The object did not load (verifier, map creation).
+    #[error("loading the eBPF object: {0}")]
+    Load(String),
+    /// A tracepoint did not attach.
+    #[error("attaching {program} to {category}:{name}: {reason}")]
+    Attach {
+        /// The program.
+        program: &'static str,
+        /// Tracepoint category.
+        category: &'static str,
+        /// Tracepoint name.
+        name: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// tracefs is not mounted and could not be.
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
+    Tracefs(String),
+    /// The ring buffer could not be read.
+    #[error("reading the ring buffer: {0}")]
+    Ring(String),
+    /// Built without the programs.
+    #[error("the eBPF programs are not built into this agent: {0}")]
+    NotBuilt(&'static str),
+}
+
+/// Mounts tracefs at /sys/kernel/tracing when absent (aya finds tracepoint
+/// ids there).
+pub fn ensure_tracefs() -> Result<(), EbpfError> {
+    let dir = std::path::Path::new("/sys/kernel/tracing");
+    if dir.join("events").is_dir()
+        || std::path::Path::new("/sys/kernel/debug/tracing/events").is_dir()
+    {
+        return Ok(());
+    }
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
+        .output()
+        .map_err(|e| EbpfError::Tracefs(e.to_string()))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(EbpfError::Tracefs(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+/// The container id in a `/proc/PID/cgroup` text: the last 64-hex-digit
+/// run in the path (docker, containerd, cri-o name their scopes so).
+pub fn container_id(cgroup: &str) -> Option<String> {
+    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
+    path.split(['/', '-', '.', ':'])
+        .rfind(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_owned)
+}
+
+/// Wall-clock nanoseconds minus CLOCK_MONOTONIC nanoseconds, now.
+fn monotonic_to_wall() -> i64 {
+    use rustix::time::{ClockId, clock_gettime};
+    let ns = |t: rustix::time::Timespec| t.tv_sec * 1_000_000_000 + t.tv_nsec;
+    ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic))
+}
+
+/// Process events to runtime events; remembers each live process's binary
+/// so that its exit names it too.
+struct ProcTracker {
+    identity: Identity,
+    binaries: HashMap<u32, String>,
+    seq: u64,
+}
+
+impl ProcTracker {
+    fn handle(&mut self, e: &ProcEvent, ts_ns: i64) -> RuntimeEvent {
+        self.seq += 1;
+        let exec = e.kind == TW_PROC_EXEC;
+        let binary = if exec {
+            let path = c_str(&e.filename);
+            if self.binaries.len() > 100_000 {
+                self.binaries.clear();
+            }
+            self.binaries.insert(e.pid, path.clone());
+            path
+        } else {
+            self.binaries
+                .remove(&e.pid)
+                .unwrap_or_else(|| c_str(&e.comm))
+        };
+        let command_line = exec.then(|| {
+            let used = &e.args[..(e.args_len as usize).min(e.args.len())];
+            used.split(|&b| b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        });
+        let container_id = std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid))
+            .ok()
+            .and_then(|c| container_id(&c));
+        RuntimeEvent {
+            header: self.identity.header(
+                ts_ns,
+                &[
+                    b"ebpf-proc",
+                    &e.pid.to_le_bytes(),
+                    &ts_ns.to_le_bytes(),
+                    &self.seq.to_le_bytes(),
+                ],
+            ),
+            kind: if exec {
+                RuntimeKind::ProcessExec
+            } else {
+                RuntimeKind::ProcessExit
+            },
+            pid: e.pid,
+            ppid: e.ppid,
+            uid: e.uid,
+            euid: e.euid,
+            egid: e.egid,
+            binary,
+            command_line,
+            container_id,
+            path: None,
+            old_path: None,
+            mode: None,
+            owner_uid: None,
+            owner_gid: None,
+            exit_code: (!exec).then_some(e.exit_code >> 8),
+        }
+    }
+}
+
+/// Loads, attaches and reads until `shutdown`; open connections are then
+/// reported as stale flows.
+#[cfg(not(tapwire_no_bpf))]
+pub async fn run<S: Sink>(
+    config: &CaptureConfig,
+    identity: Identity,
+    sink: &S,
+    shutdown: CancellationToken,
+    summary: &Summary,
+) -> Result<(), CaptureError> {
+    use aya::maps::{MapData, PerCpuArray, RingBuf};
+    use aya::programs::TracePoint;
+    use tokio::io::unix::AsyncFd;
+
+    static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tapwire.bpf.o"));
+    ensure_tracefs()?;
+    let ec = &config.ebpf;
+    let mut bpf = aya::EbpfLoader::new()
+        .set_max_entries("events", ec.ring_buffer_bytes)
+        .load(OBJECT)
+        .map_err(|e| EbpfError::Load(e.to_string()))?;
+    let programs: [(&'static str, &'static str, &'static str, bool); 3] = [
+        (
+            "tw_sock_state",
+            "sock",
+            "inet_sock_set_state",
+            ec.connections,
+        ),
+        ("tw_exec", "sched", "sched_process_exec", ec.processes),
+        ("tw_exit", "sched", "sched_process_exit", ec.processes),
+    ];
+    for (program, category, name, enabled) in programs {
+        if !enabled {
+            continue;
+        }
+        let attach_err = |reason: String| EbpfError::Attach {
+            program,
+            category,
+            name,
+            reason,
+        };
+        let prog: &mut TracePoint = bpf
+            .program_mut(program)
+            .ok_or_else(|| attach_err("not in the object".to_owned()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| attach_err(e.to_string()))?;
+        prog.load().map_err(|e| attach_err(e.to_string()))?;
+        prog.attach(category, name)
+            .map_err(|e| attach_err(e.to_string()))?;
+        tracing::info!(program, "attached to {category}:{name}");
+    }
+    if ec.files {
+        tracing::warn!("capture.ebpf.files: file events are not built yet; none are reported");
+    }
+    let ring = RingBuf::try_from(
+        bpf.take_map("events")
+            .ok_or_else(|| EbpfError::Ring("no events map".into()))?,
+    )
+    .map_err(|e| EbpfError::Ring(e.to_string()))?;
+    let lost_map: PerCpuArray<MapData, u64> = PerCpuArray::try_from(
+        bpf.take_map("lost")
+            .ok_or_else(|| EbpfError::Ring("no lost map".into()))?,
+    )
+    .map_err(|e| EbpfError::Ring(e.to_string()))?;
+    // `AsyncFd::register` is the unsafe replacement; `new` is sound here:
+    // the ring buffer owns its descriptor (aya's MapData holds an OwnedFd)
+    // and lives inside the AsyncFd, so it cannot be closed while registered.
+    #[allow(deprecated)]
+    let mut ring = AsyncFd::new(ring).map_err(|e| EbpfError::Ring(e.to_string()))?;
+    eprintln!("capture: ebpf attached");
+
+    let offset = monotonic_to_wall();
+    let node_key = identity.node.clone().into_bytes();
+    let mut tcp = tcp::TcpTracker::new(identity.clone());
+    let mut procs = ProcTracker {
+        identity: identity.clone(),
+        binaries: HashMap::new(),
+        seq: 0,
+    };
+    let mut l4 = Vec::new();
+    let mut batch: Vec<OutRecord> = Vec::new();
+    let mut counts = [0u64; 2];
+    let mut reported_lost = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let stale_ns = ec.stale_after_ms as i64 * 1_000_000;
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled(), if !stopping => stopping = true,
+            guard = ring.readable_mut() => {
+                let mut guard = guard.map_err(|e| EbpfError::Ring(e.to_string()))?;
+                let rb = guard.get_inner_mut();
+                while let Some(item) = rb.next() {
+                    match wire::decode(&item) {
+                        Ok(Event::Tcp(e)) => tcp.handle(&e, e.ts_ns as i64 + offset, &mut l4),
+                        Ok(Event::Proc(e)) => {
+                            let ev = procs.handle(&e, e.ts_ns as i64 + offset);
+                            batch.push(OutRecord::new(topics::RUNTIME_RAW, Some(node_key.clone()), encode(&ev)?));
+                            counts[1] += 1;
+                        }
+                        Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
+                    }
+                    if batch.len() + l4.len() >= 1000 {
+                        break;
+                    }
+                }
+                guard.clear_ready();
+            }
+            _ = tick.tick() => {
+                let now = crate::inventory::now_ns();
+                tcp.expire(now, stale_ns, &mut l4);
+                let lost: u64 = lost_map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
+                if lost > reported_lost {
+                    let n = lost - reported_lost;
+                    reported_lost = lost;
+                    Summary::add(&summary.lost, n);
+                    tracing::warn!(lost = n, "ring buffer full: events lost");
+                    for topic in [topics::L4_RAW, topics::RUNTIME_RAW] {
+                        let loss = LossRecord {
+                            header: identity.header(now, &[b"loss", b"ringbuf", topic.as_bytes(), &lost.to_le_bytes()]),
+                            source: "ringbuf".to_owned(),
+                            lost: n,
+                        };
+                        batch.push(OutRecord::new(topic, Some(node_key.clone()), encode(&loss)?));
+                    }
+                }
+            }
+        }
+        if stopping {
+            tcp.expire(crate::inventory::now_ns(), 0, &mut l4);
+        }
+        for e in l4.drain(..) {
+            batch.push(OutRecord::new(
+                topics::L4_RAW,
+                Some(node_key.clone()),
+                encode(&e)?,
+            ));
+            counts[0] += 1;
+        }
+        if !batch.is_empty() {
+            sink.send_batch(std::mem::take(&mut batch)).await?;
+            Summary::add(&summary.l4_events, counts[0]);
+            Summary::add(&summary.runtime_events, counts[1]);
+            counts = [0; 2];
+        }
+        if stopping {
+            if tcp.untracked_closes > 0 {
+                tracing::info!(
+                    closes = tcp.untracked_closes,
+                    "closes of connections older than the sensor were not reported"
+                );
+            }
+            return Ok(());
+        }
+    }
+}
+
+/// Without the programs: says why.
+#[cfg(tapwire_no_bpf)]
+pub async fn run<S: Sink>(
+    _config: &CaptureConfig,
+    _identity: Identity,
+    _sink: &S,
+    _shutdown: CancellationToken,
+    _summary: &Summary,
+) -> Result<(), CaptureError> {
+    Err(EbpfError::NotBuilt(env!("TAPWIRE_BPF_MISSING")).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn container_ids_come_from_the_cgroup_path() {
+        let id = "3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e";
+        let containerd =
+            format!("0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope\n");
+        assert_eq!(container_id(&containerd).as_deref(), Some(id));
+        let docker = format!("0::/system.slice/docker-{id}.scope\n");
+        assert_eq!(container_id(&docker).as_deref(), Some(id));
+        assert_eq!(
+            container_id("0::/user.slice/user-0.slice/session-1.scope\n"),
+            None
+        );
+    }
+}

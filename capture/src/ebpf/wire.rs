@@ -1,0 +1,287 @@
+//! The records of the `events` ring buffer, as `#[repr(C)]` twins of the C
+//! structs in `capture-bpf/tapwire.h`, decoded without `unsafe`: each field
+//! is read at its `offset_of!` position. A test checks every size and
+//! offset against the BTF of the compiled object, so the two sides cannot
+//! drift apart silently.
+
+use std::mem::{offset_of, size_of};
+
+/// `enum tw_kind`.
+pub const TW_TCP_STATE: u32 = 1;
+/// A process executed a binary.
+pub const TW_PROC_EXEC: u32 = 2;
+/// A process exited.
+pub const TW_PROC_EXIT: u32 = 3;
+
+/// `struct tw_tcp_event`: one `sock:inet_sock_set_state` call (TCP).
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TcpEvent {
+    /// [`TW_TCP_STATE`].
+    pub kind: u32,
+    /// Tgid of the current task (only meaningful in process context).
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// The socket's kernel address: identifies it while it lives.
+    pub skaddr: u64,
+    /// `tcp_sock.bytes_acked` at TCP_CLOSE.
+    pub bytes_acked: u64,
+    /// `tcp_sock.bytes_received` at TCP_CLOSE.
+    pub bytes_received: u64,
+    /// State before.
+    pub oldstate: i32,
+    /// State after.
+    pub newstate: i32,
+    /// Local port.
+    pub sport: u16,
+    /// Remote port.
+    pub dport: u16,
+    /// AF_INET (2) or AF_INET6 (10).
+    pub family: u16,
+    /// Padding.
+    pub pad: u16,
+    /// Local address (4 bytes used for IPv4).
+    pub saddr: [u8; 16],
+    /// Remote address.
+    pub daddr: [u8; 16],
+    /// `comm` of the current task.
+    pub comm: [u8; 16],
+}
+
+/// `struct tw_proc_event`: exec or exit.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcEvent {
+    /// [`TW_PROC_EXEC`] or [`TW_PROC_EXIT`].
+    pub kind: u32,
+    /// Tgid.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// cgroup v2 id of the task.
+    pub cgroup_id: u64,
+    /// Parent's tgid.
+    pub ppid: u32,
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// `task->exit_code` at exit (status << 8 | signal).
+    pub exit_code: i32,
+    /// Bytes of `args` used.
+    pub args_len: u32,
+    /// `comm`.
+    pub comm: [u8; 16],
+    /// Path given to exec.
+    pub filename: [u8; 256],
+    /// argv, NUL-separated.
+    pub args: [u8; 256],
+}
+
+/// A record of the ring buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// TCP state change.
+    Tcp(TcpEvent),
+    /// Exec or exit.
+    Proc(Box<ProcEvent>),
+}
+
+/// A record that does not decode (wrong kind or length).
+#[derive(Debug, thiserror::Error)]
+#[error("ring buffer record of {len} bytes with kind {kind} does not decode")]
+pub struct WireError {
+    /// Its length.
+    pub len: usize,
+    /// Its kind field.
+    pub kind: u32,
+}
+
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_ne_bytes([b[off], b[off + 1]])
+}
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_ne_bytes(b[off..off + 4].try_into().expect("4 bytes"))
+}
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
+}
+fn arr<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    b[off..off + N].try_into().expect("N bytes")
+}
+
+/// Decodes one record.
+pub fn decode(b: &[u8]) -> Result<Event, WireError> {
+    let kind = if b.len() >= 4 { u32_at(b, 0) } else { 0 };
+    let err = WireError { len: b.len(), kind };
+    match kind {
+        TW_TCP_STATE if b.len() >= size_of::<TcpEvent>() => Ok(Event::Tcp(TcpEvent {
+            kind,
+            pid: u32_at(b, offset_of!(TcpEvent, pid)),
+            ts_ns: u64_at(b, offset_of!(TcpEvent, ts_ns)),
+            skaddr: u64_at(b, offset_of!(TcpEvent, skaddr)),
+            bytes_acked: u64_at(b, offset_of!(TcpEvent, bytes_acked)),
+            bytes_received: u64_at(b, offset_of!(TcpEvent, bytes_received)),
+            oldstate: u32_at(b, offset_of!(TcpEvent, oldstate)) as i32,
+            newstate: u32_at(b, offset_of!(TcpEvent, newstate)) as i32,
+            sport: u16_at(b, offset_of!(TcpEvent, sport)),
+            dport: u16_at(b, offset_of!(TcpEvent, dport)),
+            family: u16_at(b, offset_of!(TcpEvent, family)),
+            pad: 0,
+            saddr: arr(b, offset_of!(TcpEvent, saddr)),
+            daddr: arr(b, offset_of!(TcpEvent, daddr)),
+            comm: arr(b, offset_of!(TcpEvent, comm)),
+        })),
+        TW_PROC_EXEC | TW_PROC_EXIT if b.len() >= size_of::<ProcEvent>() => {
+            Ok(Event::Proc(Box::new(ProcEvent {
+                kind,
+                pid: u32_at(b, offset_of!(ProcEvent, pid)),
+                ts_ns: u64_at(b, offset_of!(ProcEvent, ts_ns)),
+                cgroup_id: u64_at(b, offset_of!(ProcEvent, cgroup_id)),
+                ppid: u32_at(b, offset_of!(ProcEvent, ppid)),
+                uid: u32_at(b, offset_of!(ProcEvent, uid)),
+                euid: u32_at(b, offset_of!(ProcEvent, euid)),
+                egid: u32_at(b, offset_of!(ProcEvent, egid)),
+                exit_code: u32_at(b, offset_of!(ProcEvent, exit_code)) as i32,
+                args_len: u32_at(b, offset_of!(ProcEvent, args_len)),
+                comm: arr(b, offset_of!(ProcEvent, comm)),
+                filename: arr(b, offset_of!(ProcEvent, filename)),
+                args: arr(b, offset_of!(ProcEvent, args)),
+            })))
+        }
+        _ => Err(err),
+    }
+}
+
+/// Text up to the first NUL.
+pub fn c_str(b: &[u8]) -> String {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..end]).into_owned()
+}
+
+/// Every field of the two structs: (struct, field, offset, size).
+pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
+    macro_rules! fields {
+        ($s:ident, $name:literal, $($f:ident),*) => {
+            vec![$(($name, stringify!($f), offset_of!($s, $f))),*]
+        };
+    }
+    let mut v = fields!(
+        TcpEvent,
+        "tw_tcp_event",
+        kind,
+        pid,
+        ts_ns,
+        skaddr,
+        bytes_acked,
+        bytes_received,
+        oldstate,
+        newstate,
+        sport,
+        dport,
+        family,
+        pad,
+        saddr,
+        daddr,
+        comm
+    );
+    v.extend(fields!(
+        ProcEvent,
+        "tw_proc_event",
+        kind,
+        pid,
+        ts_ns,
+        cgroup_id,
+        ppid,
+        uid,
+        euid,
+        egid,
+        exit_code,
+        args_len,
+        comm,
+        filename,
+        args
+    ));
+    v
+}
+
+#[cfg(all(test, not(tapwire_no_bpf)))]
+mod tests {
+    use super::*;
+
+    /// The compiled object's BTF, as bpftool prints it.
+    fn btf_text() -> Option<String> {
+        let object = concat!(env!("OUT_DIR"), "/tapwire.bpf.o");
+        let out = std::process::Command::new("bpftool")
+            .args(["btf", "dump", "file", object])
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    #[test]
+    fn repr_c_structs_match_the_objects_btf() {
+        let Some(btf) = btf_text() else {
+            panic!("bpftool could not read the object the build made");
+        };
+        let mut checked = 0;
+        for (name, size) in [
+            ("tw_tcp_event", size_of::<TcpEvent>()),
+            ("tw_proc_event", size_of::<ProcEvent>()),
+        ] {
+            let header = format!("STRUCT '{name}' size=");
+            let start = btf
+                .find(&header)
+                .unwrap_or_else(|| panic!("{name} not in BTF"));
+            let rest = &btf[start + header.len()..];
+            let btf_size: usize = rest.split_whitespace().next().unwrap().parse().unwrap();
+            assert_eq!(btf_size, size, "size of {name}");
+            // Member lines follow, indented: 'field' type_id=N bits_offset=M
+            let members: Vec<(String, usize)> = rest
+                .lines()
+                .skip(1)
+                .take_while(|l| l.starts_with('\t'))
+                .map(|l| {
+                    let field = l.trim().split('\'').nth(1).unwrap().to_owned();
+                    let bits: usize = l
+                        .split("bits_offset=")
+                        .nth(1)
+                        .unwrap()
+                        .trim()
+                        .parse()
+                        .unwrap();
+                    (field, bits / 8)
+                })
+                .collect();
+            let ours: Vec<(String, usize)> = layout()
+                .into_iter()
+                .filter(|(s, _, _)| *s == name)
+                .map(|(_, f, o)| (f.to_owned(), o))
+                .collect();
+            assert_eq!(members, ours, "fields of {name}");
+            checked += ours.len();
+        }
+        assert!(checked > 20);
+    }
+
+    #[test]
+    fn records_decode_field_by_field() {
+        let mut b = vec![0u8; size_of::<TcpEvent>()];
+        b[..4].copy_from_slice(&TW_TCP_STATE.to_ne_bytes());
+        let off = offset_of!(TcpEvent, dport);
+        b[off..off + 2].copy_from_slice(&8080u16.to_ne_bytes());
+        let off = offset_of!(TcpEvent, comm);
+        b[off..off + 4].copy_from_slice(b"curl");
+        let Event::Tcp(e) = decode(&b).expect("decodes") else {
+            panic!("tcp")
+        };
+        assert_eq!(e.dport, 8080);
+        assert_eq!(c_str(&e.comm), "curl");
+        assert!(decode(&b[..10]).is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! The eBPF source on the real kernel: runs as root (CI does) inside a
+//! network namespace the test creates, where a real client and server
+//! exchange known byte counts; skips with the reason otherwise.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+use tapwire_schemas::{AnyEvent, Direction, FinalState, L4Kind, RuntimeKind, decode_any, topics};
+use tapwire_tests::{Broker, Lines, Storage, require, run_ok, tapwire};
+
+/// A network namespace deleted on drop.
+struct NetNs(String);
+
+impl NetNs {
+    fn create() -> Option<NetNs> {
+        let name = format!("tw-ebpf-{}", std::process::id());
+        let ok = Command::new("ip")
+            .args(["netns", "add", &name])
+            .status()
+            .ok()?
+            .success();
+        if !ok {
+            return None;
+        }
+        let ns = NetNs(name);
+        let up = ns
+            .cmd(&["ip", "link", "set", "lo", "up"])
+            .status()
+            .ok()?
+            .success();
+        up.then_some(ns)
+    }
+
+    fn cmd(&self, argv: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.0]).args(argv);
+        c
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .status();
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn read_all(broker: &str, topic: &str) -> Vec<AnyEvent> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "capture-ebpf-test")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in meta.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let mut idle_since = Instant::now();
+    while idle_since.elapsed() < Duration::from_secs(3) {
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            let m = m.expect("message");
+            out.push(decode_any(m.payload().expect("payload")).expect("decodes"));
+            idle_since = Instant::now();
+        }
+    }
+    out
+}
+
+const SERVER: &str = r#"
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1)
+print("ready", flush=True)
+c, _ = s.accept()
+got = 0
+while got < 5000:
+    b = c.recv(65536)
+    if not b: break
+    got += len(b)
+c.sendall(b"x" * 123456)
+c.close(); s.close()
+"#;
+
+const CLIENT: &str = r#"
+import socket, sys
+c = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+c.sendall(b"y" * 5000)
+n = 0
+while True:
+    b = c.recv(65536)
+    if not b: break
+    n += len(b)
+c.close()
+print(n)
+"#;
+
+const REFUSED: &str = r#"
+import socket, sys
+try:
+    socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+except ConnectionRefusedError:
+    print("refused")
+"#;
+
+fn spawn(ns: &NetNs, script: &str, port: u16) -> Child {
+    ns.cmd(&["python3", "-c", script, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3")
+}
+
+#[test]
+fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
+    if require(
+        "root (eBPF needs it)",
+        is_root().then_some(()),
+        "run the tests as root, as CI does",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(ns) = require(
+        "a network namespace",
+        NetNs::create(),
+        "`ip netns add` must work (iproute2, root)",
+    ) else {
+        return;
+    };
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "2"]));
+    let agent = Lines::spawn(tapwire(&broker.address()).args([
+        "capture",
+        "--source",
+        "ebpf",
+        "--node-name",
+        "node-e",
+        "--sensor-id",
+        "bpf-1",
+    ]));
+    let attached = tapwire_tests::wait_until(Duration::from_secs(30), || {
+        agent.stderr().contains("ebpf attached") || agent.stderr().contains("error")
+    });
+    assert!(
+        attached && agent.stderr().contains("ebpf attached"),
+        "agent:\n{}",
+        agent.stderr()
+    );
+
+    let port = 18_000 + (std::process::id() % 1000) as u16;
+    let mut server = spawn(&ns, SERVER, port);
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(server.stdout.as_mut().expect("stdout")),
+        &mut line,
+    )
+    .expect("server ready");
+    let client = spawn(&ns, CLIENT, port);
+    let client_pid = client.id();
+    let client_out = client.wait_with_output().expect("client");
+    assert_eq!(String::from_utf8_lossy(&client_out.stdout).trim(), "123456");
+    let server_pid = server.id();
+    assert!(server.wait().expect("server").success());
+    let refused = spawn(&ns, REFUSED, port + 1)
+        .wait_with_output()
+        .expect("refused");
+    assert_eq!(String::from_utf8_lossy(&refused.stdout).trim(), "refused");
+    let truth = Command::new("/bin/true").spawn().expect("/bin/true");
+    let true_pid = truth.id();
+    let _ = truth.wait_with_output();
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "agent stopped on SIGTERM");
+
+    let l4: Vec<_> = read_all(&broker.address(), topics::L4_RAW)
+        .into_iter()
+        .filter_map(|e| match e {
+            AnyEvent::L4Event(l)
+                if l.dst.port == port || l.src.port == port || l.dst.port == port + 1 =>
+            {
+                Some(l)
+            }
+            _ => None,
+        })
+        .collect();
+    let find = |kind: L4Kind, dir: Direction, dport: u16| {
+        l4.iter()
+            .find(|e| e.kind == kind && e.direction == dir && e.dst.port == dport)
+            .unwrap_or_else(|| panic!("no {kind:?} {dir:?} to {dport} in {l4:#?}"))
+    };
+    let connect = find(L4Kind::NetworkConnect, Direction::Egress, port);
+    assert_eq!(
+        (connect.pid, connect.binary.as_str()),
+        (client_pid, "python3")
+    );
+    assert_eq!(connect.header.node, "node-e");
+    let accept = find(L4Kind::NetworkAccept, Direction::Ingress, port);
+    assert_eq!(
+        (accept.pid, accept.binary.as_str()),
+        (server_pid, "python3")
+    );
+    assert_eq!(
+        accept.src.port, connect.src.port,
+        "the accept names the client's port"
+    );
+    let out = l4
+        .iter()
+        .find(|e| {
+            e.kind == L4Kind::NetworkFlow && e.direction == Direction::Egress && e.dst.port == port
+        })
+        .expect("client flow");
+    assert_eq!(out.final_state, Some(FinalState::Established));
+    assert_eq!(
+        (out.bytes_sent, out.bytes_received),
+        (Some(5000), Some(123_456))
+    );
+    assert!(out.duration_ns.is_some_and(|d| d > 0));
+    let inbound = l4
+        .iter()
+        .find(|e| {
+            e.kind == L4Kind::NetworkFlow && e.direction == Direction::Ingress && e.dst.port == port
+        })
+        .expect("server flow");
+    assert_eq!(
+        (inbound.bytes_sent, inbound.bytes_received),
+        (Some(123_456), Some(5000))
+    );
+    let refused = l4
+        .iter()
+        .find(|e| e.kind == L4Kind::NetworkFlow && e.dst.port == port + 1)
+        .expect("refused flow");
+    assert_eq!(refused.final_state, Some(FinalState::Refused));
+
+    let runtime = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let exec = runtime
+        .iter()
+        .find_map(|e| match e {
+            AnyEvent::RuntimeEvent(r)
+                if r.kind == RuntimeKind::ProcessExec && r.pid == true_pid =>
+            {
+                Some(r)
+            }
+            _ => None,
+        })
+        .expect("exec of /bin/true");
+    assert_eq!(exec.binary, "/bin/true");
+    assert_eq!(exec.ppid, std::process::id());
+    assert_eq!(exec.command_line.as_deref(), Some("/bin/true"));
+    let exit = runtime.iter().any(|e| {
+        matches!(e, AnyEvent::RuntimeEvent(r) if r.kind == RuntimeKind::ProcessExit && r.pid == true_pid && r.exit_code == Some(0) && r.binary == "/bin/true")
+    });
+    assert!(exit, "exit of /bin/true");
+}
