@@ -24,6 +24,8 @@ struct {
 /* Keep the struct types in the object's BTF for the layout test. */
 struct tw_tcp_event _tw_tcp_event = {};
 struct tw_proc_event _tw_proc_event = {};
+struct tw_file_event _tw_file_event = {};
+struct tw_udp_event _tw_udp_event = {};
 
 static __always_inline void count_loss(void)
 {
@@ -135,6 +137,245 @@ int tw_exit(void *ctx)
 	fill_proc(e, TW_PROC_EXIT);
 	struct task_struct *task = bpf_get_current_task_btf();
 	e->exit_code = BPF_CORE_READ(task, exit_code);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+#define O_WRONLY_ 01
+#define O_RDWR_ 02
+#define O_CREAT_ 0100
+#define O_TRUNC_ 01000
+
+static __always_inline struct tw_file_event *file_event(__u32 op)
+{
+	struct tw_file_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss();
+		return 0;
+	}
+	e->kind = TW_FILE;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->op = op;
+	e->flags = 0;
+	e->mode = 0;
+	e->owner_uid = 0;
+	e->owner_gid = 0;
+	e->dfd = 0;
+	e->path[0] = 0;
+	e->old_path[0] = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	return e;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int tw_openat(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 flags = ctx->args[2];
+	if (!(flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
+		return 0;
+	struct tw_file_event *e = file_event(TW_FILE_OPEN);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[0];
+	e->flags = flags;
+	e->mode = ctx->args[3];
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[1]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_unlinkat")
+int tw_unlinkat(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_UNLINK);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[0];
+	e->flags = ctx->args[2];
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[1]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_renameat2")
+int tw_renameat2(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_RENAME);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[2];
+	e->flags = ctx->args[4];
+	bpf_probe_read_user_str(e->old_path, sizeof(e->old_path), (void *)ctx->args[1]);
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[3]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_fchmodat")
+int tw_fchmodat(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_CHMOD);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[0];
+	e->mode = ctx->args[2];
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[1]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_fchownat")
+int tw_fchownat(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_CHOWN);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[0];
+	e->owner_uid = ctx->args[2];
+	e->owner_gid = ctx->args[3];
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[1]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* The legacy path syscalls (x86_64 glibc still calls them for rename(),
+ * unlink(), chmod(), chown() and open()): AT_FDCWD-relative. */
+#define AT_FDCWD_ -100
+
+static __always_inline int path_event(__u32 op, const void *path, const void *old_path,
+				      __u32 flags, __u32 mode, __u32 uid, __u32 gid)
+{
+	struct tw_file_event *e = file_event(op);
+	if (!e)
+		return 0;
+	e->dfd = AT_FDCWD_;
+	e->flags = flags;
+	e->mode = mode;
+	e->owner_uid = uid;
+	e->owner_gid = gid;
+	bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	if (old_path)
+		bpf_probe_read_user_str(e->old_path, sizeof(e->old_path), old_path);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_open")
+int tw_open(struct trace_event_raw_sys_enter *ctx)
+{
+	__u32 flags = ctx->args[1];
+	if (!(flags & (O_WRONLY_ | O_RDWR_ | O_CREAT_ | O_TRUNC_)))
+		return 0;
+	return path_event(TW_FILE_OPEN, (void *)ctx->args[0], 0, flags, ctx->args[2], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_creat")
+int tw_creat(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_OPEN, (void *)ctx->args[0], 0, O_CREAT_ | O_WRONLY_ | O_TRUNC_,
+			  ctx->args[1], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_unlink")
+int tw_unlink(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_UNLINK, (void *)ctx->args[0], 0, 0, 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_rename")
+int tw_rename(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_RENAME, (void *)ctx->args[1], (void *)ctx->args[0], 0, 0, 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_renameat")
+int tw_renameat(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_RENAME);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[2];
+	bpf_probe_read_user_str(e->old_path, sizeof(e->old_path), (void *)ctx->args[1]);
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[3]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_chmod")
+int tw_chmod(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_CHMOD, (void *)ctx->args[0], 0, 0, ctx->args[1], 0, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_fchmodat2")
+int tw_fchmodat2(struct trace_event_raw_sys_enter *ctx)
+{
+	struct tw_file_event *e = file_event(TW_FILE_CHMOD);
+	if (!e)
+		return 0;
+	e->dfd = ctx->args[0];
+	e->mode = ctx->args[2];
+	e->flags = ctx->args[3];
+	bpf_probe_read_user_str(e->path, sizeof(e->path), (void *)ctx->args[1]);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_chown")
+int tw_chown(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_CHOWN, (void *)ctx->args[0], 0, 0, 0, ctx->args[1], ctx->args[2]);
+}
+
+SEC("tracepoint/syscalls/sys_enter_lchown")
+int tw_lchown(struct trace_event_raw_sys_enter *ctx)
+{
+	return path_event(TW_FILE_CHOWN, (void *)ctx->args[0], 0, 0, 0, ctx->args[1], ctx->args[2]);
+}
+
+#define SOCK_DGRAM_ 2
+
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tw_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	int fd = ctx->args[0];
+	if (fd < 0 || fd > 65535)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_DGRAM_)
+		return 0;
+	__u16 family = 0;
+	void *uaddr = (void *)ctx->args[1];
+	if (bpf_probe_read_user(&family, sizeof(family), uaddr))
+		return 0;
+	if (family != 2 && family != 10)
+		return 0;
+	struct tw_udp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss();
+		return 0;
+	}
+	e->kind = TW_UDP_CONNECT;
+	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->family = family;
+	e->pad = 0;
+	__builtin_memset(e->daddr, 0, 16);
+	__u16 port_be = 0;
+	/* sin_port and sin6_port are both at offset 2. */
+	bpf_probe_read_user(&port_be, 2, uaddr + 2);
+	e->dport = __builtin_bswap16(port_be);
+	if (family == 2)
+		bpf_probe_read_user(e->daddr, 4, uaddr + 4);
+	else
+		bpf_probe_read_user(e->daddr, 16, uaddr + 8);
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

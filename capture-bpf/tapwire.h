@@ -12,6 +12,16 @@ enum tw_kind {
 	TW_TCP_STATE = 1,
 	TW_PROC_EXEC = 2,
 	TW_PROC_EXIT = 3,
+	TW_FILE = 4,
+	TW_UDP_CONNECT = 5,
+};
+
+enum tw_file_op {
+	TW_FILE_OPEN = 1, /* openat with write, create or truncate flags */
+	TW_FILE_UNLINK = 2,
+	TW_FILE_RENAME = 3,
+	TW_FILE_CHMOD = 4,
+	TW_FILE_CHOWN = 5,
 };
 
 /* sock:inet_sock_set_state, TCP only. */
@@ -48,6 +58,36 @@ struct tw_proc_event {
 	char comm[TW_COMM_LEN];
 	char filename[TW_PATH_LEN];
 	char args[TW_ARGS_LEN]; /* NUL-separated argv, args_len bytes */
+};
+
+/* syscalls:sys_enter_openat|unlinkat|renameat2|fchmodat|fchownat. Paths
+ * as the caller gave them (relative to its cwd or dfd); the agent resolves
+ * and filters them by prefix. */
+struct tw_file_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts_ns;
+	__u32 op;
+	__u32 flags; /* openat flags, unlinkat/renameat2 flags */
+	__u32 mode; /* openat/fchmodat mode */
+	__u32 owner_uid; /* fchownat */
+	__u32 owner_gid; /* fchownat */
+	__s32 dfd; /* directory fd of the (new) path */
+	char comm[TW_COMM_LEN];
+	char path[TW_PATH_LEN]; /* new path for renames */
+	char old_path[TW_PATH_LEN];
+};
+
+/* syscalls:sys_enter_connect on a SOCK_DGRAM socket. */
+struct tw_udp_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts_ns;
+	__u16 family;
+	__u16 dport;
+	__u32 pad;
+	__u8 daddr[16];
+	char comm[TW_COMM_LEN];
 };
 
 #endif

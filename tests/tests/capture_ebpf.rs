@@ -118,6 +118,19 @@ except ConnectionRefusedError:
     print("refused")
 "#;
 
+const FILES_AND_UDP: &str = r#"
+import os, socket, sys
+d = sys.argv[1]
+fd = os.open(d + "/a", os.O_WRONLY | os.O_CREAT, 0o640); os.close(fd)
+os.chmod(d + "/a", 0o600)
+os.chown(d + "/a", 1234, 2345)
+os.rename(d + "/a", d + "/b")
+os.unlink(d + "/b")
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.connect(("127.0.0.1", 5353))
+u.close()
+"#;
+
 fn spawn(ns: &NetNs, script: &str, port: u16) -> Child {
     ns.cmd(&["python3", "-c", script, &port.to_string()])
         .stdout(Stdio::piped())
@@ -147,7 +160,19 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
         return;
     };
     run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "2"]));
-    let agent = Lines::spawn(tapwire(&broker.address()).args([
+    let dir = tempfile::tempdir().expect("tempdir");
+    let watched = dir.path().join("watched");
+    std::fs::create_dir(&watched).expect("mkdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture.ebpf]\nfile_path_prefixes = [\"{}/\"]\n",
+            watched.display()
+        ),
+    )
+    .expect("config");
+    let agent = Lines::spawn(tapwire(&broker.address()).arg("-c").arg(&config).args([
         "capture",
         "--source",
         "ebpf",
@@ -186,11 +211,29 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
     let truth = Command::new("/bin/true").spawn().expect("/bin/true");
     let true_pid = truth.id();
     let _ = truth.wait_with_output();
+    let files = ns
+        .cmd(&[
+            "python3",
+            "-c",
+            FILES_AND_UDP,
+            &watched.display().to_string(),
+        ])
+        .spawn()
+        .expect("python3");
+    let files_pid = files.id();
+    assert!(files.wait_with_output().expect("files").status.success());
     std::thread::sleep(Duration::from_secs(2));
     let (ok, _) = agent.terminate(Duration::from_secs(15));
     assert!(ok, "agent stopped on SIGTERM");
 
-    let l4: Vec<_> = read_all(&broker.address(), topics::L4_RAW)
+    let all_l4 = read_all(&broker.address(), topics::L4_RAW);
+    let udp = all_l4.iter().any(|e| {
+        matches!(e, AnyEvent::L4Event(l) if l.protocol == tapwire_schemas::Protocol::Udp
+            && l.kind == L4Kind::NetworkConnect && l.pid == files_pid && l.dst.port == 5353
+            && l.binary == "python3")
+    });
+    assert!(udp, "UDP connect of the file script");
+    let l4: Vec<_> = all_l4
         .into_iter()
         .filter_map(|e| match e {
             AnyEvent::L4Event(l)
@@ -268,4 +311,44 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
         matches!(e, AnyEvent::RuntimeEvent(r) if r.kind == RuntimeKind::ProcessExit && r.pid == true_pid && r.exit_code == Some(0) && r.binary == "/bin/true")
     });
     assert!(exit, "exit of /bin/true");
+
+    let file_events: Vec<_> = runtime
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::RuntimeEvent(r) if r.pid == files_pid && r.path.is_some() => Some(r),
+            _ => None,
+        })
+        .collect();
+    let a = format!("{}/a", watched.display());
+    let b = format!("{}/b", watched.display());
+    let summary: Vec<(RuntimeKind, Option<&str>, Option<&str>)> = file_events
+        .iter()
+        .map(|r| (r.kind, r.path.as_deref(), r.old_path.as_deref()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            (RuntimeKind::FileCreate, Some(a.as_str()), None),
+            (RuntimeKind::FileChmod, Some(a.as_str()), None),
+            (RuntimeKind::FileChown, Some(a.as_str()), None),
+            (RuntimeKind::FileRename, Some(b.as_str()), Some(a.as_str())),
+            (RuntimeKind::FileDelete, Some(b.as_str()), None),
+        ]
+    );
+    assert_eq!(file_events[0].mode, Some(0o640));
+    assert_eq!(file_events[1].mode, Some(0o600));
+    assert_eq!(
+        (file_events[2].owner_uid, file_events[2].owner_gid),
+        (Some(1234), Some(2345))
+    );
+    assert!(
+        file_events
+            .iter()
+            .all(|r| r.binary.ends_with("python3") || r.binary.contains("python"))
+    );
+    // Files outside the prefix are not reported.
+    assert!(
+        !runtime.iter().any(|e| matches!(e, AnyEvent::RuntimeEvent(r)
+        if r.path.as_deref().is_some_and(|p| !p.starts_with(&watched.display().to_string()))))
+    );
 }

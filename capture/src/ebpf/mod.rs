@@ -25,7 +25,7 @@ use tapwire_schemas::{LossRecord, RuntimeEvent, RuntimeKind, encode, topics};
 use crate::Identity;
 use crate::agent::{CaptureError, Summary};
 use crate::config::CaptureConfig;
-use wire::{Event, ProcEvent, TW_PROC_EXEC, c_str};
+use wire::{Event, FileEvent, ProcEvent, TW_PROC_EXEC, UdpEvent, c_str, file_op};
 
 /// Why the eBPF programs were not built into this agent, when they were not.
 pub fn missing_reason() -> Option<&'static str> {
@@ -174,6 +174,152 @@ impl ProcTracker {
     }
 }
 
+const AT_FDCWD: i32 = -100;
+const O_CREAT: u32 = 0o100;
+
+/// The absolute path of a file event's `path` (resolved against the
+/// process's cwd or its directory fd while it lives).
+fn resolve(pid: u32, dfd: i32, path: &str) -> String {
+    if path.starts_with('/') || path.is_empty() {
+        return path.to_owned();
+    }
+    let base = if dfd == AT_FDCWD {
+        std::fs::read_link(format!("/proc/{pid}/cwd"))
+    } else {
+        std::fs::read_link(format!("/proc/{pid}/fd/{dfd}"))
+    };
+    match base {
+        Ok(base) => format!(
+            "{}/{}",
+            base.display().to_string().trim_end_matches('/'),
+            path
+        ),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// A file event under one of `prefixes` as a runtime event; `None` outside.
+fn file_event(
+    identity: &Identity,
+    procs: &mut ProcTracker,
+    prefixes: &[String],
+    e: &FileEvent,
+    ts_ns: i64,
+) -> Option<RuntimeEvent> {
+    let path = resolve(e.pid, e.dfd, &c_str(&e.path));
+    let old_path = (e.op == file_op::RENAME).then(|| resolve(e.pid, AT_FDCWD, &c_str(&e.old_path)));
+    let under = |p: &str| prefixes.iter().any(|pre| p.starts_with(pre.as_str()));
+    if !under(&path) && !old_path.as_deref().is_some_and(under) {
+        return None;
+    }
+    let kind = match e.op {
+        file_op::OPEN if e.flags & O_CREAT != 0 => RuntimeKind::FileCreate,
+        file_op::OPEN => RuntimeKind::FileOpen,
+        file_op::UNLINK => RuntimeKind::FileDelete,
+        file_op::RENAME => RuntimeKind::FileRename,
+        file_op::CHMOD => RuntimeKind::FileChmod,
+        file_op::CHOWN => RuntimeKind::FileChown,
+        _ => return None,
+    };
+    procs.seq += 1;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", e.pid)).unwrap_or_default();
+    let ids = |key: &str| -> Vec<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(|v| {
+                v.split_whitespace()
+                    .filter_map(|x| x.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let (uids, gids, ppid) = (ids("Uid:"), ids("Gid:"), ids("PPid:"));
+    Some(RuntimeEvent {
+        header: identity.header(
+            ts_ns,
+            &[
+                b"ebpf-file",
+                &e.pid.to_le_bytes(),
+                &ts_ns.to_le_bytes(),
+                &procs.seq.to_le_bytes(),
+            ],
+        ),
+        kind,
+        pid: e.pid,
+        ppid: ppid.first().copied().unwrap_or(0),
+        uid: uids.first().copied().unwrap_or(0),
+        euid: uids.get(1).copied().unwrap_or(0),
+        egid: gids.get(1).copied().unwrap_or(0),
+        binary: procs
+            .binaries
+            .get(&e.pid)
+            .cloned()
+            .or_else(|| {
+                std::fs::read_link(format!("/proc/{}/exe", e.pid))
+                    .ok()
+                    .map(|p| p.display().to_string())
+            })
+            .unwrap_or_else(|| c_str(&e.comm)),
+        command_line: None,
+        container_id: std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid))
+            .ok()
+            .and_then(|c| container_id(&c)),
+        path: Some(path),
+        old_path,
+        mode: matches!(kind, RuntimeKind::FileCreate | RuntimeKind::FileChmod).then_some(e.mode),
+        owner_uid: (kind == RuntimeKind::FileChown).then_some(e.owner_uid),
+        owner_gid: (kind == RuntimeKind::FileChown).then_some(e.owner_gid),
+        exit_code: None,
+    })
+}
+
+/// A UDP socket's connect as a `network_connect` (the local port may not
+/// be bound yet: the source endpoint is unspecified).
+fn udp_connect(
+    identity: &Identity,
+    seq: u64,
+    e: &UdpEvent,
+    ts_ns: i64,
+) -> tapwire_schemas::L4Event {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    use tapwire_schemas::{Direction, Endpoint, Ip, L4Kind, Protocol};
+    let ip = if e.family == 2 {
+        IpAddr::V4(Ipv4Addr::new(
+            e.daddr[0], e.daddr[1], e.daddr[2], e.daddr[3],
+        ))
+    } else {
+        let v6 = Ipv6Addr::from(e.daddr);
+        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
+    };
+    tapwire_schemas::L4Event {
+        header: identity.header(
+            ts_ns,
+            &[
+                b"ebpf-udp",
+                &e.pid.to_le_bytes(),
+                &ts_ns.to_le_bytes(),
+                &seq.to_le_bytes(),
+            ],
+        ),
+        kind: L4Kind::NetworkConnect,
+        pid: e.pid,
+        binary: c_str(&e.comm),
+        container_id: None,
+        src: Endpoint::default(),
+        dst: Endpoint {
+            ip: Ip(ip),
+            port: e.dport,
+        },
+        protocol: Protocol::Udp,
+        direction: Direction::Egress,
+        duration_ns: None,
+        bytes_sent: None,
+        bytes_received: None,
+        final_state: None,
+    }
+}
+
 /// Loads, attaches and reads until `shutdown`; open connections are then
 /// reported as stale flows.
 #[cfg(not(tapwire_no_bpf))]
@@ -195,15 +341,35 @@ pub async fn run<S: Sink>(
         .set_max_entries("events", ec.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(e.to_string()))?;
-    let programs: [(&'static str, &'static str, &'static str, bool); 3] = [
+    let programs: [(&'static str, &'static str, &'static str, bool); 18] = [
         (
             "tw_sock_state",
             "sock",
             "inet_sock_set_state",
             ec.connections,
         ),
+        (
+            "tw_connect",
+            "syscalls",
+            "sys_enter_connect",
+            ec.connections,
+        ),
         ("tw_exec", "sched", "sched_process_exec", ec.processes),
         ("tw_exit", "sched", "sched_process_exit", ec.processes),
+        ("tw_openat", "syscalls", "sys_enter_openat", ec.files),
+        ("tw_unlinkat", "syscalls", "sys_enter_unlinkat", ec.files),
+        ("tw_renameat2", "syscalls", "sys_enter_renameat2", ec.files),
+        ("tw_fchmodat", "syscalls", "sys_enter_fchmodat", ec.files),
+        ("tw_fchownat", "syscalls", "sys_enter_fchownat", ec.files),
+        ("tw_open", "syscalls", "sys_enter_open", ec.files),
+        ("tw_creat", "syscalls", "sys_enter_creat", ec.files),
+        ("tw_unlink", "syscalls", "sys_enter_unlink", ec.files),
+        ("tw_rename", "syscalls", "sys_enter_rename", ec.files),
+        ("tw_renameat", "syscalls", "sys_enter_renameat", ec.files),
+        ("tw_chmod", "syscalls", "sys_enter_chmod", ec.files),
+        ("tw_fchmodat2", "syscalls", "sys_enter_fchmodat2", ec.files),
+        ("tw_chown", "syscalls", "sys_enter_chown", ec.files),
+        ("tw_lchown", "syscalls", "sys_enter_lchown", ec.files),
     ];
     for (program, category, name, enabled) in programs {
         if !enabled {
@@ -224,9 +390,6 @@ pub async fn run<S: Sink>(
         prog.attach(category, name)
             .map_err(|e| attach_err(e.to_string()))?;
         tracing::info!(program, "attached to {category}:{name}");
-    }
-    if ec.files {
-        tracing::warn!("capture.ebpf.files: file events are not built yet; none are reported");
     }
     let ring = RingBuf::try_from(
         bpf.take_map("events")
@@ -273,6 +436,16 @@ pub async fn run<S: Sink>(
                             let ev = procs.handle(&e, e.ts_ns as i64 + offset);
                             batch.push(OutRecord::new(topics::RUNTIME_RAW, Some(node_key.clone()), encode(&ev)?));
                             counts[1] += 1;
+                        }
+                        Ok(Event::File(e)) => {
+                            if let Some(ev) = file_event(&identity, &mut procs, &ec.file_path_prefixes, &e, e.ts_ns as i64 + offset) {
+                                batch.push(OutRecord::new(topics::RUNTIME_RAW, Some(node_key.clone()), encode(&ev)?));
+                                counts[1] += 1;
+                            }
+                        }
+                        Ok(Event::Udp(e)) => {
+                            procs.seq += 1;
+                            l4.push(udp_connect(&identity, procs.seq, &e, e.ts_ns as i64 + offset));
                         }
                         Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
                     }

@@ -12,6 +12,76 @@ pub const TW_TCP_STATE: u32 = 1;
 pub const TW_PROC_EXEC: u32 = 2;
 /// A process exited.
 pub const TW_PROC_EXIT: u32 = 3;
+/// A file event.
+pub const TW_FILE: u32 = 4;
+/// A UDP socket's connect.
+pub const TW_UDP_CONNECT: u32 = 5;
+
+/// `enum tw_file_op`.
+pub mod file_op {
+    /// openat with write, create or truncate flags.
+    pub const OPEN: u32 = 1;
+    /// unlinkat.
+    pub const UNLINK: u32 = 2;
+    /// renameat2.
+    pub const RENAME: u32 = 3;
+    /// fchmodat.
+    pub const CHMOD: u32 = 4;
+    /// fchownat.
+    pub const CHOWN: u32 = 5;
+}
+
+/// `struct tw_file_event`.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileEvent {
+    /// [`TW_FILE`].
+    pub kind: u32,
+    /// Tgid.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// One of [`file_op`].
+    pub op: u32,
+    /// openat / unlinkat / renameat2 flags.
+    pub flags: u32,
+    /// openat / fchmodat mode.
+    pub mode: u32,
+    /// fchownat uid.
+    pub owner_uid: u32,
+    /// fchownat gid.
+    pub owner_gid: u32,
+    /// Directory fd the (new) path is relative to.
+    pub dfd: i32,
+    /// `comm`.
+    pub comm: [u8; 16],
+    /// Path as given (the new path of a rename).
+    pub path: [u8; 256],
+    /// Old path of a rename.
+    pub old_path: [u8; 256],
+}
+
+/// `struct tw_udp_event`.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpEvent {
+    /// [`TW_UDP_CONNECT`].
+    pub kind: u32,
+    /// Tgid.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Padding.
+    pub pad: u32,
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// `comm`.
+    pub comm: [u8; 16],
+}
 
 /// `struct tw_tcp_event`: one `sock:inet_sock_set_state` call (TCP).
 #[repr(C)]
@@ -88,6 +158,10 @@ pub enum Event {
     Tcp(TcpEvent),
     /// Exec or exit.
     Proc(Box<ProcEvent>),
+    /// A file event.
+    File(Box<FileEvent>),
+    /// A UDP connect.
+    Udp(UdpEvent),
 }
 
 /// A record that does not decode (wrong kind or length).
@@ -152,6 +226,30 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
                 args: arr(b, offset_of!(ProcEvent, args)),
             })))
         }
+        TW_FILE if b.len() >= size_of::<FileEvent>() => Ok(Event::File(Box::new(FileEvent {
+            kind,
+            pid: u32_at(b, offset_of!(FileEvent, pid)),
+            ts_ns: u64_at(b, offset_of!(FileEvent, ts_ns)),
+            op: u32_at(b, offset_of!(FileEvent, op)),
+            flags: u32_at(b, offset_of!(FileEvent, flags)),
+            mode: u32_at(b, offset_of!(FileEvent, mode)),
+            owner_uid: u32_at(b, offset_of!(FileEvent, owner_uid)),
+            owner_gid: u32_at(b, offset_of!(FileEvent, owner_gid)),
+            dfd: u32_at(b, offset_of!(FileEvent, dfd)) as i32,
+            comm: arr(b, offset_of!(FileEvent, comm)),
+            path: arr(b, offset_of!(FileEvent, path)),
+            old_path: arr(b, offset_of!(FileEvent, old_path)),
+        }))),
+        TW_UDP_CONNECT if b.len() >= size_of::<UdpEvent>() => Ok(Event::Udp(UdpEvent {
+            kind,
+            pid: u32_at(b, offset_of!(UdpEvent, pid)),
+            ts_ns: u64_at(b, offset_of!(UdpEvent, ts_ns)),
+            family: u16_at(b, offset_of!(UdpEvent, family)),
+            dport: u16_at(b, offset_of!(UdpEvent, dport)),
+            pad: 0,
+            daddr: arr(b, offset_of!(UdpEvent, daddr)),
+            comm: arr(b, offset_of!(UdpEvent, comm)),
+        })),
         _ => Err(err),
     }
 }
@@ -205,6 +303,34 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         filename,
         args
     ));
+    v.extend(fields!(
+        FileEvent,
+        "tw_file_event",
+        kind,
+        pid,
+        ts_ns,
+        op,
+        flags,
+        mode,
+        owner_uid,
+        owner_gid,
+        dfd,
+        comm,
+        path,
+        old_path
+    ));
+    v.extend(fields!(
+        UdpEvent,
+        "tw_udp_event",
+        kind,
+        pid,
+        ts_ns,
+        family,
+        dport,
+        pad,
+        daddr,
+        comm
+    ));
     v
 }
 
@@ -233,6 +359,8 @@ mod tests {
         for (name, size) in [
             ("tw_tcp_event", size_of::<TcpEvent>()),
             ("tw_proc_event", size_of::<ProcEvent>()),
+            ("tw_file_event", size_of::<FileEvent>()),
+            ("tw_udp_event", size_of::<UdpEvent>()),
         ] {
             let header = format!("STRUCT '{name}' size=");
             let start = btf
@@ -266,7 +394,7 @@ mod tests {
             assert_eq!(members, ours, "fields of {name}");
             checked += ours.len();
         }
-        assert!(checked > 20);
+        assert!(checked > 40);
     }
 
     #[test]
