@@ -552,6 +552,14 @@ async fn run_live<S: Sink>(
     let (tx, mut rx) = mpsc::channel::<Frame>(BATCH * 16);
     let lost = Arc::new(AtomicU64::new(0));
     let handles = live::start(&config.packets, tx, lost.clone(), shutdown.clone())?;
+    eprintln!(
+        "capture: packets capturing on {}",
+        if config.packets.interfaces.is_empty() {
+            "any".to_owned()
+        } else {
+            config.packets.interfaces.join(",")
+        }
+    );
     let mut pipeline = PacketPipeline::new(config, identity.clone(), "live".to_owned());
     let mut flush_tick = tokio::time::interval(Duration::from_millis(100));
     let mut reported_lost = 0u64;

@@ -2,7 +2,8 @@
 //! AF_PACKET socket through a TPACKET_V3 memory-mapped ring (buffered mode,
 //! which is what this module asks for), compiles the tcpdump-syntax filter
 //! to classic BPF and attaches it in the kernel, and honours the snap
-//! length. One thread per interface; an empty interface list is `any`.
+//! length. One thread per interface, reading in non-blocking mode; an empty
+//! interface list is `any`.
 //!
 //! Loss: frames the kernel dropped (ring full) and frames dropped because
 //! the agent's send queue was full are both added to one counter that the
@@ -80,6 +81,7 @@ pub fn start(
             .immediate_mode(false)
             .timeout(100)
             .open()
+            .and_then(|c| c.setnonblock())
             .map_err(open)?;
         if let Some(filter) = &config.filter {
             cap.filter(filter, true)
@@ -124,7 +126,11 @@ fn read_loop(
                 data: p.data.to_vec(),
                 interface: name.clone(),
             },
+            // Non-blocking: nothing to read right now. (A blocking read
+            // with a timeout can wait forever on an idle TPACKET_V3 ring,
+            // and then shutdown would never be noticed.)
             Err(pcap::Error::TimeoutExpired) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
                 if let Ok(stats) = cap.stats() {
                     let dropped = u64::from(stats.dropped) + u64::from(stats.if_dropped);
                     if dropped > kernel_dropped {

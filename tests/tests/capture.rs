@@ -404,3 +404,105 @@ fn without_net_raw_the_agent_names_the_capability_and_runs_the_replay() {
         "the replay ran: {stderr}"
     );
 }
+
+#[test]
+fn live_capture_on_loopback_sees_what_dumpcap_sees() {
+    let Some(()) = tshark() else { return };
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if require(
+        "root (raw sockets)",
+        root.then_some(()),
+        "run the tests as root, as CI does",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(broker) = broker_with_topics() else {
+        return;
+    };
+    let server = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = server.local_addr().expect("addr").port();
+    let filter = format!("tcp port {port}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let reference = dir.path().join("reference.pcapng");
+    let dumpcap = tapwire_tests::Lines::spawn(
+        Command::new("dumpcap")
+            .args(["-i", "lo", "-f", &filter, "-w"])
+            .arg(&reference),
+    );
+    let agent = tapwire_tests::Lines::spawn(tapwire(&broker.address()).args([
+        "capture",
+        "--source",
+        "packets",
+        "-i",
+        "lo",
+        "--capture-filter",
+        &filter,
+        "--node-name",
+        "node-live",
+    ]));
+    let ready = tapwire_tests::wait_until(Duration::from_secs(20), || {
+        agent.stderr().contains("capturing on lo") && dumpcap.stderr().contains("Capturing on")
+    });
+    assert!(
+        ready,
+        "agent:\n{}\ndumpcap:\n{}",
+        agent.stderr(),
+        dumpcap.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    // A real exchange: 3 connections, 10 kB each way.
+    let echo = std::thread::spawn(move || {
+        for _ in 0..3 {
+            let (mut c, _) = server.accept().expect("accept");
+            let mut buf = vec![0u8; 10_000];
+            std::io::Read::read_exact(&mut c, &mut buf).expect("read");
+            std::io::Write::write_all(&mut c, &buf).expect("write");
+        }
+    });
+    for _ in 0..3 {
+        let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        std::io::Write::write_all(&mut c, &[7u8; 10_000]).expect("write");
+        let mut back = vec![0u8; 10_000];
+        std::io::Read::read_exact(&mut c, &mut back).expect("read back");
+    }
+    echo.join().expect("echo");
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "agent stops on SIGTERM");
+    let _ = dumpcap.terminate(Duration::from_secs(10));
+
+    let mut expected: Vec<Vec<u8>> = tshark_frames(&reference)
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    assert!(expected.len() >= 3 * 6, "dumpcap saw the traffic");
+    let mut got: Vec<Vec<u8>> = read_topic(&broker.address(), topics::PACKETS_RAW, |g| {
+        g.len() >= expected.len()
+    })
+    .into_iter()
+    .filter_map(|e| match e {
+        AnyEvent::PacketRecord(p) => Some(p.data),
+        _ => None,
+    })
+    .collect();
+    expected.sort();
+    got.sort();
+    assert_eq!(got.len(), expected.len(), "as many packets as dumpcap");
+    assert!(got == expected, "the same bytes as dumpcap");
+    let is_flow = |e: &AnyEvent| {
+        matches!(e, AnyEvent::L4Event(l) if l.kind == L4Kind::NetworkFlow && l.dst.port == port
+            && l.bytes_sent == Some(10_000) && l.bytes_received == Some(10_000))
+    };
+    let flows = read_topic(&broker.address(), topics::L4_RAW, |g| {
+        g.iter().filter(|e| is_flow(e)).count() >= 3
+    })
+    .iter()
+    .filter(|e| is_flow(e))
+    .count();
+    assert_eq!(flows, 3, "three 10 kB flows derived from the live packets");
+}

@@ -35,6 +35,7 @@ const LISTEN: i32 = 10;
 struct Conn {
     pid: u32,
     binary: String,
+    container_id: Option<String>,
     start_ns: i64,
     direction: Direction,
     src: Endpoint,
@@ -46,8 +47,8 @@ struct Conn {
 pub struct TcpTracker {
     identity: Identity,
     conns: HashMap<u64, Conn>,
-    /// Local port -> (pid, binary) of the listener.
-    listeners: HashMap<u16, (u32, String)>,
+    /// Local port -> (pid, binary, container) of the listener.
+    listeners: HashMap<u16, (u32, String, Option<String>)>,
     seq: u64,
     /// Closes of sockets opened before the sensor started (no owner known).
     pub untracked_closes: u64,
@@ -62,6 +63,14 @@ fn ip(family: u16, bytes: &[u8; 16]) -> Ip {
         let v6 = Ipv6Addr::from(*bytes);
         Ip(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
     }
+}
+
+/// The container of a live process; `None` for host processes (and
+/// processes gone already).
+fn container_of(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ok()
+        .and_then(|c| super::container_id(&c))
 }
 
 impl TcpTracker {
@@ -91,7 +100,7 @@ impl TcpTracker {
             kind,
             pid: conn.pid,
             binary: conn.binary.clone(),
-            container_id: None,
+            container_id: conn.container_id.clone(),
             src: conn.src,
             dst: conn.dst,
             protocol: Protocol::Tcp,
@@ -121,6 +130,7 @@ impl TcpTracker {
                 let conn = Conn {
                     pid: e.pid,
                     binary: comm,
+                    container_id: container_of(e.pid),
                     start_ns: ts_ns,
                     direction: Direction::Egress,
                     src: local,
@@ -136,10 +146,13 @@ impl TcpTracker {
                 }
             }
             (CLOSE, LISTEN) => {
-                self.listeners.insert(e.sport, (e.pid, comm.clone()));
+                let container_id = container_of(e.pid);
+                self.listeners
+                    .insert(e.sport, (e.pid, comm.clone(), container_id.clone()));
                 let conn = Conn {
                     pid: e.pid,
                     binary: comm,
+                    container_id,
                     start_ns: ts_ns,
                     direction: Direction::None,
                     src: local,
@@ -151,10 +164,12 @@ impl TcpTracker {
                 self.listeners.remove(&e.sport);
             }
             (SYN_RECV, ESTABLISHED) => {
-                let (pid, binary) = self.listeners.get(&e.sport).cloned().unwrap_or_default();
+                let (pid, binary, container_id) =
+                    self.listeners.get(&e.sport).cloned().unwrap_or_default();
                 let conn = Conn {
                     pid,
                     binary,
+                    container_id,
                     start_ns: ts_ns,
                     direction: Direction::Ingress,
                     src: remote,
