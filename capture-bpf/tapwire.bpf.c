@@ -55,7 +55,7 @@ int tw_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->sport = ctx->sport;
 	e->dport = ctx->dport;
 	e->family = ctx->family;
-	e->pad = 0;
+	e->fin_received = 0;
 	e->bytes_acked = 0;
 	e->bytes_received = 0;
 	if (ctx->family == 2) {
@@ -72,6 +72,12 @@ int tw_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		struct tcp_sock *tp = (struct tcp_sock *)ctx->skaddr;
 		e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 		e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		/* tcp_fin() sets SOCK_DONE (bit 1 of sk_flags); whether the
+		 * peer's FIN is in bytes_received cannot be told from the
+		 * states alone (an orphaned FIN_WAIT2 socket may close before
+		 * or after it arrives). */
+		struct sock *sk = (struct sock *)ctx->skaddr;
+		e->fin_received = (BPF_CORE_READ(sk, __sk_common.skc_flags) >> 1) & 1;
 	}
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	bpf_ringbuf_submit(e, 0);

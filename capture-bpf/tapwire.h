@@ -37,7 +37,7 @@ struct tw_tcp_event {
 	__u16 sport;
 	__u16 dport;
 	__u16 family;
-	__u16 pad;
+	__u16 fin_received; /* at TCP_CLOSE: SOCK_DONE, the peer's FIN was processed */
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TW_COMM_LEN];

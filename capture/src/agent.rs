@@ -113,7 +113,9 @@ pub enum CaptureError {
     NothingToRun(String),
 }
 
-/// What the agent sent.
+/// What the agent sent. The counts also go to the Prometheus metrics
+/// (`tapwire_messages_out_total{stage="capture"}`,
+/// `tapwire_messages_dropped_total{stage="capture",reason="ringbuf"|"packet_queue"}`).
 #[derive(Debug, Default)]
 pub struct Summary {
     /// Packet records.
@@ -130,9 +132,23 @@ pub struct Summary {
     pub lost: AtomicU64,
 }
 
+fn metrics() -> &'static tapwire_plumbing::telemetry::StageMetrics {
+    static METRICS: std::sync::OnceLock<tapwire_plumbing::telemetry::StageMetrics> =
+        std::sync::OnceLock::new();
+    METRICS.get_or_init(|| tapwire_plumbing::telemetry::StageMetrics::new("capture"))
+}
+
 impl Summary {
+    /// Counts `n` records of one kind delivered to the bus.
     pub(crate) fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+        metrics().messages_out.inc_by(n);
+    }
+
+    /// Counts `n` events lost at `reason` (`ringbuf`, `packet_queue`).
+    pub(crate) fn lost(&self, reason: &str, n: u64) {
+        self.lost.fetch_add(n, Ordering::Relaxed);
+        metrics().dropped(reason, n);
     }
 
     /// Reads a counter.
@@ -584,7 +600,7 @@ async fn run_live<S: Sink>(
                 if lost_now > reported_lost {
                     let n = lost_now - reported_lost;
                     reported_lost = lost_now;
-                    Summary::add(&summary.lost, n);
+                    summary.lost("packet_queue", n);
                     tracing::warn!(lost = n, "packets dropped: the send queue was full");
                     let loss = LossRecord {
                         header: identity.header(now, &[b"loss", b"packet_queue", &lost_now.to_le_bytes()]),

@@ -352,3 +352,101 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
         if r.path.as_deref().is_some_and(|p| !p.starts_with(&watched.display().to_string()))))
     );
 }
+
+#[test]
+fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
+    if require(
+        "root (eBPF needs it)",
+        is_root().then_some(()),
+        "run the tests as root, as CI does",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    // One page: room for a handful of process records.
+    std::fs::write(
+        &config,
+        "[capture.ebpf]\nring_buffer_bytes = 4096\nconnections = false\nfiles = false\n",
+    )
+    .expect("config");
+    let admin = format!("127.0.0.1:{}", tapwire_tests::free_port());
+    let agent = Lines::spawn(
+        tapwire(&broker.address())
+            .arg("-c")
+            .arg(&config)
+            .args(["--admin-listen", &admin])
+            .args(["capture", "--source", "ebpf", "--node-name", "node-l"]),
+    );
+    assert!(
+        tapwire_tests::wait_until(Duration::from_secs(30), || agent
+            .stderr()
+            .contains("ebpf attached")),
+        "agent:\n{}",
+        agent.stderr()
+    );
+    // Stop the reader, make 50 execs and exits, let it read again.
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &agent.pid().to_string()])
+            .status()
+            .expect("kill")
+    };
+    signal("-STOP");
+    let mut pids = Vec::new();
+    for _ in 0..50 {
+        let c = Command::new("/bin/true").spawn().expect("/bin/true");
+        pids.push(c.id());
+        let _ = c.wait_with_output();
+    }
+    signal("-CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    let metrics = {
+        use std::io::{Read, Write};
+        let mut c = std::net::TcpStream::connect(&admin).expect("admin server");
+        c.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+            .expect("request");
+        let mut text = String::new();
+        c.read_to_string(&mut text).expect("response");
+        text
+    };
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok);
+    let dropped: u64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("tapwire_messages_dropped_total")
+                && l.contains("stage=\"capture\"")
+                && l.contains("reason=\"ringbuf\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no ringbuf drop metric in:\n{metrics}"));
+    let events = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let seen = events
+        .iter()
+        .filter(|e| matches!(e, AnyEvent::RuntimeEvent(r) if pids.contains(&r.pid)))
+        .count();
+    let lost: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::LossRecord(l) if l.source == "ringbuf" => Some(l.lost),
+            _ => None,
+        })
+        .sum();
+    assert!(lost > 0, "loss reported");
+    assert_eq!(
+        dropped, lost,
+        "the metric counts what the loss records carry"
+    );
+    assert!(seen < 100, "the ring could not hold all 100 records");
+    assert!(
+        seen as u64 + lost >= 100,
+        "every record is either delivered or counted: {seen} seen, {lost} lost"
+    );
+}

@@ -462,7 +462,7 @@ pub async fn run<S: Sink>(
                 if lost > reported_lost {
                     let n = lost - reported_lost;
                     reported_lost = lost;
-                    Summary::add(&summary.lost, n);
+                    summary.lost("ringbuf", n);
                     tracing::warn!(lost = n, "ring buffer full: events lost");
                     for topic in [topics::L4_RAW, topics::RUNTIME_RAW] {
                         let loss = LossRecord {

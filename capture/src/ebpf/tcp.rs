@@ -10,8 +10,10 @@
 //! Bytes: `bytes_acked` and `bytes_received` count sequence space. The
 //! active opener's SYN is in its `bytes_acked`; a FIN is in `bytes_acked`
 //! once acknowledged (the socket closes from LAST_ACK or FIN_WAIT2) and the
-//! peer's FIN in `bytes_received` when the socket closes from LAST_ACK
-//! (it received the FIN before sending its own). Those are taken off.
+//! peer's FIN in `bytes_received` once processed, which the program reports
+//! (`fin_received`, the socket's SOCK_DONE flag: an orphaned FIN_WAIT2
+//! socket may close before or after the peer's FIN arrives). Those are
+//! taken off.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -194,7 +196,7 @@ impl TcpTracker {
                 };
                 let syn = u64::from(conn.direction == Direction::Egress);
                 let fin_acked = u64::from(matches!(old, LAST_ACK | FIN_WAIT2));
-                let peer_fin = u64::from(old == LAST_ACK);
+                let peer_fin = u64::from(e.fin_received != 0);
                 let mut flow = self.event(L4Kind::NetworkFlow, &conn, ts_ns);
                 flow.duration_ns = Some((ts_ns - conn.start_ns).max(0) as u64);
                 if final_state == FinalState::Refused {
@@ -279,6 +281,7 @@ mod tests {
             &mut out,
         );
         let mut close = ev(LAST_ACK, CLOSE, 2, 40000, 8080, 0, "");
+        close.fin_received = 1;
         close.bytes_acked = 5002;
         close.bytes_received = 123_457;
         t.handle(&close, 50, &mut out);

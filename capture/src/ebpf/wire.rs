@@ -109,8 +109,8 @@ pub struct TcpEvent {
     pub dport: u16,
     /// AF_INET (2) or AF_INET6 (10).
     pub family: u16,
-    /// Padding.
-    pub pad: u16,
+    /// At TCP_CLOSE: 1 when the peer's FIN was processed (SOCK_DONE).
+    pub fin_received: u16,
     /// Local address (4 bytes used for IPv4).
     pub saddr: [u8; 16],
     /// Remote address.
@@ -204,7 +204,7 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
             sport: u16_at(b, offset_of!(TcpEvent, sport)),
             dport: u16_at(b, offset_of!(TcpEvent, dport)),
             family: u16_at(b, offset_of!(TcpEvent, family)),
-            pad: 0,
+            fin_received: u16_at(b, offset_of!(TcpEvent, fin_received)),
             saddr: arr(b, offset_of!(TcpEvent, saddr)),
             daddr: arr(b, offset_of!(TcpEvent, daddr)),
             comm: arr(b, offset_of!(TcpEvent, comm)),
@@ -281,7 +281,7 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         sport,
         dport,
         family,
-        pad,
+        fin_received,
         saddr,
         daddr,
         comm

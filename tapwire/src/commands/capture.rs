@@ -60,16 +60,23 @@ pub async fn run(
         "capture: node {} sensor {}",
         identity.node, identity.sensor_id
     );
+    if let Some(addr) = config.telemetry.admin_listen {
+        let health = tapwire_plumbing::telemetry::Health::default();
+        let bound =
+            tapwire_plumbing::telemetry::serve_admin(addr, health, shutdown.clone()).await?;
+        tracing::info!(%bound, "admin server listening");
+    }
     let sink = KafkaSink::new(&config.kafka)?;
     let summary = Arc::new(Summary::default());
     let result = agent.run(sink.clone(), shutdown, summary.clone()).await;
     sink.flush(Duration::from_secs(10))
         .context("flushing the producer")?;
     eprintln!(
-        "capture stopped: {} packets, {} L4 events, {} DNS events, {} inventory snapshots, {} lost",
+        "capture stopped: {} packets, {} L4 events, {} DNS events, {} runtime events, {} inventory snapshots, {} lost",
         Summary::get(&summary.packets),
         Summary::get(&summary.l4_events),
         Summary::get(&summary.dns_events),
+        Summary::get(&summary.runtime_events),
         Summary::get(&summary.inventory_snapshots),
         Summary::get(&summary.lost),
     );
