@@ -12,15 +12,32 @@
 //! - `policy.rs`: verdicts with 1,000 rules against decode+encode alone;
 //! - `cef.rs`: CEF formatting against JSON serialization of the same verdicts,
 //!   and forwarding over TCP to syslog-ng against a bare socket.
+//! - `aggregate.rs`: decode + connection-count pre-aggregation of verdicts
+//!   (1,000 pod pairs, batches of 50,000) against decoding alone, with the
+//!   rows out (ratio column = events per count row); and the aggregate
+//!   stage's `handle` into a real ClickHouse (`TAPWIRE_CLICKHOUSE_URL`,
+//!   skipped with the reason when unreachable), events/s in and rows/s out,
+//!   against a bare clickhouse-crate insert of as many rows;
+//! - `record.rs`: the recorder (reassembly, KFL `tcp and port 80`, slices
+//!   written to disk) over a generated ~200 MB HTTP pcap, packets/s and
+//!   Gbit/s, against `tcpdump -r IN -w OUT 'tcp port 80'` on the same file
+//!   (tshark `-Y` when tcpdump is missing, labelled so);
+//! - `capture.rs`: `tapwire capture`'s pcap replay into a private Tansu
+//!   against the bare rdkafka producer sending the same packet records
+//!   (`synth.rs` writes the pcaps of both).
 //!
 //! Run: `cargo run --release -p tapwire-bench -- all` (see `--help`).
 
+mod aggregate;
+mod capture;
 mod cef;
 mod codec;
 mod enrich;
 mod kafka;
 mod policy;
+mod record;
 mod report;
+mod synth;
 
 use clap::{Parser, ValueEnum};
 
@@ -40,6 +57,15 @@ struct Args {
     /// Messages forwarded to syslog-ng.
     #[arg(long, default_value_t = 200_000)]
     cef_forward_events: u64,
+    /// Events through the aggregate stage into ClickHouse (batches of 50,000).
+    #[arg(long, default_value_t = 200_000)]
+    clickhouse_events: u64,
+    /// Size of the pcap the recorder reads, in MiB.
+    #[arg(long, default_value_t = 200)]
+    record_mib: u64,
+    /// Size of the pcap replayed into Kafka, in MiB.
+    #[arg(long, default_value_t = 50)]
+    capture_mib: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -50,6 +76,9 @@ enum Which {
     Cef,
     Enrich,
     Policy,
+    Aggregate,
+    Record,
+    Capture,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +98,15 @@ fn main() -> anyhow::Result<()> {
     }
     if matches!(args.which, Which::All | Which::Cef) {
         rows.extend(cef::run(args.codec_events, args.cef_forward_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Aggregate) {
+        rows.extend(aggregate::run(args.codec_events, args.clickhouse_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Record) {
+        rows.extend(record::run(args.record_mib)?);
+    }
+    if matches!(args.which, Which::All | Which::Capture) {
+        rows.extend(capture::run(args.capture_mib)?);
     }
     report::print(&rows);
     Ok(())

@@ -31,12 +31,12 @@ pub fn peak_rss_mib() -> f64 {
 
 pub fn print(rows: &[Row]) {
     println!(
-        "\n{:<34} {:>14} {:<30} {:>14} {:>7} {:>9}",
+        "\n{:<44} {:>14} {:<40} {:>14} {:>7} {:>9}",
         "stage", "events/s", "baseline", "baseline ev/s", "ratio", "peak MiB"
     );
     for r in rows {
         println!(
-            "{:<34} {:>14.0} {:<30} {:>14.0} {:>7.2} {:>9.1}",
+            "{:<44} {:>14.0} {:<40} {:>14.0} {:>7.2} {:>9.1}",
             r.stage,
             r.events_per_s,
             r.baseline_name,

@@ -1,0 +1,292 @@
+//! The aggregator (issue 6: at least 500k events/s in, at least 100x fewer
+//! connection-count rows than events). Traffic: `network_connect` verdicts
+//! between 1,000 distinct pod pairs (a third each audit, enforce, other),
+//! 10,000 connections per second of event time, in batches of 50,000 (the
+//! `[aggregate]` default `batch_max_messages`).
+//!
+//! - In process, one core: decode each verdict, `Counts::add`, and
+//!   `Counts::rows()` once per batch, against decoding alone; and the rows
+//!   out: events per `connection_counts` row. Per batch that ratio is at
+//!   most 50,000 / distinct keys, so it is also printed for 250 and 10,000
+//!   pairs.
+//! - Through a real ClickHouse (`TAPWIRE_CLICKHOUSE_URL`, default
+//!   `http://127.0.0.1:8123`; the rows are skipped with the reason when it
+//!   does not answer): `AggregateStage::handle` on batches of 50,000 into a
+//!   fresh, migrated database (counts, `network_events`, `verdicts`: about
+//!   two rows per event), events/s in and rows/s out, against the bare
+//!   insert: the same number of prebuilt `network_events` rows as events,
+//!   50,000 per `INSERT`, with the clickhouse crate into another fresh
+//!   database. Only the inserts and `handle` are timed; building messages
+//!   and rows is not.
+
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::time::{Duration, Instant};
+
+use tapwire_aggregator::rows::{Counts, EventRows, NetworkEventRow};
+use tapwire_aggregator::schema;
+use tapwire_aggregator::sink::{AggregateStage, client};
+use tapwire_plumbing::bus::Message;
+use tapwire_plumbing::consumer::BatchHandler;
+use tapwire_schemas::events::{EnrichedEvent, L4Kind, Mode, Outcome, Verdict};
+use tapwire_schemas::{AnyEvent, Ip, decode_any, encode, samples, topics};
+
+use crate::report::{Row, peak_rss_mib, rate};
+
+/// Messages per batch (`[aggregate] batch_max_messages`).
+const BATCH: usize = 50_000;
+/// A whole minute, so one batch (5 s of events) falls in one minute.
+const BASE_NS: i64 = 1_700_000_040_000_000_000;
+
+/// Connect verdict `i` of a mix of `pairs` pod pairs.
+fn connect(i: u64, pairs: u64) -> Verdict {
+    // Spread the pairs over the batch (Knuth's multiplicative hash).
+    let p = i.wrapping_mul(2_654_435_761) % pairs;
+    let ns = BASE_NS + i as i64 * 100_000;
+    let mut e = samples::l4_flow(samples::header("node-a", "sensor-a", i, ns), i);
+    e.kind = L4Kind::NetworkConnect;
+    e.duration_ns = None;
+    e.bytes_sent = None;
+    e.bytes_received = None;
+    e.final_state = None;
+    let server = p % 50;
+    e.src.ip = Ip(IpAddr::V4(Ipv4Addr::new(
+        10,
+        1,
+        (p / 250 % 250) as u8,
+        (p % 250) as u8,
+    )));
+    e.dst.ip = Ip(IpAddr::V4(Ipv4Addr::new(10, 2, 0, server as u8)));
+    e.dst.port = 8080;
+    let (mode, outcome) = match p % 3 {
+        0 => (Mode::Audit, Outcome::Audited),
+        1 => (Mode::Enforce, Outcome::Allowed),
+        _ => (Mode::Other, Outcome::Allowed),
+    };
+    samples::verdict(
+        EnrichedEvent {
+            l4: Some(e),
+            dns: None,
+            runtime: None,
+            src: samples::pod_peer(&format!("client-{p}"), &format!("ns-{}", p % 20)),
+            dst: samples::pod_peer(&format!("server-{server}"), "backend"),
+        },
+        mode,
+        outcome,
+    )
+}
+
+fn batch_of(pairs: u64) -> anyhow::Result<(Vec<Verdict>, Vec<Vec<u8>>)> {
+    let verdicts: Vec<Verdict> = (0..BATCH as u64).map(|i| connect(i, pairs)).collect();
+    let payloads = verdicts.iter().map(encode).collect::<Result<_, _>>()?;
+    Ok((verdicts, payloads))
+}
+
+/// Rows one batch of `payloads` pre-aggregates to.
+fn count_rows(payloads: &[Vec<u8>]) -> anyhow::Result<(u64, usize)> {
+    let mut counts = Counts::default();
+    for (o, p) in payloads.iter().enumerate() {
+        if let AnyEvent::Verdict(v) = decode_any(p)? {
+            counts.add(&v, 0, o as u64);
+        }
+    }
+    Ok((counts.events, counts.rows().len()))
+}
+
+pub fn run(n: u64, clickhouse_n: u64) -> anyhow::Result<Vec<Row>> {
+    let (verdicts, payloads) = batch_of(1000)?;
+    let batches = n.div_ceil(BATCH as u64).max(1);
+    let n = batches * BATCH as u64;
+
+    // Baseline: decoding alone.
+    let started = Instant::now();
+    for _ in 0..batches {
+        for p in &payloads {
+            black_box(decode_any(p)?);
+        }
+    }
+    let decode = rate(n, started.elapsed());
+
+    let started = Instant::now();
+    let mut rows_out = 0u64;
+    for b in 0..batches {
+        let mut counts = Counts::default();
+        for (o, p) in payloads.iter().enumerate() {
+            if let AnyEvent::Verdict(v) = decode_any(p)? {
+                counts.add(&v, 0, b * BATCH as u64 + o as u64);
+            }
+        }
+        rows_out += black_box(counts.rows()).len() as u64;
+    }
+    let elapsed = started.elapsed();
+    let ours = rate(n, elapsed);
+    let per_row = n as f64 / rows_out.max(1) as f64;
+    eprintln!(
+        "aggregate: {ours:.0} events/s in, {:.0} count rows/s out, {per_row:.1} events per row \
+         (1,000 pairs, {BATCH} per batch)",
+        rate(rows_out, elapsed)
+    );
+    for pairs in [250, 10_000] {
+        let (events, rows) = count_rows(&batch_of(pairs)?.1)?;
+        eprintln!(
+            "aggregate: {pairs} pairs: {:.1} events per count row",
+            events as f64 / rows.max(1) as f64
+        );
+    }
+    let mut out = vec![
+        Row {
+            stage: "aggregate: decode+count (1 core)".into(),
+            events_per_s: ours,
+            baseline_name: "decode only".into(),
+            baseline_per_s: decode,
+            peak_rss_mib: peak_rss_mib(),
+        },
+        Row {
+            stage: "aggregate: count rows out (ratio=ev/row)".into(),
+            events_per_s: ours,
+            baseline_name: "count rows/s out, 1k pairs".into(),
+            baseline_per_s: rate(rows_out, elapsed),
+            peak_rss_mib: peak_rss_mib(),
+        },
+    ];
+    out.extend(through_clickhouse(&verdicts, &payloads, clickhouse_n)?);
+    Ok(out)
+}
+
+/// The ClickHouse URL when something answers there; otherwise why not.
+fn clickhouse_url() -> Result<String, String> {
+    let url = std::env::var("TAPWIRE_CLICKHOUSE_URL")
+        .unwrap_or_else(|_| "http://127.0.0.1:8123".to_owned());
+    let address = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    let reachable = address
+        .parse()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if reachable {
+        Ok(url)
+    } else {
+        Err(format!(
+            "ClickHouse does not answer at {url} (TAPWIRE_CLICKHOUSE_URL; \
+             scripts/services.sh start)"
+        ))
+    }
+}
+
+fn through_clickhouse(
+    verdicts: &[Verdict],
+    payloads: &[Vec<u8>],
+    n: u64,
+) -> anyhow::Result<Vec<Row>> {
+    let url = match clickhouse_url() {
+        Ok(url) => url,
+        Err(reason) => {
+            eprintln!("SKIPPED aggregate through ClickHouse: {reason}");
+            return Ok(Vec::new());
+        }
+    };
+    let batches = n.div_ceil(BATCH as u64).max(1);
+    let n = batches * BATCH as u64;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let admin = clickhouse::Client::default()
+            .with_url(&url)
+            .with_validation(false);
+        let stage_db = format!("tapwire_bench_stage_{}", std::process::id());
+        let bare_db = format!("tapwire_bench_bare_{}", std::process::id());
+        for db in [&stage_db, &bare_db] {
+            admin
+                .query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute()
+                .await?;
+            schema::migrate(&admin, db, 0).await?;
+        }
+        let result = async {
+            // Baseline: the bare insert of prebuilt rows.
+            let mut rows = EventRows::default();
+            for (o, v) in verdicts.iter().enumerate() {
+                rows.add(v, 0, o as u64);
+            }
+            let rows: Vec<NetworkEventRow> = rows.network;
+            let bare_client = client(&url, &bare_db, "default", "");
+            let mut bare_time = Duration::ZERO;
+            for _ in 0..batches {
+                let started = Instant::now();
+                let mut insert = bare_client
+                    .insert::<NetworkEventRow>("network_events")
+                    .await?;
+                for row in &rows {
+                    insert.write(row).await?;
+                }
+                insert.end().await?;
+                bare_time += started.elapsed();
+            }
+            let bare = rate(n, bare_time);
+            eprintln!("aggregate: bare insert {bare:.0} rows/s into ClickHouse");
+
+            let mut stage = AggregateStage::new(client(&url, &stage_db, "default", ""));
+            let mut stage_time = Duration::ZERO;
+            for b in 0..batches {
+                let batch: Vec<Message> = payloads
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| Message {
+                        topic: topics::VERDICTS.to_owned(),
+                        partition: 0,
+                        offset: (b * BATCH as u64 + i as u64) as i64,
+                        key: None,
+                        payload: p.clone(),
+                        headers: Vec::new(),
+                    })
+                    .collect();
+                let started = Instant::now();
+                let rejected = stage
+                    .handle(&batch)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("aggregate stage: {e:?}"))?;
+                stage_time += started.elapsed();
+                anyhow::ensure!(rejected.is_empty(), "rejected: {:?}", rejected.first());
+            }
+            let written = stage.written().clone();
+            let rows_out: u64 = written.rows.iter().sum();
+            anyhow::ensure!(
+                written.connections_counted == n,
+                "counted {} of {n}",
+                written.connections_counted
+            );
+            let ours = rate(n, stage_time);
+            let out_per_s = rate(rows_out, stage_time);
+            eprintln!(
+                "aggregate: stage {ours:.0} events/s in, {out_per_s:.0} rows/s out \
+                 (rows per table {:?})",
+                written.rows
+            );
+            Ok(vec![
+                Row {
+                    stage: "aggregate: stage into ClickHouse, ev/s".into(),
+                    events_per_s: ours,
+                    baseline_name: "bare insert, rows/s".into(),
+                    baseline_per_s: bare,
+                    peak_rss_mib: peak_rss_mib(),
+                },
+                Row {
+                    stage: "aggregate: stage into ClickHouse, rows/s".into(),
+                    events_per_s: out_per_s,
+                    baseline_name: "bare insert, rows/s".into(),
+                    baseline_per_s: bare,
+                    peak_rss_mib: peak_rss_mib(),
+                },
+            ])
+        }
+        .await;
+        for db in [&stage_db, &bare_db] {
+            let _ = admin
+                .query(&format!("DROP DATABASE IF EXISTS {db}"))
+                .execute()
+                .await;
+        }
+        result
+    })
+}
