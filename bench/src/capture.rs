@@ -20,6 +20,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use tapwire_capture::agent::Summary;
 use tapwire_capture::{Agent, CaptureConfig, SourceSpec};
 use tapwire_plumbing::bus::kafka::{self, KafkaSink};
+use tapwire_plumbing::bus::{BusError, OutRecord, Sink};
 use tapwire_plumbing::config::KafkaConfig;
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_schemas::events::{EventHeader, PacketRecord};
@@ -69,8 +70,13 @@ pub fn run(mib: u64) -> anyhow::Result<Vec<Row>> {
     })?;
 
     let bare = bare_producer(&config, &records)?;
+    eprintln!("capture: bare producer {bare:.0} records/s");
+    let serial = runtime.block_on(sink_in_batches(&config, &records))?;
     drop(records);
-    eprintln!("capture: bare producer {bare:.0} records/s; replaying with the agent");
+    eprintln!(
+        "capture: the same records through tapwire's KafkaSink, 1,000 per send_batch awaited \
+         one after another (as the agent sends): {serial:.0} records/s; replaying with the agent"
+    );
 
     let summary = Arc::new(Summary::default());
     let capture_config = CaptureConfig {
@@ -79,7 +85,7 @@ pub fn run(mib: u64) -> anyhow::Result<Vec<Row>> {
         ..CaptureConfig::default()
     };
     let agent = Agent::new(
-        capture_config,
+        capture_config.clone(),
         Some(vec![SourceSpec::Pcap {
             path: input.clone(),
             realtime: false,
@@ -103,6 +109,11 @@ pub fn run(mib: u64) -> anyhow::Result<Vec<Row>> {
         Summary::get(&summary.l4_events),
         Summary::get(&summary.dns_events)
     );
+    let discarded = runtime.block_on(without_kafka(&capture_config, &input))?;
+    eprintln!(
+        "capture: the same replay into a sink that drops every batch: {discarded:.0} packets/s \
+         (what the agent does without Kafka)"
+    );
     Ok(vec![Row {
         stage: "capture: pcap replay into Tansu".into(),
         events_per_s: ours,
@@ -110,6 +121,52 @@ pub fn run(mib: u64) -> anyhow::Result<Vec<Row>> {
         baseline_per_s: bare,
         peak_rss_mib: peak_rss_mib(),
     }])
+}
+
+/// Records/s through [`KafkaSink`] in batches of 1,000, each awaited before
+/// the next is sent (the agent's pattern), to `BARE_OUT`.
+async fn sink_in_batches(
+    config: &KafkaConfig,
+    records: &[([u8; 8], Vec<u8>)],
+) -> anyhow::Result<f64> {
+    let sink = KafkaSink::new(config)?;
+    let started = Instant::now();
+    for chunk in records.chunks(1000) {
+        let batch = chunk
+            .iter()
+            .map(|(key, payload)| OutRecord::new(BARE_OUT, Some(key.to_vec()), payload.clone()))
+            .collect();
+        sink.send_batch(batch).await?;
+    }
+    Ok(rate(records.len() as u64, started.elapsed()))
+}
+
+/// Drops every batch at once: the replay's own cost.
+#[derive(Clone)]
+struct Discard;
+
+impl Sink for Discard {
+    async fn send_batch(&self, records: Vec<OutRecord>) -> Result<(), BusError> {
+        drop(std::hint::black_box(records));
+        Ok(())
+    }
+}
+
+/// Packets/s of the agent's replay into [`Discard`].
+async fn without_kafka(config: &CaptureConfig, input: &std::path::Path) -> anyhow::Result<f64> {
+    let summary = Arc::new(Summary::default());
+    let agent = Agent::new(
+        config.clone(),
+        Some(vec![SourceSpec::Pcap {
+            path: input.to_owned(),
+            realtime: false,
+        }]),
+    );
+    let started = Instant::now();
+    agent
+        .run(Discard, CancellationToken::new(), summary.clone())
+        .await?;
+    Ok(rate(Summary::get(&summary.packets), started.elapsed()))
 }
 
 /// The file's frames as the agent's packet records (flow-hash key, payload).

@@ -26,6 +26,9 @@
 //!   against the bare rdkafka producer sending the same packet records
 //!   (`synth.rs` writes the pcaps of both).
 //!
+//! The peak RSS column is each benchmark's own (the peak is reset before
+//! each one; what the allocator kept from earlier ones still counts).
+//!
 //! Run: `cargo run --release -p tapwire-bench -- all` (see `--help`).
 
 mod aggregate;
@@ -84,27 +87,35 @@ enum Which {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut rows = Vec::new();
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Codec) {
         rows.extend(codec::run(args.codec_events)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Kafka) {
         rows.extend(kafka::run(args.kafka_events)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Enrich) {
         rows.extend(enrich::run(args.codec_events)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Policy) {
         rows.extend(policy::run(args.codec_events / 4)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Cef) {
         rows.extend(cef::run(args.codec_events, args.cef_forward_events)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Aggregate) {
         rows.extend(aggregate::run(args.codec_events, args.clickhouse_events)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Record) {
         rows.extend(record::run(args.record_mib)?);
     }
+    report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Capture) {
         rows.extend(capture::run(args.capture_mib)?);
     }

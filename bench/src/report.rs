@@ -16,7 +16,8 @@ pub fn rate(n: u64, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
-/// Peak resident set size of this process so far (VmHWM), in MiB.
+/// Peak resident set size of this process (VmHWM) since the last
+/// [`reset_peak_rss`], in MiB.
 pub fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -27,6 +28,15 @@ pub fn peak_rss_mib() -> f64 {
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
+}
+
+/// Resets the peak RSS to the current RSS (Linux `clear_refs` 5), so that
+/// each benchmark reports its own peak rather than the largest so far.
+/// Memory the allocator kept from earlier benchmarks still counts.
+pub fn reset_peak_rss() {
+    if let Err(err) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("peak RSS not reset ({err}): it is the process's peak so far");
+    }
 }
 
 pub fn print(rows: &[Row]) {
