@@ -8,6 +8,8 @@
 //! - [`sink`]: `tapwire aggregate`'s handler: one insert per table per
 //!   batch, offsets stored after the inserts, replays skipped by the Kafka
 //!   position every row carries.
+//! - [`memory`]: the same counts and view in memory, for `tapwire run`
+//!   and `tapwire demo`.
 //! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
 //!   paged API reads, listeners, flows, per-sensor summaries.
 //! - [`serve`]: `tapwire serve`, the HTTP JSON API over [`query`].
@@ -15,6 +17,7 @@
 //!   run by a test.
 
 pub mod config;
+pub mod memory;
 pub mod query;
 pub mod rows;
 pub mod schema;

@@ -21,7 +21,7 @@ fn secs(ns: i64) -> u32 {
     u32::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0)
 }
 
-fn s(o: &Option<String>) -> String {
+pub(crate) fn s(o: &Option<String>) -> String {
     o.clone().unwrap_or_default()
 }
 
@@ -42,7 +42,7 @@ fn outcome_name(o: Outcome) -> &'static str {
     }
 }
 
-fn kind_name(k: PeerKind) -> &'static str {
+pub(crate) fn kind_name(k: PeerKind) -> &'static str {
     match k {
         PeerKind::Pod => "pod",
         PeerKind::Host => "host",
@@ -53,7 +53,7 @@ fn kind_name(k: PeerKind) -> &'static str {
     }
 }
 
-fn protocol_name(p: Protocol) -> &'static str {
+pub(crate) fn protocol_name(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "tcp",
         Protocol::Udp => "udp",
@@ -93,7 +93,7 @@ fn runtime_name(k: RuntimeKind) -> &'static str {
 
 /// The domain name shown for a peer outside the pods: its DNS name, or a
 /// Service's `name.namespace.svc`, or the node of a host peer.
-fn domain(p: &PeerContext) -> String {
+pub(crate) fn domain(p: &PeerContext) -> String {
     match p.kind {
         PeerKind::Pod => String::new(),
         PeerKind::Host => s(&p.node),
@@ -160,7 +160,7 @@ pub struct Counts {
     pub events: u64,
 }
 
-fn workload(p: &PeerContext) -> String {
+pub(crate) fn workload(p: &PeerContext) -> String {
     p.workload
         .as_ref()
         .map(|w| w.name.clone())

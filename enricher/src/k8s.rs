@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use crate::enrich::ClusterRecord;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::watcher;
@@ -66,6 +67,50 @@ fn workload(pod: &Pod) -> Option<Workload> {
         kind: kind.to_owned(),
         name,
     })
+}
+
+/// Records from a saved listing, as `kubectl get pods,nodes,services -A -o
+/// json` prints it (a `List` of Pod, Node and Service objects; other kinds
+/// are skipped), seen at `observed_ns`. For `tapwire run` without a cluster.
+pub fn records_from_listing(
+    listing: &str,
+    observed_ns: i64,
+) -> Result<Vec<ClusterRecord>, serde_json::Error> {
+    #[derive(serde::Deserialize)]
+    struct List {
+        items: Vec<serde_json::Value>,
+    }
+    let list: List = serde_json::from_str(listing)?;
+    let mut records = Vec::new();
+    for item in list.items {
+        let kind = item
+            .get("kind")
+            .and_then(|k| k.as_str())
+            .unwrap_or_default();
+        match kind {
+            "Pod" => {
+                let pod: Pod = serde_json::from_value(item)?;
+                records.extend(
+                    pod_metadata(&pod, "listing", observed_ns, None).map(ClusterRecord::Pod),
+                );
+            }
+            "Node" => {
+                let node: Node = serde_json::from_value(item)?;
+                records.extend(
+                    node_metadata(&node, "listing", observed_ns, None).map(ClusterRecord::Node),
+                );
+            }
+            "Service" => {
+                let svc: Service = serde_json::from_value(item)?;
+                records.extend(
+                    service_metadata(&svc, "listing", observed_ns, None)
+                        .map(ClusterRecord::Service),
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(records)
 }
 
 /// A pod's metadata record. `observed_ns` is when the watcher saw this
@@ -469,6 +514,29 @@ mod tests {
 
     fn pod() -> Pod {
         serde_json::from_str(POD).expect("pod json")
+    }
+
+    #[test]
+    fn a_kubectl_listing_becomes_records() {
+        let mut pod: serde_json::Value = serde_json::from_str(POD).expect("pod json");
+        pod["kind"] = "Pod".into();
+        let listing = serde_json::json!({
+            "apiVersion": "v1", "kind": "List",
+            "items": [
+                pod,
+                {"kind": "Node", "metadata": {"name": "node-a", "uid": "node-uid"},
+                 "status": {"addresses": [{"type": "InternalIP", "address": "192.168.10.11"}]}},
+                {"kind": "Service", "metadata": {"name": "kube-dns", "namespace": "kube-system", "uid": "svc"},
+                 "spec": {"clusterIP": "10.96.0.10", "clusterIPs": ["10.96.0.10"]}},
+                {"kind": "ConfigMap", "metadata": {"name": "skipped"}}
+            ]
+        });
+        let records = records_from_listing(&listing.to_string(), 0).expect("listing");
+        assert_eq!(records.len(), 3);
+        assert!(matches!(&records[0], ClusterRecord::Pod(p) if p.name == "web-7d4b9c6f5-x2x9q"));
+        assert!(matches!(&records[1], ClusterRecord::Node(n) if n.name == "node-a"));
+        assert!(matches!(&records[2], ClusterRecord::Service(s) if s.name == "kube-dns"));
+        assert!(records_from_listing("{\"items\": 3}", 0).is_err());
     }
 
     #[test]

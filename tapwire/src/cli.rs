@@ -73,14 +73,6 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// Arguments of a stage that is not built yet: accepted and ignored, so the
-/// answer is always the "not implemented yet" error.
-#[derive(Debug, Args)]
-pub struct Pending {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Node agent: /proc/net inventory, live packet capture or pcap replay
@@ -130,36 +122,16 @@ pub enum Command {
     /// Create, list, fill and read the pipeline's Kafka topics.
     #[command(subcommand)]
     Topics(TopicsCommand),
-    /// Every stage in one process over an in-memory bus.
-    Run(Pending),
+    /// Every stage in one process over an in-memory bus: capture (a pcap
+    /// replay, or live sources) -> enrich -> policy -> connection counts in
+    /// memory, CEF to a file or stdout, PCAP slices to a directory; then the
+    /// connections view. No Kafka, ClickHouse or S3 needed.
+    #[command(after_help = RUN_EXAMPLES)]
+    Run(RunArgs),
     /// Show tapwire working with nothing installed: a node's traffic through
     /// the enrich stage on the in-memory bus, the connections it saw with pod
     /// context, sample CEF lines and the dead letters.
     Demo(DemoArgs),
-}
-
-impl Command {
-    /// For a stage not built yet: its name and the issue that tracks it.
-    pub fn pending(&self) -> Option<(&'static str, &'static str)> {
-        Some(match self {
-            Command::Run(_) => ("run", "#9 (the whole pipeline)"),
-            Command::Topics(_)
-            | Command::Aggregate(_)
-            | Command::Serve(_)
-            | Command::Query(_)
-            | Command::Demo(_)
-            | Command::Cef(_)
-            | Command::Enrich(_)
-            | Command::K8sWatch(_)
-            | Command::Kfl(_)
-            | Command::Policy(_)
-            | Command::Record(_)
-            | Command::Investigate(_)
-            | Command::Capture(_) => {
-                return None;
-            }
-        })
-    }
 }
 
 const CAPTURE_EXAMPLES: &str = "\
@@ -287,9 +259,58 @@ pub struct TailArgs {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Connections in the synthetic traffic.
-    #[arg(long, default_value_t = 10_000)]
+    /// HTTP calls from web-1 to api-0 in the bundled traffic (the rest of
+    /// the traffic scales with it).
+    #[arg(long, default_value_t = 500)]
     pub events: u64,
+    /// Where the traffic, the policies and the recorded slices are written
+    /// (default: a new directory under the system's temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+const RUN_EXAMPLES: &str = "\
+Examples:
+  # A capture file through every stage, with your cluster and policies
+  kubectl get pods,nodes,services -A -o json > cluster.json
+  tapwire run --pcap traffic.pcap --cluster cluster.json --policies policies.yaml \\
+      --cef-out cef.log --record-dir recordings --kfl 'http or dns'
+  # CEF lines on stdout (the report then goes to stderr)
+  tapwire run --pcap traffic.pcap --policies policies.yaml --cef-out -
+  # Live, on this machine (needs root or the capabilities `capture` names)
+  sudo tapwire run --source packets --source inventory
+
+Without --cluster every address is host or external; without --policies every
+verdict is mode other. `tapwire demo` shows it all on bundled traffic.";
+
+/// `tapwire run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A pcap or pcapng file to replay (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Vec<PathBuf>,
+    /// Replay at capture speed instead of as fast as possible.
+    #[arg(long)]
+    pub realtime: bool,
+    /// A live capture source: inventory, packets, ebpf (repeatable).
+    #[arg(long = "source", value_name = "SOURCE")]
+    pub sources: Vec<tapwire_capture::agent::SourceSpec>,
+    /// Pods, nodes and Services: the output of
+    /// `kubectl get pods,nodes,services -A -o json`.
+    #[arg(long, value_name = "FILE")]
+    pub cluster: Option<PathBuf>,
+    /// Policy files (YAML, see `tapwire policy check --help`).
+    #[arg(long = "policies", value_name = "FILE", num_args = 1..)]
+    pub policies: Vec<PathBuf>,
+    /// Write CEF lines to FILE (`-`: stdout). Default: only samples in the report.
+    #[arg(long, value_name = "FILE")]
+    pub cef_out: Option<PathBuf>,
+    /// Record matching streams as PCAP slices into DIR.
+    #[arg(long, value_name = "DIR")]
+    pub record_dir: Option<PathBuf>,
+    /// Recording query (default: $RECORDING_KFL, else "http or dns").
+    #[arg(long, value_name = "QUERY")]
+    pub kfl: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -22,12 +22,7 @@ use config::Config;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some((stage, issue)) = cli.command.pending() {
-        eprintln!(
-            "error: `tapwire {stage}` is not implemented yet; it is tracked in issue {issue}. Nothing was done."
-        );
-        return ExitCode::from(2);
-    }
+
     if let Command::Policy(cli::PolicyArgs {
         command: Some(cli::PolicyCommand::Check { files }),
         ..
@@ -125,6 +120,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
         Command::Serve(args) => commands::aggregate::serve(config, &args, shutdown).await,
         Command::Query(command) => commands::aggregate::query(config, &command).await,
+        Command::Run(args) => commands::run::run(config, &args, shutdown).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),
     }
 }

@@ -37,17 +37,6 @@ fn help_lists_a_subcommand_per_stage() {
 }
 
 #[test]
-fn a_stage_not_built_yet_says_so_and_fails() {
-    for sub in ["run"] {
-        let out = tapwire().args([sub, "--some-flag"]).output().expect("run");
-        assert_eq!(out.status.code(), Some(2), "{sub}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not implemented yet"), "{sub}: {err}");
-        assert!(out.stdout.is_empty(), "{sub} printed output");
-    }
-}
-
-#[test]
 fn record_without_a_query_says_recording_is_off() {
     let out = tapwire()
         .args(["record", "--directory", "/nonexistent-unused"])
@@ -115,9 +104,11 @@ fn investigate_reads_a_pcap_file_without_cluster_or_kafka() {
 }
 
 #[test]
-fn the_demo_runs_the_embedded_pipeline_and_accounts_for_every_message() {
+fn the_demo_runs_every_stage_on_bundled_traffic() {
+    let dir = tempfile::tempdir().expect("tempdir");
     let out = tapwire()
-        .args(["demo", "--events", "2000"])
+        .args(["demo", "--events", "100", "--out"])
+        .arg(dir.path())
         .output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -126,26 +117,63 @@ fn the_demo_runs_the_embedded_pipeline_and_accounts_for_every_message() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        stdout.contains("enrich    2005 read, 2002 enriched, 3 dead-lettered"),
-        "{stdout}"
-    );
-    let row = |dst: &str| {
-        stdout
-            .lines()
-            .find(|l| l.contains("shop/web-1") && l.contains(dst))
-            .map(str::to_owned)
+    // Every stage ran; the three malformed messages were dead-lettered.
+    for stage in [
+        "capture ",
+        "enrich ",
+        "policy ",
+        "aggregate ",
+        "cef ",
+        "record ",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(stage)),
+            "{stage}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("enrich     "), "{stdout}");
+    assert!(stdout.contains("3 dead-lettered"), "{stdout}");
+    // The three tabs, with the rows the bundled traffic implies.
+    let tab = |title: &str| {
+        let start = stdout
+            .find(title)
+            .unwrap_or_else(|| panic!("{title}:\n{stdout}"));
+        let rest = &stdout[start..];
+        rest[..rest[1..].find("\n\n").map_or(rest.len(), |e| e + 1)].to_owned()
     };
-    let db = row("shop/db-0 10.1.5.5:5432").expect("the database row");
-    assert!(db.contains(" pod ") && db.contains(" 1000 "), "{db}");
-    let ext = row("example.com 93.184.215.14:443").expect("the external row");
-    assert!(ext.contains(" external ") && ext.contains(" 500 "), "{ext}");
-    assert!(row("kube-dns.kube-system.svc 10.96.0.10:53").is_some_and(|r| r.contains(" service ")));
+    let enforce = tab("Enforce-mode connections");
+    let row = |tab: &str, needle: &str| {
+        tab.lines()
+            .find(|l| l.contains(needle))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{needle} not in\n{tab}"))
+    };
+    assert!(row(&enforce, "api-0 10.1.2.3:8080").contains(" 100 "));
+    assert!(row(&enforce, "example.com 93.184.215.14:443").contains("web-1"));
+    row(&enforce, "169.254.169.254:80");
+    assert!(row(&tab("Audit-mode connections"), "db-0 10.1.5.5:5432").contains(" 20 "));
+    assert!(row(&tab("Other connections"), "db-0 10.1.5.5:5432").contains("tool-0"));
     assert!(stdout.contains("CEF:0|tapwire|tapwire|"), "{stdout}");
-    assert!(stdout.contains("|PM-001|Process management|3|"), "{stdout}");
+    assert!(
+        stdout.contains("|FNT-001|"),
+        "a blocked connection in CEF:\n{stdout}"
+    );
     for kind in ["[bad_magic]", "[unknown_fingerprint]", "[bad_body]"] {
         assert!(stdout.contains(kind), "{kind} missing:\n{stdout}");
     }
+    // The recorded slice is there and is a pcap.
+    let slice = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.ends_with(".pcap") && l.contains("recordings"))
+        .unwrap_or_else(|| panic!("no slice path:\n{stdout}"));
+    let bytes = std::fs::read(slice).expect("slice");
+    assert_eq!(
+        &bytes[..4],
+        &[0x4d, 0x3c, 0xb2, 0xa1],
+        "nanosecond pcap magic"
+    );
+    assert!(std::path::Path::new(&slice.replace(".pcap", ".index.json")).exists());
 }
 
 #[test]
@@ -285,5 +313,50 @@ fn query_and_aggregate_reject_bad_arguments_clearly() {
 
     let out = tapwire().args(["query", "--help"]).output().expect("run");
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("connections") && help.contains("sql"), "{help}");
+    assert!(
+        help.contains("connections") && help.contains("sql"),
+        "{help}"
+    );
+}
+
+#[test]
+fn run_replays_a_capture_through_every_stage_into_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../capture/tests/fixtures/loopback.pcap"
+    );
+    let cef = dir.path().join("cef.log");
+    let recordings = dir.path().join("rec");
+    let out = tapwire()
+        .args(["run", "--pcap", pcap, "--kfl", "http or dns", "--cef-out"])
+        .arg(&cef)
+        .arg("--record-dir")
+        .arg(&recordings)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Without policies every verdict is Other; every verdict is one CEF line.
+    let verdicts: u64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("cef "))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no cef line:\n{stdout}"));
+    assert!(verdicts > 0);
+    let lines = std::fs::read_to_string(&cef).expect("cef file");
+    assert_eq!(lines.lines().count() as u64, verdicts, "{lines}");
+    assert!(lines.lines().all(|l| l.contains("CEF:0|tapwire|")));
+    assert!(stdout.contains("Enforce-mode connections (0)"), "{stdout}");
+    assert!(!stdout.contains("Other connections (0)"), "{stdout}");
+    assert!(stdout.contains(".pcap"), "slices recorded:\n{stdout}");
+
+    let out = tapwire().args(["run"]).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to capture"));
 }

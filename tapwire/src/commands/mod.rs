@@ -9,5 +9,6 @@ pub mod enrich;
 pub mod investigate;
 pub mod policy;
 pub mod record;
+pub mod run;
 pub mod tail;
 pub mod topics;
