@@ -149,13 +149,15 @@ Examples:
 Sources: inventory (/proc/net sockets with pid and binary, to tapwire.inventory),
 packets (AF_PACKET via libpcap, to tapwire.packets.raw keyed by flow hash; DNS
 and L4 events derived to tapwire.l4.raw), pcap:FILE (the same from a pcap or
-pcapng file), ebpf (not built into this agent yet: the agent says so).";
+pcapng file), ebpf (tracepoints: TCP connect/accept/listen/close with bytes and
+final state, UDP connects, exec/exit, file events; needs CAP_BPF and CAP_PERFMON
+or root, and an agent built with clang: without it the agent says so).";
 
 /// `tapwire capture`.
 #[derive(Debug, Args)]
 pub struct CaptureArgs {
     /// Source to run (repeatable): inventory, packets, ebpf or pcap:FILE.
-    /// Default: the sources enabled in the [capture] section.
+    /// Default: the sources enabled in the `[capture]` section.
     #[arg(long = "source", value_name = "SOURCE")]
     pub sources: Vec<tapwire_capture::SourceSpec>,
     /// Replay pcap files at the speed they were captured.

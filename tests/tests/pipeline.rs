@@ -1,0 +1,285 @@
+//! The whole pipeline, each stage its own process: the demo's traffic
+//! replayed by `tapwire capture` into Tansu, then `enrich`, `policy`,
+//! `aggregate` (ClickHouse), `cef` (syslog-ng) and `record` (SeaweedFS).
+//! Asserts exact connection counts in ClickHouse, a CEF message at the
+//! receiver for every verdict, and the recorded streams in S3.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::process::Command;
+use std::time::Duration;
+
+use tapwire_plumbing::bus::kafka::KafkaSink;
+use tapwire_plumbing::bus::{OutRecord, Sink};
+use tapwire_plumbing::config::KafkaConfig;
+use tapwire_schemas::events::*;
+use tapwire_schemas::{Ip, encode, samples, topics};
+use tapwire_tests::{
+    Broker, Lines, Storage, SyslogNg, env_or, run_ok, shared_service, tapwire, wait_until,
+};
+
+const S: i64 = 1_000_000_000;
+/// The demo's clock: its traffic starts at 2026-11-23 10:00:00 UTC.
+const T0: i64 = 1_795_428_000 * S;
+const REQUESTS: u64 = 60;
+
+/// The demo's cluster, as k8s-watch would publish it.
+fn cluster() -> Vec<OutRecord> {
+    let pod = |name: &str, namespace: &str, ip: &str| {
+        let mut p = samples::pod(
+            samples::header("node-a", "k8s-watch", 0, T0 - 3600 * S),
+            name,
+            namespace,
+            ip.parse::<IpAddr>().expect("ip"),
+        );
+        p.uid = format!("uid-{namespace}-{name}");
+        p.start_ns = Some(T0 - 3600 * S);
+        OutRecord::new(
+            topics::PODS,
+            Some(p.uid.clone().into_bytes()),
+            encode(&p).expect("encode"),
+        )
+    };
+    let service = ServiceMetadata {
+        header: samples::header("", "k8s-watch", 0, T0 - 3600 * S),
+        uid: "kube-dns-uid".into(),
+        name: "kube-dns".into(),
+        namespace: "kube-system".into(),
+        cluster_ips: vec![Ip(IpAddr::from([10, 96, 0, 10]))],
+        ports: vec![53],
+        selector: BTreeMap::new(),
+        start_ns: Some(T0 - 86_400 * S),
+        end_ns: None,
+    };
+    vec![
+        pod("web-1", "shop", "10.1.0.7"),
+        pod("api-0", "shop", "10.1.2.3"),
+        pod("db-0", "shop", "10.1.5.5"),
+        pod("tool-0", "dev", "10.2.0.9"),
+        OutRecord::new(
+            topics::PODS,
+            Some(b"kube-dns-uid".to_vec()),
+            encode(&service).expect("encode"),
+        ),
+    ]
+}
+
+fn s3_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "tapwire")
+        .env("AWS_SECRET_ACCESS_KEY", "tapwire-secret")
+        .env("AWS_REGION", env_or("TAPWIRE_S3_REGION", "us-east-1"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RECORDING_KFL")
+        .env_remove("S3_BUCKET")
+}
+
+fn scalar(ch: &str, db: &str, sql: &str) -> u64 {
+    let out = run_ok(tapwire("127.0.0.1:1").args([
+        "query",
+        "sql",
+        sql,
+        "--clickhouse-url",
+        ch,
+        "--database",
+        db,
+    ]));
+    let row: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON row");
+    match &row["n"] {
+        serde_json::Value::String(s) => s.parse().expect("number"),
+        serde_json::Value::Number(n) => n.as_u64().expect("u64"),
+        other => panic!("unexpected {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_traffic_through_every_stage_as_separate_processes() {
+    let Some(ch) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let Some(s3) = shared_service(
+        "SeaweedFS S3",
+        env_or("TAPWIRE_S3_ENDPOINT", "http://127.0.0.1:8333").trim_start_matches("http://"),
+    ) else {
+        return;
+    };
+    let Some(receiver) = SyslogNg::start() else {
+        return;
+    };
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let endpoint = format!("http://{s3}");
+    let id = std::process::id();
+    let (db, bucket) = (format!("tapwire_e2e_{id}"), format!("tw-e2e-{id}"));
+    let created = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .arg(format!("{endpoint}/{bucket}"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&created.stdout),
+        "200",
+        "create bucket"
+    );
+
+    // The demo writes its traffic and policies; its own run checks itself.
+    run_ok(
+        tapwire("127.0.0.1:1")
+            .args(["demo", "--events", &REQUESTS.to_string(), "--out"])
+            .arg(dir.path()),
+    );
+    let (pcap, policies) = (
+        dir.path().join("node-a.pcap"),
+        dir.path().join("policies.yaml"),
+    );
+
+    let brokers = broker.address();
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "2"]));
+    let sink = KafkaSink::new(&KafkaConfig {
+        brokers: brokers.clone(),
+        ..KafkaConfig::default()
+    })
+    .expect("producer");
+    sink.send_batch(cluster()).await.expect("pods");
+
+    let stages = [
+        Lines::spawn(tapwire(&brokers).args(["enrich", "--group", "e2e-enrich"])),
+        Lines::spawn(
+            tapwire(&brokers)
+                .args(["policy", "--group", "e2e-policy", "--policies"])
+                .arg(&policies),
+        ),
+        Lines::spawn(
+            tapwire(&brokers)
+                .args([
+                    "aggregate",
+                    "--clickhouse-url",
+                    &ch,
+                    "--database",
+                    &db,
+                    "--group",
+                    "e2e-aggregate",
+                ])
+                .env("TAPWIRE_AGGREGATE__FLUSH_INTERVAL_MS", "100"),
+        ),
+        Lines::spawn(tapwire(&brokers).args([
+            "cef",
+            "--target",
+            &format!("tcp://127.0.0.1:{}", receiver.tcp_port),
+            "--group",
+            "e2e-cef",
+            "--cluster-name",
+            "e2e",
+        ])),
+        Lines::spawn(
+            s3_env(&mut tapwire(&brokers))
+                .args([
+                    "record",
+                    "--bucket",
+                    &bucket,
+                    "--endpoint",
+                    &endpoint,
+                    "--path-style",
+                ])
+                .args([
+                    "--kfl",
+                    "http or dns",
+                    "--group",
+                    "e2e-record",
+                    "--spool-dir",
+                ])
+                .arg(dir.path().join("spool"))
+                .env("TAPWIRE_RECORD__SLICE_MAX_AGE_MS", "2000"),
+        ),
+    ];
+    let captured = run_ok(
+        tapwire(&brokers)
+            .args(["capture", "--source"])
+            .arg(format!("pcap:{}", pcap.display()))
+            .args(["--node-name", "node-a", "--sensor-id", "e2e-sensor"]),
+    );
+    eprintln!("capture: {captured}");
+
+    // Connections per tab, as the traffic implies them (see `tapwire demo`).
+    let counted = |mode: &str, src: &str, dst_port: u16| {
+        scalar(
+            &ch,
+            &db,
+            &format!(
+                "SELECT sum(connections) AS n FROM tapwire.connection_counts \
+                 WHERE mode = '{mode}' AND src_pod = '{src}' AND dst_port = {dst_port}"
+            ),
+        )
+    };
+    let want = [
+        ("enforce", "web-1", 8080, REQUESTS),
+        ("audit", "api-0", 5432, REQUESTS.div_ceil(5)),
+        ("other", "tool-0", 5432, REQUESTS.div_ceil(50)),
+        ("enforce", "web-1", 443, REQUESTS.div_ceil(50)),
+        ("enforce", "web-1", 80, REQUESTS.div_ceil(100)),
+    ];
+    let all_there = || want.iter().all(|(m, s, p, n)| counted(m, s, *p) >= *n);
+    let ok = tokio::task::block_in_place(|| wait_until(Duration::from_secs(120), all_there));
+    let logs: String = stages
+        .iter()
+        .map(Lines::stderr)
+        .collect::<Vec<_>>()
+        .join("\n---\n");
+    assert!(ok, "the counts arrive in ClickHouse; stage logs:\n{logs}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for (mode, src, port, n) in want {
+        assert_eq!(counted(mode, src, port), n, "{mode} {src} -> :{port}");
+    }
+
+    // Every verdict reached the SIEM, blocked ones with the violation family.
+    let verdicts = scalar(&ch, &db, "SELECT count() AS n FROM tapwire.verdicts");
+    assert!(
+        wait_until(Duration::from_secs(60), || receiver.received("tcp").len()
+            as u64
+            >= verdicts),
+        "CEF at the receiver: {} of {verdicts}",
+        receiver.received("tcp").len()
+    );
+    let cef = receiver.received("tcp");
+    assert_eq!(cef.len() as u64, verdicts, "one CEF message per verdict");
+    let blocked = cef
+        .iter()
+        .filter(|l| l.contains("|FNT-001|") && l.contains("dst=169.254.169.254"))
+        .count();
+    assert_eq!(
+        blocked as u64,
+        REQUESTS.div_ceil(100),
+        "blocked metadata calls"
+    );
+    assert!(cef.iter().all(|l| l.contains("cs1=e2e")));
+
+    // The recorded streams are in S3: every HTTP call and DNS lookup.
+    let location = format!("s3://{bucket}/tapwire");
+    let streams = |kfl: &str| {
+        let out = run_ok(
+            s3_env(&mut tapwire("127.0.0.1:1"))
+                .args(["investigate", &location, "--kfl", kfl, "--format", "json"])
+                .args(["--endpoint", &endpoint, "--path-style"]),
+        );
+        out.lines().count() as u64
+    };
+    let http = REQUESTS + REQUESTS.div_ceil(100);
+    assert!(
+        tokio::task::block_in_place(
+            || wait_until(Duration::from_secs(60), || streams("http") >= http)
+        ),
+        "HTTP streams in S3: {} of {http}",
+        streams("http")
+    );
+    assert_eq!(streams("http"), http);
+    assert_eq!(streams("dns"), REQUESTS.div_ceil(50));
+    assert_eq!(
+        streams(r#"http and request.path == "/latest/meta-data/iam/""#),
+        REQUESTS.div_ceil(100)
+    );
+    for stage in stages {
+        let (clean, _) = stage.terminate(Duration::from_secs(15));
+        assert!(clean, "every stage stops cleanly on SIGTERM");
+    }
+}
