@@ -10,7 +10,7 @@
 //!   offset in every error.
 //! - [`live`]: AF_PACKET capture through libpcap (TPACKET_V3 ring, BPF
 //!   filter, snap length).
-//! - [`derive`]: DNS and L4 events derived from packets (live or replayed).
+//! - [`derive`](mod@derive): DNS and L4 events derived from packets (live or replayed).
 //! - [`ebpf`]: tracepoint programs from `capture-bpf/` (TCP lifecycle,
 //!   exec/exit), ring buffer loss as loss records.
 //! - [`privileges`]: which capabilities are held and which a source lacks.
