@@ -1,8 +1,11 @@
 //! Through Tansu (memory storage): a bare rdkafka consume-and-produce loop,
 //! the baseline of every stage benchmark, and the same copy done by tapwire's
 //! consumer loop (decode, re-encode, produce with delivery reports, store
-//! offsets), and by the enrich stage (decode, enrich, encode, produce to the
-//! enriched topic). All clocks start at the first message consumed.
+//! offsets), by the enrich stage (decode, enrich, encode, produce to the
+//! enriched topic) and by the policy stage with 1,000 rules (enriched events
+//! in, verdicts out; its input is prefilled with enriched events, which are
+//! larger than the raw events the baseline copies). All clocks start at the
+//! first message consumed.
 
 use std::time::{Duration, Instant};
 
@@ -28,6 +31,7 @@ use crate::report::{Row, peak_rss_mib, rate};
 const IN: &str = "bench.in";
 const BARE_OUT: &str = "bench.bare.out";
 const LOOP_OUT: &str = "bench.loop.out";
+const ENRICHED_IN: &str = "bench.enriched.in";
 
 pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     let broker = Broker::start(Storage::Memory)
@@ -44,6 +48,8 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
             LOOP_OUT,
             tapwire_schemas::topics::DLQ,
             tapwire_schemas::topics::L4_ENRICHED,
+            tapwire_schemas::topics::VERDICTS,
+            ENRICHED_IN,
         ]
         .map(|name| TopicSpec {
             name,
@@ -58,6 +64,8 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     let ours = runtime.block_on(tapwire_loop(&config, n))?;
     eprintln!("kafka: consumer loop {ours:.0} events/s; running the enrich stage");
     let enrich = runtime.block_on(enrich_stage(&config, n))?;
+    eprintln!("kafka: enrich stage {enrich:.0} events/s; running the policy stage");
+    let policy = runtime.block_on(policy_stage(&config, n))?;
     Ok(vec![
         Row {
             stage: "consumer loop: decode+encode+produce".into(),
@@ -69,6 +77,13 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
         Row {
             stage: "enrich stage through Tansu".into(),
             events_per_s: enrich,
+            baseline_name: "bare rdkafka consume+produce".into(),
+            baseline_per_s: bare,
+            peak_rss_mib: peak_rss_mib(),
+        },
+        Row {
+            stage: "policy stage through Tansu, 1k rules".into(),
+            events_per_s: policy,
             baseline_name: "bare rdkafka consume+produce".into(),
             baseline_per_s: bare,
             peak_rss_mib: peak_rss_mib(),
@@ -110,7 +125,22 @@ async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
         Duration::from_secs(5),
         metrics,
     );
-    timed_stage(config, "bench-enrich", n, stage).await
+    timed_stage(config, "bench-enrich", IN, n, stage).await
+}
+
+async fn policy_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench-policies.yaml");
+    std::fs::write(&path, crate::policy::policies_yaml())?;
+    let files = tapwire_policy_engine::stage::PolicyFiles::load(vec![path])?;
+    let metrics = tapwire_plumbing::telemetry::StageMetrics::new("bench-policy");
+    let stage = tapwire_policy_engine::stage::PolicyStage::new(
+        files,
+        KafkaSink::new(config)?,
+        Duration::from_secs(60),
+        metrics,
+    );
+    timed_stage(config, "bench-policy", ENRICHED_IN, n, stage).await
 }
 
 /// Runs `inner` as a consumer-loop stage on the prefilled topic until it
@@ -118,12 +148,13 @@ async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
 async fn timed_stage<H: BatchHandler>(
     config: &KafkaConfig,
     group: &str,
+    topic: &str,
     n: u64,
     inner: H,
 ) -> anyhow::Result<f64> {
     let shutdown = CancellationToken::new();
     let ctx = StageContext::new(group, LoopSettings::default(), shutdown.clone());
-    let source = KafkaSource::new(config, group, &[IN])?;
+    let source = KafkaSource::new(config, group, &[topic])?;
     let dlq = KafkaSink::new(config)?;
     let mut handler = Counting {
         inner,
@@ -159,6 +190,14 @@ async fn prefill(config: &KafkaConfig, n: u64) -> anyhow::Result<()> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         sink.send_batch(records).await?;
+        let enriched = (i..end)
+            .map(|s| {
+                let node = format!("node-{}", s % 16);
+                let v = samples::flow_verdict(samples::header(&node, "bench", s, s as i64), s);
+                encode(&v.event).map(|p| OutRecord::new(ENRICHED_IN, Some(node.into_bytes()), p))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        sink.send_batch(enriched).await?;
         i = end;
     }
     Ok(())
@@ -229,5 +268,5 @@ impl BatchHandler for Copy {
 
 async fn tapwire_loop(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
     let sink = KafkaSink::new(config)?;
-    timed_stage(config, "bench-loop", n, Copy { sink }).await
+    timed_stage(config, "bench-loop", IN, n, Copy { sink }).await
 }

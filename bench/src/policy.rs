@@ -12,7 +12,8 @@ use tapwire_schemas::{decode, encode, encode_into, samples};
 
 use crate::report::{Row, peak_rss_mib, rate};
 
-fn policies() -> anyhow::Result<PolicySet> {
+/// The 1,000 rules as YAML (also the policy stage's input in `kafka.rs`).
+pub fn policies_yaml() -> String {
     let mut yaml = String::new();
     for p in 0..10 {
         let mode = if p % 2 == 0 { "enforce" } else { "audit" };
@@ -26,7 +27,11 @@ fn policies() -> anyhow::Result<PolicySet> {
             ));
         }
     }
-    Ok(PolicySet::compile(&parse("bench.yaml", &yaml)?)?)
+    yaml
+}
+
+fn policies() -> anyhow::Result<PolicySet> {
+    Ok(PolicySet::compile(&parse("bench.yaml", &policies_yaml())?)?)
 }
 
 pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {

@@ -554,12 +554,8 @@ with {\"error\": \"...\"}; ClickHouse down is a 503.";
 /// `tapwire aggregate`.
 #[derive(Debug, Args)]
 pub struct AggregateArgs {
-    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
-    #[arg(long)]
-    pub clickhouse_url: Option<String>,
-    /// Database (overrides aggregate.database).
-    #[arg(long)]
-    pub database: Option<String>,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
     /// Consumer group (overrides aggregate.group).
     #[arg(long)]
     pub group: Option<String>,
@@ -574,12 +570,8 @@ pub struct ServeArgs {
     /// Address to listen on (overrides aggregate.listen).
     #[arg(long)]
     pub listen: Option<String>,
-    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
-    #[arg(long)]
-    pub clickhouse_url: Option<String>,
-    /// Database (overrides aggregate.database).
-    #[arg(long)]
-    pub database: Option<String>,
+    #[command(flatten)]
+    pub clickhouse: ClickHouseArgs,
 }
 
 /// `tapwire query ...`.
@@ -600,7 +592,7 @@ pub enum QueryCommand {
     Sql(QuerySqlArgs),
 }
 
-/// Where `tapwire query` reads.
+/// Which ClickHouse (aggregate, serve, query).
 #[derive(Debug, Args)]
 pub struct ClickHouseArgs {
     /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).

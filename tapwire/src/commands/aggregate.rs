@@ -18,12 +18,12 @@ use crate::cli::{
 };
 use crate::config::Config;
 
-fn settings(config: &Config, url: &Option<String>, db: &Option<String>) -> AggregateConfig {
+fn settings(config: &Config, args: &ClickHouseArgs) -> AggregateConfig {
     let mut a = config.aggregate.clone();
-    if let Some(url) = url {
+    if let Some(url) = &args.clickhouse_url {
         a.clickhouse_url = url.clone();
     }
-    if let Some(db) = db {
+    if let Some(db) = &args.database {
         a.database = db.clone();
     }
     a
@@ -68,7 +68,7 @@ pub async fn run(
     args: &AggregateArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut a = settings(config, &args.clickhouse_url, &args.database);
+    let mut a = settings(config, &args.clickhouse);
     if let Some(group) = &args.group {
         a.group = group.clone();
     }
@@ -116,7 +116,7 @@ pub async fn serve(
     args: &ServeArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut a = settings(config, &args.clickhouse_url, &args.database);
+    let mut a = settings(config, &args.clickhouse);
     if let Some(listen) = &args.listen {
         a.listen = listen.clone();
     }
@@ -154,7 +154,7 @@ pub async fn query(config: &Config, command: &QueryCommand) -> anyhow::Result<()
 }
 
 fn clickhouse_settings(config: &Config, args: &ClickHouseArgs) -> anyhow::Result<AggregateConfig> {
-    let a = settings(config, &args.clickhouse_url, &args.database);
+    let a = settings(config, args);
     a.validate()?;
     Ok(a)
 }
