@@ -24,7 +24,12 @@
 //!   (tshark `-Y` when tcpdump is missing, labelled so);
 //! - `capture.rs`: `tapwire capture`'s pcap replay into a private Tansu
 //!   against the bare rdkafka producer sending the same packet records
-//!   (`synth.rs` writes the pcaps of both).
+//!   (`synth.rs` writes the pcaps of both);
+//! - `ebpf.rs`: the connection events/s `tapwire capture --source ebpf`
+//!   delivers with no ring-buffer loss, and the rate where loss starts
+//!   (loopback connections at increasing rates, as root; skipped with the
+//!   reason otherwise), against the connection events the same generator
+//!   makes with no eBPF attached.
 //!
 //! The peak RSS column is each benchmark's own (the peak is reset before
 //! each one; what the allocator kept from earlier ones still counts).
@@ -35,6 +40,7 @@ mod aggregate;
 mod capture;
 mod cef;
 mod codec;
+mod ebpf;
 mod enrich;
 mod kafka;
 mod policy;
@@ -69,6 +75,9 @@ struct Args {
     /// Size of the pcap replayed into Kafka, in MiB.
     #[arg(long, default_value_t = 50)]
     capture_mib: u64,
+    /// Seconds per offered rate in the eBPF benchmark.
+    #[arg(long, default_value_t = 4)]
+    ebpf_step_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +91,7 @@ enum Which {
     Aggregate,
     Record,
     Capture,
+    Ebpf,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -118,6 +128,10 @@ fn main() -> anyhow::Result<()> {
     report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Capture) {
         rows.extend(capture::run(args.capture_mib)?);
+    }
+    report::reset_peak_rss();
+    if matches!(args.which, Which::All | Which::Ebpf) {
+        rows.extend(ebpf::run(args.ebpf_step_secs)?);
     }
     report::print(&rows);
     Ok(())
