@@ -427,8 +427,13 @@ pub async fn run<S: Sink>(
         tokio::select! {
             _ = shutdown.cancelled(), if !stopping => stopping = true,
             guard = ring.readable_mut() => {
-                let mut guard = guard.map_err(|e| EbpfError::Ring(e.to_string()))?;
+                                let mut guard = guard.map_err(|e| EbpfError::Ring(e.to_string()))?;
                 let rb = guard.get_inner_mut();
+                // The kernel wakes the reader only when it has caught up with
+                // the writer: readiness is cleared only once the ring was read
+                // empty. A full batch leaves the rest for the next turn of the
+                // loop (still ready), after the batch was sent.
+                let mut drained = true;
                 while let Some(item) = rb.next() {
                     match wire::decode(&item) {
                         Ok(Event::Tcp(e)) => tcp.handle(&e, e.ts_ns as i64 + offset, &mut l4),
@@ -449,11 +454,14 @@ pub async fn run<S: Sink>(
                         }
                         Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
                     }
-                    if batch.len() + l4.len() >= 1000 {
+                                        if batch.len() + l4.len() >= 1000 {
+                        drained = false;
                         break;
                     }
                 }
-                guard.clear_ready();
+                if drained {
+                    guard.clear_ready();
+                }
             }
             _ = tick.tick() => {
                 let now = crate::inventory::now_ns();
