@@ -450,3 +450,77 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
         "every record is either delivered or counted: {seen} seen, {lost} lost"
     );
 }
+
+/// Regression (found by `tapwire-bench ebpf`): a backlog larger than one
+/// batch (1,000 records) left records in the ring that the kernel never
+/// signalled again, and the reader stalled for good.
+#[test]
+fn a_backlog_larger_than_a_batch_does_not_stall_the_reader() {
+    if require(
+        "root (eBPF needs it)",
+        is_root().then_some(()),
+        "run the tests as root, as CI does",
+    )
+    .is_none()
+    {
+        return;
+    }
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        "[capture.ebpf]\nconnections = false\nfiles = false\n",
+    )
+    .expect("config");
+    let agent = Lines::spawn(tapwire(&broker.address()).arg("-c").arg(&config).args([
+        "capture",
+        "--source",
+        "ebpf",
+        "--node-name",
+        "node-b",
+    ]));
+    assert!(
+        tapwire_tests::wait_until(Duration::from_secs(30), || agent
+            .stderr()
+            .contains("ebpf attached")),
+        "agent:\n{}",
+        agent.stderr()
+    );
+    let signal = |sig: &str| {
+        Command::new("kill")
+            .args([sig, &agent.pid().to_string()])
+            .status()
+            .expect("kill")
+    };
+    // 700 execs and exits (1,400 records) wait in the ring while the agent
+    // is stopped: more than one batch.
+    signal("-STOP");
+    for _ in 0..700 {
+        let _ = Command::new("/bin/true").status();
+    }
+    signal("-CONT");
+    std::thread::sleep(Duration::from_secs(3));
+    // After the backlog, new events still arrive.
+    let mut later = Vec::new();
+    for _ in 0..5 {
+        let c = Command::new("/bin/true").spawn().expect("/bin/true");
+        later.push(c.id());
+        let _ = c.wait_with_output();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok);
+    let events = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let seen_later = events
+        .iter()
+        .filter(|e| matches!(e, AnyEvent::RuntimeEvent(r) if later.contains(&r.pid)))
+        .count();
+    assert_eq!(
+        seen_later, 10,
+        "exec and exit of the 5 processes after the backlog"
+    );
+}
