@@ -12,7 +12,7 @@ use tapwire_schemas::events::Verdict;
 use tapwire_schemas::{AnyEvent, decode_any};
 
 use crate::query::{Connection, ConnectionsView, Edge};
-use crate::rows::{counts_as_connection, domain, kind_name, mode_name, protocol_name, s, workload};
+use crate::rows::{counts_as_connection, domain, s, workload};
 
 type Key = (
     &'static str, // mode
@@ -47,17 +47,17 @@ impl MemoryConnections {
             return;
         }
         let key = (
-            mode_name(v.mode),
-            protocol_name(l4.protocol),
+            v.mode.as_str(),
+            l4.protocol.as_str(),
             (
-                kind_name(e.src.kind),
+                e.src.kind.as_str(),
                 s(&e.src.namespace),
                 workload(&e.src),
                 s(&e.src.pod),
                 l4.src.ip.to_string(),
             ),
             (
-                kind_name(e.dst.kind),
+                e.dst.kind.as_str(),
                 s(&e.dst.namespace),
                 workload(&e.dst),
                 s(&e.dst.pod),
@@ -198,16 +198,12 @@ impl BatchHandler for MemoryAggregate {
             match decode_any(&m.payload) {
                 Ok(AnyEvent::Verdict(v)) => counts.add(&v),
                 Ok(AnyEvent::LossRecord(_) | AnyEvent::InventorySnapshot(_)) => {}
-                Ok(other) => rejections.push(Rejection {
+                Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    error: "unexpected_record",
-                    reason: format!("expected a verdict, not {:?}", other.kind()),
-                }),
-                Err(err) => rejections.push(Rejection {
-                    index,
-                    error: err.label(),
-                    reason: err.to_string(),
-                }),
+                    "the connection counts read verdicts",
+                    other.kind(),
+                )),
+                Err(err) => rejections.push(Rejection::undecodable(index, &err)),
             }
         }
         Ok(rejections)

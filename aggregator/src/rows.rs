@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::Serialize;
 use tapwire_schemas::events::{
-    Direction, FinalState, InventorySnapshot, L4Event, L4Kind, Mode, Outcome, PeerContext,
-    PeerKind, Protocol, RuntimeKind, Socket, Verdict,
+    FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext, PeerKind, Socket, Verdict,
 };
 
 /// Seconds of a nanosecond timestamp, for `DateTime` columns.
@@ -23,72 +22,6 @@ fn secs(ns: i64) -> u32 {
 
 pub(crate) fn s(o: &Option<String>) -> String {
     o.clone().unwrap_or_default()
-}
-
-/// `audit`, `enforce`, `other`.
-pub fn mode_name(m: Mode) -> &'static str {
-    match m {
-        Mode::Audit => "audit",
-        Mode::Enforce => "enforce",
-        Mode::Other => "other",
-    }
-}
-
-fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Allowed => "allowed",
-        Outcome::Audited => "audited",
-        Outcome::Blocked => "blocked",
-    }
-}
-
-pub(crate) fn kind_name(k: PeerKind) -> &'static str {
-    match k {
-        PeerKind::Pod => "pod",
-        PeerKind::Host => "host",
-        PeerKind::External => "external",
-        PeerKind::Unresolved => "unresolved",
-        PeerKind::None => "none",
-        PeerKind::Service => "service",
-    }
-}
-
-pub(crate) fn protocol_name(p: Protocol) -> &'static str {
-    match p {
-        Protocol::Tcp => "tcp",
-        Protocol::Udp => "udp",
-    }
-}
-
-fn direction_name(d: Direction) -> &'static str {
-    match d {
-        Direction::Egress => "egress",
-        Direction::Ingress => "ingress",
-        Direction::None => "none",
-    }
-}
-
-fn state_name(s: FinalState) -> &'static str {
-    match s {
-        FinalState::Established => "established",
-        FinalState::Refused => "refused",
-        FinalState::HalfClosed => "half_closed",
-        FinalState::Stale => "stale",
-    }
-}
-
-fn runtime_name(k: RuntimeKind) -> &'static str {
-    match k {
-        RuntimeKind::ProcessExec => "process_exec",
-        RuntimeKind::ProcessExit => "process_exit",
-        RuntimeKind::FileOpen => "file_open",
-        RuntimeKind::FileCreate => "file_create",
-        RuntimeKind::FileWrite => "file_write",
-        RuntimeKind::FileDelete => "file_delete",
-        RuntimeKind::FileChmod => "file_chmod",
-        RuntimeKind::FileChown => "file_chown",
-        RuntimeKind::FileRename => "file_rename",
-    }
 }
 
 /// The domain name shown for a peer outside the pods: its DNS name, or a
@@ -188,17 +121,17 @@ impl Counts {
         let key = CountKey {
             partition,
             minute: secs(ns) / 60 * 60,
-            mode: mode_name(v.mode),
-            protocol: protocol_name(l4.protocol),
+            mode: v.mode.as_str(),
+            protocol: l4.protocol.as_str(),
             src: (
-                kind_name(e.src.kind),
+                e.src.kind.as_str(),
                 s(&e.src.namespace),
                 workload(&e.src),
                 s(&e.src.pod),
                 l4.src.ip.to_string(),
             ),
             dst: (
-                kind_name(e.dst.kind),
+                e.dst.kind.as_str(),
                 s(&e.dst.namespace),
                 workload(&e.dst),
                 s(&e.dst.pod),
@@ -426,12 +359,12 @@ impl EventRows {
         let e = &v.event;
         let Some(h) = e.header() else { return };
         let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, h.id.to_hex());
-        let mode = mode_name(v.mode).to_owned();
-        let outcome = outcome_name(v.outcome).to_owned();
+        let mode = v.mode.as_str().to_owned();
+        let outcome = v.outcome.as_str().to_owned();
         let kind = match (&e.l4, &e.dns, &e.runtime) {
             (Some(l), ..) => l.kind.as_str(),
             (_, Some(d), _) => d.kind.as_str(),
-            (.., Some(r)) => runtime_name(r.kind),
+            (.., Some(r)) => r.kind.as_str(),
             _ => return,
         };
         self.verdicts.push(VerdictRow {
@@ -486,8 +419,8 @@ impl EventRows {
         };
         let (protocol, direction, src, dst) = match (&e.l4, &e.dns) {
             (Some(l), _) => (
-                protocol_name(l.protocol),
-                direction_name(l.direction),
+                l.protocol.as_str(),
+                l.direction.as_str(),
                 Some(l.src),
                 Some(l.dst),
             ),
@@ -515,10 +448,10 @@ impl EventRows {
             src_port,
             dst_ip: dst_ip.clone(),
             dst_port,
-            src_kind: kind_name(e.src.kind).to_owned(),
+            src_kind: e.src.kind.as_str().to_owned(),
             src_namespace: s(&e.src.namespace),
             src_pod: s(&e.src.pod),
-            dst_kind: kind_name(e.dst.kind).to_owned(),
+            dst_kind: e.dst.kind.as_str().to_owned(),
             dst_namespace: s(&e.dst.namespace),
             dst_pod: s(&e.dst.pod),
             dst_domain: domain(&e.dst),
@@ -555,7 +488,11 @@ impl EventRows {
                 duration_ns: l.duration_ns.map(|d| d as i64),
                 bytes_sent: l.bytes_sent.unwrap_or(0),
                 bytes_received: l.bytes_received.unwrap_or(0),
-                final_state: l.final_state.map(state_name).unwrap_or("").to_owned(),
+                final_state: l
+                    .final_state
+                    .map(FinalState::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
                 mode,
                 src_partition: partition,
                 src_offset: offset,

@@ -227,19 +227,12 @@ impl BatchHandler for AggregateStage {
                     tracing::debug!(?loss, "loss record seen");
                     self.written.loss_records += 1;
                 }
-                Ok(other) => rejections.push(Rejection {
+                Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    error: "unexpected_record",
-                    reason: format!(
-                        "aggregate reads verdicts and inventory snapshots, not {:?}",
-                        other.kind()
-                    ),
-                }),
-                Err(err) => rejections.push(Rejection {
-                    index,
-                    error: err.label(),
-                    reason: err.to_string(),
-                }),
+                    "aggregate reads verdicts and inventory snapshots",
+                    other.kind(),
+                )),
+                Err(err) => rejections.push(Rejection::undecodable(index, &err)),
             }
         }
         self.written.connections_counted += counts.events;

@@ -146,19 +146,12 @@ fn decode_verdicts(batch: &[Message]) -> (Vec<(usize, Verdict)>, Vec<Rejection>)
                     },
                 ));
             }
-            Ok(other) => rejections.push(Rejection {
+            Ok(other) => rejections.push(Rejection::wrong_schema(
                 index,
-                error: "wrong_schema",
-                reason: format!(
-                    "cef forwards verdicts and enriched events, not {}",
-                    other.kind()
-                ),
-            }),
-            Err(err) => rejections.push(Rejection {
-                index,
-                error: err.label(),
-                reason: err.to_string(),
-            }),
+                "cef forwards verdicts and enriched events",
+                other.kind(),
+            )),
+            Err(err) => rejections.push(Rejection::undecodable(index, &err)),
         }
     }
     (verdicts, rejections)

@@ -118,22 +118,15 @@ impl<K: Sink> BatchHandler for EnrichStage<K> {
                     continue;
                 }
                 Ok(other) => {
-                    rejections.push(Rejection {
+                    rejections.push(Rejection::wrong_schema(
                         index,
-                        error: "wrong_schema",
-                        reason: format!(
-                            "enrich reads L4, DNS and runtime events, not {}",
-                            other.kind()
-                        ),
-                    });
+                        "enrich reads L4, DNS and runtime events",
+                        other.kind(),
+                    ));
                     continue;
                 }
                 Err(err) => {
-                    rejections.push(Rejection {
-                        index,
-                        error: err.label(),
-                        reason: err.to_string(),
-                    });
+                    rejections.push(Rejection::undecodable(index, &err));
                     continue;
                 }
             };

@@ -271,11 +271,7 @@ pub fn decode_batch<T: Record>(batch: &[Message]) -> (Vec<(usize, T)>, Vec<Rejec
     for (index, message) in batch.iter().enumerate() {
         match tapwire_schemas::decode::<T>(&message.payload) {
             Ok(value) => good.push((index, value)),
-            Err(err) => bad.push(Rejection {
-                index,
-                error: err.label(),
-                reason: err.to_string(),
-            }),
+            Err(err) => bad.push(Rejection::undecodable(index, &err)),
         }
     }
     (good, bad)

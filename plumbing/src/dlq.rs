@@ -29,6 +29,28 @@ pub struct Rejection {
     pub reason: String,
 }
 
+impl Rejection {
+    /// A message that does not decode (not Avro single-object encoding, an
+    /// unknown writer schema, a body that does not match it).
+    pub fn undecodable(index: usize, err: &tapwire_schemas::DecodeError) -> Self {
+        Rejection {
+            index,
+            error: err.label(),
+            reason: err.to_string(),
+        }
+    }
+
+    /// A well-formed message of a kind the stage does not read; `reads`
+    /// says what it reads, e.g. `"policy reads enriched events"`.
+    pub fn wrong_schema(index: usize, reads: &str, got: tapwire_schemas::SchemaKind) -> Self {
+        Rejection {
+            index,
+            error: "wrong_schema",
+            reason: format!("{reads}, not {got}"),
+        }
+    }
+}
+
 /// The dead-letter record for `message`.
 pub fn dead_letter(stage: &str, message: &Message, rejection: &Rejection) -> OutRecord {
     let mut headers = message.headers.clone();

@@ -151,16 +151,12 @@ impl<K: Sink> BatchHandler for PolicyStage<K> {
                         message.payload.clone(),
                     ));
                 }
-                Ok(other) => rejections.push(Rejection {
+                Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    error: "wrong_schema",
-                    reason: format!("policy reads enriched events, not {}", other.kind()),
-                }),
-                Err(err) => rejections.push(Rejection {
-                    index,
-                    error: err.label(),
-                    reason: err.to_string(),
-                }),
+                    "policy reads enriched events",
+                    other.kind(),
+                )),
+                Err(err) => rejections.push(Rejection::undecodable(index, &err)),
             }
         }
         let n = out.len() as u64;

@@ -23,9 +23,7 @@
 //! | `bytes_sent`, `bytes_received`, `duration_ms` | flow counters (network_flow) |
 //! | `dns.name` | the queried name of a DNS event |
 
-use crate::events::{
-    Direction, EnrichedEvent, Mode, Outcome, PeerContext, PeerKind, Protocol, Verdict,
-};
+use crate::events::{EnrichedEvent, PeerContext, PeerKind, Protocol, Verdict};
 use tapwire_kfl::{Entry, Lookup, Path, Segment, Value};
 
 /// An enriched event, and its verdict when judged, as KFL sees it.
@@ -110,19 +108,13 @@ impl Entry for EventEntry<'_> {
             "kind" => one(Value::Str(match (l4, dns, rt) {
                 (Some(l), ..) => l.kind.as_str(),
                 (_, Some(d), _) => d.kind.as_str(),
-                (.., Some(r)) => runtime_kind(r.kind),
+                (.., Some(r)) => r.kind.as_str(),
                 _ => return Lookup::Missing,
             })),
             "mode" | "outcome" | "policy" | "rule" | "signature_id" | "severity" => self
                 .verdict
                 .map_or(Lookup::Missing, |v| verdict_field(v, path.as_str())),
-            "direction" => l4.map_or(Lookup::Missing, |l| {
-                one(Value::Str(match l.direction {
-                    Direction::Egress => "egress",
-                    Direction::Ingress => "ingress",
-                    Direction::None => "none",
-                }))
-            }),
+            "direction" => l4.map_or(Lookup::Missing, |l| one(Value::Str(l.direction.as_str()))),
             "binary" => str_or_missing(
                 l4.map(|l| l.binary.as_str())
                     .or(dns.map(|d| d.binary.as_str()))
@@ -147,8 +139,8 @@ impl Entry for EventEntry<'_> {
             "duration_ms" => l4
                 .and_then(|l| l.duration_ns)
                 .map_or(Lookup::Missing, |d| one(Value::Int((d / 1_000_000) as i64))),
-            "src.kind" => one(Value::Str(peer_kind(e.src.kind))),
-            "dst.kind" => one(Value::Str(peer_kind(e.dst.kind))),
+            "src.kind" => one(Value::Str(e.src.kind.as_str())),
+            "dst.kind" => one(Value::Str(e.dst.kind.as_str())),
             // `src.labels.app`, `dst.labels["app.kubernetes.io/name"]`
             _ => match path.segments() {
                 [Segment::Key(side), Segment::Key(labels), Segment::Key(key)]
@@ -169,16 +161,8 @@ impl Entry for EventEntry<'_> {
 
 fn verdict_field<'v>(v: &'v Verdict, path: &str) -> Lookup<'v> {
     Lookup::One(match path {
-        "mode" => Value::Str(match v.mode {
-            Mode::Audit => "audit",
-            Mode::Enforce => "enforce",
-            Mode::Other => "other",
-        }),
-        "outcome" => Value::Str(match v.outcome {
-            Outcome::Allowed => "allowed",
-            Outcome::Audited => "audited",
-            Outcome::Blocked => "blocked",
-        }),
+        "mode" => Value::Str(v.mode.as_str()),
+        "outcome" => Value::Str(v.outcome.as_str()),
         "policy" => return str_or_missing(v.policy.as_deref()),
         "rule" => return str_or_missing(v.rule.as_deref()),
         "signature_id" => Value::Str(&v.signature_id),
@@ -186,35 +170,10 @@ fn verdict_field<'v>(v: &'v Verdict, path: &str) -> Lookup<'v> {
     })
 }
 
-fn peer_kind(kind: PeerKind) -> &'static str {
-    match kind {
-        PeerKind::Pod => "pod",
-        PeerKind::Host => "host",
-        PeerKind::External => "external",
-        PeerKind::Unresolved => "unresolved",
-        PeerKind::None => "none",
-        PeerKind::Service => "service",
-    }
-}
-
-fn runtime_kind(kind: crate::events::RuntimeKind) -> &'static str {
-    use crate::events::RuntimeKind as K;
-    match kind {
-        K::ProcessExec => "process_exec",
-        K::ProcessExit => "process_exit",
-        K::FileOpen => "file_open",
-        K::FileCreate => "file_create",
-        K::FileWrite => "file_write",
-        K::FileDelete => "file_delete",
-        K::FileChmod => "file_chmod",
-        K::FileChown => "file_chown",
-        K::FileRename => "file_rename",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::{Mode, Outcome};
     use crate::samples;
 
     #[test]

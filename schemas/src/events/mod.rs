@@ -43,3 +43,94 @@ pub struct LossRecord {
     /// Events lost since the previous loss record of this source.
     pub lost: u64,
 }
+
+/// `as_str` for enums: the serde (and Avro symbol) name, for tables, labels
+/// and filters that print the name.
+macro_rules! symbol_names {
+    ($($ty:ty { $($variant:ident => $name:literal),* $(,)? })*) => {$(
+        impl $ty {
+            /// The name as serialized (the Avro enum symbol).
+            pub fn as_str(self) -> &'static str {
+                match self { $(<$ty>::$variant => $name,)* }
+            }
+        }
+    )*};
+}
+
+symbol_names! {
+    PeerKind {
+        Pod => "pod", Host => "host", External => "external",
+        Unresolved => "unresolved", None => "none", Service => "service",
+    }
+    Mode { Audit => "audit", Enforce => "enforce", Other => "other" }
+    Outcome { Allowed => "allowed", Audited => "audited", Blocked => "blocked" }
+    Protocol { Tcp => "tcp", Udp => "udp" }
+    Direction { Egress => "egress", Ingress => "ingress", None => "none" }
+    FinalState {
+        Established => "established", Refused => "refused",
+        HalfClosed => "half_closed", Stale => "stale",
+    }
+    RuntimeKind {
+        ProcessExec => "process_exec", ProcessExit => "process_exit",
+        FileOpen => "file_open", FileCreate => "file_create", FileWrite => "file_write",
+        FileDelete => "file_delete", FileChmod => "file_chmod", FileChown => "file_chown",
+        FileRename => "file_rename",
+    }
+}
+
+#[cfg(test)]
+mod symbol_name_tests {
+    use super::*;
+
+    /// `as_str` is exactly what serde writes, for every variant.
+    #[test]
+    fn names_are_the_serialized_symbols() {
+        fn check<T: Serialize + Copy>(all: &[T], name: impl Fn(T) -> &'static str) {
+            for v in all {
+                assert_eq!(serde_json::to_value(v).expect("serialize"), name(*v));
+            }
+        }
+        use PeerKind as P;
+        check(
+            &[
+                P::Pod,
+                P::Host,
+                P::External,
+                P::Unresolved,
+                P::None,
+                P::Service,
+            ],
+            PeerKind::as_str,
+        );
+        check(&[Mode::Audit, Mode::Enforce, Mode::Other], Mode::as_str);
+        check(
+            &[Outcome::Allowed, Outcome::Audited, Outcome::Blocked],
+            Outcome::as_str,
+        );
+        check(&[Protocol::Tcp, Protocol::Udp], Protocol::as_str);
+        check(
+            &[Direction::Egress, Direction::Ingress, Direction::None],
+            Direction::as_str,
+        );
+        use FinalState as F;
+        check(
+            &[F::Established, F::Refused, F::HalfClosed, F::Stale],
+            FinalState::as_str,
+        );
+        use RuntimeKind as R;
+        check(
+            &[
+                R::ProcessExec,
+                R::ProcessExit,
+                R::FileOpen,
+                R::FileCreate,
+                R::FileWrite,
+                R::FileDelete,
+                R::FileChmod,
+                R::FileChown,
+                R::FileRename,
+            ],
+            RuntimeKind::as_str,
+        );
+    }
+}

@@ -101,19 +101,15 @@ impl BatchHandler for CefWriter {
                 Ok(AnyEvent::Verdict(v)) => v,
                 Ok(AnyEvent::LossRecord(_)) => continue,
                 Ok(other) => {
-                    rejections.push(Rejection {
+                    rejections.push(Rejection::wrong_schema(
                         index,
-                        error: "unexpected_record",
-                        reason: format!("expected a verdict, not {:?}", other.kind()),
-                    });
+                        "the CEF writer reads verdicts",
+                        other.kind(),
+                    ));
                     continue;
                 }
                 Err(err) => {
-                    rejections.push(Rejection {
-                        index,
-                        error: err.label(),
-                        reason: err.to_string(),
-                    });
+                    rejections.push(Rejection::undecodable(index, &err));
                     continue;
                 }
             };

@@ -112,11 +112,7 @@ impl<W: Write + Send> BatchHandler for TailHandler<W> {
             }
             match decode_any(&message.payload) {
                 Ok(event) => self.line(message, &event),
-                Err(err) => rejections.push(Rejection {
-                    index,
-                    error: err.label(),
-                    reason: err.to_string(),
-                }),
+                Err(err) => rejections.push(Rejection::undecodable(index, &err)),
             }
         }
         self.out
