@@ -12,75 +12,30 @@ use tapwire_schemas::events::Verdict;
 use tapwire_schemas::{AnyEvent, decode_any};
 
 use crate::query::{Connection, ConnectionsView, Edge};
-use crate::rows::{counts_as_connection, domain, s, workload};
-
-type Key = (
-    &'static str, // mode
-    &'static str, // protocol
-    (&'static str, String, String, String, String),
-    (&'static str, String, String, String, String, u16),
-);
-
-#[derive(Debug, Default)]
-struct Acc {
-    connections: u64,
-    first_ns: i64,
-    last_ns: i64,
-    last_src_port: u16,
-    dst_domain: String,
-}
+use crate::rows::{CountRow, Counts};
 
 /// Connection counts since start.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct MemoryConnections {
-    map: HashMap<Key, Acc>,
+    counts: Counts,
     verdicts: u64,
 }
 
+impl Default for MemoryConnections {
+    fn default() -> Self {
+        MemoryConnections {
+            counts: Counts::whole_run(),
+            verdicts: 0,
+        }
+    }
+}
+
 impl MemoryConnections {
-    /// Counts `v` if it is a connection (same rule as ClickHouse ingest).
+    /// Counts `v` if it is a connection (the rule and the code of the
+    /// ClickHouse ingest, without minute buckets).
     pub fn add(&mut self, v: &Verdict) {
         self.verdicts += 1;
-        let e = &v.event;
-        let Some(l4) = &e.l4 else { return };
-        if !counts_as_connection(l4, &e.src) {
-            return;
-        }
-        let key = (
-            v.mode.as_str(),
-            l4.protocol.as_str(),
-            (
-                e.src.kind.as_str(),
-                s(&e.src.namespace),
-                workload(&e.src),
-                s(&e.src.pod),
-                l4.src.ip.to_string(),
-            ),
-            (
-                e.dst.kind.as_str(),
-                s(&e.dst.namespace),
-                workload(&e.dst),
-                s(&e.dst.pod),
-                l4.dst.ip.to_string(),
-                l4.dst.port,
-            ),
-        );
-        let ns = l4.header.timestamp_ns;
-        let acc = self.map.entry(key).or_insert_with(|| Acc {
-            first_ns: ns,
-            last_ns: ns,
-            last_src_port: l4.src.port,
-            ..Acc::default()
-        });
-        acc.connections += 1;
-        acc.first_ns = acc.first_ns.min(ns);
-        if ns >= acc.last_ns {
-            acc.last_ns = ns;
-            acc.last_src_port = l4.src.port;
-        }
-        if acc.dst_domain.is_empty() {
-            acc.dst_domain = domain(&e.dst);
-        }
+        self.counts.add(v, 0, 0);
     }
 
     /// Verdicts seen (connections or not).
@@ -91,27 +46,27 @@ impl MemoryConnections {
     /// The view: tabs sorted like the ClickHouse view, at most `limit` rows
     /// each, and the edges.
     pub fn view(&self, limit: usize) -> ConnectionsView {
-        let mut rows: Vec<Connection> = self
-            .map
+        let counted: Vec<CountRow> = self.counts.iter().collect();
+        let mut rows: Vec<Connection> = counted
             .iter()
-            .map(|(k, a)| Connection {
-                mode: k.0.to_owned(),
-                protocol: k.1.to_owned(),
-                src_kind: k.2.0.to_owned(),
-                src_namespace: k.2.1.clone(),
-                src_workload: k.2.2.clone(),
-                src_pod: k.2.3.clone(),
-                src_ip: k.2.4.clone(),
-                src_port: a.last_src_port,
-                dst_kind: k.3.0.to_owned(),
-                dst_namespace: k.3.1.clone(),
-                dst_workload: k.3.2.clone(),
-                dst_pod: k.3.3.clone(),
-                dst_ip: k.3.4.clone(),
-                dst_port: k.3.5,
-                dst_domain: a.dst_domain.clone(),
-                connections: a.connections,
-                last_seen_ns: a.last_ns,
+            .map(|r| Connection {
+                mode: r.mode.clone(),
+                protocol: r.protocol.clone(),
+                src_kind: r.src_kind.clone(),
+                src_namespace: r.src_namespace.clone(),
+                src_workload: r.src_workload.clone(),
+                src_pod: r.src_pod.clone(),
+                src_ip: r.src_ip.clone(),
+                src_port: r.src_port,
+                dst_kind: r.dst_kind.clone(),
+                dst_namespace: r.dst_namespace.clone(),
+                dst_workload: r.dst_workload.clone(),
+                dst_pod: r.dst_pod.clone(),
+                dst_ip: r.dst_ip.clone(),
+                dst_port: r.dst_port,
+                dst_domain: r.dst_domain.clone(),
+                connections: r.connections,
+                last_seen_ns: r.last_seen_ns,
             })
             .collect();
         rows.sort_by(|a, b| {
@@ -174,10 +129,9 @@ impl MemoryConnections {
                 .then_with(|| (&a.src, &a.dst).cmp(&(&b.src, &b.dst)))
         });
         edges.truncate(limit);
-        let secs = |ns: i64| u32::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0);
         ConnectionsView {
-            from_s: secs(self.map.values().map(|a| a.first_ns).min().unwrap_or(0)),
-            until_s: secs(self.map.values().map(|a| a.last_ns).max().unwrap_or(0)),
+            from_s: counted.iter().map(|r| r.first_seen).min().unwrap_or(0),
+            until_s: counted.iter().map(|r| r.last_seen).max().unwrap_or(0),
             audit: tab("audit"),
             enforce: tab("enforce"),
             other: tab("other"),

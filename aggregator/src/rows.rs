@@ -14,6 +14,7 @@ use serde::Serialize;
 use tapwire_schemas::events::{
     FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext, PeerKind, Socket, Verdict,
 };
+use xxhash_rust::xxh3::Xxh3;
 
 /// Seconds of a nanosecond timestamp, for `DateTime` columns.
 fn secs(ns: i64) -> u32 {
@@ -62,42 +63,39 @@ pub struct CountRow {
     pub src_offset: u64,
 }
 
-/// What identifies a row of `connection_counts`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct CountKey {
-    partition: u32,
-    minute: u32,
-    mode: &'static str,
-    protocol: &'static str,
-    src: (&'static str, String, String, String, String),
-    dst: (&'static str, String, String, String, u16, String),
-}
-
+/// One row being counted, and its first time in nanoseconds.
 #[derive(Debug)]
-struct CountValue {
-    connections: u64,
+struct Counted {
+    row: CountRow,
     first_ns: i64,
-    last_ns: i64,
-    last_src_port: u16,
-    max_offset: u64,
-    /// The destination's domain name is part of the row, not of the key:
-    /// the first name seen for the key in the batch is kept.
-    dst_domain: String,
 }
 
-/// Connection counts of one batch, pre-aggregated per minute.
-#[derive(Debug, Default)]
+/// Connection counts pre-aggregated per minute (or, for the in-memory view,
+/// over the whole run).
+///
+/// Rows are found by a 128-bit fingerprint of their key fields, so counting
+/// an event of a row that exists allocates nothing; the row's strings are
+/// built once, when it is first seen.
+#[derive(Debug)]
 pub struct Counts {
-    map: HashMap<CountKey, CountValue>,
+    map: HashMap<u128, Counted>,
+    by_minute: bool,
     /// Connections counted (events in, for the rows-out ratio).
     pub events: u64,
 }
 
-pub(crate) fn workload(p: &PeerContext) -> String {
-    p.workload
-        .as_ref()
-        .map(|w| w.name.clone())
-        .unwrap_or_default()
+impl Default for Counts {
+    fn default() -> Self {
+        Counts {
+            map: HashMap::new(),
+            by_minute: true,
+            events: 0,
+        }
+    }
+}
+
+pub(crate) fn workload(p: &PeerContext) -> &str {
+    p.workload.as_ref().map_or("", |w| w.name.as_str())
 }
 
 /// Whether an L4 event counts as a connection (see the module doc).
@@ -109,7 +107,29 @@ pub fn counts_as_connection(l4: &L4Event, src: &PeerContext) -> bool {
     }
 }
 
+/// Feeds `text` with its length, so that ("ab", "c") and ("a", "bc") differ.
+fn feed(h: &mut Xxh3, text: &str) {
+    h.update(&(text.len() as u32).to_le_bytes());
+    h.update(text.as_bytes());
+}
+
+fn feed_ip(h: &mut Xxh3, ip: std::net::IpAddr) {
+    match ip {
+        std::net::IpAddr::V4(v4) => h.update(&v4.octets()),
+        std::net::IpAddr::V6(v6) => h.update(&v6.octets()),
+    }
+}
+
 impl Counts {
+    /// Counts over everything added, without minute buckets (the in-memory
+    /// connections view); `minute` of every row is 0.
+    pub fn whole_run() -> Self {
+        Counts {
+            by_minute: false,
+            ..Counts::default()
+        }
+    }
+
     /// Adds the verdict's event if it counts as a connection.
     pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
         let e = &v.event;
@@ -118,75 +138,86 @@ impl Counts {
             return;
         }
         let ns = l4.header.timestamp_ns;
-        let key = CountKey {
-            partition,
-            minute: secs(ns) / 60 * 60,
-            mode: v.mode.as_str(),
-            protocol: l4.protocol.as_str(),
-            src: (
-                e.src.kind.as_str(),
-                s(&e.src.namespace),
-                workload(&e.src),
-                s(&e.src.pod),
-                l4.src.ip.to_string(),
-            ),
-            dst: (
-                e.dst.kind.as_str(),
-                s(&e.dst.namespace),
-                workload(&e.dst),
-                s(&e.dst.pod),
-                l4.dst.port,
-                l4.dst.ip.to_string(),
-            ),
+        let minute = if self.by_minute {
+            secs(ns) / 60 * 60
+        } else {
+            0
         };
+        let mut h = Xxh3::new();
+        h.update(&partition.to_le_bytes());
+        h.update(&minute.to_le_bytes());
+        for text in [v.mode.as_str(), l4.protocol.as_str(), e.src.kind.as_str()] {
+            feed(&mut h, text);
+        }
+        for p in [&e.src, &e.dst] {
+            feed(&mut h, p.namespace.as_deref().unwrap_or_default());
+            feed(&mut h, workload(p));
+            feed(&mut h, p.pod.as_deref().unwrap_or_default());
+        }
+        feed(&mut h, e.dst.kind.as_str());
+        feed_ip(&mut h, l4.src.ip.0);
+        feed_ip(&mut h, l4.dst.ip.0);
+        h.update(&l4.dst.port.to_le_bytes());
         self.events += 1;
-        let value = self.map.entry(key).or_insert(CountValue {
-            connections: 0,
+        let counted = self.map.entry(h.digest128()).or_insert_with(|| Counted {
             first_ns: ns,
-            last_ns: ns,
-            last_src_port: l4.src.port,
-            max_offset: offset,
-            dst_domain: String::new(),
+            row: CountRow {
+                minute,
+                mode: v.mode.as_str().to_owned(),
+                protocol: l4.protocol.as_str().to_owned(),
+                src_kind: e.src.kind.as_str().to_owned(),
+                src_namespace: s(&e.src.namespace),
+                src_workload: workload(&e.src).to_owned(),
+                src_pod: s(&e.src.pod),
+                src_ip: l4.src.ip.to_string(),
+                src_port: l4.src.port,
+                dst_kind: e.dst.kind.as_str().to_owned(),
+                dst_namespace: s(&e.dst.namespace),
+                dst_workload: workload(&e.dst).to_owned(),
+                dst_pod: s(&e.dst.pod),
+                dst_ip: l4.dst.ip.to_string(),
+                dst_port: l4.dst.port,
+                dst_domain: String::new(),
+                connections: 0,
+                first_seen: 0,
+                last_seen: 0,
+                last_seen_ns: ns,
+                src_partition: partition,
+                src_offset: offset,
+            },
         });
-        if value.dst_domain.is_empty() {
-            value.dst_domain = domain(&e.dst);
+        let row = &mut counted.row;
+        // The destination's domain name is part of the row, not of the key:
+        // the first name seen is kept.
+        if row.dst_domain.is_empty() {
+            row.dst_domain = domain(&e.dst);
         }
-        value.connections += 1;
-        value.first_ns = value.first_ns.min(ns);
-        if ns >= value.last_ns {
-            value.last_ns = ns;
-            value.last_src_port = l4.src.port;
+        row.connections += 1;
+        counted.first_ns = counted.first_ns.min(ns);
+        if ns >= row.last_seen_ns {
+            row.last_seen_ns = ns;
+            row.src_port = l4.src.port;
         }
-        value.max_offset = value.max_offset.max(offset);
+        row.src_offset = row.src_offset.max(offset);
+    }
+
+    /// The rows counted so far.
+    pub fn iter(&self) -> impl Iterator<Item = CountRow> + '_ {
+        self.map.values().map(|c| CountRow {
+            first_seen: secs(c.first_ns),
+            last_seen: secs(c.row.last_seen_ns),
+            ..c.row.clone()
+        })
     }
 
     /// The rows.
     pub fn rows(self) -> Vec<CountRow> {
         self.map
-            .into_iter()
-            .map(|(k, v)| CountRow {
-                minute: k.minute,
-                mode: k.mode.to_owned(),
-                protocol: k.protocol.to_owned(),
-                src_kind: k.src.0.to_owned(),
-                src_namespace: k.src.1,
-                src_workload: k.src.2,
-                src_pod: k.src.3,
-                src_ip: k.src.4,
-                src_port: v.last_src_port,
-                dst_kind: k.dst.0.to_owned(),
-                dst_namespace: k.dst.1,
-                dst_workload: k.dst.2,
-                dst_pod: k.dst.3,
-                dst_domain: v.dst_domain,
-                dst_ip: k.dst.5,
-                dst_port: k.dst.4,
-                connections: v.connections,
-                first_seen: secs(v.first_ns),
-                last_seen: secs(v.last_ns),
-                last_seen_ns: v.last_ns,
-                src_partition: k.partition,
-                src_offset: v.max_offset,
+            .into_values()
+            .map(|c| CountRow {
+                first_seen: secs(c.first_ns),
+                last_seen: secs(c.row.last_seen_ns),
+                ..c.row
             })
             .collect()
     }
