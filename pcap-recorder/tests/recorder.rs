@@ -4,7 +4,7 @@
 //! checked with tshark where it is installed (skip printed otherwise, failure
 //! under `CI=true`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use etherparse::PacketBuilder;
@@ -18,19 +18,6 @@ use tapwire_schemas::events::{EventHeader, PacketRecord};
 
 const CLIENT: [u8; 4] = [10, 0, 0, 1];
 const SERVER: [u8; 4] = [10, 0, 0, 2];
-
-fn tshark() -> Option<PathBuf> {
-    let found = Some(PathBuf::from("/usr/bin/tshark")).filter(|p| p.is_file());
-    if found.is_none() {
-        let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-        assert!(
-            !ci,
-            "tshark is missing under CI=true; apt-get install tshark"
-        );
-        eprintln!("SKIPPED (tshark part): tshark is missing; apt-get install tshark");
-    }
-    found
-}
 
 /// An Ethernet (link 1), SLL2 (276) or raw IP (101) frame of a TCP segment.
 fn frame(
@@ -218,7 +205,9 @@ fn reordered_retransmitted_streams_of_three_link_types() {
         );
     }
 
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tapwire_tests::tshark() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for s in &slices {
         let (path, _) = s.write_to_dir(dir.path()).unwrap();

@@ -38,19 +38,6 @@ fn shared_endpoint() -> Option<String> {
     shared_service("SeaweedFS S3", &addr).map(|_| endpoint)
 }
 
-fn tshark() -> Option<()> {
-    let found = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require(
-        "tshark",
-        found.then_some(()),
-        "install it with `scripts/services.sh install`",
-    )
-}
-
 fn settings(endpoint: &str, bucket: &str) -> S3Settings {
     let mut s = S3Settings::new(bucket);
     s.endpoint = Some(endpoint.to_owned());
@@ -202,7 +189,9 @@ async fn slices_land_in_seaweedfs_and_investigate_finds_them_by_kfl() {
     let Some(endpoint) = shared_endpoint() else {
         return;
     };
-    let Some(()) = tshark() else { return };
+    let Some(_) = tapwire_tests::tshark() else {
+        return;
+    };
     let s3 = S3Store::connect(&settings(&endpoint, &unique_bucket("find"))).await;
     create_bucket(&s3, false).await;
     let store = Store::S3(s3);

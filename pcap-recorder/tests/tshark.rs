@@ -20,26 +20,6 @@ use tapwire_schemas::{EventId, Ip};
 
 const HTTP_PORT: &str = "18765";
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// The tshark binary, or `None` after printing why the test skips (a panic
-/// under CI).
-fn tshark() -> Option<PathBuf> {
-    let found = ["/usr/bin/tshark", "/usr/local/bin/tshark"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file());
-    if found.is_none() {
-        if in_ci() {
-            panic!("tshark is missing under CI=true; install it (apt-get install tshark)");
-        }
-        eprintln!("SKIPPED: tshark is missing; install it (apt-get install tshark)");
-    }
-    found
-}
-
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
@@ -230,7 +210,9 @@ fn recorded_tuples(slices: &[FinishedSlice], query: &str) -> BTreeSet<Tuple> {
 
 #[test]
 fn kfl_selects_the_streams_tshark_selects_and_slices_reopen_in_tshark() {
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tapwire_tests::tshark() else {
+        return;
+    };
     let source = fixture("http_dns_lo.pcap");
     let (slices, recorder) = record_file(
         &source,
@@ -322,7 +304,9 @@ fn kfl_selects_the_streams_tshark_selects_and_slices_reopen_in_tshark() {
 
 #[test]
 fn dissection_agrees_with_tshark_on_methods_statuses_and_names() {
-    let Some(tshark) = tshark() else { return };
+    let Some(tshark) = tapwire_tests::tshark() else {
+        return;
+    };
     let source = fixture("http_dns_lo.pcap");
     let (slices, _) = record_file(&source, &[("all", "")]);
     let mut ours: Vec<String> = Vec::new();

@@ -140,3 +140,24 @@ impl Drop for ClickHouse {
         self.stop();
     }
 }
+
+/// One number from ClickHouse through `tapwire query sql`: the `n` column of
+/// the single row `sql` returns (`tapwire.` names database `db`).
+pub fn scalar(url: &str, db: &str, sql: &str) -> u64 {
+    let out = crate::run_ok(crate::tapwire("127.0.0.1:1").args([
+        "query",
+        "sql",
+        sql,
+        "--clickhouse-url",
+        url,
+        "--database",
+        db,
+    ]));
+    let row: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON row");
+    match &row["n"] {
+        serde_json::Value::String(s) => s.parse().expect("number"),
+        serde_json::Value::Number(n) => n.as_u64().expect("u64"),
+        serde_json::Value::Null => 0,
+        other => panic!("unexpected {other}"),
+    }
+}

@@ -55,6 +55,102 @@ pub fn shared_service(what: &str, address: &str) -> Option<String> {
     )
 }
 
+/// AWS settings for the test bed's SeaweedFS on `cmd`: its credentials and
+/// region, no instance metadata, and none of the caller's `RECORDING_KFL` or
+/// `S3_BUCKET`.
+pub fn s3_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("AWS_ACCESS_KEY_ID", "tapwire")
+        .env("AWS_SECRET_ACCESS_KEY", "tapwire-secret")
+        .env("AWS_REGION", env_or("TAPWIRE_S3_REGION", "us-east-1"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("RECORDING_KFL")
+        .env_remove("S3_BUCKET")
+}
+
+/// Creates `bucket` at the S3 `endpoint` (SeaweedFS takes anonymous bucket
+/// creation on loopback).
+pub fn create_bucket(endpoint: &str, bucket: &str) {
+    let created = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
+        .arg(format!("{endpoint}/{bucket}"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&created.stdout),
+        "200",
+        "create bucket {bucket}"
+    );
+}
+
+/// `tshark`, found on `PATH` and answering `--version`, or `None` with the
+/// reason printed (a failure under `CI=true`).
+pub fn tshark() -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("tshark"))
+                .find(|p| p.is_file())
+        })
+        .filter(|p| {
+            Command::new(p)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    require(
+        "tshark",
+        found,
+        "install it with `scripts/services.sh install`",
+    )
+}
+
+/// Every event of `topic` from its start (all partitions), decoded. Returns
+/// when nothing arrived for `idle`, when the topic is quiet and
+/// `done(events)` holds, or after 30 s.
+pub fn read_topic(
+    broker: &str,
+    topic: &str,
+    idle: Duration,
+    done: impl Fn(&[tapwire_schemas::AnyEvent]) -> bool,
+) -> Vec<tapwire_schemas::AnyEvent> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker)
+        .set("group.id", "tapwire-tests-reader")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("metadata");
+    let mut tpl = TopicPartitionList::new();
+    for p in meta.topics()[0].partitions() {
+        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+            .expect("partition");
+    }
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut idle_since = Instant::now();
+    while Instant::now() < deadline && idle_since.elapsed() < idle {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                let payload = m.payload().expect("payload");
+                out.push(tapwire_schemas::decode_any(payload).expect("decodes"));
+                idle_since = Instant::now();
+            }
+            Some(Err(e)) => panic!("consume {topic}: {e}"),
+            None if done(&out) => break,
+            None => {}
+        }
+    }
+    out
+}
+
 /// The `tansu` binary: `$TANSU_BIN`, `PATH`, or `~/.cargo/bin/tansu`.
 pub fn tansu_binary() -> Option<PathBuf> {
     if let Some(bin) = std::env::var_os("TANSU_BIN") {

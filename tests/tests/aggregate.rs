@@ -32,26 +32,6 @@ async fn produce(sink: &KafkaSink, first: u64, count: u64, base_ns: i64) {
     sink.send_batch(records).await.expect("produce");
 }
 
-/// One number from ClickHouse through `tapwire query sql`.
-fn scalar(ch: &str, db: &str, sql: &str) -> u64 {
-    let out = run_ok(tapwire("127.0.0.1:1").args([
-        "query",
-        "sql",
-        sql,
-        "--clickhouse-url",
-        ch,
-        "--database",
-        db,
-    ]));
-    let row: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON row");
-    match &row["n"] {
-        serde_json::Value::String(s) => s.parse().expect("number"),
-        serde_json::Value::Number(n) => n.as_u64().expect("u64"),
-        serde_json::Value::Null => 0,
-        other => panic!("unexpected {other}"),
-    }
-}
-
 fn aggregator(broker: &Broker, ch: &str, db: &str) -> Lines {
     Lines::spawn(
         tapwire(&broker.address())
@@ -91,7 +71,8 @@ async fn killed_mid_ingest_and_restarted_counts_every_connection_once() {
     let verdicts = "SELECT count() AS n FROM tapwire.verdicts";
     assert!(
         wait_until(Duration::from_secs(60), || {
-            tokio::task::block_in_place(|| scalar(&ch, &db, verdicts)) >= 1500
+            tokio::task::block_in_place(|| tapwire_tests::clickhouse::scalar(&ch, &db, verdicts))
+                >= 1500
         }),
         "the first aggregator ingests; stderr:\n{}",
         first.stderr()
@@ -106,24 +87,25 @@ async fn killed_mid_ingest_and_restarted_counts_every_connection_once() {
     let second = aggregator(&broker, &ch, &db);
     assert!(
         wait_until(Duration::from_secs(90), || {
-            tokio::task::block_in_place(|| scalar(&ch, &db, verdicts)) >= total
+            tokio::task::block_in_place(|| tapwire_tests::clickhouse::scalar(&ch, &db, verdicts))
+                >= total
         }),
         "the restarted aggregator catches up; stderr:\n{}",
         second.stderr()
     );
     // Give a replay the chance to show up if it were going to.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let connections = scalar(
+    let connections = tapwire_tests::clickhouse::scalar(
         &ch,
         &db,
         "SELECT sum(connections) AS n FROM tapwire.connection_counts",
     );
-    let rows = scalar(
+    let rows = tapwire_tests::clickhouse::scalar(
         &ch,
         &db,
         "SELECT count() AS n FROM tapwire.connection_counts",
     );
-    let stored = scalar(&ch, &db, verdicts);
+    let stored = tapwire_tests::clickhouse::scalar(&ch, &db, verdicts);
     let (stopped, _) = second.terminate(Duration::from_secs(10));
     assert!(stopped, "a clean stop on SIGTERM");
     assert_eq!(stored, total, "every verdict stored once");

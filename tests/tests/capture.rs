@@ -8,30 +8,16 @@ use std::collections::BTreeMap;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
 use serde_json::Value;
-use tapwire_schemas::{AnyEvent, DnsKind, L4Kind, Protocol, decode_any, topics};
+use tapwire_schemas::{AnyEvent, DnsKind, L4Kind, Protocol, topics};
 use tapwire_tests::{Broker, Storage, require, run_ok, tapwire};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../capture/tests/fixtures")
         .join(name)
-}
-
-fn tshark() -> Option<()> {
-    let ok = Command::new("tshark")
-        .arg("-v")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    require(
-        "tshark",
-        ok.then_some(()),
-        "install it with `scripts/services.sh install`",
-    )
 }
 
 fn tshark_lines(file: &Path, args: &[&str]) -> Vec<String> {
@@ -85,37 +71,6 @@ fn tshark_frames(file: &Path) -> Vec<(i64, Vec<u8>)> {
         .collect()
 }
 
-/// Every message of `topic` (all partitions), waiting until `done` says
-/// enough arrived or 30 s pass.
-fn read_topic(broker: &str, topic: &str, done: impl Fn(&[AnyEvent]) -> bool) -> Vec<AnyEvent> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", "capture-test")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in meta.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => out.push(decode_any(m.payload().expect("payload")).expect("decodes")),
-            Some(Err(e)) => panic!("consume {topic}: {e}"),
-            None if done(&out) => break,
-            None => {}
-        }
-    }
-    out
-}
-
 fn broker_with_topics() -> Option<Broker> {
     let broker = Broker::start(Storage::Memory)?;
     run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "3"]));
@@ -123,7 +78,9 @@ fn broker_with_topics() -> Option<Broker> {
 }
 
 fn replay_matches_tshark(name: &str) {
-    let Some(()) = tshark() else { return };
+    let Some(_) = tapwire_tests::tshark() else {
+        return;
+    };
     let Some(broker) = broker_with_topics() else {
         return;
     };
@@ -144,9 +101,12 @@ fn replay_matches_tshark(name: &str) {
     assert!(out.status.success(), "{stderr}");
 
     let mut expected = tshark_frames(&file);
-    let packets: Vec<AnyEvent> = read_topic(&broker.address(), topics::PACKETS_RAW, |got| {
-        got.len() >= expected.len()
-    });
+    let packets: Vec<AnyEvent> = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::PACKETS_RAW,
+        Duration::MAX,
+        |got| got.len() >= expected.len(),
+    );
     let mut got: Vec<(i64, Vec<u8>)> = packets
         .into_iter()
         .map(|e| match e {
@@ -173,12 +133,13 @@ fn replay_matches_tshark(name: &str) {
 
     let queries = tshark_lines(&file, &["-Y", "dns.flags.response == 0"]).len();
     let syns = tshark_lines(&file, &["-Y", "tcp.flags.syn == 1 && tcp.flags.ack == 0"]).len();
-    let events = read_topic(&broker.address(), topics::L4_RAW, |got| {
-        got.iter()
-            .filter(|e| matches!(e, AnyEvent::DnsEvent(_)))
-            .count()
-            >= queries
-    });
+    let events =
+        tapwire_tests::read_topic(&broker.address(), topics::L4_RAW, Duration::MAX, |got| {
+            got.iter()
+                .filter(|e| matches!(e, AnyEvent::DnsEvent(_)))
+                .count()
+                >= queries
+        });
     let dns: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -326,7 +287,10 @@ fn the_inventory_agrees_with_ss_on_a_test_listener_and_udp_socket() {
         "--node-name",
         "node-inv",
     ]));
-    let snapshots = read_topic(&broker.address(), topics::INVENTORY, |got| got.len() >= 2);
+    let snapshots =
+        tapwire_tests::read_topic(&broker.address(), topics::INVENTORY, Duration::MAX, |got| {
+            got.len() >= 2
+        });
     let (ok, _) = agent.terminate(Duration::from_secs(10));
     assert!(ok, "agent stopped cleanly on SIGTERM");
     let AnyEvent::InventorySnapshot(snap) = snapshots.last().expect("a snapshot") else {
@@ -407,7 +371,9 @@ fn without_net_raw_the_agent_names_the_capability_and_runs_the_replay() {
 
 #[test]
 fn live_capture_on_loopback_sees_what_dumpcap_sees() {
-    let Some(()) = tshark() else { return };
+    let Some(_) = tapwire_tests::tshark() else {
+        return;
+    };
     let root = Command::new("id")
         .arg("-u")
         .output()
@@ -481,15 +447,16 @@ fn live_capture_on_loopback_sees_what_dumpcap_sees() {
         .map(|(_, b)| b)
         .collect();
     assert!(expected.len() >= 3 * 6, "dumpcap saw the traffic");
-    let mut got: Vec<Vec<u8>> = read_topic(&broker.address(), topics::PACKETS_RAW, |g| {
-        g.len() >= expected.len()
-    })
-    .into_iter()
-    .filter_map(|e| match e {
-        AnyEvent::PacketRecord(p) => Some(p.data),
-        _ => None,
-    })
-    .collect();
+    let mut got: Vec<Vec<u8>> =
+        tapwire_tests::read_topic(&broker.address(), topics::PACKETS_RAW, Duration::MAX, |g| {
+            g.len() >= expected.len()
+        })
+        .into_iter()
+        .filter_map(|e| match e {
+            AnyEvent::PacketRecord(p) => Some(p.data),
+            _ => None,
+        })
+        .collect();
     expected.sort();
     got.sort();
     assert_eq!(got.len(), expected.len(), "as many packets as dumpcap");
@@ -498,7 +465,7 @@ fn live_capture_on_loopback_sees_what_dumpcap_sees() {
         matches!(e, AnyEvent::L4Event(l) if l.kind == L4Kind::NetworkFlow && l.dst.port == port
             && l.bytes_sent == Some(10_000) && l.bytes_received == Some(10_000))
     };
-    let flows = read_topic(&broker.address(), topics::L4_RAW, |g| {
+    let flows = tapwire_tests::read_topic(&broker.address(), topics::L4_RAW, Duration::MAX, |g| {
         g.iter().filter(|e| is_flow(e)).count() >= 3
     })
     .iter()

@@ -3,11 +3,9 @@
 //! exchange known byte counts; skips with the reason otherwise.
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
-use tapwire_schemas::{AnyEvent, Direction, FinalState, L4Kind, RuntimeKind, decode_any, topics};
+use tapwire_schemas::{AnyEvent, Direction, FinalState, L4Kind, RuntimeKind, topics};
 use tapwire_tests::{Broker, Lines, Storage, require, run_ok, tapwire};
 
 /// A network namespace deleted on drop.
@@ -53,33 +51,6 @@ fn is_root() -> bool {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn read_all(broker: &str, topic: &str) -> Vec<AnyEvent> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", broker)
-        .set("group.id", "capture-ebpf-test")
-        .create()
-        .expect("consumer");
-    let meta = consumer
-        .fetch_metadata(Some(topic), Duration::from_secs(10))
-        .expect("metadata");
-    let mut tpl = TopicPartitionList::new();
-    for p in meta.topics()[0].partitions() {
-        tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-            .expect("partition");
-    }
-    consumer.assign(&tpl).expect("assign");
-    let mut out = Vec::new();
-    let mut idle_since = Instant::now();
-    while idle_since.elapsed() < Duration::from_secs(3) {
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.expect("message");
-            out.push(decode_any(m.payload().expect("payload")).expect("decodes"));
-            idle_since = Instant::now();
-        }
-    }
-    out
 }
 
 const SERVER: &str = r#"
@@ -226,7 +197,12 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
     let (ok, _) = agent.terminate(Duration::from_secs(15));
     assert!(ok, "agent stopped on SIGTERM");
 
-    let all_l4 = read_all(&broker.address(), topics::L4_RAW);
+    let all_l4 = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::L4_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
     let udp = all_l4.iter().any(|e| {
         matches!(e, AnyEvent::L4Event(l) if l.protocol == tapwire_schemas::Protocol::Udp
             && l.kind == L4Kind::NetworkConnect && l.pid == files_pid && l.dst.port == 5353
@@ -292,7 +268,12 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
         .expect("refused flow");
     assert_eq!(refused.final_state, Some(FinalState::Refused));
 
-    let runtime = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let runtime = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::RUNTIME_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
     let exec = runtime
         .iter()
         .find_map(|e| match e {
@@ -353,35 +334,25 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
     );
 }
 
-#[test]
-fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
-    if require(
+/// A broker and an agent running only the eBPF source with `config`
+/// (TOML) and `extra` arguments, once its programs are attached; `None`
+/// (reason printed) without root or Tansu.
+fn ebpf_agent(config: &str, extra: &[&str]) -> Option<(Broker, Lines, tempfile::TempDir)> {
+    require(
         "root (eBPF needs it)",
         is_root().then_some(()),
         "run the tests as root, as CI does",
-    )
-    .is_none()
-    {
-        return;
-    }
-    let Some(broker) = Broker::start(Storage::Memory) else {
-        return;
-    };
+    )?;
+    let broker = Broker::start(Storage::Memory)?;
     run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("tapwire.toml");
-    // One page: room for a handful of process records.
-    std::fs::write(
-        &config,
-        "[capture.ebpf]\nring_buffer_bytes = 4096\nconnections = false\nfiles = false\n",
-    )
-    .expect("config");
-    let admin = format!("127.0.0.1:{}", tapwire_tests::free_port());
+    let path = dir.path().join("tapwire.toml");
+    std::fs::write(&path, config).expect("config");
     let agent = Lines::spawn(
         tapwire(&broker.address())
             .arg("-c")
-            .arg(&config)
-            .args(["--admin-listen", &admin])
+            .arg(&path)
+            .args(extra)
             .args(["capture", "--source", "ebpf", "--node-name", "node-l"]),
     );
     assert!(
@@ -391,21 +362,36 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
         "agent:\n{}",
         agent.stderr()
     );
-    // Stop the reader, make 50 execs and exits, let it read again.
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &agent.pid().to_string()])
-            .status()
-            .expect("kill")
+    Some((broker, agent, dir))
+}
+
+/// Sends `sig` (e.g. `-STOP`) to the process `pid`.
+fn signal(pid: u32, sig: &str) {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .expect("kill");
+}
+
+#[test]
+fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
+    let admin = format!("127.0.0.1:{}", tapwire_tests::free_port());
+    // One page: room for a handful of process records.
+    let Some((broker, agent, _dir)) = ebpf_agent(
+        "[capture.ebpf]\nring_buffer_bytes = 4096\nconnections = false\nfiles = false\n",
+        &["--admin-listen", &admin],
+    ) else {
+        return;
     };
-    signal("-STOP");
+    // Stop the reader, make 50 execs and exits, let it read again.
+    signal(agent.pid(), "-STOP");
     let mut pids = Vec::new();
     for _ in 0..50 {
         let c = Command::new("/bin/true").spawn().expect("/bin/true");
         pids.push(c.id());
         let _ = c.wait_with_output();
     }
-    signal("-CONT");
+    signal(agent.pid(), "-CONT");
     std::thread::sleep(Duration::from_secs(3));
     let metrics = {
         use std::io::{Read, Write};
@@ -427,7 +413,12 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
         })
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no ringbuf drop metric in:\n{metrics}"));
-    let events = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let events = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::RUNTIME_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
     let seen = events
         .iter()
         .filter(|e| matches!(e, AnyEvent::RuntimeEvent(r) if pids.contains(&r.pid)))
@@ -456,53 +447,18 @@ fn a_full_ring_buffer_is_counted_and_reported_as_loss_records() {
 /// signalled again, and the reader stalled for good.
 #[test]
 fn a_backlog_larger_than_a_batch_does_not_stall_the_reader() {
-    if require(
-        "root (eBPF needs it)",
-        is_root().then_some(()),
-        "run the tests as root, as CI does",
-    )
-    .is_none()
-    {
+    let Some((broker, agent, _dir)) =
+        ebpf_agent("[capture.ebpf]\nconnections = false\nfiles = false\n", &[])
+    else {
         return;
-    }
-    let Some(broker) = Broker::start(Storage::Memory) else {
-        return;
-    };
-    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = dir.path().join("tapwire.toml");
-    std::fs::write(
-        &config,
-        "[capture.ebpf]\nconnections = false\nfiles = false\n",
-    )
-    .expect("config");
-    let agent = Lines::spawn(tapwire(&broker.address()).arg("-c").arg(&config).args([
-        "capture",
-        "--source",
-        "ebpf",
-        "--node-name",
-        "node-b",
-    ]));
-    assert!(
-        tapwire_tests::wait_until(Duration::from_secs(30), || agent
-            .stderr()
-            .contains("ebpf attached")),
-        "agent:\n{}",
-        agent.stderr()
-    );
-    let signal = |sig: &str| {
-        Command::new("kill")
-            .args([sig, &agent.pid().to_string()])
-            .status()
-            .expect("kill")
     };
     // 700 execs and exits (1,400 records) wait in the ring while the agent
     // is stopped: more than one batch.
-    signal("-STOP");
+    signal(agent.pid(), "-STOP");
     for _ in 0..700 {
         let _ = Command::new("/bin/true").status();
     }
-    signal("-CONT");
+    signal(agent.pid(), "-CONT");
     std::thread::sleep(Duration::from_secs(3));
     // After the backlog, new events still arrive.
     let mut later = Vec::new();
@@ -514,7 +470,12 @@ fn a_backlog_larger_than_a_batch_does_not_stall_the_reader() {
     std::thread::sleep(Duration::from_secs(3));
     let (ok, _) = agent.terminate(Duration::from_secs(15));
     assert!(ok);
-    let events = read_all(&broker.address(), topics::RUNTIME_RAW);
+    let events = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::RUNTIME_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
     let seen_later = events
         .iter()
         .filter(|e| matches!(e, AnyEvent::RuntimeEvent(r) if later.contains(&r.pid)))

@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use tapwire_plumbing::bus::kafka::KafkaSink;
@@ -64,33 +63,6 @@ fn cluster() -> Vec<OutRecord> {
     ]
 }
 
-fn s3_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", "tapwire")
-        .env("AWS_SECRET_ACCESS_KEY", "tapwire-secret")
-        .env("AWS_REGION", env_or("TAPWIRE_S3_REGION", "us-east-1"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("RECORDING_KFL")
-        .env_remove("S3_BUCKET")
-}
-
-fn scalar(ch: &str, db: &str, sql: &str) -> u64 {
-    let out = run_ok(tapwire("127.0.0.1:1").args([
-        "query",
-        "sql",
-        sql,
-        "--clickhouse-url",
-        ch,
-        "--database",
-        db,
-    ]));
-    let row: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON row");
-    match &row["n"] {
-        serde_json::Value::String(s) => s.parse().expect("number"),
-        serde_json::Value::Number(n) => n.as_u64().expect("u64"),
-        other => panic!("unexpected {other}"),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     let Some(ch) = tapwire_tests::clickhouse::shared() else {
@@ -112,16 +84,7 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     let endpoint = format!("http://{s3}");
     let id = std::process::id();
     let (db, bucket) = (format!("tapwire_e2e_{id}"), format!("tw-e2e-{id}"));
-    let created = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
-        .arg(format!("{endpoint}/{bucket}"))
-        .output()
-        .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&created.stdout),
-        "200",
-        "create bucket"
-    );
+    tapwire_tests::create_bucket(&endpoint, &bucket);
 
     // The demo writes its traffic and policies; its own run checks itself.
     run_ok(
@@ -173,7 +136,7 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
             "e2e",
         ])),
         Lines::spawn(
-            s3_env(&mut tapwire(&brokers))
+            tapwire_tests::s3_env(&mut tapwire(&brokers))
                 .args([
                     "record",
                     "--bucket",
@@ -203,7 +166,7 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
 
     // Connections per tab, as the traffic implies them (see `tapwire demo`).
     let counted = |mode: &str, src: &str, dst_port: u16| {
-        scalar(
+        tapwire_tests::clickhouse::scalar(
             &ch,
             &db,
             &format!(
@@ -233,7 +196,8 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     }
 
     // Every verdict reached the SIEM, blocked ones with the violation family.
-    let verdicts = scalar(&ch, &db, "SELECT count() AS n FROM tapwire.verdicts");
+    let verdicts =
+        tapwire_tests::clickhouse::scalar(&ch, &db, "SELECT count() AS n FROM tapwire.verdicts");
     assert!(
         wait_until(Duration::from_secs(60), || receiver.received("tcp").len()
             as u64
@@ -258,7 +222,7 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     let location = format!("s3://{bucket}/tapwire");
     let streams = |kfl: &str| {
         let out = run_ok(
-            s3_env(&mut tapwire("127.0.0.1:1"))
+            tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
                 .args(["investigate", &location, "--kfl", kfl, "--format", "json"])
                 .args(["--endpoint", &endpoint, "--path-style"]),
         );
@@ -269,8 +233,9 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
         tokio::task::block_in_place(
             || wait_until(Duration::from_secs(60), || streams("http") >= http)
         ),
-        "HTTP streams in S3: {} of {http}",
-        streams("http")
+                "HTTP streams in S3: {} of {http}; record:\n{}",
+        streams("http"),
+        stages[4].stderr()
     );
     assert_eq!(streams("http"), http);
     assert_eq!(streams("dns"), REQUESTS.div_ceil(50));

@@ -15,27 +15,12 @@ use tapwire_plumbing::bus::{OutRecord, Sink};
 use tapwire_plumbing::config::KafkaConfig;
 use tapwire_schemas::events::PacketRecord;
 use tapwire_schemas::{encode, samples, topics};
-use tapwire_tests::{
-    Broker, Lines, Storage, env_or, require, run_ok, shared_service, tapwire, wait_until,
-};
+use tapwire_tests::{Broker, Lines, Storage, env_or, run_ok, shared_service, tapwire, wait_until};
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../pcap-recorder/tests/fixtures/http_dns_lo.pcap"
 );
-
-fn tshark_ok() -> Option<()> {
-    let ok = Command::new("tshark")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    require(
-        "tshark",
-        ok.then_some(()),
-        "install it with `scripts/services.sh install`",
-    )
-}
 
 /// The fixture's frames as packet records of node-a.
 fn fixture_records() -> Vec<PacketRecord> {
@@ -107,7 +92,7 @@ fn investigate(
     extra: &[&str],
 ) -> Vec<serde_json::Value> {
     let out = run_ok(
-        s3_env(&mut tapwire("127.0.0.1:1"))
+        tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
             .args(["investigate", location, "--kfl", kfl, "--format", "json"])
             .args(["--endpoint", endpoint, "--path-style"])
             .args(extra),
@@ -117,18 +102,9 @@ fn investigate(
         .collect()
 }
 
-fn s3_env(cmd: &mut Command) -> &mut Command {
-    cmd.env("AWS_ACCESS_KEY_ID", "tapwire")
-        .env("AWS_SECRET_ACCESS_KEY", "tapwire-secret")
-        .env("AWS_REGION", env_or("TAPWIRE_S3_REGION", "us-east-1"))
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env_remove("RECORDING_KFL")
-        .env_remove("S3_BUCKET")
-}
-
 fn recorder(broker: &Broker, endpoint: &str, bucket: &str, spool: &Path) -> Lines {
     Lines::spawn(
-        s3_env(&mut tapwire(&broker.address()))
+        tapwire_tests::s3_env(&mut tapwire(&broker.address()))
             .args([
                 "record",
                 "--bucket",
@@ -154,23 +130,15 @@ async fn recorded_streams_reach_s3_and_investigate_finds_them_offline() {
     ) else {
         return;
     };
-    let Some(()) = tshark_ok() else { return };
+    let Some(_) = tapwire_tests::tshark() else {
+        return;
+    };
     let Some(broker) = Broker::start(Storage::Memory) else {
         return;
     };
     let endpoint = format!("http://{address}");
     let bucket = format!("tw-record-{}", std::process::id());
-    // SeaweedFS takes anonymous bucket creation on loopback.
-    let created = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT"])
-        .arg(format!("{endpoint}/{bucket}"))
-        .output()
-        .expect("curl");
-    assert_eq!(
-        String::from_utf8_lossy(&created.stdout),
-        "200",
-        "create bucket"
-    );
+    tapwire_tests::create_bucket(&endpoint, &bucket);
     run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "2"]));
 
     let sink = KafkaSink::new(&KafkaConfig {
@@ -275,7 +243,7 @@ async fn recorded_streams_reach_s3_and_investigate_finds_them_offline() {
     // same group reads nothing again, so no new slice appears.
     let objects = || {
         run_ok(
-            s3_env(&mut tapwire("127.0.0.1:1"))
+            tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
                 .args(["investigate", &location, "--format", "json"])
                 .args(["--endpoint", &endpoint, "--path-style"]),
         )
