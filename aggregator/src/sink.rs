@@ -56,7 +56,7 @@ pub struct AggregateStage {
     /// Per table: partition -> highest offset the table holds.
     marks: Vec<HashMap<u32, u64>>,
     /// `(topic, partition)` -> the next offset expected.
-    next: HashMap<(String, i32), i64>,
+    next: HashMap<String, HashMap<i32, i64>>,
     written: Written,
 }
 
@@ -178,11 +178,13 @@ impl BatchHandler for AggregateStage {
         // the tables hold before deciding what to skip.
         let mut jumped = false;
         for m in batch {
-            let key = (m.topic.clone(), m.partition);
-            if self.next.get(&key) != Some(&m.offset) {
-                jumped = true;
-            }
-            self.next.insert(key, m.offset + 1);
+            // A topic's name is copied once, when it is first seen.
+            let partitions = match self.next.get_mut(m.topic.as_str()) {
+                Some(p) => p,
+                None => self.next.entry(m.topic.clone()).or_default(),
+            };
+            let expected = partitions.insert(m.partition, m.offset + 1);
+            jumped |= expected != Some(m.offset);
         }
         if jumped {
             self.refresh_marks().await?;

@@ -90,6 +90,14 @@ impl MemoryBus {
         })
     }
 
+    /// Records written to `topic`, all partitions.
+    pub fn written(&self, topic: &str) -> u64 {
+        self.state()
+            .topics
+            .get(topic)
+            .map_or(0, |ps| ps.iter().map(|p| p.len() as u64).sum())
+    }
+
     /// Records of `topic` that `group` has not stored yet.
     pub fn lag(&self, group: &str, topic: &str) -> u64 {
         let state = self.state();

@@ -364,7 +364,7 @@ pub async fn pipeline(
                 );
                 tokio::spawn(async move {
                     while !stop.is_cancelled() {
-                        let written = bus.messages(topics::PACKETS_RAW).len() as u64;
+                        let written = bus.written(topics::PACKETS_RAW);
                         if upstream.is_cancelled()
                             && handled.load(std::sync::atomic::Ordering::SeqCst) >= written
                         {
