@@ -233,7 +233,7 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
         tokio::task::block_in_place(
             || wait_until(Duration::from_secs(60), || streams("http") >= http)
         ),
-                "HTTP streams in S3: {} of {http}; record:\n{}",
+        "HTTP streams in S3: {} of {http}; record:\n{}",
         streams("http"),
         stages[4].stderr()
     );
