@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_schemas::events::Verdict;
-use tapwire_schemas::{AnyEvent, decode_any};
+use tapwire_schemas::{AnyEvent, decode_any, topics};
 
 use crate::query::{Connection, ConnectionsView, Edge};
 use crate::rows::{CountRow, Counts};
@@ -140,6 +141,39 @@ impl MemoryConnections {
     }
 }
 
+/// The aggregate stage of `tapwire run`: verdicts counted into shared
+/// [`MemoryConnections`] instead of ClickHouse.
+pub struct MemoryCounts {
+    /// Consumer group.
+    pub group: String,
+    /// Where the counts go (read by whoever holds the other end).
+    pub counts: Arc<Mutex<MemoryConnections>>,
+}
+
+impl Stage for MemoryCounts {
+    type Handler = MemoryAggregate;
+
+    fn name(&self) -> &'static str {
+        "aggregate"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![topics::VERDICTS.into()]
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn build(self, _cx: &BuildContext) -> Result<MemoryAggregate, BoxError> {
+        Ok(MemoryAggregate(self.counts))
+    }
+}
+
 /// A consumer-loop handler counting verdicts into shared
 /// [`MemoryConnections`].
 pub struct MemoryAggregate(pub Arc<Mutex<MemoryConnections>>);
@@ -161,6 +195,11 @@ impl BatchHandler for MemoryAggregate {
             }
         }
         Ok(rejections)
+    }
+
+    fn report(&self) -> String {
+        let counts = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        format!("{} verdicts counted", counts.verdicts())
     }
 }
 

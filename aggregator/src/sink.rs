@@ -1,5 +1,7 @@
-//! `tapwire aggregate`: the consumer-loop handler that turns a batch of
-//! verdicts and inventory snapshots into one `INSERT` per table.
+//! `tapwire aggregate`: the stage ([`AggregateConfig`] declares it: its
+//! topics in, ClickHouse out; the schema is migrated when it is built) and
+//! its batch handler, which turns a batch of verdicts and inventory
+//! snapshots into one `INSERT` per table.
 //!
 //! Delivery: the loop stores a batch's offsets only after every insert of the
 //! batch succeeded; while ClickHouse is down the handler reports a transient
@@ -19,13 +21,18 @@
 //! database.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use clickhouse::{Client, Row};
 use serde::Serialize;
 use tapwire_plumbing::bus::Message;
-use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
+use tapwire_plumbing::consumer::{BatchHandler, HandlerError, LoopSettings};
 use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_schemas::{AnyEvent, decode_any};
+
+use crate::AggregateConfig;
 
 use crate::rows::{Counts, EventRows, socket_rows};
 
@@ -68,6 +75,92 @@ pub fn client(url: &str, database: &str, user: &str, password: &str) -> Client {
         .with_password(password)
         .with_database(database)
         .with_validation(false)
+}
+
+impl Stage for AggregateConfig {
+    type Handler = AggregateStage;
+
+    fn name(&self) -> &'static str {
+        "aggregate"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.topics.clone()
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// One insert per table per batch: the batch size and linger are the
+    /// section's own.
+    fn loop_settings(&self, base: LoopSettings) -> LoopSettings {
+        LoopSettings {
+            batch_max_messages: self.batch_max_messages,
+            batch_linger: Duration::from_millis(self.flush_interval_ms),
+            ..base
+        }
+    }
+
+    async fn build(self, cx: &BuildContext) -> Result<AggregateStage, BoxError> {
+        self.validate()?;
+        migrate(&self, &cx.stage.shutdown).await?;
+        tracing::info!(url = %self.clickhouse_url, database = %self.database, group = %self.group,
+            "aggregating into ClickHouse");
+        Ok(AggregateStage::new(client(
+            &self.clickhouse_url,
+            &self.database,
+            &self.user,
+            &self.password,
+        )))
+    }
+}
+
+/// Why the schema could not be migrated.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// Shutdown came before ClickHouse answered.
+    #[error("stopped before ClickHouse at {0} answered")]
+    Stopped(String),
+    /// The migration itself failed.
+    #[error("migrating the ClickHouse schema: {0}")]
+    Schema(#[from] crate::schema::SchemaError),
+}
+
+/// Applies the migrations, retrying while ClickHouse is not up yet.
+pub async fn migrate(
+    a: &AggregateConfig,
+    shutdown: &CancellationToken,
+) -> Result<(), MigrateError> {
+    let admin = Client::default()
+        .with_url(&a.clickhouse_url)
+        .with_user(&a.user)
+        .with_password(&a.password)
+        .with_validation(false);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match crate::schema::migrate(&admin, &a.database, a.retention_days).await {
+            Ok((features, applied)) => {
+                tracing::info!(version = ?features.version, ?applied, database = %a.database,
+                    "ClickHouse schema up to date");
+                return Ok(());
+            }
+            Err(crate::schema::SchemaError::ClickHouse(err)) => {
+                tracing::warn!(error = %err, url = %a.clickhouse_url,
+                    "ClickHouse not reachable yet; retrying");
+            }
+            Err(err) => return Err(err.into()),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Err(MigrateError::Stopped(a.clickhouse_url.clone())),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
 }
 
 fn transient(what: &str, err: clickhouse::error::Error) -> HandlerError {
@@ -245,5 +338,13 @@ impl BatchHandler for AggregateStage {
         self.insert(4, events.runtime).await?;
         self.insert(5, sockets).await?;
         Ok(rejections)
+    }
+
+    fn report(&self) -> String {
+        let w = &self.written;
+        format!(
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets",
+            w.connections_counted, w.rows[0], w.rows[1], w.rows[2], w.rows[3], w.rows[4], w.rows[5]
+        )
     }
 }

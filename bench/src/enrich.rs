@@ -7,16 +7,16 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
+use tapwire_cluster::OwnerIndex;
 use tapwire_enricher::dns::DnsCache;
 use tapwire_enricher::enrich::{Enricher, Held};
-use tapwire_enricher::index::PodIndex;
 use tapwire_schemas::{EnrichedEvent, L4Event, decode, encode, encode_into, samples};
 
 use crate::report::{Row, peak_rss_mib, rate};
 
 /// An enricher that knows a pod for every address the sample flows use.
 pub fn enricher() -> Enricher {
-    let mut index = PodIndex::new(1_000_000, 16);
+    let mut index = OwnerIndex::new(1_000_000, 16);
     let mut ips: Vec<IpAddr> = Vec::new();
     for a in 0..7u8 {
         for b in 0..251u8 {

@@ -116,7 +116,13 @@ impl<H: BatchHandler> BatchHandler for Counting<H> {
 
 async fn enrich_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
     let sink = KafkaSink::new(config)?;
-    let (_no_more_pods, pods) = tokio::sync::mpsc::channel(1);
+    // The enricher's index is built up front: an empty pod topic in memory.
+    let pods_bus = tapwire_plumbing::bus::memory::MemoryBus::new();
+    pods_bus.create_topic(tapwire_schemas::topics::PODS, 1);
+    let pods = tapwire_cluster::feed::ClusterFeed::open(
+        &tapwire_plumbing::stage::Bus::Memory(pods_bus),
+        CancellationToken::new(),
+    )?;
     let metrics = tapwire_plumbing::telemetry::StageMetrics::new("bench-enrich");
     let stage = EnrichStage::new(
         crate::enrich::enricher(),

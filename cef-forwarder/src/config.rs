@@ -67,11 +67,15 @@ pub enum NodeIpKey {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CefConfig {
-    /// Where to send: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`.
-    /// UDP is best effort (a datagram lost on the way is not seen); TCP and
-    /// TLS deliver at least once.
+    /// Where to send: `udp://HOST:PORT`, `tcp://HOST:PORT` or `tls://HOST:PORT`;
+    /// or a file, `file:///ABS/PATH` or `file:REL/PATH` (opened for appending
+    /// and created if missing), or standard output, `-` or `stdout`. UDP is
+    /// best effort (a datagram lost on the way is not seen); TCP, TLS, files
+    /// and standard output deliver at least once. A file or standard output
+    /// gets one message per line whatever `framing` says.
     pub target: String,
-    /// Framing on TCP and TLS.
+    /// Framing on TCP and TLS (files and standard output are one message per
+    /// line).
     pub framing: Framing,
     /// Syslog header style.
     pub syslog_format: SyslogFormat,

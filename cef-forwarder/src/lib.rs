@@ -1,5 +1,6 @@
 //! The CEF forwarder (`tapwire cef`): one CEF message per verdict, over syslog
-//! UDP, TCP (RFC 6587 octet counting or LF framing) or TLS (rustls).
+//! UDP, TCP (RFC 6587 octet counting or LF framing) or TLS (rustls), or to a
+//! file or standard output, one message per line (`tapwire run`).
 //!
 //! - `MAPPING.md` (crate root): the field-by-field design this code follows;
 //! - [`config`]: the `[cef]` section and its checks;
@@ -8,9 +9,11 @@
 //! - the fields a KFL filter (`cef.filter`) sees on a verdict are those of
 //!   `tapwire_schemas::kfl::EventEntry`;
 //! - [`format`](mod@format): a verdict to a syslog line with a CEF payload;
-//! - [`transport`]: UDP, TCP and TLS senders with reconnects;
-//! - [`stage`]: the consumer-loop handler: decode, format, send, flush, and
-//!   only then let the loop store offsets.
+//! - [`transport`]: UDP, TCP and TLS senders with reconnects, and file and
+//!   stdout writers;
+//! - [`stage`]: the stage ([`CefConfig`] declares it) and its batch
+//!   handler: decode, format, send, flush, and only then let the loop store
+//!   offsets.
 
 pub mod config;
 pub mod escape;

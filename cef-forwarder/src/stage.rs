@@ -1,6 +1,13 @@
-//! The consumer-loop handler of `tapwire cef`: decode verdicts, format them,
-//! send the batch and return only when TCP/TLS flushed it, so the loop
-//! stores offsets only for messages the receiver's socket took.
+//! The CEF stage: [`CefConfig`] declares it (`cef.topics` in, a syslog
+//! receiver, a file or stdout out) and builds [`CefStage`]: decode verdicts,
+//! format them, send the batch and return only when TCP/TLS (or the file)
+//! flushed it, so the loop stores offsets only for messages the receiver's
+//! socket took.
+//!
+//! Loss records (forwarded by enrich and policy so that later stages see
+//! gaps) are not bad data: they are counted
+//! (`tapwire_messages_marked_total{reason="upstream_loss"}`, per lost event)
+//! and logged, never dead-lettered.
 //!
 //! Delivery: TCP and TLS are at least once (a batch retried after a broken
 //! connection may repeat messages the receiver already got; `externalId`
@@ -12,14 +19,41 @@ use std::time::Instant;
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_plumbing::telemetry::{RateLimit, StageMetrics};
-use tapwire_schemas::events::{Mode, Outcome};
+use tapwire_schemas::events::{LossRecord, Mode, Outcome};
 use tapwire_schemas::signature::{EventKind, signature};
 use tapwire_schemas::{AnyEvent, Verdict, decode_any};
 
 use crate::config::CefConfig;
 use crate::format::Formatter;
 use crate::transport::{Sender, TransportError};
+
+impl Stage for CefConfig {
+    type Handler = CefStage;
+
+    fn name(&self) -> &'static str {
+        "cef"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.topics.clone()
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn build(self, cx: &BuildContext) -> Result<CefStage, BoxError> {
+        self.validate()?;
+        tracing::info!(target = %self.target, group = %self.group, "forwarding verdicts as CEF");
+        Ok(CefStage::new(&self, cx.stage.metrics.clone())?)
+    }
+}
 
 /// Sends one CEF message per verdict.
 pub struct CefStage {
@@ -29,6 +63,9 @@ pub struct CefStage {
     filter: Option<tapwire_kfl::Filter>,
     metrics: StageMetrics,
     cut_log: RateLimit,
+    loss_log: RateLimit,
+    sent: u64,
+    lost_upstream: u64,
     buf: Vec<u8>,
     ranges: Vec<Range<usize>>,
 }
@@ -47,6 +84,9 @@ impl CefStage {
                 .and_then(|q| tapwire_kfl::compile(q).ok()),
             metrics,
             cut_log: RateLimit::new(std::time::Duration::from_secs(60)),
+            loss_log: RateLimit::new(std::time::Duration::from_secs(10)),
+            sent: 0,
+            lost_upstream: 0,
             buf: Vec::with_capacity(1 << 20),
             ranges: Vec::new(),
         })
@@ -55,7 +95,19 @@ impl CefStage {
 
 impl BatchHandler for CefStage {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
-        let (verdicts, mut rejections) = decode_verdicts(batch);
+        let Decoded {
+            verdicts,
+            mut rejections,
+            losses,
+        } = decode_verdicts(batch);
+        for loss in &losses {
+            self.lost_upstream += loss.lost;
+            self.metrics.marked("upstream_loss", loss.lost);
+            if let Some(suppressed) = self.loss_log.allow() {
+                tracing::warn!(node = %loss.header.node, source = %loss.source, lost = loss.lost,
+                    suppressed, "events were lost upstream; the SIEM does not see them");
+            }
+        }
         self.buf.clear();
         self.ranges.clear();
         let mut limited = 0u64;
@@ -99,6 +151,7 @@ impl BatchHandler for CefStage {
             .await
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
         self.metrics.messages_out.inc_by(report.sent);
+        self.sent += report.sent;
         if report.dropped > 0 {
             self.metrics.dropped("udp_send", report.dropped);
         }
@@ -120,17 +173,33 @@ impl BatchHandler for CefStage {
         }
         Ok(rejections)
     }
+
+    fn report(&self) -> String {
+        format!(
+            "{} CEF messages sent, {} events lost upstream",
+            self.sent, self.lost_upstream
+        )
+    }
+}
+
+/// A batch decoded.
+struct Decoded {
+    verdicts: Vec<(usize, Verdict)>,
+    rejections: Vec<Rejection>,
+    losses: Vec<LossRecord>,
 }
 
 /// Verdicts, and enriched events forwarded as they are (a topic such as
 /// `tapwire.l4.enriched` in `cef.topics`): those read as mode `other`, not a
 /// violation. Anything else is rejected with the reason.
-fn decode_verdicts(batch: &[Message]) -> (Vec<(usize, Verdict)>, Vec<Rejection>) {
+fn decode_verdicts(batch: &[Message]) -> Decoded {
     let mut verdicts = Vec::with_capacity(batch.len());
     let mut rejections = Vec::new();
+    let mut losses = Vec::new();
     for (index, message) in batch.iter().enumerate() {
         match decode_any(&message.payload) {
             Ok(AnyEvent::Verdict(v)) => verdicts.push((index, v)),
+            Ok(AnyEvent::LossRecord(loss)) => losses.push(loss),
             Ok(AnyEvent::EnrichedEvent(event)) => {
                 let sig = EventKind::of(&event).map(|k| signature(k, Outcome::Allowed));
                 verdicts.push((
@@ -154,7 +223,11 @@ fn decode_verdicts(batch: &[Message]) -> (Vec<(usize, Verdict)>, Vec<Rejection>)
             Err(err) => rejections.push(Rejection::undecodable(index, &err)),
         }
     }
-    (verdicts, rejections)
+    Decoded {
+        verdicts,
+        rejections,
+        losses,
+    }
 }
 
 /// At most `rate` messages per second, with a burst of one second's worth.
@@ -208,7 +281,11 @@ mod tests {
             message(encode(&verdict.event).expect("encode")),
             message(encode(verdict.event.l4.as_ref().expect("l4")).expect("encode")),
         ];
-        let (verdicts, rejections) = decode_verdicts(&batch);
+        let Decoded {
+            verdicts,
+            rejections,
+            ..
+        } = decode_verdicts(&batch);
         assert_eq!(verdicts.len(), 2);
         assert_eq!(verdicts[1].1.mode, Mode::Other);
         assert_eq!(verdicts[1].1.signature_id, "NT-004");

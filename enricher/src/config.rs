@@ -1,6 +1,7 @@
 //! The `[enrich]` configuration section.
 
 use serde::Deserialize;
+use tapwire_cluster::IndexLimits;
 
 /// The `[enrich]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -46,8 +47,8 @@ impl Default for EnrichConfig {
             .to_vec(),
             service_cidrs: vec!["10.96.0.0/12".to_owned()],
             metadata_wait_ms: 5000,
-            max_pods: 200_000,
-            max_owners_per_ip: 16,
+            max_pods: IndexLimits::default().max_pods,
+            max_owners_per_ip: IndexLimits::default().max_owners_per_ip,
             dns_cache_entries: 100_000,
         }
     }
@@ -65,15 +66,23 @@ pub struct EnrichConfigError {
 
 impl EnrichConfig {
     /// An enricher with empty state, built from this configuration.
-    pub fn build(&self) -> Result<crate::enrich::Enricher, EnrichConfigError> {
+    pub fn enricher(&self) -> Result<crate::enrich::Enricher, EnrichConfigError> {
         let (pod_cidrs, service_cidrs) = self.validate()?;
         Ok(crate::enrich::Enricher::new(
-            crate::index::PodIndex::new(self.max_pods, self.max_owners_per_ip),
+            tapwire_cluster::OwnerIndex::new(self.max_pods, self.max_owners_per_ip),
             crate::dns::DnsCache::new(self.dns_cache_entries),
             pod_cidrs,
             service_cidrs,
             self.dns_cache_entries,
         ))
+    }
+
+    /// The bounds of the owner index, for a stage that keeps its own.
+    pub fn index_limits(&self) -> IndexLimits {
+        IndexLimits {
+            max_pods: self.max_pods,
+            max_owners_per_ip: self.max_owners_per_ip,
+        }
     }
 
     /// Parses the pod and service CIDRs and checks the limits.

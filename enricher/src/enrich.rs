@@ -7,13 +7,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tapwire_cluster::{Owner, OwnerIndex};
 use tapwire_schemas::events::{
-    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, L4EventView, NodeMetadata,
-    PeerContext, PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
+    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, L4EventView, PeerContext,
+    PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
 };
 
 use crate::dns::DnsCache;
-use crate::index::{Owner, PodIndex};
+
+pub use tapwire_cluster::ClusterRecord;
 
 /// An event that cannot be enriched yet: the metadata of an in-cluster
 /// address or container has not arrived.
@@ -27,17 +29,6 @@ pub enum Held {
     Runtime(RuntimeEvent),
 }
 
-/// A record of the compacted cluster topic.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ClusterRecord {
-    /// A pod.
-    Pod(PodMetadata),
-    /// A node.
-    Node(NodeMetadata),
-    /// A Service.
-    Service(ServiceMetadata),
-}
-
 /// Counts of what enrichment decided.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Tally {
@@ -47,7 +38,7 @@ pub struct Tally {
 
 /// State and rules of the enrich stage.
 pub struct Enricher {
-    index: PodIndex,
+    index: OwnerIndex,
     dns: DnsCache,
     pod_cidrs: Vec<IpNet>,
     service_cidrs: Vec<IpNet>,
@@ -68,7 +59,7 @@ impl Enricher {
     /// An enricher with empty state. `gave_up_entries` bounds the memory of
     /// addresses whose wait ran out.
     pub fn new(
-        index: PodIndex,
+        index: OwnerIndex,
         dns: DnsCache,
         pod_cidrs: Vec<IpNet>,
         service_cidrs: Vec<IpNet>,
@@ -110,8 +101,8 @@ impl Enricher {
         }
     }
 
-    /// The pod index (for sizes and eviction counts).
-    pub fn index(&self) -> &PodIndex {
+    /// The owner index (for sizes and eviction counts).
+    pub fn index(&self) -> &OwnerIndex {
         &self.index
     }
 
@@ -464,12 +455,13 @@ fn pod_peer(pod: &PodMetadata, container: Option<&Container>) -> PeerContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tapwire_schemas::events::NodeMetadata;
     use tapwire_schemas::{Ip, samples};
 
     fn enricher() -> Enricher {
         let nets = |list: &[&str]| list.iter().map(|c| c.parse().expect("cidr")).collect();
         Enricher::new(
-            PodIndex::new(100, 16),
+            OwnerIndex::new(100, 16),
             DnsCache::new(100),
             nets(&["10.0.0.0/8"]),
             nets(&["10.96.0.0/12"]),

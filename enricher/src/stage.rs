@@ -1,8 +1,9 @@
-//! The consumer-loop handler of `tapwire enrich`, and the follower that
-//! feeds it pod metadata from the compacted `tapwire.pods` topic.
+//! The enrich stage: [`EnrichConfig`] declares it (raw topics in, enriched
+//! topics out) and builds [`EnrichStage`], its batch handler, once the pod
+//! metadata of the compacted `tapwire.pods` topic is loaded.
 //!
-//! Pod metadata reaches the handler through a channel, so the index has a
-//! single owner and needs no lock. An event whose in-cluster metadata is
+//! Pod metadata reaches the handler through the topic's follower, so the
+//! index has a single owner and needs no lock. An event whose in-cluster metadata is
 //! missing is held while the batch waits (up to `metadata_wait_ms`) for new
 //! pod records; past that it goes out with the side marked `unresolved`.
 //! Outputs keep the input's key and order, and the batch returns only after
@@ -10,20 +11,66 @@
 
 use std::time::Duration;
 
+use tapwire_cluster::feed::ClusterFeed;
 use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::stage::{BoxError, BuildContext, BusSink, Stage};
 use tapwire_plumbing::telemetry::StageMetrics;
 use tapwire_schemas::events::EnrichedEvent;
 use tapwire_schemas::{AnyEvent, decode_any, encode, topics};
-use tokio::sync::mpsc;
 
-use crate::enrich::{ClusterRecord, Enricher, Held};
+use crate::EnrichConfig;
+use crate::enrich::{Enricher, Held};
+
+impl Stage for EnrichConfig {
+    type Handler = EnrichStage<BusSink>;
+
+    fn name(&self) -> &'static str {
+        "enrich"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![topics::L4_RAW.into(), topics::RUNTIME_RAW.into()]
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![topics::L4_ENRICHED.into(), topics::RUNTIME_ENRICHED.into()]
+    }
+
+    /// Rebuilds the pod state from `tapwire.pods` before the first event.
+    async fn build(self, cx: &BuildContext) -> Result<EnrichStage<BusSink>, BoxError> {
+        let mut enricher = self.enricher()?;
+        let shutdown = &cx.stage.shutdown;
+        let mut pods = ClusterFeed::open(&cx.bus, shutdown.child_token())?;
+        let loaded = pods
+            .load(|record| enricher.apply(record), shutdown)
+            .await?
+            .ok_or("stopped before the pod metadata was loaded")?;
+        tracing::info!(
+            records = loaded,
+            pods = enricher.index().len(),
+            "pod metadata loaded from {}",
+            topics::PODS
+        );
+        Ok(EnrichStage::new(
+            enricher,
+            pods,
+            cx.output.clone(),
+            Duration::from_millis(self.metadata_wait_ms),
+            cx.stage.metrics.clone(),
+        ))
+    }
+}
 
 /// Enriches raw events and produces them to the enriched topics.
 pub struct EnrichStage<K> {
     enricher: Enricher,
-    pods: mpsc::Receiver<ClusterRecord>,
+    pods: ClusterFeed,
     sink: K,
     wait: Duration,
     metrics: StageMetrics,
@@ -33,7 +80,7 @@ impl<K: Sink> EnrichStage<K> {
     /// A stage fed pod metadata by `pods`, producing to `sink`.
     pub fn new(
         enricher: Enricher,
-        pods: mpsc::Receiver<ClusterRecord>,
+        pods: ClusterFeed,
         sink: K,
         wait: Duration,
         metrics: StageMetrics,
@@ -53,9 +100,8 @@ impl<K: Sink> EnrichStage<K> {
     }
 
     fn drain_pods(&mut self) {
-        while let Ok(record) = self.pods.try_recv() {
-            self.enricher.apply(record);
-        }
+        let enricher = &mut self.enricher;
+        self.pods.drain(|record| enricher.apply(record));
     }
 }
 
@@ -150,7 +196,7 @@ impl<K: Sink> BatchHandler for EnrichStage<K> {
                 if held.is_empty() {
                     break;
                 }
-                match tokio::time::timeout_at(deadline, self.pods.recv()).await {
+                match tokio::time::timeout_at(deadline, self.pods.next()).await {
                     Ok(Some(record)) => {
                         self.enricher.apply(record);
                         self.drain_pods();
@@ -174,5 +220,13 @@ impl<K: Sink> BatchHandler for EnrichStage<K> {
         self.sink.send_batch(records).await?;
         self.metrics.messages_out.inc_by(n);
         Ok(rejections)
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "{} sides unresolved, {} pods known",
+            self.enricher.tally.unresolved,
+            self.enricher.index().len()
+        )
     }
 }

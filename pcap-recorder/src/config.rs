@@ -71,10 +71,12 @@ pub struct RecordConfig {
     pub s3_attempt_timeout_ms: u64,
     /// Consumer group.
     pub group: String,
-    /// Most pod address intervals kept per IP for name resolution.
-    pub pods_max_per_ip: usize,
-    /// Most addresses with pod history kept.
-    pub pods_max_ips: usize,
+    /// Pods remembered at most for naming stream endpoints; beyond it the
+    /// pods that ended longest ago are forgotten first (running pods never).
+    pub max_pods: usize,
+    /// Owners remembered per IP address (its history of reuse); the oldest
+    /// go first.
+    pub max_owners_per_ip: usize,
 }
 
 impl Default for RecordConfig {
@@ -99,8 +101,8 @@ impl Default for RecordConfig {
             s3_max_attempts: 4,
             s3_attempt_timeout_ms: 30_000,
             group: "tapwire-record".to_owned(),
-            pods_max_per_ip: 16,
-            pods_max_ips: 1 << 20,
+            max_pods: 200_000,
+            max_owners_per_ip: 16,
         }
     }
 }
@@ -203,6 +205,8 @@ impl RecordConfig {
             ("spool_retry_interval_ms", self.spool_retry_interval_ms),
             ("s3_attempt_timeout_ms", self.s3_attempt_timeout_ms),
             ("s3_max_attempts", u64::from(self.s3_max_attempts)),
+            ("max_pods", self.max_pods as u64),
+            ("max_owners_per_ip", self.max_owners_per_ip as u64),
         ] {
             if value == 0 {
                 return bad(key, "must be at least 1");

@@ -8,7 +8,8 @@
 //!   is documented there. `investigate` reads only these types.
 //! - `entry`: [`StreamEntry`], what KFL queries see of a stream, and
 //!   [`entries`] / [`stream_matches`].
-//! - `pods`: [`PodLookup`] (address to pod at a time) and [`PodHistory`].
+//! - `pods`: [`PodLookup`] (address to pod at a time), answered by the
+//!   cluster's owner index while recording and by a slice index offline.
 //! - `reassembly`: [`Reassembler`], packets to TCP/UDP [`Stream`]s that keep
 //!   every original packet.
 //! - `dissect`: HTTP/1.x and DNS exchanges of a stream.
@@ -31,7 +32,7 @@ pub mod store;
 
 pub use entry::{StreamEntry, entries, stream_matches};
 pub use index::{NamedQuery, SliceIndex, StreamRecord};
-pub use pods::{NoPods, PodHistory, PodInterval, PodLookup, PodRef};
+pub use pods::{NoPods, PodInterval, PodLookup, PodRef};
 pub use reassembly::{CapturedPacket, Reassembler, ReassemblyConfig, Stream};
 pub use recorder::{Recorder, RecorderConfig, RecorderError, RecorderStats};
 pub use slice::{FinishedSlice, SliceBuilder, SliceConfig};

@@ -1,14 +1,16 @@
-//! Which pod held an address when: [`PodLookup`], and [`PodHistory`], the
-//! in-memory history built from `tapwire.pods` records.
+//! Which pod held an address when: [`PodLookup`], answered by the cluster's
+//! [`OwnerIndex`] (built from `tapwire.pods` records, the same index the
+//! enricher names pods with) while recording, and by an index's `pods` list
+//! offline.
 //!
 //! Pod IPs are reused, so a name is resolved at the packet's time, not now;
 //! the index carries the history for its time range so that offline readers
 //! need no cluster.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use tapwire_cluster::OwnerIndex;
 use tapwire_schemas::events::PodMetadata;
 
 /// A pod, as streams and the index name it.
@@ -73,111 +75,34 @@ impl PodLookup for NoPods {
     }
 }
 
-/// The address history of pods, from `tapwire.pods` records, bounded.
-///
-/// A pod owns its IPs from its start time (or from when it was first seen)
-/// until its end time. Host-network pods are skipped (they share the node's
-/// address). Each address keeps at most `max_per_ip` intervals, oldest
-/// dropped first.
-#[derive(Debug, Clone)]
-pub struct PodHistory {
-    by_ip: HashMap<IpAddr, Vec<PodInterval>>,
-    max_per_ip: usize,
-    max_ips: usize,
-    /// Intervals dropped to stay within the bounds.
-    pub dropped: u64,
-}
-
-impl Default for PodHistory {
-    fn default() -> Self {
-        PodHistory::new(16, 1 << 20)
-    }
-}
-
-impl PodHistory {
-    /// An empty history keeping `max_per_ip` intervals per address and at
-    /// most `max_ips` addresses.
-    pub fn new(max_per_ip: usize, max_ips: usize) -> PodHistory {
-        PodHistory {
-            by_ip: HashMap::new(),
-            max_per_ip: max_per_ip.max(1),
-            max_ips: max_ips.max(1),
-            dropped: 0,
-        }
-    }
-
-    /// Applies one pod record (new pod, update or deletion).
-    pub fn apply(&mut self, pod: &PodMetadata) {
-        if pod.host_network {
-            return;
-        }
-        let seen_ns = pod.header.timestamp_ns;
-        for ip in &pod.ips {
-            let pod_ref = PodRef {
-                name: pod.name.clone(),
-                namespace: pod.namespace.clone(),
-                uid: Some(pod.uid.clone()),
-            };
-            let from = pod.start_ns.or(Some(seen_ns));
-            self.record(ip.0, pod_ref, from, pod.end_ns);
-        }
-    }
-
-    /// Records that `pod` held `ip` from `from_ns` until `until_ns`. A record
-    /// for the same pod (uid, else namespace/name) updates its interval.
-    pub fn record(&mut self, ip: IpAddr, pod: PodRef, from_ns: Option<i64>, until_ns: Option<i64>) {
-        if !self.by_ip.contains_key(&ip) && self.by_ip.len() >= self.max_ips {
-            self.dropped += 1;
-            return;
-        }
-        let list = self.by_ip.entry(ip).or_default();
-        let same = |p: &PodRef| match (&p.uid, &pod.uid) {
-            (Some(a), Some(b)) => a == b,
-            _ => p.name == pod.name && p.namespace == pod.namespace,
-        };
-        if let Some(existing) = list.iter_mut().find(|i| same(&i.pod)) {
-            existing.from_ns = match (existing.from_ns, from_ns) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                _ => None,
-            };
-            if until_ns.is_some() {
-                existing.until_ns = until_ns;
-            }
-            return;
-        }
-        list.push(PodInterval {
-            ip,
-            pod,
-            from_ns,
-            until_ns,
-        });
-        list.sort_by_key(|i| i.from_ns.unwrap_or(i64::MIN));
-        if list.len() > self.max_per_ip {
-            list.remove(0);
-            self.dropped += 1;
+impl PodRef {
+    /// How streams and the index name `pod`.
+    pub fn of(pod: &PodMetadata) -> PodRef {
+        PodRef {
+            name: pod.name.clone(),
+            namespace: pod.namespace.clone(),
+            uid: Some(pod.uid.clone()),
         }
     }
 }
 
-impl PodLookup for PodHistory {
-    /// The latest-starting interval covering `t_ns` (a new pod wins over a
-    /// deleted one whose end was not seen yet).
+impl PodLookup for OwnerIndex {
+    /// The tenant [`OwnerIndex::pod_at`] names (the one the enricher names).
     fn pod_at(&self, ip: IpAddr, t_ns: i64) -> Option<PodRef> {
-        self.by_ip
-            .get(&ip)?
-            .iter()
-            .rev()
-            .find(|i| i.covers(t_ns))
-            .map(|i| i.pod.clone())
+        OwnerIndex::pod_at(self, ip, t_ns).map(|pod| PodRef::of(&pod))
     }
 
+    /// Every tenancy of [`OwnerIndex::history`]; one whose start is unknown
+    /// has no `from_ns`.
     fn history(&self, ip: IpAddr, from_ns: i64, to_ns: i64) -> Vec<PodInterval> {
-        self.by_ip.get(&ip).map_or_else(Vec::new, |list| {
-            list.iter()
-                .filter(|i| i.overlaps(from_ns, to_ns))
-                .cloned()
-                .collect()
-        })
+        OwnerIndex::history(self, ip, from_ns, to_ns)
+            .map(|t| PodInterval {
+                ip,
+                pod: PodRef::of(&t.pod),
+                from_ns: t.start_ns,
+                until_ns: t.end_ns,
+            })
+            .collect()
     }
 }
 
@@ -202,43 +127,55 @@ impl PodLookup for Vec<PodInterval> {
 mod tests {
     use super::*;
 
-    fn pod(name: &str) -> PodRef {
-        PodRef {
-            name: name.to_owned(),
-            namespace: "shop".to_owned(),
-            uid: Some(format!("uid-{name}")),
-        }
+    fn pod(name: &str, ip: IpAddr, start: i64, end: Option<i64>) -> PodMetadata {
+        let mut p = tapwire_schemas::samples::pod(
+            tapwire_schemas::samples::header("node-a", "watch", 0, start),
+            name,
+            "shop",
+            ip,
+        );
+        p.uid = format!("uid-{name}");
+        p.start_ns = Some(start);
+        p.end_ns = end;
+        p
+    }
+
+    fn name(found: Option<PodRef>) -> Option<String> {
+        found.map(|p| p.name)
     }
 
     #[test]
-    fn an_address_reused_resolves_by_time() {
+    fn an_address_reused_resolves_by_time_live_and_offline() {
         let ip: IpAddr = "10.1.0.4".parse().unwrap();
-        let mut h = PodHistory::default();
-        h.record(ip, pod("old"), Some(100), Some(200));
-        h.record(ip, pod("new"), Some(200), None);
-        assert_eq!(h.pod_at(ip, 150).unwrap().name, "old");
-        assert_eq!(h.pod_at(ip, 200).unwrap().name, "new");
-        assert_eq!(h.pod_at(ip, 50), None);
-        assert_eq!(h.history(ip, 0, 150).len(), 1);
-        assert_eq!(h.history(ip, 0, 1000).len(), 2);
-        // An update of the old pod (its deletion seen later) keeps one interval.
-        h.record(ip, pod("old"), Some(100), Some(190));
-        assert_eq!(h.history(ip, 0, 1000).len(), 2);
-        assert_eq!(h.pod_at(ip, 195), None);
-        let offline: Vec<PodInterval> = h.history(ip, 0, 1000);
-        assert_eq!(offline.pod_at(ip, 150).unwrap().name, "old");
-        assert_eq!(offline.pod_at(ip, 5000).unwrap().name, "new");
+        let mut index = OwnerIndex::new(100, 16);
+        index.apply(pod("old", ip, 100, None));
+        index.apply(pod("new", ip, 200, None));
+        assert_eq!(
+            name(index.pod_at(ip, 150).map(|p| PodRef::of(&p))),
+            Some("old".into())
+        );
+        assert_eq!(name(PodLookup::pod_at(&index, ip, 200)), Some("new".into()));
+        assert_eq!(PodLookup::pod_at(&index, ip, 50), None);
+        // Its deletion, seen later, ends its interval.
+        index.apply(pod("old", ip, 100, Some(190)));
+        assert_eq!(PodLookup::pod_at(&index, ip, 195), None);
+        assert_eq!(PodLookup::history(&index, ip, 0, 150).len(), 1);
+        let offline: Vec<PodInterval> = PodLookup::history(&index, ip, 0, 1000);
+        assert_eq!(offline.len(), 2);
+        assert_eq!(name(offline.pod_at(ip, 150)), Some("old".into()));
+        assert_eq!(name(offline.pod_at(ip, 5000)), Some("new".into()));
+        assert_eq!(offline.pod_at(ip, 195), None);
     }
 
     #[test]
-    fn bounded_per_address() {
+    fn owners_per_address_are_bounded_oldest_first() {
         let ip: IpAddr = "10.1.0.4".parse().unwrap();
-        let mut h = PodHistory::new(2, 10);
+        let mut index = OwnerIndex::new(100, 2);
         for i in 0..5 {
-            h.record(ip, pod(&format!("p{i}")), Some(i * 10), Some(i * 10 + 10));
+            index.apply(pod(&format!("p{i}"), ip, i * 10, Some(i * 10 + 10)));
         }
-        assert_eq!(h.history(ip, 0, 100).len(), 2);
-        assert_eq!(h.dropped, 3);
-        assert_eq!(h.pod_at(ip, 45).unwrap().name, "p4");
+        assert_eq!(PodLookup::history(&index, ip, 0, 100).len(), 2);
+        assert_eq!(name(PodLookup::pod_at(&index, ip, 45)), Some("p4".into()));
+        assert_eq!(PodLookup::pod_at(&index, ip, 5), None);
     }
 }

@@ -1,31 +1,32 @@
-//! `tapwire record` as a consumer-loop stage: `tapwire.packets.raw` in,
-//! KFL-matched streams out as PCAP slices with their indexes, uploaded to
-//! the object store or spooled.
+//! The record stage: [`RecordConfig`] declares it (`tapwire.packets.raw`
+//! in, KFL-matched streams out as PCAP slices with their indexes, uploaded
+//! to the object store or spooled) and builds [`RecordHandler`], with pod
+//! names from the cluster's owner index, fed by `tapwire.pods`.
 //!
 //! # Offsets and checkpoints (the at-least-once choice)
 //!
 //! A packet is "done" only when the slice holding it is stored (uploaded or
 //! durably spooled), or when its stream ended without matching. Packets of
-//! streams that are still open live only in memory, so a batch's offsets
-//! cannot be stored when the handler returns. Instead:
+//! streams that are still open live only in memory, so a batch is not
+//! durable when the handler returns; the handler tells the consumer loop
+//! which batches are ([`BatchHandler::durable_batches`]) and the loop holds
+//! the other batches' offsets back:
 //!
-//! - [`RecordHandler`] feeds each batch to the [`Recorder`] and returns at
-//!   once; the loop's `store` goes to [`CheckpointSource`], which holds the
-//!   offsets back.
 //! - Every `checkpoint_interval` (the slice age), a **checkpoint** ends every
 //!   open stream, closes every slice, and delivers them (upload, else a
-//!   durable spool write, else a counted drop when the spool is full). Only
-//!   then are the held-back offsets of every batch handled before it
-//!   stored.
-//! - Shutdown is a checkpoint too ([`CheckpointSource::close`]), so a clean
+//!   durable spool write, else a counted drop when the spool is full). Every
+//!   batch handled before it is then durable.
+//! - The loop's periodic tick ([`BatchHandler::tick`]) expires idle streams,
+//!   retries the spool and takes the checkpoint when due, also while no
+//!   packets arrive.
+//! - Stopping is a checkpoint too ([`BatchHandler::finish`]), so a clean
 //!   stop loses nothing and re-reads nothing.
 //!
 //! After a crash, at most one checkpoint interval of packets is read again
 //! (their streams are recorded again; duplicates, never gaps). The price: a
 //! stream longer than the interval is recorded in pieces, each matched on
 //! its own (a piece that starts in the middle of an HTTP body may not match
-//! `http`). A [`Ticker`] runs checkpoints, idle-stream expiry and spool
-//! retries while no packets arrive.
+//! `http`).
 //!
 //! # Bad input
 //!
@@ -35,23 +36,93 @@
 //! fine but not recordable (ARP, ICMP, IP fragments) are counted by the
 //! recorder (`tapwire_messages_dropped_total{reason="not_tcp_udp"}`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tapwire_cluster::OwnerIndex;
+use tapwire_cluster::feed::ClusterFeed;
 use tapwire_packet::PacketError;
-use tapwire_plumbing::bus::{BusError, Message, Source};
+use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError, decode_batch};
 use tapwire_plumbing::dlq::Rejection;
-use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_plumbing::telemetry::StageMetrics;
 use tapwire_schemas::events::PacketRecord;
-use tokio::sync::{Mutex, mpsc};
+use tapwire_schemas::topics;
 
-use crate::pods::PodHistory;
+use crate::config::RecordConfig;
 use crate::recorder::{Recorder, RecorderError};
 use crate::slice::FinishedSlice;
-use crate::spool::{Delivery, Object, SpoolError, Uploader};
+use crate::spool::{Delivery, Object, Spool, SpoolError, Uploader};
+
+impl Stage for RecordConfig {
+    type Handler = RecordHandler;
+
+    fn name(&self) -> &'static str {
+        "record"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![topics::PACKETS_RAW.into()]
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Opens the store and the spool, compiles the queries, and loads the
+    /// pod history from `tapwire.pods` before the first packet.
+    async fn build(self, cx: &BuildContext) -> Result<RecordHandler, BoxError> {
+        self.validate()?;
+        let store = self.store().await?;
+        let metrics = cx.stage.metrics.clone();
+        let spool = Spool::open(&self.spool_dir, self.spool_max_bytes)
+            .map_err(|e| format!("opening the spool {}: {e}", self.spool_dir.display()))?;
+        let uploader = Uploader::new(store.clone(), spool, metrics.clone());
+        let recorder = Recorder::new(self.recorder_config(), self.named_queries())?;
+        let shutdown = &cx.stage.shutdown;
+        let mut feed = ClusterFeed::open(&cx.bus, shutdown.child_token())?;
+        let mut pods = OwnerIndex::new(self.max_pods, self.max_owners_per_ip);
+        let loaded = feed
+            .load(
+                |record| {
+                    pods.apply_record(record);
+                },
+                shutdown,
+            )
+            .await?
+            .ok_or("stopped before the pod metadata was loaded")?;
+        tracing::info!(
+            records = loaded,
+            "pod metadata loaded from {}",
+            topics::PODS
+        );
+        let queries: Vec<String> = self
+            .queries
+            .iter()
+            .map(|(n, q)| format!("{n}: {q}"))
+            .collect();
+        tracing::info!(store = %store.describe(), prefix = %self.prefix, queries = ?queries,
+            group = %self.group, "recording matching streams");
+        let mut handler = RecordHandler::new(
+            recorder,
+            uploader,
+            &self.prefix,
+            Duration::from_millis(self.slice_max_age_ms),
+            metrics,
+        )
+        .with_pods(pods, feed);
+        handler.tick_every = Duration::from_millis(
+            self.spool_retry_interval_ms
+                .min(self.slice_max_age_ms)
+                .clamp(1, 1000),
+        );
+        Ok(handler)
+    }
+}
 
 /// Stage failures that stop it.
 #[derive(Debug, thiserror::Error)]
@@ -80,68 +151,58 @@ pub struct StageTally {
     pub checkpoints: u64,
 }
 
-/// Which checkpoint made what durable.
-#[derive(Debug, Default)]
-pub struct Marks {
-    /// Checkpoints completed so far.
-    generation: AtomicU64,
-    /// The generation current when the last batch's packets were pushed:
-    /// that batch is durable once `generation` is greater.
-    last_pushed: AtomicU64,
-}
-
-/// The state the handler, the source wrapper and the ticker share.
-pub struct Core {
+/// The record stage's batch handler: the recorder, the uploader and the
+/// pod history, with the checkpoints that make batches durable.
+pub struct RecordHandler {
     recorder: Recorder,
     uploader: Uploader,
-    pods: PodHistory,
-    pod_rx: Option<mpsc::Receiver<tapwire_enricher::enrich::ClusterRecord>>,
+    pods: OwnerIndex,
+    feed: Option<ClusterFeed>,
     prefix: String,
     metrics: StageMetrics,
     checkpoint_interval: Duration,
     last_checkpoint: Instant,
-    /// Checkpoint generations, shared with [`CheckpointSource`].
-    marks: Arc<Marks>,
-    /// Set when the spool disk failed: the stage stops.
-    failed: Option<String>,
+    tick_every: Duration,
+    /// Batches handled so far.
+    handled: u64,
+    /// Of those, the ones whose packets are stored (see the module docs).
+    durable: u64,
     tally: StageTally,
     reported_undecodable: u64,
 }
 
-impl Core {
-    /// A core recording with `recorder` into `uploader` under `prefix`.
+impl RecordHandler {
+    /// A handler recording with `recorder` into `uploader` under `prefix`,
+    /// taking a checkpoint every `checkpoint_interval`.
     pub fn new(
         recorder: Recorder,
         uploader: Uploader,
         prefix: &str,
         checkpoint_interval: Duration,
         metrics: StageMetrics,
-    ) -> Core {
-        Core {
+    ) -> RecordHandler {
+        RecordHandler {
             recorder,
             uploader,
-            pods: PodHistory::default(),
-            pod_rx: None,
+            pods: OwnerIndex::new(1, 1),
+            feed: None,
             prefix: prefix.trim_matches('/').to_owned(),
             metrics,
             checkpoint_interval,
             last_checkpoint: Instant::now(),
-            marks: Arc::new(Marks::default()),
-            failed: None,
+            tick_every: Duration::from_secs(1),
+            handled: 0,
+            durable: 0,
             tally: StageTally::default(),
             reported_undecodable: 0,
         }
     }
 
-    /// Feeds pod records from `rx` (the `tapwire.pods` follower) into the
-    /// address history used to name stream endpoints.
-    pub fn with_pods(
-        mut self,
-        history: PodHistory,
-        rx: mpsc::Receiver<tapwire_enricher::enrich::ClusterRecord>,
-    ) -> Core {
-        self.pods = history;
-        self.pod_rx = Some(rx);
+    /// Names stream endpoints from `pods`, kept current by `feed` (the
+    /// `tapwire.pods` follower).
+    pub fn with_pods(mut self, pods: OwnerIndex, feed: ClusterFeed) -> RecordHandler {
+        self.pods = pods;
+        self.feed = Some(feed);
         self
     }
 
@@ -160,18 +221,12 @@ impl Core {
         &self.uploader
     }
 
-    /// The checkpoint marks, for [`CheckpointSource`].
-    pub fn marks(&self) -> Arc<Marks> {
-        self.marks.clone()
-    }
-
     fn drain_pods(&mut self) {
-        if let Some(rx) = &mut self.pod_rx {
-            while let Ok(record) = rx.try_recv() {
-                if let tapwire_enricher::enrich::ClusterRecord::Pod(pod) = record {
-                    self.pods.apply(&pod);
-                }
-            }
+        if let Some(feed) = &mut self.feed {
+            let pods = &mut self.pods;
+            feed.drain(|record| {
+                pods.apply_record(record);
+            });
         }
     }
 
@@ -248,12 +303,13 @@ impl Core {
         Ok(())
     }
 
-    /// Ends every stream, closes every slice and delivers them.
+    /// Ends every stream, closes every slice and delivers them: every batch
+    /// handled so far is durable.
     pub async fn checkpoint(&mut self) -> Result<(), StageError> {
         self.drain_pods();
         self.recorder.flush(&self.pods)?;
         self.deliver_finished().await?;
-        self.marks.generation.fetch_add(1, Ordering::SeqCst);
+        self.durable = self.handled;
         self.tally.checkpoints += 1;
         self.last_checkpoint = Instant::now();
         Ok(())
@@ -261,7 +317,7 @@ impl Core {
 
     /// Periodic work: idle streams, slice age, spool retries, and the
     /// checkpoint when due.
-    pub async fn tick(&mut self) -> Result<(), StageError> {
+    async fn periodic(&mut self) -> Result<(), StageError> {
         self.drain_pods();
         self.recorder.tick(wall_ns(), &self.pods)?;
         self.deliver_finished().await?;
@@ -271,12 +327,11 @@ impl Core {
         }
         Ok(())
     }
+}
 
-    fn fail(&mut self, err: &StageError) -> HandlerError {
-        let reason = err.to_string();
-        self.failed = Some(reason.clone());
-        HandlerError::Fatal(reason)
-    }
+/// A recorder or spool failure stops the stage.
+fn fatal(err: StageError) -> HandlerError {
+    HandlerError::Fatal(err.to_string())
 }
 
 fn wall_ns() -> i64 {
@@ -321,25 +376,9 @@ fn bad_frame(record: &PacketRecord) -> Option<(&'static str, String)> {
     }
 }
 
-/// The consumer-loop handler.
-pub struct RecordHandler {
-    core: Arc<Mutex<Core>>,
-}
-
-impl RecordHandler {
-    /// A handler over the shared `core`.
-    pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        RecordHandler { core }
-    }
-}
-
 impl BatchHandler for RecordHandler {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
-        let mut core = self.core.lock().await;
-        if let Some(reason) = &core.failed {
-            return Err(HandlerError::Fatal(reason.clone()));
-        }
-        core.drain_pods();
+        self.drain_pods();
         let (records, mut rejections) = decode_batch::<PacketRecord>(batch);
         for (index, record) in records {
             if let Some((error, reason)) = bad_frame(&record) {
@@ -350,147 +389,45 @@ impl BatchHandler for RecordHandler {
                 });
                 continue;
             }
-            let core = &mut *core;
-            if let Err(err) = core.recorder.push(record, &core.pods) {
-                let err = StageError::from(err);
-                return Err(core.fail(&err));
-            }
+            self.recorder
+                .push(record, &self.pods)
+                .map_err(|e| fatal(e.into()))?;
         }
-        core.marks.last_pushed.store(
-            core.marks.generation.load(Ordering::SeqCst),
-            Ordering::SeqCst,
-        );
-        let mut result = core.deliver_finished().await;
-        if result.is_ok() && core.last_checkpoint.elapsed() >= core.checkpoint_interval {
-            result = core.checkpoint().await;
-        }
-        if let Err(err) = result {
-            return Err(core.fail(&err));
+        self.handled += 1;
+        self.deliver_finished().await.map_err(fatal)?;
+        if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
+            self.checkpoint().await.map_err(fatal)?;
         }
         Ok(rejections)
     }
-}
 
-/// A topic, partition and offset.
-type Position = (String, i32, i64);
-
-/// Wraps the loop's source: holds offsets back until a checkpoint made the
-/// batches they belong to durable (see the module documentation).
-pub struct CheckpointSource<S> {
-    inner: S,
-    core: Arc<Mutex<Core>>,
-    marks: Arc<Marks>,
-    /// Per handled batch, in order: the generation it was pushed in and its
-    /// last offset per partition.
-    held: std::collections::VecDeque<(u64, Vec<Position>)>,
-}
-
-impl<S: Source> CheckpointSource<S> {
-    /// Wraps `inner`; `core` is the handler's.
-    pub async fn new(inner: S, core: Arc<Mutex<Core>>) -> Self {
-        let marks = core.lock().await.marks();
-        CheckpointSource {
-            inner,
-            core,
-            marks,
-            held: std::collections::VecDeque::new(),
-        }
+    fn durable_batches(&self) -> Option<u64> {
+        Some(self.durable)
     }
 
-    /// Offsets of batches that are not durable yet.
-    pub fn held_batches(&self) -> usize {
-        self.held.len()
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.tick_every)
     }
 
-    /// Stores the offsets of every held batch pushed before generation
-    /// `upto`.
-    fn release(&mut self, upto: u64) -> Result<(), BusError> {
-        let mut last: Vec<Message> = Vec::new();
-        while self.held.front().is_some_and(|(g, _)| *g < upto) {
-            let (_, offsets) = self.held.pop_front().expect("front exists");
-            for (topic, partition, offset) in offsets {
-                match last
-                    .iter_mut()
-                    .find(|m| m.topic == topic && m.partition == partition)
-                {
-                    Some(m) => m.offset = m.offset.max(offset),
-                    None => last.push(Message {
-                        topic,
-                        partition,
-                        offset,
-                        key: None,
-                        payload: Vec::new(),
-                        headers: Vec::new(),
-                    }),
-                }
-            }
-        }
-        if last.is_empty() {
-            Ok(())
-        } else {
-            self.inner.store(&last)
-        }
-    }
-}
-
-impl<S: Source> Source for CheckpointSource<S> {
-    async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Message>, BusError> {
-        self.inner.next_batch(max, linger).await
+    async fn tick(&mut self) -> Result<(), HandlerError> {
+        self.periodic().await.map_err(fatal)
     }
 
-    fn store(&mut self, batch: &[Message]) -> Result<(), BusError> {
-        let pushed = self.marks.last_pushed.load(Ordering::SeqCst);
-        let offsets = tapwire_plumbing::bus::last_offsets(batch)
-            .into_iter()
-            .map(|(t, p, o)| (t.to_owned(), p, o))
-            .collect();
-        self.held.push_back((pushed, offsets));
-        self.release(self.marks.generation.load(Ordering::SeqCst))
+    async fn finish(&mut self) -> Result<(), HandlerError> {
+        self.checkpoint().await.map_err(fatal)
     }
 
-    async fn close(mut self) -> Result<(), BusError> {
-        let result = self.core.lock().await.checkpoint().await;
-        match result {
-            Ok(()) => self.release(u64::MAX)?,
-            Err(err) => {
-                tracing::error!(error = %err, "final checkpoint failed: offsets since the last checkpoint are not stored (they are read again on restart)");
-            }
-        }
-        self.inner.close().await
-    }
-}
-
-/// Periodic work while packets may not arrive.
-pub struct Ticker;
-
-impl Ticker {
-    /// Runs [`Core::tick`] every `every` until `shutdown`. A spool disk
-    /// failure is logged and stops the stage at its next batch.
-    pub fn spawn(
-        core: Arc<Mutex<Core>>,
-        every: Duration,
-        shutdown: CancellationToken,
-    ) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let mut interval = tokio::time::interval(every);
-            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    _ = interval.tick() => {}
-                }
-                let mut core = core.lock().await;
-                if core.failed.is_some() {
-                    return;
-                }
-                if let Err(err) = core.tick().await {
-                    tracing::error!(error = %err, "record: periodic work failed; the stage stops");
-                    core.fail(&err);
-                    shutdown.cancel();
-                    return;
-                }
-            }
-        })
+    fn report(&self) -> String {
+        let (tally, stats) = (self.tally, self.recorder.stats());
+        format!(
+            "{} streams recorded, {} not matching; slices: {} uploaded, {} spooled, {} dropped (spool full); {} slices still spooled",
+            stats.streams_recorded,
+            stats.streams_dropped,
+            tally.uploaded,
+            tally.spooled,
+            tally.dropped,
+            self.uploader.spool().len()
+        )
     }
 }
 

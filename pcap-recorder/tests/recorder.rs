@@ -11,7 +11,7 @@ use etherparse::PacketBuilder;
 use proptest::prelude::*;
 use tapwire_pcap_recorder::index::{EndReason, Exchange};
 use tapwire_pcap_recorder::{
-    FinishedSlice, NamedQuery, NoPods, PodHistory, PodRef, Recorder, RecorderConfig, SliceConfig,
+    FinishedSlice, NamedQuery, NoPods, PodInterval, PodRef, Recorder, RecorderConfig, SliceConfig,
 };
 use tapwire_schemas::EventId;
 use tapwire_schemas::events::{EventHeader, PacketRecord};
@@ -135,17 +135,16 @@ fn tshark_count(tshark: &Path, file: &Path, filter: &str) -> usize {
 #[test]
 fn reordered_retransmitted_streams_of_three_link_types() {
     const T0: i64 = 1_700_000_000_000_000_000;
-    let mut pods = PodHistory::default();
-    pods.record(
-        "10.0.0.1".parse().unwrap(),
-        PodRef {
+    let pods = vec![PodInterval {
+        ip: "10.0.0.1".parse().unwrap(),
+        pod: PodRef {
             name: "web-1".into(),
             namespace: "shop".into(),
             uid: None,
         },
-        Some(0),
-        None,
-    );
+        from_ns: Some(0),
+        until_ns: None,
+    }];
     let mut input = Vec::new();
     input.extend(http_stream(1, 40001, "/eth", T0));
     input.extend(http_stream(276, 40002, "/sll2", T0 + 100_000_000));

@@ -11,21 +11,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tapwire_pcap_recorder::index::NamedQuery;
 use tapwire_pcap_recorder::investigate::{self, Criteria};
 use tapwire_pcap_recorder::recorder::{Recorder, RecorderConfig};
 use tapwire_pcap_recorder::spool::{Delivery, Object, Spool, Uploader};
-use tapwire_pcap_recorder::stage::{Core, RecordHandler};
+use tapwire_pcap_recorder::stage::RecordHandler;
 use tapwire_pcap_recorder::store::{S3Settings, S3Store, Store};
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::BatchHandler;
 use tapwire_plumbing::telemetry::StageMetrics;
 use tapwire_schemas::events::PacketRecord;
 use tapwire_tests::{env_or, free_port, require, shared_service, wait_until};
-use tokio::sync::Mutex;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -163,7 +161,7 @@ fn count_packets(file: &Path, filter: Option<&str>) -> usize {
     String::from_utf8_lossy(&out.stdout).lines().count()
 }
 
-fn core(store: Store, spool_dir: &Path, spool_max: u64, stage: &str) -> Arc<Mutex<Core>> {
+fn handler(store: Store, spool_dir: &Path, spool_max: u64, stage: &str) -> RecordHandler {
     let recorder = Recorder::new(
         RecorderConfig::default(),
         vec![NamedQuery {
@@ -175,13 +173,13 @@ fn core(store: Store, spool_dir: &Path, spool_max: u64, stage: &str) -> Arc<Mute
     let metrics = StageMetrics::new(stage);
     let spool = Spool::open(spool_dir, spool_max).expect("spool");
     let uploader = Uploader::new(store, spool, metrics.clone());
-    Arc::new(Mutex::new(Core::new(
+    RecordHandler::new(
         recorder,
         uploader,
         "rec",
         Duration::from_secs(3600),
         metrics,
-    )))
+    )
 }
 
 #[tokio::test]
@@ -196,7 +194,7 @@ async fn slices_land_in_seaweedfs_and_investigate_finds_them_by_kfl() {
     create_bucket(&s3, false).await;
     let store = Store::S3(s3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let core = core(store.clone(), &dir.path().join("spool"), 1 << 30, "s3-find");
+    let mut handler = handler(store.clone(), &dir.path().join("spool"), 1 << 30, "s3-find");
 
     // The fixture, plus bad input: not Avro, and a frame of an unknown link type.
     let mut batch = fixture_messages();
@@ -222,7 +220,6 @@ async fn slices_land_in_seaweedfs_and_investigate_finds_them_by_kfl() {
         tapwire_schemas::encode(&odd).expect("encode"),
     ));
 
-    let mut handler = RecordHandler::new(core.clone());
     let rejections = handler.handle(&batch).await.expect("handled");
     let rejected: Vec<(usize, &str)> = rejections.iter().map(|r| (r.index, r.error)).collect();
     assert_eq!(rejected.len(), 3, "{rejections:?}");
@@ -230,12 +227,8 @@ async fn slices_land_in_seaweedfs_and_investigate_finds_them_by_kfl() {
     assert_eq!(rejected[1], (good + 1, "bad_link_type"));
     assert_eq!(rejected[2], (good + 2, "bad_length"));
     assert!(rejections.iter().all(|r| !r.reason.is_empty()));
-    core.lock().await.checkpoint().await.expect("checkpoint");
-    assert_eq!(
-        core.lock().await.tally().uploaded,
-        1,
-        "one slice (one link type)"
-    );
+    handler.checkpoint().await.expect("checkpoint");
+    assert_eq!(handler.tally().uploaded, 1, "one slice (one link type)");
 
     let objects = store.list("rec/node-a/").await.expect("list");
     assert_eq!(objects.len(), 2, "{objects:?}");

@@ -1,18 +1,22 @@
 //! The at-least-once consumer loop every stage runs.
 //!
 //! 1. take a batch from the [`Source`];
-//! 2. hand it to the stage's [`BatchHandler`], which returns only after
-//!    everything derived from the batch is acknowledged downstream (produced
-//!    and delivered, inserted, written and flushed), and names the messages
-//!    it rejects as bad data;
+//! 2. hand it to the stage's [`BatchHandler`], which names the messages it
+//!    rejects as bad data;
 //! 3. send the rejected messages to the dead-letter topic and wait for their
 //!    delivery;
-//! 4. store the batch's offsets.
+//! 4. store the offsets of every batch whose output is durable: most
+//!    handlers return only after everything derived from the batch is
+//!    acknowledged downstream (produced and delivered, inserted, written and
+//!    flushed); others say later ([`BatchHandler::durable_batches`]), and
+//!    their offsets wait until then. Periodic work runs between batches
+//!    ([`BatchHandler::tick`]), also while none arrive.
 //!
 //! A transient failure in 2 or 3 retries the same batch with exponential
 //! backoff (the stage pauses, nothing is skipped) until it succeeds or
 //! shutdown is requested. Shutdown is checked between batches: the batch in
-//! hand is finished, its offsets stored, the source closed. So after a crash
+//! hand is finished, the handler makes its output durable
+//! ([`BatchHandler::finish`]), the offsets are stored, the source closed. So after a crash
 //! at most the batches not yet stored are delivered again.
 
 use std::future::Future;
@@ -71,13 +75,49 @@ impl From<BusError> for HandlerError {
 }
 
 /// A stage's work on one batch.
+///
+/// Most handlers return from [`BatchHandler::handle`] only when everything
+/// derived from the batch is acknowledged downstream (produced and
+/// delivered, inserted, written and flushed): the batch is durable at once.
+/// A handler whose output becomes durable later (the recorder: a slice is
+/// stored when it closes) says so through [`BatchHandler::durable_batches`],
+/// and the loop holds the offsets back until then.
 pub trait BatchHandler: Send {
-    /// Processes `batch`. Returns after every output is acknowledged
-    /// downstream, with the messages it rejects as bad data.
+    /// Processes `batch`. Returns the messages it rejects as bad data.
     fn handle(
         &mut self,
         batch: &[Message],
     ) -> impl Future<Output = Result<Vec<Rejection>, HandlerError>> + Send;
+
+    /// How many of the batches handed to [`BatchHandler::handle`] so far,
+    /// counted from the first, have their output durable. `None` (the
+    /// default): all of them, as each `handle` returned.
+    fn durable_batches(&self) -> Option<u64> {
+        None
+    }
+
+    /// How often [`BatchHandler::tick`] runs while batches arrive or not.
+    /// `None` (the default): never.
+    fn tick_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Periodic work (expiry, retries, checkpoints).
+    fn tick(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Called once when the loop stops: make everything handled durable.
+    /// Whatever is still not durable afterwards is read again on restart.
+    fn finish(&mut self) -> impl Future<Output = Result<(), HandlerError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// What the stage did, for its final summary line (after "N read, M
+    /// dead-lettered").
+    fn report(&self) -> String {
+        String::new()
+    }
 }
 
 /// Why the loop stopped other than by shutdown.
@@ -158,12 +198,29 @@ where
     );
     let mut summary = LoopSummary::default();
     let dlq_log = RateLimit::new(Duration::from_secs(10));
+    let mut held = Held::default();
+    let tick_every = handler.tick_interval();
+    let mut last_tick = tokio::time::Instant::now();
     'batches: loop {
+        if let Some(every) = tick_every
+            && last_tick.elapsed() >= every
+        {
+            last_tick = tokio::time::Instant::now();
+            handler.tick().await.map_err(|source| LoopError::Handler {
+                stage: stage.to_owned(),
+                source,
+            })?;
+            held.release(handler.durable_batches(), &mut source)?;
+        }
+        let idle = tick_every.map(|every| every.saturating_sub(last_tick.elapsed()));
         let batch = tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            batch = source.next_batch(settings.batch_max_messages, settings.batch_linger) => batch?,
+            batch = source.next_batch(settings.batch_max_messages, settings.batch_linger, idle) => batch?,
         };
+        if batch.is_empty() {
+            continue; // idle: time for the tick
+        }
         metrics.messages_in.inc_by(batch.len() as u64);
 
         let mut backoff = Backoff::new(settings);
@@ -216,9 +273,22 @@ where
             summary.dead_lettered += rejections.len() as u64;
         }
         health.set_ok();
-        source.store(&batch)?;
+        held.push(&batch);
+        held.release(handler.durable_batches(), &mut source)?;
         summary.messages += batch.len() as u64;
         summary.batches += 1;
+    }
+    match handler.finish().await {
+        Ok(()) => held.release(handler.durable_batches(), &mut source)?,
+        Err(err) => tracing::error!(stage, error = %err,
+            "could not make the last batches durable; they are read again on restart"),
+    }
+    if held.len() > 0 {
+        tracing::warn!(
+            stage,
+            batches = held.len(),
+            "offsets of batches whose output is not durable were not stored"
+        );
     }
     source.close().await?;
     tracing::info!(
@@ -228,6 +298,60 @@ where
         "consumer stopped"
     );
     Ok(summary)
+}
+
+/// Offsets of handled batches whose output is not durable yet, in order.
+#[derive(Default)]
+struct Held {
+    /// Batches handled so far.
+    handled: u64,
+    /// Per batch not yet released: its sequence number and last offsets.
+    batches: std::collections::VecDeque<(u64, Vec<Message>)>,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.batches.len()
+    }
+
+    fn push(&mut self, batch: &[Message]) {
+        let last = crate::bus::last_offsets(batch)
+            .into_iter()
+            .map(|(topic, partition, offset)| Message {
+                topic: topic.to_owned(),
+                partition,
+                offset,
+                key: None,
+                payload: Vec::new(),
+                headers: Vec::new(),
+            })
+            .collect();
+        self.batches.push_back((self.handled, last));
+        self.handled += 1;
+    }
+
+    /// Stores the offsets of every held batch the handler calls durable.
+    fn release<S: Source>(&mut self, durable: Option<u64>, source: &mut S) -> Result<(), BusError> {
+        let durable = durable.unwrap_or(u64::MAX);
+        let mut last: Vec<Message> = Vec::new();
+        while self.batches.front().is_some_and(|(seq, _)| *seq < durable) {
+            let (_, offsets) = self.batches.pop_front().expect("front exists");
+            for o in offsets {
+                match last
+                    .iter_mut()
+                    .find(|m| m.topic == o.topic && m.partition == o.partition)
+                {
+                    Some(m) => m.offset = m.offset.max(o.offset),
+                    None => last.push(o),
+                }
+            }
+        }
+        if last.is_empty() {
+            Ok(())
+        } else {
+            source.store(&last)
+        }
+    }
 }
 
 /// Exponential backoff between retries of one batch.

@@ -68,7 +68,10 @@ pub fn init(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> 
             .json()
             .with_writer(std::io::stderr)
             .boxed(),
+        // Colour only for a person at a terminal: a log redirected to a file
+        // or collected by the cluster carries no escape codes.
         LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .boxed(),
     };

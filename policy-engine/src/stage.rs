@@ -1,8 +1,9 @@
-//! The consumer-loop handler of `tapwire policy`: one verdict per enriched
-//! event, with policies reloaded when their files change.
+//! The policy stage: [`PolicyConfig`] declares it (enriched topics in,
+//! verdicts out) and builds [`PolicyStage`], one verdict per enriched event,
+//! with policies reloaded when their files change.
 //!
-//! Reload: the files' modification times are checked between batches (at
-//! most every `reload_check`); changed files are parsed and compiled, and the
+//! Reload: the files' modification times are checked between batches and
+//! while idle (every `reload_check`); changed files are parsed and compiled, and the
 //! new set replaces the old one before the next batch, so a batch is judged
 //! by one set, nothing is lost and nothing judged twice. Files that no longer
 //! parse or compile are reported and the previous set stays in force.
@@ -13,11 +14,49 @@ use std::time::{Duration, Instant, SystemTime};
 use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
+use tapwire_plumbing::stage::{BoxError, BuildContext, BusSink, Stage};
 use tapwire_plumbing::telemetry::StageMetrics;
 use tapwire_schemas::{AnyEvent, decode_any, encode, topics};
 
 use crate::compile::PolicySet;
+use crate::config::PolicyConfig;
 use crate::document::parse;
+
+impl Stage for PolicyConfig {
+    type Handler = PolicyStage<BusSink>;
+
+    fn name(&self) -> &'static str {
+        "policy"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        vec![topics::L4_ENRICHED.into(), topics::RUNTIME_ENRICHED.into()]
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        vec![topics::VERDICTS.into()]
+    }
+
+    async fn build(self, cx: &BuildContext) -> Result<PolicyStage<BusSink>, BoxError> {
+        self.validate()?;
+        let policies = PolicyFiles::load(self.files.clone())?;
+        tracing::info!(
+            policies = policies.set().len(),
+            files = self.files.len(),
+            "policies loaded"
+        );
+        Ok(PolicyStage::new(
+            policies,
+            cx.output.clone(),
+            Duration::from_millis(self.reload_check_ms),
+            cx.stage.metrics.clone(),
+        ))
+    }
+}
 
 /// Policy files and the set compiled from them.
 pub struct PolicyFiles {
@@ -117,8 +156,8 @@ impl<K: Sink> PolicyStage<K> {
     }
 }
 
-impl<K: Sink> BatchHandler for PolicyStage<K> {
-    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+impl<K: Sink> PolicyStage<K> {
+    fn reload_if_due(&mut self) {
         if self.last_check.elapsed() >= self.reload_check {
             self.last_check = Instant::now();
             match self.policies.reload_if_changed() {
@@ -129,6 +168,21 @@ impl<K: Sink> BatchHandler for PolicyStage<K> {
                 None => {}
             }
         }
+    }
+}
+
+impl<K: Sink> BatchHandler for PolicyStage<K> {
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(self.reload_check)
+    }
+
+    async fn tick(&mut self) -> Result<(), HandlerError> {
+        self.reload_if_due();
+        Ok(())
+    }
+
+    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        self.reload_if_due();
         let mut out = Vec::with_capacity(batch.len());
         let mut rejections = Vec::new();
         for (index, message) in batch.iter().enumerate() {

@@ -128,9 +128,13 @@ pub enum Command {
     /// connections view. No Kafka, ClickHouse or S3 needed.
     #[command(after_help = RUN_EXAMPLES)]
     Run(RunArgs),
-    /// Show tapwire working with nothing installed: a node's traffic through
-    /// the enrich stage on the in-memory bus, the connections it saw with pod
-    /// context, sample CEF lines and the dead letters.
+    /// Show tapwire working with nothing installed: bundled traffic of one
+    /// node (HTTP between pods, database sessions, DNS, HTTPS out, calls to
+    /// the cloud metadata address, a refused connect, three malformed
+    /// messages) through every stage of `tapwire run`, with example audit
+    /// and enforce policies: what each stage did, the Audit-mode,
+    /// Enforce-mode and Other tabs, CEF samples, recorded PCAP slices and
+    /// the dead letters.
     Demo(DemoArgs),
 }
 
@@ -506,15 +510,15 @@ pub struct InvestigateArgs {
 pub struct PolicyArgs {
     #[command(subcommand)]
     pub command: Option<PolicyCommand>,
-    /// Policy files (YAML); reloaded when they change.
+    /// Policy files (YAML); reloaded when they change (overrides policy.files).
     #[arg(long = "policies", short = 'p', value_name = "FILE")]
     pub policies: Vec<std::path::PathBuf>,
-    /// Consumer group.
-    #[arg(long, default_value = "tapwire-policy")]
-    pub group: String,
-    /// How often to look for changed policy files.
-    #[arg(long, default_value_t = 2000, value_name = "MS")]
-    pub reload_check_ms: u64,
+    /// Consumer group (overrides policy.group).
+    #[arg(long)]
+    pub group: Option<String>,
+    /// How often to look for changed policy files (overrides policy.reload_check_ms).
+    #[arg(long, value_name = "MS")]
+    pub reload_check_ms: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,6 +11,7 @@ use tapwire_pcap_recorder::config::RecordConfig;
 use tapwire_plumbing::config::{
     ConfigError, ConsumerConfig, KafkaConfig, Sections, TelemetryConfig, TopicsConfig,
 };
+use tapwire_policy_engine::PolicyConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -26,6 +27,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     /// `tapwire cef`.
     pub cef: CefConfig,
+    /// `tapwire policy`.
+    pub policy: PolicyConfig,
     /// `tapwire enrich`.
     pub enrich: EnrichConfig,
     /// `tapwire aggregate`, `serve` and `query`.
@@ -45,6 +48,9 @@ impl Sections for Config {
         self.consumer.validate()?;
         self.topics.validate()?;
         self.cef
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.policy
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.enrich

@@ -133,6 +133,20 @@ fn the_demo_runs_every_stage_on_bundled_traffic() {
     }
     assert!(stdout.contains("enrich     "), "{stdout}");
     assert!(stdout.contains("3 dead-lettered"), "{stdout}");
+    // The capture agent's loss record travels to the end and is counted
+    // there, by the same CEF stage `tapwire cef` runs: not dead-lettered.
+    let cef = stdout
+        .lines()
+        .find(|l| l.starts_with("cef "))
+        .unwrap_or_else(|| panic!("cef line:\n{stdout}"));
+    assert!(cef.contains("7 events lost upstream"), "{cef}");
+    assert!(cef.contains(" 0 dead-lettered"), "{cef}");
+    assert!(!stdout.contains("[wrong_schema]"), "{stdout}");
+    // Every CEF message is in cef.log beside the traffic.
+    let lines = std::fs::read_to_string(dir.path().join("cef.log")).expect("cef.log");
+    assert!(lines.lines().count() > 100, "{lines}");
+    // A log written to a pipe has no colour codes.
+    assert!(!String::from_utf8_lossy(&out.stderr).contains('\u{1b}'));
     // The three tabs, with the rows the bundled traffic implies.
     let tab = |title: &str| {
         let start = stdout

@@ -24,7 +24,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use tapwire_schemas::topics::TopicSpec;
 
-use super::{BusError, Message, OutRecord, Sink, Source, last_offsets};
+use super::{BusError, Follower, Message, OutRecord, Sink, Source, last_offsets};
 use crate::config::KafkaConfig;
 use crate::telemetry::RateLimit;
 
@@ -175,9 +175,23 @@ fn to_message(m: &rdkafka::message::BorrowedMessage<'_>) -> Message {
 }
 
 impl Source for KafkaSource {
-    async fn next_batch(&mut self, max: usize, linger: Duration) -> Result<Vec<Message>, BusError> {
+    async fn next_batch(
+        &mut self,
+        max: usize,
+        linger: Duration,
+        idle: Option<Duration>,
+    ) -> Result<Vec<Message>, BusError> {
+        let idle_until = idle.map(|d| tokio::time::Instant::now() + d);
         let first = loop {
-            match self.consumer.recv().await {
+            // `recv` is cancel safe: a timed-out wait loses no message.
+            let received = match idle_until {
+                Some(at) => match tokio::time::timeout_at(at, self.consumer.recv()).await {
+                    Ok(received) => received,
+                    Err(_idle) => return Ok(Vec::new()),
+                },
+                None => self.consumer.recv().await,
+            };
+            match received {
                 Ok(m) => break m,
                 Err(err @ KafkaError::MessageConsumptionFatal(_)) => return Err(err.into()),
                 Err(err) => {
@@ -233,6 +247,99 @@ impl Source for KafkaSource {
         // Dropping the consumer closes it, which leaves the group at once.
         Ok(())
     }
+}
+
+/// Follows `topic` from its beginning on every start, without group offsets
+/// (a compacted topic whose whole content is state: `tapwire.pods`). The
+/// follower says when every partition reached the end it had at start.
+pub fn follow(
+    config: &KafkaConfig,
+    topic: &str,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<Follower, BusError> {
+    let mut cc = client_config(
+        config,
+        &[
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
+        ],
+    );
+    cc.set("client.id", format!("{}-follow", config.client_id));
+    cc.set("group.id", format!("tapwire-follow-{topic}"));
+    let consumer: StreamConsumer = cc.create()?;
+    let (tx, records) = tokio::sync::mpsc::channel(10_000);
+    let (loaded_tx, loaded) = tokio::sync::oneshot::channel();
+    let topic = topic.to_owned();
+    let task = tokio::spawn(async move {
+        // Where each partition ends now: the target of the first load.
+        let (probe_cc, name) = (cc.clone(), topic.clone());
+        let ends: Vec<(i32, i64, i64)> = tokio::task::spawn_blocking(move || {
+            let probe: rdkafka::consumer::BaseConsumer = probe_cc.create()?;
+            let timeout = Duration::from_secs(30);
+            let metadata = probe.fetch_metadata(Some(&name), timeout)?;
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+                .ok_or_else(|| BusError::UnknownTopic(name.clone()))?;
+            found
+                .partitions()
+                .iter()
+                .map(|p| {
+                    let (low, high) = probe.fetch_watermarks(&name, p.id(), timeout)?;
+                    Ok((p.id(), low, high))
+                })
+                .collect::<Result<Vec<_>, BusError>>()
+        })
+        .await
+        .map_err(|e| BusError::Config(format!("metadata task failed: {e}")))??;
+
+        let mut tpl = TopicPartitionList::new();
+        for (p, ..) in &ends {
+            tpl.add_partition_offset(&topic, *p, Offset::Beginning)?;
+        }
+        consumer.assign(&tpl)?;
+        let mut pending: Vec<(i32, i64)> = ends
+            .iter()
+            .filter(|(_, low, high)| high > low)
+            .map(|(p, _, high)| (*p, *high))
+            .collect();
+        let mut loaded_tx = Some(loaded_tx);
+        let mut read = 0u64;
+        let error_log = RateLimit::new(Duration::from_secs(10));
+        loop {
+            if pending.is_empty()
+                && let Some(done) = loaded_tx.take()
+            {
+                let _ = done.send(read);
+            }
+            let received = tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                m = consumer.recv() => m,
+            };
+            let message = match received {
+                Ok(m) => m,
+                Err(err @ KafkaError::MessageConsumptionFatal(_)) => return Err(err.into()),
+                Err(err) => {
+                    if let Some(suppressed) = error_log.allow() {
+                        tracing::warn!(error = %err, suppressed, topic, "follower waiting for the brokers");
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            };
+            read += 1;
+            let (partition, offset) = (message.partition(), message.offset());
+            let m = to_message(&message);
+            drop(message);
+            if tx.send(m).await.is_err() {
+                return Ok(()); // the reader is gone
+            }
+            pending.retain(|(p, high)| !(*p == partition && offset + 1 >= *high));
+        }
+    });
+    Ok(Follower::new(records, loaded, task))
 }
 
 /// What `create_topics` did for one topic.

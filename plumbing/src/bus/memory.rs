@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use super::{BusError, Message, OutRecord, Sink, Source, last_offsets, partition_for};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{BusError, Follower, Message, OutRecord, Sink, Source, last_offsets, partition_for};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -22,6 +25,8 @@ struct Stored {
 struct State {
     topics: HashMap<String, Vec<Vec<Stored>>>,
     committed: HashMap<(String, String, i32), i64>,
+    /// Next offset each group's members will take (read, not necessarily stored).
+    read: HashMap<(String, String, i32), i64>,
     round_robin: usize,
 }
 
@@ -118,6 +123,85 @@ impl MemoryBus {
             .sum()
     }
 
+    /// Records of `topic` that no member of `group` has taken yet (taken but
+    /// not stored ones count as read; see [`MemoryBus::lag`] for stored).
+    pub fn unread(&self, group: &str, topic: &str) -> u64 {
+        let state = self.state();
+        let Some(partitions) = state.topics.get(topic) else {
+            return 0;
+        };
+        partitions
+            .iter()
+            .enumerate()
+            .map(|(p, records)| {
+                let key = (group.to_owned(), topic.to_owned(), p as i32);
+                let read = state
+                    .read
+                    .get(&key)
+                    .or_else(|| state.committed.get(&key))
+                    .copied()
+                    .unwrap_or(0);
+                records.len() as u64 - read as u64
+            })
+            .sum()
+    }
+
+    /// Follows `topic` from its start, as a compacted topic is read: every
+    /// record, then new ones as they come, until `shutdown` or until the
+    /// receiver is dropped. No group offsets are involved.
+    pub fn follow(&self, topic: &str, shutdown: CancellationToken) -> Result<Follower, BusError> {
+        let ends: Vec<usize> = self
+            .state()
+            .topics
+            .get(topic)
+            .ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))?
+            .iter()
+            .map(Vec::len)
+            .collect();
+        let (tx, records) = mpsc::channel(10_000);
+        let (loaded_tx, loaded) = oneshot::channel();
+        let (bus, topic) = (self.clone(), topic.to_owned());
+        let task = tokio::spawn(async move {
+            let mut next = vec![0usize; ends.len()];
+            let mut loaded_tx = Some(loaded_tx);
+            let mut read = 0u64;
+            loop {
+                let notified = bus.inner.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let fresh: Vec<Message> = {
+                    let state = bus.state();
+                    let partitions = &state.topics[topic.as_str()];
+                    let mut fresh = Vec::new();
+                    for (p, records) in partitions.iter().enumerate() {
+                        for (o, r) in records.iter().enumerate().skip(next[p]) {
+                            fresh.push(message(&topic, p as i32, o as i64, r));
+                        }
+                        next[p] = records.len();
+                    }
+                    fresh
+                };
+                for m in fresh {
+                    read += 1;
+                    if tx.send(m).await.is_err() {
+                        return Ok(());
+                    }
+                }
+                if next.iter().zip(&ends).all(|(n, e)| n >= e)
+                    && let Some(done) = loaded_tx.take()
+                {
+                    let _ = done.send(read);
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(()),
+                    _ = tx.closed() => return Ok(()),
+                    _ = notified => {}
+                }
+            }
+        });
+        Ok(Follower::new(records, loaded, task))
+    }
+
     /// Every record of `topic`, partition by partition.
     pub fn messages(&self, topic: &str) -> Vec<Message> {
         let state = self.state();
@@ -194,13 +278,19 @@ pub struct MemorySource {
 impl MemorySource {
     fn take(&mut self, max: usize) -> Vec<Message> {
         let bus = self.bus.clone();
-        let state = bus.state();
+        let mut state = bus.state();
         let mut batch = Vec::new();
         for (topic, partition, next) in &mut self.positions {
             let records = &state.topics[topic.as_str()][*partition as usize];
+            let before = *next;
             while batch.len() < max && (*next as usize) < records.len() {
                 batch.push(message(topic, *partition, *next, &records[*next as usize]));
                 *next += 1;
+            }
+            if *next != before {
+                state
+                    .read
+                    .insert((self.group.clone(), topic.clone(), *partition), *next);
             }
         }
         batch
@@ -212,8 +302,10 @@ impl Source for MemorySource {
         &mut self,
         max: usize,
         _linger: Duration,
+        idle: Option<Duration>,
     ) -> Result<Vec<Message>, BusError> {
         let bus = self.bus.clone();
+        let idle_until = idle.map(|d| tokio::time::Instant::now() + d);
         loop {
             let notified = bus.inner.notify.notified();
             tokio::pin!(notified);
@@ -222,7 +314,14 @@ impl Source for MemorySource {
             if !batch.is_empty() {
                 return Ok(batch);
             }
-            notified.await;
+            match idle_until {
+                Some(at) => {
+                    if tokio::time::timeout_at(at, notified).await.is_err() {
+                        return Ok(Vec::new());
+                    }
+                }
+                None => notified.await,
+            }
         }
     }
 
@@ -263,14 +362,23 @@ mod tests {
             .await
             .expect("send");
         let mut source = bus.source("g", &["t"]).expect("source");
-        let batch = source.next_batch(4, Duration::ZERO).await.expect("batch");
+        let batch = source
+            .next_batch(4, Duration::ZERO, None)
+            .await
+            .expect("batch");
         assert_eq!(batch.len(), 4);
         source.store(&batch).expect("store");
         assert_eq!(bus.lag("g", "t"), 6);
         // Taken but not stored: a new member re-reads it.
-        let _unstored = source.next_batch(2, Duration::ZERO).await.expect("batch");
+        let _unstored = source
+            .next_batch(2, Duration::ZERO, None)
+            .await
+            .expect("batch");
         let mut again = bus.source("g", &["t"]).expect("source");
-        let rest = again.next_batch(100, Duration::ZERO).await.expect("batch");
+        let rest = again
+            .next_batch(100, Duration::ZERO, None)
+            .await
+            .expect("batch");
         let values: Vec<String> = rest
             .iter()
             .map(|m| String::from_utf8_lossy(&m.payload).into_owned())
@@ -302,7 +410,7 @@ mod tests {
         let bus = MemoryBus::new();
         bus.create_topic("t", 1);
         let mut source = bus.source("g", &["t"]).expect("source");
-        let waiter = tokio::spawn(async move { source.next_batch(10, Duration::ZERO).await });
+        let waiter = tokio::spawn(async move { source.next_batch(10, Duration::ZERO, None).await });
         tokio::task::yield_now().await;
         bus.sink()
             .send_batch(vec![rec("a", "x")])

@@ -12,6 +12,8 @@ pub mod memory;
 use std::future::Future;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
+
 /// A message read from the bus.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -71,11 +73,15 @@ pub enum BusError {
 /// Where messages come from.
 pub trait Source: Send {
     /// Waits for at least one message, then gathers more until `max`
-    /// messages or until `linger` has passed since the first one.
+    /// messages or until `linger` has passed since the first one. With
+    /// `idle`, gives up waiting for the first message after that long and
+    /// returns an empty batch (so the caller can do periodic work without
+    /// cancelling a half-gathered batch).
     fn next_batch(
         &mut self,
         max: usize,
         linger: Duration,
+        idle: Option<Duration>,
     ) -> impl Future<Output = Result<Vec<Message>, BusError>> + Send;
 
     /// Records that every message of `batch` is done: on restart or
@@ -84,6 +90,72 @@ pub trait Source: Send {
 
     /// Commits what was stored and leaves the group.
     fn close(self) -> impl Future<Output = Result<(), BusError>> + Send;
+}
+
+/// A compacted topic read from its start (no consumer group): every record
+/// it holds, then new ones as they are written.
+pub struct Follower {
+    /// The records, per partition in offset order. Tombstones (empty values)
+    /// are passed on: a reader decides what deletion means.
+    pub records: mpsc::Receiver<Message>,
+    /// Resolves with the number of records read once every partition reached
+    /// the end it had when following began: the state is rebuilt. Dropped
+    /// without a value if the follower failed first (see [`Follower::failure`]).
+    pub loaded: oneshot::Receiver<u64>,
+    task: tokio::task::JoinHandle<Result<(), BusError>>,
+}
+
+impl Follower {
+    pub(crate) fn new(
+        records: mpsc::Receiver<Message>,
+        loaded: oneshot::Receiver<u64>,
+        task: tokio::task::JoinHandle<Result<(), BusError>>,
+    ) -> Self {
+        Follower {
+            records,
+            loaded,
+            task,
+        }
+    }
+
+    /// Waits until the state is rebuilt (everything the topic held at the
+    /// start was received), handing every record to `apply` meanwhile.
+    /// Returns how many records that was; `None` when `shutdown` came first.
+    pub async fn load(
+        &mut self,
+        mut apply: impl FnMut(Message),
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> Result<Option<u64>, BusError> {
+        let loaded = loop {
+            tokio::select! {
+                Some(m) = self.records.recv() => apply(m),
+                n = &mut self.loaded => match n {
+                    Ok(n) => break n,
+                    Err(_) => return Err(self.failure().await),
+                },
+                _ = shutdown.cancelled() => return Ok(None),
+            }
+        };
+        while let Ok(m) = self.records.try_recv() {
+            apply(m);
+        }
+        Ok(Some(loaded))
+    }
+
+    /// Why the follower stopped before loading.
+    async fn failure(&mut self) -> BusError {
+        match (&mut self.task).await {
+            Ok(Err(err)) => err,
+            Ok(Ok(())) => BusError::Config("the follower stopped before loading".into()),
+            Err(join) => BusError::Config(format!("the follower task failed: {join}")),
+        }
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// Where records go.

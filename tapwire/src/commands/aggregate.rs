@@ -1,16 +1,11 @@
 //! `tapwire aggregate`, `tapwire serve` and `tapwire query`: the ClickHouse
 //! side.
 
-use std::time::Duration;
-
 use anyhow::Context;
 use tapwire_aggregator::query::{self, Connection, ConnectionsView};
-use tapwire_aggregator::sink::{self, AggregateStage};
-use tapwire_aggregator::{AggregateConfig, schema, serve::parse_window};
-use tapwire_plumbing::bus::kafka::{KafkaSink, KafkaSource};
-use tapwire_plumbing::consumer::{self, StageContext};
+use tapwire_aggregator::sink;
+use tapwire_aggregator::{AggregateConfig, serve::parse_window};
 use tapwire_plumbing::shutdown::CancellationToken;
-use tapwire_plumbing::telemetry;
 
 use crate::cli::{
     AggregateArgs, ClickHouseArgs, ModeArg, OutputFormat, QueryCommand, QueryConnectionsArgs,
@@ -33,35 +28,6 @@ fn client(a: &AggregateConfig) -> clickhouse::Client {
     sink::client(&a.clickhouse_url, &a.database, &a.user, &a.password)
 }
 
-/// Applies the migrations, retrying while ClickHouse is not up yet.
-async fn migrate(a: &AggregateConfig, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let admin = clickhouse::Client::default()
-        .with_url(&a.clickhouse_url)
-        .with_user(&a.user)
-        .with_password(&a.password)
-        .with_validation(false);
-    let mut delay = Duration::from_millis(500);
-    loop {
-        match schema::migrate(&admin, &a.database, a.retention_days).await {
-            Ok((features, applied)) => {
-                tracing::info!(version = ?features.version, ?applied, database = %a.database,
-                    "ClickHouse schema up to date");
-                return Ok(());
-            }
-            Err(schema::SchemaError::ClickHouse(err)) => {
-                tracing::warn!(error = %err, url = %a.clickhouse_url,
-                    "ClickHouse not reachable yet; retrying");
-            }
-            Err(err) => return Err(err).context("migrating the ClickHouse schema"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => anyhow::bail!("stopped before ClickHouse answered"),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(10));
-    }
-}
-
 /// `tapwire aggregate`: until shutdown.
 pub async fn run(
     config: &Config,
@@ -73,41 +39,12 @@ pub async fn run(
         a.group = group.clone();
     }
     a.validate()?;
-    migrate(&a, &shutdown).await?;
     if args.migrate_only {
+        sink::migrate(&a, &shutdown).await?;
         eprintln!("schema of {} up to date", a.database);
         return Ok(());
     }
-    let mut loop_settings = config.consumer.loop_settings();
-    loop_settings.batch_max_messages = a.batch_max_messages;
-    loop_settings.batch_linger = Duration::from_millis(a.flush_interval_ms);
-    let ctx = StageContext::new("aggregate", loop_settings, shutdown.clone());
-    let mut stage = AggregateStage::new(client(&a));
-    let topics: Vec<&str> = a.topics.iter().map(String::as_str).collect();
-    let source = KafkaSource::new(&config.kafka, &a.group, &topics)?;
-    let dlq = KafkaSink::new(&config.kafka)?;
-    if let Some(addr) = config.telemetry.admin_listen {
-        let bound = telemetry::serve_admin(addr, ctx.health.clone(), shutdown).await?;
-        tracing::info!(%bound, "admin server listening");
-    }
-    tracing::info!(url = %a.clickhouse_url, database = %a.database, group = %a.group,
-        "aggregating into ClickHouse");
-    let summary = consumer::run(&ctx, source, &dlq, &mut stage).await?;
-    dlq.flush(Duration::from_secs(10))?;
-    let w = stage.written();
-    eprintln!(
-        "aggregate stopped: {} messages read, {} dead-lettered, {} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets",
-        summary.messages,
-        summary.dead_lettered,
-        w.connections_counted,
-        w.rows[0],
-        w.rows[1],
-        w.rows[2],
-        w.rows[3],
-        w.rows[4],
-        w.rows[5]
-    );
-    Ok(())
+    super::stage_alone(config, a, shutdown).await
 }
 
 /// `tapwire serve`: until shutdown.

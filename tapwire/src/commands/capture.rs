@@ -1,12 +1,11 @@
 //! `tapwire capture`: the node agent, producing to the raw topics.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use tapwire_capture::{Agent, SourceSpec, Summary};
-use tapwire_plumbing::bus::kafka::KafkaSink;
 use tapwire_plumbing::shutdown::CancellationToken;
+use tapwire_plumbing::stage::produce_alone;
 
 use crate::cli::CaptureArgs;
 use crate::config::Config;
@@ -60,17 +59,12 @@ pub async fn run(
         "capture: node {} sensor {}",
         identity.node, identity.sensor_id
     );
-    if let Some(addr) = config.telemetry.admin_listen {
-        let health = tapwire_plumbing::telemetry::Health::default();
-        let bound =
-            tapwire_plumbing::telemetry::serve_admin(addr, health, shutdown.clone()).await?;
-        tracing::info!(%bound, "admin server listening");
-    }
-    let sink = KafkaSink::new(&config.kafka)?;
     let summary = Arc::new(Summary::default());
-    let result = agent.run(sink.clone(), shutdown, summary.clone()).await;
-    sink.flush(Duration::from_secs(10))
-        .context("flushing the producer")?;
+    let result = produce_alone("capture", &super::alone(config), shutdown, |sink, stop| {
+        agent.run(sink, stop, summary.clone())
+    })
+    .await
+    .context("flushing the producer")?;
     eprintln!(
         "capture stopped: {} packets, {} L4 events, {} DNS events, {} runtime events, {} inventory snapshots, {} lost",
         Summary::get(&summary.packets),

@@ -6,10 +6,12 @@
 //! node's traffic, written as a pcap file from synthetic frames: HTTP calls
 //! between pods, database sessions, a DNS lookup and the HTTPS connection
 //! that follows it, calls to the cloud metadata address, a refused connect,
-//! plus three malformed messages. `tapwire run`'s pipeline replays it
-//! (capture -> enrich -> policy -> aggregate, cef, record) and the demo
-//! prints the connections view with its tabs, sample CEF lines, the PCAP
-//! slices recorded and the dead letters.
+//! plus three malformed messages and a capture agent's loss record.
+//! `tapwire run`'s pipeline replays it (capture -> enrich -> policy ->
+//! aggregate, cef, record) and the demo prints what each stage did, the
+//! connections view with its tabs, sample CEF lines (all of them are in
+//! `cef.log` beside the traffic), the PCAP slices recorded and the dead
+//! letters.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,7 +21,7 @@ use anyhow::Context;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use tapwire_capture::agent::SourceSpec;
-use tapwire_enricher::enrich::ClusterRecord;
+use tapwire_cluster::ClusterRecord;
 use tapwire_packet::synth::{self, Frame};
 use tapwire_plumbing::bus::OutRecord;
 use tapwire_plumbing::shutdown::CancellationToken;
@@ -209,8 +211,10 @@ pub fn write_pcap(path: &Path, frames: &[Frame]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What a broken producer might send.
-fn malformed() -> anyhow::Result<Vec<OutRecord>> {
+/// What a broken producer might send (three malformed messages), and the
+/// loss record a capture agent sends when its ring buffer overflowed (not
+/// bad data: it travels to the end and is counted there).
+fn injected() -> anyhow::Result<Vec<OutRecord>> {
     let valid = encode(&samples::dns_resolution(samples::header(
         "node-a", "demo", 0, T0,
     )))?;
@@ -220,6 +224,15 @@ fn malformed() -> anyhow::Result<Vec<OutRecord>> {
         OutRecord::new(topics::L4_RAW, None, b"{\"not\": \"avro\"}".to_vec()),
         OutRecord::new(topics::L4_RAW, None, unknown_schema),
         OutRecord::new(topics::L4_RAW, None, valid[..valid.len() - 4].to_vec()),
+        OutRecord::new(
+            topics::L4_RAW,
+            Some(b"node-a".to_vec()),
+            encode(&LossRecord {
+                header: samples::header("node-a", "demo-sensor", 0, T0),
+                source: "ringbuf".into(),
+                lost: 7,
+            })?,
+        ),
     ])
 }
 
@@ -247,12 +260,12 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         }],
         cluster: cluster(),
         policy_files: vec![policies.clone()],
-        cef: CefOut::Samples,
+        cef: CefOut::Samples(dir.clone()),
         record: Some((
             recordings.clone(),
             BTreeMap::from([("demo".to_owned(), "http or dns".to_owned())]),
         )),
-        inject: malformed()?,
+        inject: injected()?,
     };
     println!(
         "tapwire demo: {} frames of one node's traffic ({}), namespaces shop and dev, the policies of {}\n",

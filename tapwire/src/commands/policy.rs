@@ -54,43 +54,21 @@ pub async fn run(
     args: &crate::cli::PolicyArgs,
     shutdown: tapwire_plumbing::shutdown::CancellationToken,
 ) -> anyhow::Result<()> {
-    use std::time::Duration;
-
-    use tapwire_plumbing::bus::kafka::{KafkaSink, KafkaSource};
-    use tapwire_plumbing::consumer::{self, StageContext};
-    use tapwire_policy_engine::stage::{PolicyFiles, PolicyStage};
-    use tapwire_schemas::topics;
-
-    if args.policies.is_empty() {
+    let mut policy = config.policy.clone();
+    if !args.policies.is_empty() {
+        policy.files = args.policies.clone();
+    }
+    if let Some(group) = &args.group {
+        policy.group = group.clone();
+    }
+    if let Some(ms) = args.reload_check_ms {
+        policy.reload_check_ms = ms;
+    }
+    if policy.files.is_empty() {
         anyhow::bail!(
-            "name the policy files with --policies FILE (see `tapwire policy check --help`)"
+            "name the policy files with --policies FILE or policy.files \
+             (see `tapwire policy check --help`)"
         );
     }
-    let policies = PolicyFiles::load(args.policies.clone())?;
-    tracing::info!(policies = policies.set().len(), "policies loaded");
-    let ctx = StageContext::new("policy", config.consumer.loop_settings(), shutdown.clone());
-    if let Some(addr) = config.telemetry.admin_listen {
-        let bound =
-            tapwire_plumbing::telemetry::serve_admin(addr, ctx.health.clone(), shutdown).await?;
-        tracing::info!(%bound, "admin server listening");
-    }
-    let source = KafkaSource::new(
-        &config.kafka,
-        &args.group,
-        &[topics::L4_ENRICHED, topics::RUNTIME_ENRICHED],
-    )?;
-    let sink = KafkaSink::new(&config.kafka)?;
-    let mut stage = PolicyStage::new(
-        policies,
-        sink.clone(),
-        Duration::from_millis(args.reload_check_ms),
-        ctx.metrics.clone(),
-    );
-    let summary = consumer::run(&ctx, source, &sink, &mut stage).await?;
-    sink.flush(Duration::from_secs(10))?;
-    eprintln!(
-        "policy stopped: {} events judged or passed on, {} dead-lettered",
-        summary.messages, summary.dead_lettered
-    );
-    Ok(())
+    super::stage_alone(config, policy, shutdown).await
 }

@@ -8,11 +8,51 @@ use serde_json::json;
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::{DeadLetter, Rejection};
+use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_plumbing::telemetry::StageMetrics;
 use tapwire_schemas::{AnyEvent, decode_any, topics};
 
 use crate::cli::TailFormat;
 use crate::json;
+
+/// The tail stage: `topics` read as `group`, every message printed to
+/// stdout.
+pub struct Tail {
+    /// Consumer group.
+    pub group: String,
+    /// Topics read.
+    pub topics: Vec<String>,
+    /// Line format.
+    pub format: TailFormat,
+}
+
+impl Stage for Tail {
+    type Handler = TailHandler<std::io::Stdout>;
+
+    fn name(&self) -> &'static str {
+        "tail"
+    }
+
+    fn group(&self) -> String {
+        self.group.clone()
+    }
+
+    fn inputs(&self) -> Vec<String> {
+        self.topics.clone()
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn build(self, cx: &BuildContext) -> Result<Self::Handler, BoxError> {
+        Ok(TailHandler::new(
+            std::io::stdout(),
+            self.format,
+            cx.stage.metrics.clone(),
+        ))
+    }
+}
 
 /// Writes every message of a batch to `out`.
 pub struct TailHandler<W> {

@@ -5,14 +5,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::config::Config;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
-use tapwire_plumbing::bus::kafka::{self, KafkaSink, KafkaSource};
+use tapwire_plumbing::bus::kafka::{self, KafkaSink};
 use tapwire_plumbing::bus::{OutRecord, Sink};
-use tapwire_plumbing::consumer::{self, StageContext};
 use tapwire_plumbing::shutdown::CancellationToken;
-use tapwire_plumbing::telemetry;
 use tapwire_schemas::{EventHeader, EventId, encode_into, samples, topics};
 
-use super::tail::TailHandler;
+use super::tail::Tail;
 use crate::cli::{CreateArgs, GenerateArgs, TailArgs};
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -142,20 +140,10 @@ pub async fn tail(
     args: &TailArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let topic_refs: Vec<&str> = args.topics.iter().map(String::as_str).collect();
-    let source = KafkaSource::new(&config.kafka, &args.group, &topic_refs)?;
-    let dlq = KafkaSink::new(&config.kafka)?;
-    let ctx = StageContext::new("tail", config.consumer.loop_settings(), shutdown.clone());
-    if let Some(addr) = config.telemetry.admin_listen {
-        let bound = telemetry::serve_admin(addr, ctx.health.clone(), shutdown).await?;
-        tracing::info!(%bound, "admin server listening");
-    }
-    let mut handler = TailHandler::new(std::io::stdout(), args.format, ctx.metrics.clone());
-    let summary = consumer::run(&ctx, source, &dlq, &mut handler).await?;
-    dlq.flush(Duration::from_secs(10))?;
-    eprintln!(
-        "tail stopped: {} messages, {} dead-lettered",
-        summary.messages, summary.dead_lettered
-    );
-    Ok(())
+    let tail = Tail {
+        group: args.group.clone(),
+        topics: args.topics.clone(),
+        format: args.format,
+    };
+    super::stage_alone(config, tail, shutdown).await
 }

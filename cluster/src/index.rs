@@ -1,20 +1,80 @@
 //! Who owned an address when: pod metadata indexed by IP over time, by
-//! container id, and the nodes' own addresses.
+//! container id, the nodes' own addresses and the Services' cluster IPs.
 //!
 //! Pods reuse IPs: an address has a history of owners, each with the time
 //! range it held the address ([start, end), from the pod's start and
-//! deletion times). A lookup names the owner at the event's time, never
-//! "whoever has it now". Memory is bounded: at most `max_pods` pods (the ones
-//! that ended longest ago are evicted first) and `max_owners_per_ip` owners
-//! per address.
+//! deletion times; a pod whose start is unknown holds it from the beginning
+//! of time). A lookup names the owner at the event's time, never "whoever
+//! has it now". Memory is bounded ([`IndexLimits`]): at most `max_pods` pods
+//! (the ones that ended longest ago are evicted first, running pods never)
+//! and `max_owners_per_ip` owners per address (the earliest-starting go
+//! first).
+//!
+//! One index serves both readers: the enricher asks [`OwnerIndex::owner`]
+//! (pod, host, Service or nobody), the pcap recorder asks
+//! [`OwnerIndex::pod_at`] and [`OwnerIndex::history`]; they agree because
+//! `pod_at` is `owner` restricted to pods.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::ClusterRecord;
+use serde::Deserialize;
 use tapwire_schemas::events::{Container, NodeMetadata, PodMetadata, ServiceMetadata};
 
-/// One pod holding one address for a time.
+/// The bounds of an [`OwnerIndex`], as a configuration section spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexLimits {
+    /// Pods remembered at most; beyond it the pods that ended longest ago
+    /// are forgotten first (running pods are never evicted).
+    pub max_pods: usize,
+    /// Owners remembered per IP address (its history of reuse); the
+    /// earliest-starting go first.
+    pub max_owners_per_ip: usize,
+}
+
+impl Default for IndexLimits {
+    fn default() -> Self {
+        IndexLimits {
+            max_pods: 200_000,
+            max_owners_per_ip: 16,
+        }
+    }
+}
+
+/// A bound of [`IndexLimits`] that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: must be at least 1")]
+pub struct IndexLimitsError {
+    /// The key (`max_pods` or `max_owners_per_ip`).
+    pub key: &'static str,
+}
+
+impl IndexLimits {
+    /// Checks that each bound is at least 1.
+    pub fn validate(&self) -> Result<(), IndexLimitsError> {
+        for (key, value) in [
+            ("max_pods", self.max_pods),
+            ("max_owners_per_ip", self.max_owners_per_ip),
+        ] {
+            if value == 0 {
+                return Err(IndexLimitsError { key });
+            }
+        }
+        Ok(())
+    }
+
+    /// An empty index within these bounds.
+    pub fn build(&self) -> Result<OwnerIndex, IndexLimitsError> {
+        self.validate()?;
+        Ok(OwnerIndex::new(self.max_pods, self.max_owners_per_ip))
+    }
+}
+
+/// One pod holding one address for a time (`start_ns` is `i64::MIN` when
+/// the pod's start is unknown).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Tenancy {
     start_ns: i64,
@@ -35,8 +95,21 @@ pub enum Owner {
     Unknown,
 }
 
-/// The index. Single owner (the enrich stage); updates arrive in order.
-pub struct PodIndex {
+/// A pod's hold on an address, as [`OwnerIndex::history`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodTenancy {
+    /// The pod (its latest record).
+    pub pod: Arc<PodMetadata>,
+    /// Since when, ns since the epoch; `None` when the pod's start is
+    /// unknown (it is taken to hold the address since before anything).
+    pub start_ns: Option<i64>,
+    /// Until when (exclusive), ns since the epoch; `None`: still.
+    pub end_ns: Option<i64>,
+}
+
+/// The index. Single owner (a stage applies records in topic order and
+/// looks up; no lock inside).
+pub struct OwnerIndex {
     pods: HashMap<Arc<str>, Arc<PodMetadata>>,
     by_ip: HashMap<IpAddr, Vec<Tenancy>>,
     by_container: HashMap<String, Arc<str>>,
@@ -52,10 +125,11 @@ pub struct PodIndex {
     evicted: u64,
 }
 
-impl PodIndex {
-    /// An empty index with the given bounds.
+impl OwnerIndex {
+    /// An empty index with the given bounds (see [`IndexLimits`]; use
+    /// [`IndexLimits::build`] to have them checked).
     pub fn new(max_pods: usize, max_owners_per_ip: usize) -> Self {
-        PodIndex {
+        OwnerIndex {
             pods: HashMap::new(),
             by_ip: HashMap::new(),
             by_container: HashMap::new(),
@@ -155,6 +229,22 @@ impl PodIndex {
         }
     }
 
+    /// Applies any cluster record: pod, node or Service. Returns the uids of
+    /// pods evicted to make room (see [`OwnerIndex::apply`]).
+    pub fn apply_record(&mut self, record: ClusterRecord) -> Vec<Arc<str>> {
+        match record {
+            ClusterRecord::Pod(pod) => self.apply(pod),
+            ClusterRecord::Node(node) => {
+                self.apply_node(&node);
+                Vec::new()
+            }
+            ClusterRecord::Service(service) => {
+                self.apply_service(service);
+                Vec::new()
+            }
+        }
+    }
+
     /// Applies a node record: its addresses are the host's. Deleted nodes
     /// keep their addresses known (they stay host addresses in the history).
     pub fn apply_node(&mut self, node: &NodeMetadata) {
@@ -183,17 +273,11 @@ impl PodIndex {
         }
     }
 
-    /// The owner of `ip` at `timestamp_ns`.
+    /// The owner of `ip` at `timestamp_ns`: the pod holding it then, else
+    /// the node, else the Service it is the cluster IP of.
     pub fn owner(&self, ip: IpAddr, timestamp_ns: i64) -> Owner {
-        if let Some(owners) = self.by_ip.get(&ip) {
-            // The latest tenancy that started at or before the event.
-            let at = owners.partition_point(|t| t.start_ns <= timestamp_ns);
-            if let Some(t) = at.checked_sub(1).map(|i| &owners[i])
-                && t.end_ns.is_none_or(|end| timestamp_ns < end)
-                && let Some(pod) = self.pods.get(&t.uid)
-            {
-                return Owner::Pod(pod.clone());
-            }
+        if let Some(pod) = self.tenant(ip, timestamp_ns) {
+            return Owner::Pod(pod.clone());
         }
         if let Some(name) = self.nodes.get(&ip) {
             Owner::Host(Some(name.clone()))
@@ -204,6 +288,47 @@ impl PodIndex {
         } else {
             Owner::Unknown
         }
+    }
+
+    /// The pod holding `ip` at `t_ns`: the latest-starting tenancy that
+    /// started at or before `t_ns`, when it had not ended by then. The same
+    /// answer as [`OwnerIndex::owner`] gives when that is a pod.
+    pub fn pod_at(&self, ip: IpAddr, t_ns: i64) -> Option<Arc<PodMetadata>> {
+        self.tenant(ip, t_ns).cloned()
+    }
+
+    fn tenant(&self, ip: IpAddr, t_ns: i64) -> Option<&Arc<PodMetadata>> {
+        let owners = self.by_ip.get(&ip)?;
+        let at = owners.partition_point(|t| t.start_ns <= t_ns);
+        let t = &owners[at.checked_sub(1)?];
+        if t.end_ns.is_some_and(|end| end <= t_ns) {
+            return None;
+        }
+        self.pods.get(&t.uid)
+    }
+
+    /// Every tenancy of `ip` meeting `[from_ns, to_ns]` (started at or
+    /// before `to_ns`, or at an unknown time, and not ended by `from_ns`),
+    /// earliest start first. Host-network pods hold no tenancies: their
+    /// addresses are the node's.
+    pub fn history(
+        &self,
+        ip: IpAddr,
+        from_ns: i64,
+        to_ns: i64,
+    ) -> impl Iterator<Item = PodTenancy> + '_ {
+        self.by_ip
+            .get(&ip)
+            .into_iter()
+            .flatten()
+            .filter(move |t| t.start_ns <= to_ns && t.end_ns.is_none_or(|end| from_ns < end))
+            .filter_map(|t| {
+                Some(PodTenancy {
+                    pod: self.pods.get(&t.uid)?.clone(),
+                    start_ns: (t.start_ns != i64::MIN).then_some(t.start_ns),
+                    end_ns: t.end_ns,
+                })
+            })
     }
 
     /// The pod and container a container id belongs to.
@@ -245,7 +370,7 @@ mod tests {
     #[test]
     fn a_reused_ip_resolves_by_time() {
         let ip: IpAddr = "10.1.0.7".parse().expect("ip");
-        let mut index = PodIndex::new(100, 16);
+        let mut index = OwnerIndex::new(100, 16);
         index.apply(pod("a", "10.1.0.7", 100, Some(200)));
         index.apply(pod("b", "10.1.0.7", 300, None));
         assert_eq!(name(index.owner(ip, 150)), "a");
@@ -262,7 +387,7 @@ mod tests {
     #[test]
     fn an_update_replaces_the_previous_record() {
         let ip: IpAddr = "10.1.0.7".parse().expect("ip");
-        let mut index = PodIndex::new(100, 16);
+        let mut index = OwnerIndex::new(100, 16);
         index.apply(pod("a", "10.1.0.7", 100, None));
         assert_eq!(name(index.owner(ip, 500)), "a");
         index.apply(pod("a", "10.1.0.7", 100, Some(200))); // deleted
@@ -273,7 +398,7 @@ mod tests {
 
     #[test]
     fn ended_pods_are_evicted_first_and_running_ones_never() {
-        let mut index = PodIndex::new(2, 16);
+        let mut index = OwnerIndex::new(2, 16);
         index.apply(pod("running", "10.1.0.1", 0, None));
         index.apply(pod("old", "10.1.0.2", 0, Some(10)));
         index.apply(pod("newer", "10.1.0.3", 0, Some(20)));
@@ -293,7 +418,7 @@ mod tests {
 
     #[test]
     fn host_network_pods_and_node_ips_are_the_host() {
-        let mut index = PodIndex::new(100, 16);
+        let mut index = OwnerIndex::new(100, 16);
         let mut p = pod("agent", "192.168.10.11", 0, None);
         p.host_network = true;
         index.apply(p);
@@ -306,5 +431,111 @@ mod tests {
             index.owner("192.168.10.12".parse().expect("ip"), 5),
             Owner::Host(None)
         );
+    }
+
+    fn names(
+        index: &OwnerIndex,
+        ip: IpAddr,
+        from: i64,
+        to: i64,
+    ) -> Vec<(String, Option<i64>, Option<i64>)> {
+        index
+            .history(ip, from, to)
+            .map(|t| (t.pod.name.clone(), t.start_ns, t.end_ns))
+            .collect()
+    }
+
+    #[test]
+    fn pod_at_and_history_follow_the_reuse_of_an_address() {
+        let ip: IpAddr = "10.1.0.7".parse().expect("ip");
+        let mut index = OwnerIndex::new(100, 16);
+        index.apply(pod("a", "10.1.0.7", 100, Some(200)));
+        index.apply(pod("b", "10.1.0.7", 300, None));
+        let at = |t| index.pod_at(ip, t).map(|p| p.name.clone());
+        assert_eq!(at(99), None);
+        assert_eq!(at(100).as_deref(), Some("a"));
+        assert_eq!(at(200), None, "a is gone, b not yet there");
+        assert_eq!(at(300).as_deref(), Some("b"));
+        for t in [50, 150, 250, 350] {
+            assert_eq!(
+                at(t),
+                match index.owner(ip, t) {
+                    Owner::Pod(p) => Some(p.name.clone()),
+                    _ => None,
+                },
+                "pod_at and owner agree at {t}"
+            );
+        }
+        let a = ("a".to_owned(), Some(100), Some(200));
+        let b = ("b".to_owned(), Some(300), None);
+        assert_eq!(names(&index, ip, 0, 1000), [a.clone(), b.clone()]);
+        assert_eq!(names(&index, ip, 0, 100), std::slice::from_ref(&a));
+        assert_eq!(names(&index, ip, 199, 299), [a]);
+        assert_eq!(names(&index, ip, 200, 299), []);
+        assert_eq!(names(&index, ip, 300, 300), [b]);
+        assert_eq!(names(&index, "10.9.9.9".parse().expect("ip"), 0, 1000), []);
+    }
+
+    #[test]
+    fn a_pod_without_a_start_holds_its_address_from_the_beginning() {
+        let ip: IpAddr = "10.1.0.8".parse().expect("ip");
+        let mut index = OwnerIndex::new(100, 16);
+        let mut p = pod("early", "10.1.0.8", 0, Some(50));
+        p.start_ns = None;
+        index.apply(p);
+        assert_eq!(
+            index
+                .pod_at(ip, i64::MIN + 1)
+                .map(|p| p.name.clone())
+                .as_deref(),
+            Some("early")
+        );
+        assert_eq!(
+            names(&index, ip, -10, 10),
+            [("early".to_owned(), None, Some(50))]
+        );
+        assert_eq!(names(&index, ip, 50, 60), []);
+    }
+
+    #[test]
+    fn records_of_every_kind_apply() {
+        let mut index = OwnerIndex::new(100, 16);
+        index.apply_record(ClusterRecord::Pod(pod("a", "10.1.0.7", 0, None)));
+        index.apply_record(ClusterRecord::Node(NodeMetadata {
+            header: samples::header("node-b", "w", 0, 0),
+            uid: "n".into(),
+            name: "node-b".into(),
+            addresses: vec!["10.0.0.2".parse().expect("ip")],
+            labels: Default::default(),
+            end_ns: None,
+        }));
+        assert_eq!(name(index.owner("10.1.0.7".parse().expect("ip"), 5)), "a");
+        assert_eq!(
+            index.owner("10.0.0.2".parse().expect("ip"), 5),
+            Owner::Host(Some(Arc::from("node-b")))
+        );
+    }
+
+    #[test]
+    fn limits_default_parse_strictly_and_refuse_zero() {
+        assert_eq!(
+            IndexLimits::default(),
+            IndexLimits {
+                max_pods: 200_000,
+                max_owners_per_ip: 16
+            }
+        );
+        let limits: IndexLimits = toml::from_str("max_pods = 10").expect("limits");
+        assert_eq!((limits.max_pods, limits.max_owners_per_ip), (10, 16));
+        assert!(toml::from_str::<IndexLimits>("max_ips = 10").is_err());
+        let err = IndexLimits {
+            max_pods: 1,
+            max_owners_per_ip: 0,
+        }
+        .build()
+        .err()
+        .expect("zero refused");
+        assert_eq!(err.key, "max_owners_per_ip");
+        assert!(limits.build().expect("index").is_empty());
     }
 }

@@ -1,5 +1,7 @@
 //! `tapwire k8s-watch`: pods, nodes and Services from the Kubernetes API
-//! (kube-rs watchers) to the compacted `tapwire.pods` topic, keyed by uid.
+//! (kube-rs watchers) to the compacted `tapwire.pods` topic, keyed by uid
+//! ([`ClusterRecord::to_out_record`]); and [`records_from_listing`], the same
+//! records from a saved `kubectl get -o json` listing.
 //!
 //! Every change of a pod publishes its whole record; a deleted pod is
 //! published once more with its end time, and compaction keeps that last
@@ -7,13 +9,12 @@
 //! finished (phase Succeeded or Failed) have given their IP back: their end
 //! time is the last container's finish time.
 //!
-//! Nodes tell the enricher which addresses are hosts (and which node);
-//! Services tell it which cluster IPs are Services.
+//! Nodes tell the [`OwnerIndex`](crate::OwnerIndex) which addresses are
+//! hosts (and which node); Services tell it which cluster IPs are Services.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::enrich::ClusterRecord;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use kube::runtime::watcher;
@@ -22,7 +23,9 @@ use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_schemas::events::{
     Container, EventHeader, NodeMetadata, PodMetadata, ServiceMetadata, Workload,
 };
-use tapwire_schemas::{EventId, Ip, Record, encode, topics};
+use tapwire_schemas::{EventId, Ip};
+
+use crate::ClusterRecord;
 
 fn ns(t: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time) -> i64 {
     t.0.as_nanosecond() as i64
@@ -401,13 +404,12 @@ pub enum WatchError {
     Publish(#[from] tapwire_plumbing::bus::BusError),
 }
 
-/// One record for an object a watcher event carries; `None` for list
+/// The bus record for the object a watcher event carries; `None` for list
 /// markers and objects without a uid.
-fn record<T, R: Record>(
+fn record<T>(
     event: watcher::Event<T>,
     now_ns: i64,
-    convert: impl Fn(&T, i64, Option<i64>) -> Option<R>,
-    key: impl Fn(&R) -> &str,
+    convert: impl Fn(&T, i64, Option<i64>) -> Option<ClusterRecord>,
 ) -> Option<OutRecord> {
     let (object, deleted) = match event {
         watcher::Event::Apply(o) | watcher::Event::InitApply(o) => (o, false),
@@ -415,12 +417,8 @@ fn record<T, R: Record>(
         watcher::Event::Init | watcher::Event::InitDone => return None,
     };
     let record = convert(&object, now_ns, deleted.then_some(now_ns))?;
-    match encode(&record) {
-        Ok(payload) => Some(OutRecord::new(
-            topics::PODS,
-            Some(key(&record).as_bytes().to_vec()),
-            payload,
-        )),
+    match record.to_out_record() {
+        Ok(out) => Some(out),
         Err(err) => {
             tracing::error!(error = %err, "cluster metadata does not encode; skipped");
             None
@@ -453,24 +451,15 @@ where
         for change in chunk {
             let now = now_ns();
             let out = match change {
-                Ok(Change::Pod(e)) => record(
-                    e,
-                    now,
-                    |p, o, d| pod_metadata(p, watcher_id, o, d),
-                    |r| &r.uid,
-                ),
-                Ok(Change::Node(e)) => record(
-                    e,
-                    now,
-                    |n, o, d| node_metadata(n, watcher_id, o, d),
-                    |r| &r.uid,
-                ),
-                Ok(Change::Service(e)) => record(
-                    e,
-                    now,
-                    |s, o, d| service_metadata(s, watcher_id, o, d),
-                    |r| &r.uid,
-                ),
+                Ok(Change::Pod(e)) => record(e, now, |p, o, d| {
+                    pod_metadata(p, watcher_id, o, d).map(ClusterRecord::Pod)
+                }),
+                Ok(Change::Node(e)) => record(e, now, |n, o, d| {
+                    node_metadata(n, watcher_id, o, d).map(ClusterRecord::Node)
+                }),
+                Ok(Change::Service(e)) => record(e, now, |s, o, d| {
+                    service_metadata(s, watcher_id, o, d).map(ClusterRecord::Service)
+                }),
                 Err(err) => {
                     tracing::warn!(error = %err, "watch interrupted; the watcher retries");
                     None
@@ -488,7 +477,7 @@ where
 mod tests {
     use super::*;
     use tapwire_plumbing::bus::memory::MemoryBus;
-    use tapwire_schemas::decode;
+    use tapwire_schemas::{decode, topics};
 
     /// A pod as the API serves it (trimmed `kubectl get pod -o json`).
     const POD: &str = r#"{
