@@ -165,10 +165,6 @@ impl Stage for MemoryCounts {
         vec![topics::VERDICTS.into()]
     }
 
-    fn outputs(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     async fn build(self, _cx: &BuildContext) -> Result<MemoryAggregate, BoxError> {
         Ok(MemoryAggregate(self.counts))
     }

@@ -92,10 +92,6 @@ impl Stage for AggregateConfig {
         self.topics.clone()
     }
 
-    fn outputs(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     /// One insert per table per batch: the batch size and linger are the
     /// section's own.
     fn loop_settings(&self, base: LoopSettings) -> LoopSettings {

@@ -44,10 +44,6 @@ impl Stage for CefConfig {
         self.topics.clone()
     }
 
-    fn outputs(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     async fn build(self, cx: &BuildContext) -> Result<CefStage, BoxError> {
         self.validate()?;
         tracing::info!(target = %self.target, group = %self.group, "forwarding verdicts as CEF");

@@ -69,10 +69,6 @@ impl Stage for RecordConfig {
         vec![topics::PACKETS_RAW.into()]
     }
 
-    fn outputs(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     /// Opens the store and the spool, compiles the queries, and loads the
     /// pod history from `tapwire.pods` before the first packet.
     async fn build(self, cx: &BuildContext) -> Result<RecordHandler, BoxError> {

@@ -201,8 +201,11 @@ pub trait Stage: Send + 'static {
     fn inputs(&self) -> Vec<String>;
 
     /// Topics written (besides the dead-letter topic, which every stage may
-    /// write).
-    fn outputs(&self) -> Vec<String>;
+    /// write). Default: none (a stage whose output leaves the bus: ClickHouse,
+    /// syslog, S3).
+    fn outputs(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The loop settings, from the shared `[consumer]` ones.
     fn loop_settings(&self, base: LoopSettings) -> LoopSettings {

@@ -105,27 +105,28 @@ impl MemoryBus {
 
     /// Records of `topic` that `group` has not stored yet.
     pub fn lag(&self, group: &str, topic: &str) -> u64 {
-        let state = self.state();
-        let Some(partitions) = state.topics.get(topic) else {
-            return 0;
-        };
-        partitions
-            .iter()
-            .enumerate()
-            .map(|(p, records)| {
-                let done = state
-                    .committed
-                    .get(&(group.to_owned(), topic.to_owned(), p as i32))
-                    .copied()
-                    .unwrap_or(0);
-                records.len() as u64 - done as u64
-            })
-            .sum()
+        self.behind(group, topic, |state, key| state.committed.get(key).copied())
     }
 
     /// Records of `topic` that no member of `group` has taken yet (taken but
     /// not stored ones count as read; see [`MemoryBus::lag`] for stored).
     pub fn unread(&self, group: &str, topic: &str) -> u64 {
+        self.behind(group, topic, |state, key| {
+            state
+                .read
+                .get(key)
+                .or_else(|| state.committed.get(key))
+                .copied()
+        })
+    }
+
+    /// Records of `topic` past the position `at` gives for each partition.
+    fn behind(
+        &self,
+        group: &str,
+        topic: &str,
+        at: impl Fn(&State, &(String, String, i32)) -> Option<i64>,
+    ) -> u64 {
         let state = self.state();
         let Some(partitions) = state.topics.get(topic) else {
             return 0;
@@ -135,13 +136,7 @@ impl MemoryBus {
             .enumerate()
             .map(|(p, records)| {
                 let key = (group.to_owned(), topic.to_owned(), p as i32);
-                let read = state
-                    .read
-                    .get(&key)
-                    .or_else(|| state.committed.get(&key))
-                    .copied()
-                    .unwrap_or(0);
-                records.len() as u64 - read as u64
+                records.len() as u64 - at(&state, &key).unwrap_or(0) as u64
             })
             .sum()
     }

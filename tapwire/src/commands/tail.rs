@@ -41,10 +41,6 @@ impl Stage for Tail {
         self.topics.clone()
     }
 
-    fn outputs(&self) -> Vec<String> {
-        Vec::new()
-    }
-
     async fn build(self, cx: &BuildContext) -> Result<Self::Handler, BoxError> {
         Ok(TailHandler::new(
             std::io::stdout(),
