@@ -1,7 +1,47 @@
 //! The `[aggregate]` configuration section (`tapwire aggregate`, `serve`
 //! and `query`).
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+/// Which ClickHouse (`tapwire aggregate`, `serve`, `query`); each flag sets
+/// its `[aggregate]` key.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ClickHouseFlags {
+    /// ClickHouse HTTP URL (aggregate.clickhouse_url).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clickhouse_url: Option<String>,
+    /// Database (aggregate.database).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+}
+
+/// The flags of `tapwire aggregate`.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct AggregateFlags {
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub clickhouse: ClickHouseFlags,
+    /// Consumer group (aggregate.group).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+/// The flags of `tapwire serve`.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct ServeFlags {
+    /// Address to listen on (aggregate.listen).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    #[allow(missing_docs)]
+    pub clickhouse: ClickHouseFlags,
+}
 
 /// The `[aggregate]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]

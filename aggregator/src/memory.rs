@@ -210,7 +210,7 @@ mod tests {
         let mut m = MemoryConnections::default();
         for i in 0..10 {
             let mut v = samples::flow_verdict(samples::header("n", "s", i, i as i64 * 1000), 1);
-            v.event.l4.as_mut().expect("l4").kind = L4Kind::NetworkConnect;
+            v.event.body.as_l4_mut().expect("l4").kind = L4Kind::NetworkConnect;
             (v.mode, v.outcome) = if i < 7 {
                 (Mode::Enforce, Outcome::Blocked)
             } else {

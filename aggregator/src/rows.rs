@@ -12,7 +12,8 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::Serialize;
 use tapwire_schemas::events::{
-    FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext, PeerKind, Socket, Verdict,
+    EventBody, FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext, PeerKind, Socket,
+    Verdict,
 };
 use xxhash_rust::xxh3::Xxh3;
 
@@ -133,7 +134,7 @@ impl Counts {
     /// Adds the verdict's event if it counts as a connection.
     pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
         let e = &v.event;
-        let Some(l4) = &e.l4 else { return };
+        let EventBody::L4(l4) = &e.body else { return };
         if !counts_as_connection(l4, &e.src) {
             return;
         }
@@ -388,15 +389,14 @@ impl EventRows {
     /// Adds the rows of `v` (read at `partition`/`offset`).
     pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
         let e = &v.event;
-        let Some(h) = e.header() else { return };
+        let h = e.header();
         let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, h.id.to_hex());
         let mode = v.mode.as_str().to_owned();
         let outcome = v.outcome.as_str().to_owned();
-        let kind = match (&e.l4, &e.dns, &e.runtime) {
-            (Some(l), ..) => l.kind.as_str(),
-            (_, Some(d), _) => d.kind.as_str(),
-            (.., Some(r)) => r.kind.as_str(),
-            _ => return,
+        let kind = match &e.body {
+            EventBody::L4(l) => l.kind.as_str(),
+            EventBody::Dns(d) => d.kind.as_str(),
+            EventBody::Runtime(r) => r.kind.as_str(),
         };
         self.verdicts.push(VerdictRow {
             time,
@@ -418,51 +418,51 @@ impl EventRows {
             src_partition: partition,
             src_offset: offset,
         });
-        if let Some(r) = &e.runtime {
-            self.runtime.push(RuntimeRow {
-                time,
-                time_ns,
-                event_id,
-                kind: kind.to_owned(),
-                node: h.node.clone(),
-                sensor_id: h.sensor_id.clone(),
-                pid: r.pid,
-                ppid: r.ppid,
-                uid: r.uid,
-                binary: r.binary.clone(),
-                command_line: s(&r.command_line),
-                container_id: s(&r.container_id),
-                path: s(&r.path),
-                old_path: s(&r.old_path),
-                namespace: s(&e.src.namespace),
-                pod: s(&e.src.pod),
-                mode,
-                outcome,
-                src_partition: partition,
-                src_offset: offset,
-            });
-            return;
-        }
-        let (pid, binary, container_id) = match (&e.l4, &e.dns) {
-            (Some(l), _) => (l.pid, l.binary.clone(), s(&l.container_id)),
-            (_, Some(d)) => (d.pid, d.binary.clone(), s(&d.container_id)),
-            _ => return,
-        };
-        let (protocol, direction, src, dst) = match (&e.l4, &e.dns) {
-            (Some(l), _) => (
+        let (l4, dns, protocol, direction, src, dst) = match &e.body {
+            EventBody::L4(l) => (
+                Some(l),
+                None,
                 l.protocol.as_str(),
                 l.direction.as_str(),
                 Some(l.src),
                 Some(l.dst),
             ),
-            (_, Some(d)) => ("udp", "egress", None, d.resolver),
-            _ => return,
+            EventBody::Dns(d) => (None, Some(d), "udp", "egress", None, d.resolver),
+            EventBody::Runtime(r) => {
+                self.runtime.push(RuntimeRow {
+                    time,
+                    time_ns,
+                    event_id,
+                    kind: kind.to_owned(),
+                    node: h.node.clone(),
+                    sensor_id: h.sensor_id.clone(),
+                    pid: r.pid,
+                    ppid: r.ppid,
+                    uid: r.uid,
+                    binary: r.binary.clone(),
+                    command_line: s(&r.command_line),
+                    container_id: s(&r.container_id),
+                    path: s(&r.path),
+                    old_path: s(&r.old_path),
+                    namespace: s(&e.src.namespace),
+                    pod: s(&e.src.pod),
+                    mode,
+                    outcome,
+                    src_partition: partition,
+                    src_offset: offset,
+                });
+                return;
+            }
         };
+        let (pid, binary, container_id) = (
+            e.body.pid(),
+            e.body.binary().to_owned(),
+            e.body.container_id().unwrap_or_default().to_owned(),
+        );
         let ep = |x: Option<tapwire_schemas::events::Endpoint>| {
             x.map_or((String::new(), 0), |x| (x.ip.to_string(), x.port))
         };
         let ((src_ip, src_port), (dst_ip, dst_port)) = (ep(src), ep(dst));
-        let dns = e.dns.as_ref();
         self.network.push(NetworkEventRow {
             time,
             time_ns,
@@ -497,7 +497,7 @@ impl EventRows {
             src_partition: partition,
             src_offset: offset,
         });
-        if let Some(l) = e.l4.as_ref().filter(|l| l.kind == L4Kind::NetworkFlow) {
+        if let Some(l) = l4.filter(|l| l.kind == L4Kind::NetworkFlow) {
             self.flows.push(FlowRow {
                 time,
                 time_ns,

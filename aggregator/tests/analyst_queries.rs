@@ -37,9 +37,7 @@ fn runtime(pod: &str, binary: &str, mode: Mode, outcome: Outcome, ns: i64, seq: 
     rt.old_path = None;
     let mut v = samples::verdict(
         EnrichedEvent {
-            l4: None,
-            dns: None,
-            runtime: Some(rt),
+            body: EventBody::Runtime(rt),
             src: samples::pod_peer(pod, "shop"),
             dst: PeerContext::of_kind(PeerKind::None),
         },
@@ -58,9 +56,7 @@ fn dns(pod: &str, name: &str, ns: i64, seq: u64) -> Verdict {
     d.name = name.to_owned();
     samples::verdict(
         EnrichedEvent {
-            l4: None,
-            dns: Some(d),
-            runtime: None,
+            body: EventBody::Dns(d),
             src: samples::pod_peer(pod, "shop"),
             dst: PeerContext::of_kind(PeerKind::None),
         },
@@ -117,7 +113,7 @@ async fn every_analyst_query_answers_from_the_events() {
             base + 9,
             seq,
         );
-        let l = v.event.l4.as_mut().expect("l4");
+        let l = v.event.body.as_l4_mut().expect("l4");
         l.bytes_sent = Some(bytes);
         l.final_state = Some(state);
         v
@@ -255,7 +251,7 @@ async fn every_analyst_query_answers_from_the_events() {
     let audited = r("05_audit_violations_by_namespace");
     let mut expect_audit: BTreeMap<(String, String), u64> = BTreeMap::new();
     for v in f.verdicts.iter().filter(|v| v.outcome == Outcome::Audited) {
-        let kind = v.event.l4.as_ref().expect("l4").kind.as_str().to_owned();
+        let kind = v.event.body.as_l4().expect("l4").kind.as_str().to_owned();
         *expect_audit
             .entry((v.event.src.namespace.clone().unwrap_or_default(), kind))
             .or_default() += 1;

@@ -84,8 +84,8 @@ async fn known_pairs_give_exact_counts_and_last_connection_times() {
         .iter()
         .filter(|v| {
             v.event
-                .l4
-                .as_ref()
+                .body
+                .as_l4()
                 .is_some_and(|l| l.kind == L4Kind::NetworkFlow)
         })
         .count() as u64;

@@ -28,7 +28,7 @@ use tapwire_aggregator::schema;
 use tapwire_aggregator::sink::{AggregateStage, client};
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::BatchHandler;
-use tapwire_schemas::events::{EnrichedEvent, L4Kind, Mode, Outcome, Verdict};
+use tapwire_schemas::events::{EnrichedEvent, EventBody, L4Kind, Mode, Outcome, Verdict};
 use tapwire_schemas::{AnyEvent, Ip, decode_any, encode, samples, topics};
 
 use crate::report::{Row, peak_rss_mib, rate};
@@ -65,9 +65,7 @@ fn connect(i: u64, pairs: u64) -> Verdict {
     };
     samples::verdict(
         EnrichedEvent {
-            l4: Some(e),
-            dns: None,
-            runtime: None,
+            body: EventBody::L4(e),
             src: samples::pod_peer(&format!("client-{p}"), &format!("ns-{}", p % 20)),
             dst: samples::pod_peer(&format!("server-{server}"), "backend"),
         },

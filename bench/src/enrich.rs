@@ -10,7 +10,7 @@ use std::time::Instant;
 use tapwire_cluster::OwnerIndex;
 use tapwire_enricher::dns::DnsCache;
 use tapwire_enricher::enrich::{Enricher, Held};
-use tapwire_schemas::{EnrichedEvent, L4Event, decode, encode, encode_into, samples};
+use tapwire_schemas::{EnrichedEvent, EventBody, L4Event, decode, encode, encode_into, samples};
 
 use crate::report::{Row, peak_rss_mib, rate};
 
@@ -62,9 +62,7 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     for i in 0..n {
         let event: L4Event = decode(&encoded[(i % 4096) as usize])?;
         let enriched = EnrichedEvent {
-            l4: Some(event),
-            dns: None,
-            runtime: None,
+            body: EventBody::L4(event),
             src: tapwire_schemas::PeerContext::of_kind(tapwire_schemas::PeerKind::None),
             dst: tapwire_schemas::PeerContext::of_kind(tapwire_schemas::PeerKind::None),
         };

@@ -1,17 +1,21 @@
 //! The `[capture]` configuration section: who the agent is, and one
-//! sub-section per source, each with its own `enabled` switch.
+//! sub-section per source, each with its own `enabled` switch; the flags of
+//! `tapwire capture` ([`CaptureFlags`]) and the seed's `NODE_NAME`
+//! ([`CaptureConfig::SEED_VARIABLES`]), both layers of the configuration
+//! load.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 /// The `[capture]` section.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
-    /// Node name written into every record; unset: `$NODE_NAME` (the
-    /// DaemonSet sets it from `spec.nodeName`), else the host name.
+    /// Node name written into every record (`NODE_NAME` sets it: the
+    /// DaemonSet passes `spec.nodeName`); unset: the host name.
     pub node_name: Option<String>,
     /// Sensor id written into every record; unset: `capture-<node name>`.
     pub sensor_id: Option<String>,
@@ -25,6 +29,75 @@ pub struct CaptureConfig {
     pub ebpf: EbpfConfig,
     /// Events derived from packets (live or replayed).
     pub derive: DeriveConfig,
+}
+
+/// The flags of `tapwire capture`; each sets its `[capture]` key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct CaptureFlags {
+    /// Node name in every record (capture.node_name; beats NODE_NAME).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Sensor id in every record (capture.sensor_id).
+    #[arg(long)]
+    pub sensor_id: Option<String>,
+    /// Interface for live capture, repeatable (capture.packets.interfaces).
+    #[arg(long = "interface", short = 'i', value_name = "IFACE")]
+    pub interfaces: Vec<String>,
+    /// BPF capture filter, tcpdump syntax (capture.packets.filter).
+    #[arg(long, value_name = "FILTER")]
+    pub capture_filter: Option<String>,
+    /// Bytes kept per packet (capture.packets.snaplen_bytes).
+    #[arg(long, value_name = "BYTES")]
+    pub snaplen: Option<u32>,
+    /// Time between inventory snapshots (capture.inventory.interval_ms).
+    #[arg(long, value_name = "MS")]
+    pub inventory_interval_ms: Option<u64>,
+    /// Do not derive DNS and L4 events from packets (capture.derive.enabled = false).
+    #[arg(long)]
+    pub no_derive: bool,
+}
+
+/// The keys the flags set, nested as in the section.
+impl Serialize for CaptureFlags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if let Some(name) = &self.node_name {
+            map.serialize_entry("node_name", name)?;
+        }
+        if let Some(id) = &self.sensor_id {
+            map.serialize_entry("sensor_id", id)?;
+        }
+        #[derive(Serialize)]
+        struct Packets<'a> {
+            #[serde(skip_serializing_if = "<[String]>::is_empty")]
+            interfaces: &'a [String],
+            #[serde(skip_serializing_if = "Option::is_none")]
+            filter: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            snaplen_bytes: Option<u32>,
+        }
+        if !self.interfaces.is_empty() || self.capture_filter.is_some() || self.snaplen.is_some() {
+            let packets = Packets {
+                interfaces: &self.interfaces,
+                filter: self.capture_filter.as_deref(),
+                snaplen_bytes: self.snaplen,
+            };
+            map.serialize_entry("packets", &packets)?;
+        }
+        if let Some(ms) = self.inventory_interval_ms {
+            map.serialize_entry(
+                "inventory",
+                &std::collections::BTreeMap::from([("interval_ms", ms)]),
+            )?;
+        }
+        if self.no_derive {
+            map.serialize_entry(
+                "derive",
+                &std::collections::BTreeMap::from([("enabled", false)]),
+            )?;
+        }
+        map.end()
+    }
 }
 
 /// `[capture.inventory]`.
@@ -188,11 +261,15 @@ impl CaptureConfig {
         Ok(())
     }
 
-    /// The node name: the configured one, `$NODE_NAME`, or the host name.
+    /// The seed's environment variable and the `[capture]` key it sets (a
+    /// layer of the configuration load, above the file and below
+    /// `TAPWIRE_CAPTURE__*` and the flags).
+    pub const SEED_VARIABLES: &[(&str, &str)] = &[("NODE_NAME", "node_name")];
+
+    /// The node name: the configured one, or the host name.
     pub fn node(&self) -> String {
         self.node_name
             .clone()
-            .or_else(|| std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()))
             .or_else(|| {
                 std::fs::read_to_string("/proc/sys/kernel/hostname")
                     .ok()

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Syslog header style.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SyslogFormat {
     /// `<PRI>Mmm dd hh:mm:ss HOST CEF:0|...` (what most SIEM CEF collectors expect).
@@ -16,7 +16,7 @@ pub enum SyslogFormat {
 }
 
 /// How messages are delimited on a TCP or TLS stream (RFC 6587).
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Framing {
     /// `LEN SP MSG`: safe for any content (RFC 5425 requires it over TLS).
@@ -61,6 +61,49 @@ pub enum NodeIpKey {
     Dvc,
     /// Left out.
     Omit,
+}
+
+/// The flags of `tapwire cef`; each sets its `[cef]` key.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct CefFlags {
+    /// Receiver: udp://HOST:PORT (best effort), tcp://HOST:PORT or
+    /// tls://HOST:PORT (at least once), file:PATH or - for stdout (cef.target).
+    #[arg(long, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Framing on TCP/TLS: octet-counting (RFC 6587/5425) or lf (cef.framing).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub framing: Option<Framing>,
+    /// Syslog header: rfc3164 (`<PRI>Mmm dd hh:mm:ss host`) or rfc5424
+    /// (cef.syslog_format).
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub syslog_format: Option<SyslogFormat>,
+    /// CA bundle (PEM) that signed the TLS receiver's certificate (cef.ca_file).
+    #[arg(long, value_name = "PEM")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain (PEM) for mutual TLS (cef.client_cert_file).
+    #[arg(long = "client-cert", value_name = "PEM", requires = "client_key_file")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_cert_file: Option<PathBuf>,
+    /// Client private key (PEM) (cef.client_key_file).
+    #[arg(long = "client-key", value_name = "PEM", requires = "client_cert_file")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_key_file: Option<PathBuf>,
+    /// KFL query selecting the verdicts sent, e.g. 'mode != "other"' (cef.filter).
+    #[arg(long, value_name = "KFL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Cluster name for cs1 (cef.cluster_name).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_name: Option<String>,
+    /// Consumer group (cef.group).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 /// The `[cef]` section.

@@ -8,8 +8,8 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use tapwire_schemas::events::{
-    Direction, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol, RuntimeEvent,
-    RuntimeKind, Verdict,
+    Direction, EventBody, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol,
+    RuntimeEvent, RuntimeKind, Verdict,
 };
 use tapwire_schemas::signature::{EventKind, signature};
 
@@ -27,14 +27,6 @@ const MAX_FILE_HASH: usize = 255;
 const SRC_V6: (&str, &str, &str) = ("c6a2", "c6a2Label", "Source IPv6 Address");
 const DST_V6: (&str, &str, &str) = ("c6a3", "c6a3Label", "Destination IPv6 Address");
 const NODE_V6: (&str, &str, &str) = ("c6a1", "c6a1Label", "Device IPv6 Address");
-
-/// Why a verdict cannot be formatted.
-#[derive(Debug, thiserror::Error)]
-pub enum FormatError {
-    /// The enriched event holds none or several of l4, dns and runtime.
-    #[error("the verdict's event must hold exactly one of l4, dns and runtime")]
-    NoSingleEvent,
-}
 
 /// A rendered syslog timestamp (bytes, length).
 type Stamp = ([u8; 24], u8);
@@ -87,10 +79,10 @@ impl Formatter {
 
     /// Appends the whole syslog message for `verdict` to `out` (no framing,
     /// no line end). Returns how many values were cut to their maximum.
-    pub fn format(&self, verdict: &Verdict, out: &mut Vec<u8>) -> Result<u32, FormatError> {
+    pub fn format(&self, verdict: &Verdict, out: &mut Vec<u8>) -> u32 {
         let e = &verdict.event;
-        let kind = EventKind::of(e).ok_or(FormatError::NoSingleEvent)?;
-        let header = e.header().ok_or(FormatError::NoSingleEvent)?;
+        let kind = EventKind::of(e);
+        let header = e.header();
         let sig = signature(kind, verdict.outcome);
 
         self.syslog_header(header, sig.severity, out);
@@ -108,7 +100,7 @@ impl Formatter {
             cut: 0,
         };
         self.extension(verdict, header, &mut ext);
-        Ok(ext.cut)
+        ext.cut
     }
 
     fn syslog_header(&self, header: &EventHeader, cef_severity: i32, out: &mut Vec<u8>) {
@@ -200,15 +192,19 @@ impl Formatter {
 
     fn extension(&self, v: &Verdict, h: &EventHeader, x: &mut Ext<'_>) {
         let e = &v.event;
-        let (l4, dns, rt) = (e.l4.as_ref(), e.dns.as_ref(), e.runtime.as_ref());
+        let (l4, dns, rt) = match &e.body {
+            EventBody::L4(l) => (Some(l), None, None),
+            EventBody::Dns(d) => (None, Some(d), None),
+            EventBody::Runtime(r) => (None, None, Some(r)),
+        };
         // The side whose process the event describes.
-        let local = match l4 {
-            Some(l4) if l4.direction != Direction::Egress => &e.dst,
-            _ => &e.src,
+        let local = match &e.body {
+            EventBody::L4(l4) if l4.direction != Direction::Egress => &e.dst,
+            EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => &e.src,
         };
 
         x.int("rt", h.timestamp_ns.div_euclid(1_000_000));
-        x.str("act", act(l4, rt), MAX_ACT);
+        x.str("act", act(&e.body), MAX_ACT);
         x.str(
             "outcome",
             match v.mode {
@@ -218,10 +214,14 @@ impl Formatter {
             },
             MAX_OUTCOME,
         );
-        match (l4.map(|l| l.direction), dns) {
-            (Some(Direction::Egress), _) | (None, Some(_)) => x.int("deviceDirection", 1),
-            (Some(Direction::Ingress), _) => x.int("deviceDirection", 0),
-            _ => {}
+        match &e.body {
+            EventBody::L4(l4) => match l4.direction {
+                Direction::Egress => x.int("deviceDirection", 1),
+                Direction::Ingress => x.int("deviceDirection", 0),
+                Direction::None => {}
+            },
+            EventBody::Dns(_) => x.int("deviceDirection", 1),
+            EventBody::Runtime(_) => {}
         }
         let source = match l4 {
             Some(l4) if l4.kind == L4Kind::NetworkListen => peer_name(&e.dst, h, Some(l4.dst.ip.0)),
@@ -241,11 +241,11 @@ impl Formatter {
             self.flow_keys(l4, x);
         }
 
-        match (l4, dns, rt) {
-            (Some(l4), ..) if l4.pid != 0 => x.int("dpid", l4.pid),
-            (_, Some(d), _) if d.pid != 0 => x.int("dpid", d.pid),
-            (.., Some(r)) => x.int("dpid", r.pid),
-            _ => {}
+        match &e.body {
+            EventBody::L4(l4) if l4.pid != 0 => x.int("dpid", l4.pid),
+            EventBody::Dns(d) if d.pid != 0 => x.int("dpid", d.pid),
+            EventBody::Runtime(r) => x.int("dpid", r.pid),
+            EventBody::L4(_) | EventBody::Dns(_) => {}
         }
         if let Some(r) = rt {
             x.int("spid", r.ppid);
@@ -267,13 +267,9 @@ impl Formatter {
                 MAX_DEFAULT,
             );
         }
-        let container_id = l4
-            .and_then(|l| l.container_id.as_deref())
-            .or(dns.and_then(|d| d.container_id.as_deref()))
-            .or(rt.and_then(|r| r.container_id.as_deref()));
         x.labeled(
             ("flexString2", "flexString2Label"),
-            container_id.unwrap_or_default(),
+            e.body.container_id().unwrap_or_default(),
             "Container ID",
             MAX_DEFAULT,
         );
@@ -317,10 +313,10 @@ impl Formatter {
         x.opt("fileHash", local.image_digest.as_deref(), MAX_FILE_HASH);
 
         if self.extra_keys {
-            let dhost = match (l4, dns) {
-                (Some(_), _) => e.dst.dns_name.as_deref(),
-                (None, Some(d)) => Some(d.name.as_str()),
-                _ => None,
+            let dhost = match &e.body {
+                EventBody::L4(_) => e.dst.dns_name.as_deref(),
+                EventBody::Dns(d) => Some(d.name.as_str()),
+                EventBody::Runtime(_) => None,
             };
             x.opt("dhost", dhost, MAX_DEFAULT);
             if let Some(policy) = &v.policy {
@@ -337,13 +333,11 @@ impl Formatter {
             }
         }
 
-        if let Some(r) = rt {
-            self.file_and_command_keys(r, x);
-        } else {
-            let binary = l4
-                .map(|l| l.binary.as_str())
-                .or(dns.map(|d| d.binary.as_str()));
-            x.opt("dproc", binary, MAX_DEFAULT);
+        match &e.body {
+            EventBody::Runtime(r) => self.file_and_command_keys(r, x),
+            EventBody::L4(_) | EventBody::Dns(_) => {
+                x.opt("dproc", Some(e.body.binary()), MAX_DEFAULT);
+            }
         }
     }
 
@@ -447,25 +441,26 @@ impl Formatter {
     }
 }
 
-fn act(l4: Option<&L4Event>, rt: Option<&RuntimeEvent>) -> &'static str {
-    if let Some(l4) = l4 {
-        return match l4.direction {
+fn act(body: &EventBody) -> &'static str {
+    match body {
+        EventBody::L4(l4) => match l4.direction {
             Direction::Egress => "egress",
             Direction::Ingress => "ingress",
             Direction::None => "",
-        };
-    }
-    match rt.map(|r| r.kind) {
-        None => "egress", // DNS: the asking process sends the query
-        Some(RuntimeKind::ProcessExec) => "exec",
-        Some(RuntimeKind::ProcessExit) => "exit",
-        Some(RuntimeKind::FileOpen) => "open",
-        Some(RuntimeKind::FileCreate) => "create",
-        Some(RuntimeKind::FileWrite) => "write",
-        Some(RuntimeKind::FileDelete) => "delete",
-        Some(RuntimeKind::FileChmod) => "chmod",
-        Some(RuntimeKind::FileChown) => "chown",
-        Some(RuntimeKind::FileRename) => "rename",
+        },
+        // The asking process sends the query.
+        EventBody::Dns(_) => "egress",
+        EventBody::Runtime(r) => match r.kind {
+            RuntimeKind::ProcessExec => "exec",
+            RuntimeKind::ProcessExit => "exit",
+            RuntimeKind::FileOpen => "open",
+            RuntimeKind::FileCreate => "create",
+            RuntimeKind::FileWrite => "write",
+            RuntimeKind::FileDelete => "delete",
+            RuntimeKind::FileChmod => "chmod",
+            RuntimeKind::FileChown => "chown",
+            RuntimeKind::FileRename => "rename",
+        },
     }
 }
 

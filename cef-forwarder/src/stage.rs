@@ -93,7 +93,7 @@ impl BatchHandler for CefStage {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
         let Decoded {
             verdicts,
-            mut rejections,
+            rejections,
             losses,
         } = decode_verdicts(batch);
         for loss in &losses {
@@ -112,7 +112,7 @@ impl BatchHandler for CefStage {
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        for (index, verdict) in verdicts {
+        for verdict in verdicts {
             if let Some(filter) = &self.filter
                 && !filter.matches(&tapwire_schemas::kfl::EventEntry::verdict(&verdict), now_ms)
             {
@@ -126,20 +126,8 @@ impl BatchHandler for CefStage {
                 continue;
             }
             let start = self.buf.len();
-            match self.formatter.format(&verdict, &mut self.buf) {
-                Ok(values_cut) => {
-                    cut += u64::from(values_cut);
-                    self.ranges.push(start..self.buf.len());
-                }
-                Err(err) => {
-                    self.buf.truncate(start);
-                    rejections.push(Rejection {
-                        index,
-                        error: "bad_record",
-                        reason: err.to_string(),
-                    });
-                }
-            }
+            cut += u64::from(self.formatter.format(&verdict, &mut self.buf));
+            self.ranges.push(start..self.buf.len());
         }
         let report = self
             .sender
@@ -180,7 +168,7 @@ impl BatchHandler for CefStage {
 
 /// A batch decoded.
 struct Decoded {
-    verdicts: Vec<(usize, Verdict)>,
+    verdicts: Vec<Verdict>,
     rejections: Vec<Rejection>,
     losses: Vec<LossRecord>,
 }
@@ -194,22 +182,19 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
     let mut losses = Vec::new();
     for (index, message) in batch.iter().enumerate() {
         match decode_any(&message.payload) {
-            Ok(AnyEvent::Verdict(v)) => verdicts.push((index, v)),
+            Ok(AnyEvent::Verdict(v)) => verdicts.push(v),
             Ok(AnyEvent::LossRecord(loss)) => losses.push(loss),
             Ok(AnyEvent::EnrichedEvent(event)) => {
-                let sig = EventKind::of(&event).map(|k| signature(k, Outcome::Allowed));
-                verdicts.push((
-                    index,
-                    Verdict {
-                        event,
-                        mode: Mode::Other,
-                        policy: None,
-                        rule: None,
-                        signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
-                        severity: sig.map_or(3, |s| s.severity),
-                        outcome: Outcome::Allowed,
-                    },
-                ));
+                let sig = signature(EventKind::of(&event), Outcome::Allowed);
+                verdicts.push(Verdict {
+                    event,
+                    mode: Mode::Other,
+                    policy: None,
+                    rule: None,
+                    signature_id: sig.id.to_owned(),
+                    severity: sig.severity,
+                    outcome: Outcome::Allowed,
+                });
             }
             Ok(other) => rejections.push(Rejection::wrong_schema(
                 index,
@@ -264,6 +249,9 @@ mod tests {
     fn enriched_events_pass_as_mode_other_and_raw_events_are_rejected() {
         use tapwire_schemas::{encode, samples};
         let verdict = samples::flow_verdict(samples::header("n", "s", 1, 1), 1);
+        let tapwire_schemas::EventBody::L4(l4) = &verdict.event.body else {
+            panic!("a flow verdict holds an L4 event")
+        };
         let message = |payload: Vec<u8>| Message {
             topic: "t".into(),
             partition: 0,
@@ -275,7 +263,7 @@ mod tests {
         let batch = [
             message(encode(&verdict).expect("encode")),
             message(encode(&verdict.event).expect("encode")),
-            message(encode(verdict.event.l4.as_ref().expect("l4")).expect("encode")),
+            message(encode(l4).expect("encode")),
         ];
         let Decoded {
             verdicts,
@@ -283,8 +271,8 @@ mod tests {
             ..
         } = decode_verdicts(&batch);
         assert_eq!(verdicts.len(), 2);
-        assert_eq!(verdicts[1].1.mode, Mode::Other);
-        assert_eq!(verdicts[1].1.signature_id, "NT-004");
+        assert_eq!(verdicts[1].mode, Mode::Other);
+        assert_eq!(verdicts[1].signature_id, "NT-004");
         assert_eq!(rejections.len(), 1);
         assert_eq!(rejections[0].index, 2);
         assert!(

@@ -1,6 +1,6 @@
 //! The `[enrich]` configuration section.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tapwire_cluster::IndexLimits;
 
 /// The `[enrich]` section.
@@ -52,6 +52,20 @@ impl Default for EnrichConfig {
             dns_cache_entries: 100_000,
         }
     }
+}
+
+/// The flags of `tapwire enrich`; each sets its `[enrich]` key.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct EnrichFlags {
+    /// Consumer group for the raw topics (enrich.group).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How long an event waits for late pod metadata before it goes out
+    /// marked unresolved (enrich.metadata_wait_ms).
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata_wait_ms: Option<u64>,
 }
 
 /// An `[enrich]` value that cannot be used.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use tapwire_cluster::{Owner, OwnerIndex};
 use tapwire_schemas::events::{
-    Container, Direction, DnsEvent, EnrichedEvent, EventHeader, L4Event, L4EventView, PeerContext,
-    PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
+    Container, Direction, DnsEvent, EnrichedEvent, EventBody, EventHeader, L4Event, L4EventView,
+    PeerContext, PeerKind, PodMetadata, RuntimeEvent, ServiceMetadata, Workload,
 };
 
 use crate::dns::DnsCache;
@@ -124,15 +124,13 @@ impl Enricher {
             // `last_chance` never holds; should it, both sides say so.
             Err(held) => {
                 self.tally.unresolved += 2;
-                let (l4, dns, runtime) = match held {
-                    Held::L4(e) => (Some(e), None, None),
-                    Held::Dns(e) => (None, Some(e), None),
-                    Held::Runtime(e) => (None, None, Some(e)),
+                let body = match held {
+                    Held::L4(e) => EventBody::L4(e),
+                    Held::Dns(e) => EventBody::Dns(e),
+                    Held::Runtime(e) => EventBody::Runtime(e),
                 };
                 EnrichedEvent {
-                    l4,
-                    dns,
-                    runtime,
+                    body,
                     src: PeerContext::of_kind(PeerKind::Unresolved),
                     dst: PeerContext::of_kind(PeerKind::Unresolved),
                 }
@@ -172,9 +170,7 @@ impl Enricher {
             }
         };
         Ok(EnrichedEvent {
-            l4: Some(e),
-            dns: None,
-            runtime: None,
+            body: EventBody::L4(e),
             src,
             dst,
         })
@@ -195,9 +191,7 @@ impl Enricher {
         };
         match (src, dst) {
             (Some(src), Some(dst)) => Ok(EnrichedEvent {
-                l4: None,
-                dns: Some(e),
-                runtime: None,
+                body: EventBody::Dns(e),
                 src,
                 dst,
             }),
@@ -205,9 +199,7 @@ impl Enricher {
             (s, d) => {
                 let (src, dst) = (self.or_unresolved(s), self.or_unresolved(d));
                 Ok(EnrichedEvent {
-                    l4: None,
-                    dns: Some(e),
-                    runtime: None,
+                    body: EventBody::Dns(e),
                     src,
                     dst,
                 })
@@ -231,9 +223,7 @@ impl Enricher {
             None => self.or_unresolved(None),
         };
         Ok(EnrichedEvent {
-            l4: None,
-            dns: None,
-            runtime: Some(e),
+            body: EventBody::Runtime(e),
             src,
             dst: PeerContext::of_kind(PeerKind::None),
         })

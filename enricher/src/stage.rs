@@ -17,7 +17,7 @@ use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::stage::{BoxError, BuildContext, BusSink, Stage};
 use tapwire_plumbing::telemetry::StageMetrics;
-use tapwire_schemas::events::EnrichedEvent;
+use tapwire_schemas::events::{EnrichedEvent, EventBody};
 use tapwire_schemas::{AnyEvent, decode_any, encode, topics};
 
 use crate::EnrichConfig;
@@ -106,10 +106,9 @@ impl<K: Sink> EnrichStage<K> {
 }
 
 fn output_topic(event: &EnrichedEvent) -> &'static str {
-    if event.runtime.is_some() {
-        topics::RUNTIME_ENRICHED
-    } else {
-        topics::L4_ENRICHED
+    match event.body {
+        EventBody::L4(_) | EventBody::Dns(_) => topics::L4_ENRICHED,
+        EventBody::Runtime(_) => topics::RUNTIME_ENRICHED,
     }
 }
 

@@ -1,21 +1,120 @@
-//! The `[record]` configuration section, and the environment variables of
-//! the recording seed (`AWS_REGION`, `S3_BUCKET`, `RECORDING_KFL`).
+//! The `[record]` configuration section, its flags, and the environment
+//! variables of the recording seed (`AWS_REGION`, `S3_BUCKET`,
+//! `RECORDING_KFL`: [`RecordConfig::SEED_VARIABLES`], read by the
+//! configuration load as a layer above the file).
 //!
 //! Recording is on when at least one query is configured: `[record.queries]`
-//! names several, `RECORDING_KFL` adds one named `default` (replacing a
-//! configured `default`). Without any query `tapwire record` says that
+//! names several, `RECORDING_KFL` (or `--kfl`) adds one named `default`
+//! (replacing a configured `default`). Without any query `tapwire record` says that
 //! recording is off and exits.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::store::{LocalStore, RetentionMode, S3Settings, S3Store, Store};
 
 /// The name `RECORDING_KFL` is recorded under.
 pub const ENV_QUERY_NAME: &str = "default";
+
+/// Where S3 is (`tapwire record` and `investigate`); each flag sets its
+/// `[record]` key.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct S3Flags {
+    /// S3 endpoint URL for S3-compatible stores (record.endpoint).
+    #[arg(long, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// AWS region (record.region; beats AWS_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Path-style S3 addressing (ENDPOINT/BUCKET/KEY), for most
+    /// S3-compatible stores (record.path_style).
+    #[arg(long)]
+    pub path_style: bool,
+}
+
+/// The flags of `tapwire record`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RecordFlags {
+    /// S3 bucket (record.bucket; beats S3_BUCKET).
+    #[arg(long)]
+    pub bucket: Option<String>,
+    /// Key prefix for slices and indexes (record.prefix).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub s3: S3Flags,
+    /// Record into this local directory instead of S3 (record.directory; a
+    /// bucket from the file or S3_BUCKET is then not used).
+    #[arg(long, value_name = "DIR", conflicts_with = "bucket")]
+    pub directory: Option<PathBuf>,
+    /// The recording query, e.g. 'http or dns' (record.queries.default;
+    /// beats RECORDING_KFL; the other named queries apply as well).
+    #[arg(long, value_name = "KFL")]
+    pub kfl: Option<String>,
+    /// Where slices wait while S3 is unavailable (record.spool_dir).
+    #[arg(long, value_name = "DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Consumer group (record.group).
+    #[arg(long)]
+    pub group: Option<String>,
+}
+
+impl Serialize for S3Flags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        self.entries(&mut map)?;
+        map.end()
+    }
+}
+
+impl S3Flags {
+    fn entries<M: SerializeMap>(&self, map: &mut M) -> Result<(), M::Error> {
+        if let Some(endpoint) = &self.endpoint {
+            map.serialize_entry("endpoint", endpoint)?;
+        }
+        if let Some(region) = &self.region {
+            map.serialize_entry("region", region)?;
+        }
+        if self.path_style {
+            map.serialize_entry("path_style", &true)?;
+        }
+        Ok(())
+    }
+}
+
+/// The keys the flags set: `--directory` also unsets the bucket, `--kfl`
+/// is the query named `default`.
+impl Serialize for RecordFlags {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        if let Some(bucket) = &self.bucket {
+            map.serialize_entry("bucket", bucket)?;
+        }
+        if let Some(dir) = &self.directory {
+            map.serialize_entry("directory", dir)?;
+            map.serialize_entry("bucket", &None::<String>)?;
+        }
+        if let Some(prefix) = &self.prefix {
+            map.serialize_entry("prefix", prefix)?;
+        }
+        self.s3.entries(&mut map)?;
+        if let Some(kfl) = &self.kfl {
+            map.serialize_entry("queries", &BTreeMap::from([(ENV_QUERY_NAME, kfl)]))?;
+        }
+        if let Some(dir) = &self.spool_dir {
+            map.serialize_entry("spool_dir", dir)?;
+        }
+        if let Some(group) = &self.group {
+            map.serialize_entry("group", group)?;
+        }
+        map.end()
+    }
+}
 
 /// The `[record]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -140,20 +239,14 @@ pub struct Query {
 }
 
 impl RecordConfig {
-    /// Applies the seed's environment variables through `var` (so tests
-    /// pass their own): `S3_BUCKET` sets the bucket, `AWS_REGION` the
-    /// region, and a non-empty `RECORDING_KFL` the `default` query.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
-        if let Some(bucket) = var("S3_BUCKET").filter(|b| !b.trim().is_empty()) {
-            self.bucket = Some(bucket.trim().to_owned());
-        }
-        if let Some(region) = var("AWS_REGION").filter(|r| !r.trim().is_empty()) {
-            self.region = Some(region.trim().to_owned());
-        }
-        if let Some(query) = var("RECORDING_KFL").filter(|q| !q.trim().is_empty()) {
-            self.queries.insert(ENV_QUERY_NAME.to_owned(), query);
-        }
-    }
+    /// The recording seed's environment variables and the `[record]` keys
+    /// they set (a layer of the configuration load, above the file and
+    /// below `TAPWIRE_RECORD__*` and the flags). Empty ones are ignored.
+    pub const SEED_VARIABLES: &[(&str, &str)] = &[
+        ("S3_BUCKET", "bucket"),
+        ("AWS_REGION", "region"),
+        ("RECORDING_KFL", "queries.default"),
+    ];
 
     /// Whether any recording query is configured (recording is on).
     pub fn recording_on(&self) -> bool {
@@ -283,38 +376,71 @@ impl RecordConfig {
 mod tests {
     use super::*;
 
-    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            pairs
+    /// A file with only the `[record]` section, loaded as the binary loads.
+    #[derive(Debug, Default, Deserialize)]
+    #[serde(default)]
+    struct File {
+        record: RecordConfig,
+    }
+
+    impl tapwire_plumbing::config::Sections for File {}
+
+    fn load(flags: serde_json::Value) -> Result<RecordConfig, String> {
+        let layers = tapwire_plumbing::config::Layers {
+            seed_variables: RecordConfig::SEED_VARIABLES
                 .iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
+                .map(|(name, key)| (*name, format!("record.{key}")))
+                .collect(),
+            flags: serde_json::json!({ "record": flags }),
+        };
+        tapwire_plumbing::config::load_layered::<File>(None, &layers)
+            .map(|f| f.record)
+            .map_err(|e| e.to_string())
     }
 
     #[test]
-    fn the_seed_variables_turn_recording_on() {
-        let mut c = RecordConfig::default();
-        assert!(!c.recording_on());
-        c.apply_env(env(&[
-            ("AWS_REGION", "us-east-2"),
-            ("S3_BUCKET", "evidence"),
-            ("RECORDING_KFL", "http or dns"),
-        ]));
-        assert!(c.recording_on());
-        assert_eq!(c.bucket.as_deref(), Some("evidence"));
-        assert_eq!(c.region.as_deref(), Some("us-east-2"));
-        let queries = c.compile_queries().expect("compiles");
-        assert_eq!(queries.len(), 1);
-        assert_eq!(queries[0].name, ENV_QUERY_NAME);
-        c.validate().expect("valid");
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn the_seed_variables_turn_recording_on_and_flags_beat_them() {
+        figment::Jail::expect_with(|jail| {
+            assert!(!load(serde_json::json!({}))?.recording_on());
+            jail.set_env("AWS_REGION", "us-east-2");
+            jail.set_env("S3_BUCKET", "evidence");
+            jail.set_env("RECORDING_KFL", "http or dns");
+            let c = load(serde_json::json!({}))?;
+            assert!(c.recording_on());
+            assert_eq!(c.bucket.as_deref(), Some("evidence"));
+            assert_eq!(c.region.as_deref(), Some("us-east-2"));
+            let queries = c.compile_queries().expect("compiles");
+            assert_eq!(queries.len(), 1);
+            assert_eq!(queries[0].name, ENV_QUERY_NAME);
+            assert_eq!(queries[0].text, "http or dns");
+            c.validate().expect("valid");
+
+            // --kfl replaces RECORDING_KFL; --directory replaces the bucket.
+            let flags = RecordFlags {
+                kfl: Some("dns".into()),
+                directory: Some("/tmp/rec".into()),
+                ..RecordFlags::default()
+            };
+            let c = load(serde_json::to_value(&flags).expect("json"))?;
+            assert_eq!(c.queries[ENV_QUERY_NAME], "dns");
+            assert_eq!(c.bucket, None);
+            assert_eq!(
+                c.directory.as_deref(),
+                Some(std::path::Path::new("/tmp/rec"))
+            );
+            Ok(())
+        });
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
     fn an_empty_recording_kfl_leaves_recording_off() {
-        let mut c = RecordConfig::default();
-        c.apply_env(env(&[("RECORDING_KFL", "  ")]));
-        assert!(!c.recording_on());
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("RECORDING_KFL", "  ");
+            assert!(!load(serde_json::json!({}))?.recording_on());
+            Ok(())
+        });
     }
 
     #[test]

@@ -3,20 +3,32 @@
 //! every key documented, unknown keys rejected with their name and where they
 //! came from.
 //!
-//! Sources, later ones winning: built-in defaults, the file (`--config`), then
-//! environment variables `TAPWIRE_<SECTION>__<KEY>` (double underscore between
-//! levels, e.g. `TAPWIRE_KAFKA__BROKERS=broker:9092`). Only variables with a
-//! `__` are read as configuration. The binary assembles the whole file from
-//! these sections and each stage crate's own section; see
-//! `deploy/tapwire.example.toml` for a commented file.
+//! One load, in layers, later ones winning ([`load_layered`]):
+//!
+//! 1. built-in defaults;
+//! 2. the file (`--config`);
+//! 3. the plain variables deployments already set (`NODE_NAME`,
+//!    `S3_BUCKET`, `AWS_REGION`, `RECORDING_KFL`), each mapped to its key by
+//!    the stage that owns it ([`Layers::seed_variables`]); empty ones are
+//!    ignored;
+//! 4. environment variables `TAPWIRE_<SECTION>__<KEY>` (double underscore
+//!    between levels, e.g. `TAPWIRE_KAFKA__BROKERS=broker:9092`); only
+//!    variables with a `__` are read as configuration;
+//! 5. command-line flags ([`Layers::flags`]): each stage crate declares its
+//!    flags beside its section, and they set the keys of that section.
+//!
+//! An error names the key and the layer it came from. The binary assembles
+//! the whole file from these sections and each stage crate's own section;
+//! see `deploy/tapwire.example.toml` for a commented file.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use figment::Figment;
-use figment::providers::{Env, Format, Toml};
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::value::{Dict, Map};
+use figment::{Figment, Metadata, Profile, Provider};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
@@ -167,17 +179,104 @@ pub trait Sections: DeserializeOwned {
     }
 }
 
-/// Reads defaults, then `file` (when given), then the environment.
+/// The layers of a load besides the defaults, the file and `TAPWIRE_*`.
+#[derive(Debug, Clone, Default)]
+pub struct Layers {
+    /// Plain environment variables and the key each sets, e.g.
+    /// `("S3_BUCKET", "record.bucket")`.
+    pub seed_variables: Vec<(&'static str, String)>,
+    /// The keys command-line flags set: a JSON object shaped like the file
+    /// (`{"enrich": {"group": "g"}}`); `null` unsets an optional key.
+    pub flags: serde_json::Value,
+}
+
+/// Reads defaults, then `file` (when given), then `TAPWIRE_*` variables.
 pub fn load<T: Sections>(file: Option<&Path>) -> Result<T, ConfigError> {
+    load_layered(file, &Layers::default())
+}
+
+/// Reads every layer (see the module documentation), then checks the result.
+pub fn load_layered<T: Sections>(file: Option<&Path>, layers: &Layers) -> Result<T, ConfigError> {
     load_from(
         file,
+        seed_layer(&layers.seed_variables, |name| std::env::var(name).ok()),
         Env::prefixed("TAPWIRE_")
             .filter(|k| k.as_str().contains("__"))
             .split("__"),
+        Layer {
+            name: "command-line flags".into(),
+            value: layers.flags.clone(),
+        },
     )
 }
 
-fn load_from<T: Sections>(file: Option<&Path>, env: Env) -> Result<T, ConfigError> {
+/// A layer of values with a name errors can point at.
+struct Layer {
+    name: String,
+    value: serde_json::Value,
+}
+
+impl Provider for Layer {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(self.name.clone())
+    }
+
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        if self.value.is_null() {
+            return Ok(Map::new());
+        }
+        Serialized::defaults(&self.value).data()
+    }
+}
+
+/// The seed's plain variables that are set and not empty, nested by key.
+fn seed_layer(variables: &[(&'static str, String)], var: impl Fn(&str) -> Option<String>) -> Layer {
+    let mut root = serde_json::Map::new();
+    let mut named = Vec::new();
+    for (name, key) in variables {
+        let Some(value) = var(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        named.push(*name);
+        let nested = key
+            .rsplit('.')
+            .fold(serde_json::Value::String(value), |inner, part| {
+                serde_json::Value::Object(serde_json::Map::from_iter([(part.to_owned(), inner)]))
+            });
+        merge_into(&mut root, nested);
+    }
+    Layer {
+        name: format!("environment variables {}", named.join(", ")),
+        value: serde_json::Value::Object(root),
+    }
+}
+
+/// Merges the object `from` into `into`, key by key.
+fn merge_into(into: &mut serde_json::Map<String, serde_json::Value>, from: serde_json::Value) {
+    let serde_json::Value::Object(from) = from else {
+        return;
+    };
+    for (key, value) in from {
+        match (into.get_mut(&key), value) {
+            (Some(serde_json::Value::Object(inner)), value @ serde_json::Value::Object(_)) => {
+                merge_into(inner, value)
+            }
+            (_, value) => {
+                into.insert(key, value);
+            }
+        }
+    }
+}
+
+fn load_from<T: Sections>(
+    file: Option<&Path>,
+    seed: Layer,
+    env: Env,
+    flags: Layer,
+) -> Result<T, ConfigError> {
     let mut figment = Figment::new();
     if let Some(path) = file {
         if !path.is_file() {
@@ -189,7 +288,9 @@ fn load_from<T: Sections>(file: Option<&Path>, env: Env) -> Result<T, ConfigErro
         figment = figment.merge(Toml::file_exact(path));
     }
     let config: T = figment
+        .merge(seed)
         .merge(env)
+        .merge(flags)
         .extract()
         .map_err(|err| ConfigError::Invalid(describe(err)))?;
     config.validate()?;
@@ -293,13 +394,25 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("tapwire.toml");
         std::fs::write(&path, text).expect("write");
-        load_from(Some(&path), Env::prefixed("TAPWIRE_TEST_NONE_").split("__"))
+        load_from(
+            Some(&path),
+            none(),
+            Env::prefixed("TAPWIRE_TEST_NONE_").split("__"),
+            none(),
+        )
+    }
+
+    fn none() -> Layer {
+        Layer {
+            name: "nothing".into(),
+            value: serde_json::Value::Null,
+        }
     }
 
     #[test]
     fn defaults_need_no_file() {
-        let config =
-            load_from::<Config>(None, Env::prefixed("TAPWIRE_TEST_NONE_")).expect("defaults");
+        let config = load_from::<Config>(None, none(), Env::prefixed("TAPWIRE_TEST_NONE_"), none())
+            .expect("defaults");
         assert_eq!(config, Config::default());
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
     }
@@ -352,6 +465,79 @@ mod tests {
             );
             let config = Config::load(Some(Path::new("t.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(config.kafka.brokers, "env:9092");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn layers_win_in_order_file_seed_variables_tapwire_variables_flags() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "t.toml",
+                "[kafka]\nbrokers = \"file:9092\"\nclient_id = \"file\"\n[telemetry]\nlog_filter = \"file\"\n",
+            )?;
+            jail.set_env("SEED_BROKERS", "seed:9092");
+            jail.set_env("SEED_CLIENT", "seed");
+            jail.set_env("SEED_FILTER", "seed");
+            jail.set_env("SEED_EMPTY", "  ");
+            jail.set_env("TAPWIRE_KAFKA__CLIENT_ID", "env");
+            jail.set_env("TAPWIRE_TELEMETRY__LOG_FILTER", "env");
+            let layers = Layers {
+                seed_variables: vec![
+                    ("SEED_BROKERS", "kafka.brokers".into()),
+                    ("SEED_CLIENT", "kafka.client_id".into()),
+                    ("SEED_FILTER", "telemetry.log_filter".into()),
+                    ("SEED_EMPTY", "telemetry.otlp_endpoint".into()),
+                    ("SEED_UNSET", "telemetry.log_format".into()),
+                ],
+                flags: serde_json::json!({"telemetry": {"log_filter": "flag"}}),
+            };
+            let config: Config =
+                load_layered(Some(Path::new("t.toml")), &layers).map_err(|e| e.to_string())?;
+            assert_eq!(
+                config.kafka.brokers, "seed:9092",
+                "a seed variable beats the file"
+            );
+            assert_eq!(
+                config.kafka.client_id, "env",
+                "TAPWIRE_* beats a seed variable"
+            );
+            assert_eq!(
+                config.telemetry.log_filter, "flag",
+                "a flag beats everything"
+            );
+            assert_eq!(
+                config.telemetry.otlp_endpoint, None,
+                "empty variables are ignored"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail API returns figment::Error
+    fn a_bad_value_names_the_layer_it_came_from() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEED_PARTITIONS", "many");
+            let seed = Layers {
+                seed_variables: vec![("SEED_PARTITIONS", "topics.partitions".into())],
+                ..Layers::default()
+            };
+            let text = load_layered::<Config>(None, &seed)
+                .expect_err("not a number")
+                .to_string();
+            assert!(text.contains("topics.partitions"), "{text}");
+            assert!(text.contains("SEED_PARTITIONS"), "{text}");
+            let flags = Layers {
+                flags: serde_json::json!({"consumer": {"batch_max_messages": "lots"}}),
+                ..Layers::default()
+            };
+            let text = load_layered::<Config>(None, &flags)
+                .expect_err("not a number")
+                .to_string();
+            assert!(text.contains("consumer.batch_max_messages"), "{text}");
+            assert!(text.contains("command-line flags"), "{text}");
             Ok(())
         });
     }

@@ -24,8 +24,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
 use tapwire_kfl::Filter;
 use tapwire_schemas::events::{
-    Direction, EnrichedEvent, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol, RuntimeKind,
-    Verdict,
+    Direction, EnrichedEvent, EventBody, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol,
+    RuntimeEvent, RuntimeKind, Verdict,
 };
 use tapwire_schemas::kfl::EventEntry;
 use tapwire_schemas::signature::{EventKind, signature};
@@ -188,9 +188,7 @@ struct RtRule {
 /// judged as it was live.
 fn condition_holds(when: Option<&Filter>, e: &EnrichedEvent) -> bool {
     when.is_none_or(|f| {
-        let now_ms = e
-            .header()
-            .map_or(0, |h| h.timestamp_ns.div_euclid(1_000_000));
+        let now_ms = e.header().timestamp_ns.div_euclid(1_000_000);
         f.matches(&EventEntry::event(e), now_ms)
     })
 }
@@ -504,9 +502,9 @@ impl PolicySet {
     pub fn judge(&self, event: EnrichedEvent) -> Verdict {
         // Only policies whose selector can match the local pod's namespace
         // are asked; the lower index (earlier name) wins a tie in rank.
-        let local = match &event.l4 {
-            Some(l4) if l4.direction != Direction::Egress => &event.dst,
-            _ => &event.src,
+        let local = match &event.body {
+            EventBody::L4(l4) if l4.direction != Direction::Egress => &event.dst,
+            EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => &event.src,
         };
         let scoped = local
             .namespace
@@ -545,14 +543,14 @@ impl PolicySet {
                 )
             }
         };
-        let sig = kind.map(|k| signature(k, outcome));
+        let sig = signature(kind, outcome);
         Verdict {
             event,
             mode,
             policy,
             rule,
-            signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
-            severity: sig.map_or(3, |s| s.severity),
+            signature_id: sig.id.to_owned(),
+            severity: sig.severity,
             outcome,
         }
     }
@@ -590,22 +588,23 @@ where
 }
 
 fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
-    if let Some(l4) = &e.l4 {
-        return (policy.kind == Kind::NetworkPolicy)
+    match &e.body {
+        EventBody::L4(l4) => (policy.kind == Kind::NetworkPolicy)
             .then(|| network(policy, e, l4))
-            .flatten();
+            .flatten(),
+        EventBody::Dns(_) => (policy.kind == Kind::NetworkPolicy
+            && policy.selector.matches(&e.src))
+        .then_some(Decision {
+            policy,
+            rule: None,
+            violation: false,
+            specificity: 0,
+        }),
+        EventBody::Runtime(rt) => runtime(policy, e, rt),
     }
-    if e.dns.is_some() {
-        return (policy.kind == Kind::NetworkPolicy && policy.selector.matches(&e.src)).then_some(
-            Decision {
-                policy,
-                rule: None,
-                violation: false,
-                specificity: 0,
-            },
-        );
-    }
-    let rt = e.runtime.as_ref()?;
+}
+
+fn runtime<'p>(policy: &'p Policy, e: &EnrichedEvent, rt: &RuntimeEvent) -> Option<Decision<'p>> {
     if policy.kind != Kind::RuntimePolicy || !policy.selector.matches(&e.src) {
         return None;
     }

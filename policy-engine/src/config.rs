@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[policy]` section.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -25,6 +25,23 @@ impl Default for PolicyConfig {
             reload_check_ms: 2000,
         }
     }
+}
+
+/// The flags of `tapwire policy`; each sets its `[policy]` key.
+#[derive(Debug, Clone, Default, clap::Args, Serialize)]
+pub struct PolicyFlags {
+    /// Policy files (YAML), reloaded when they change (policy.files).
+    #[arg(long = "policies", short = 'p', value_name = "FILE")]
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<PathBuf>,
+    /// Consumer group (policy.group).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// How often to look for changed policy files (policy.reload_check_ms).
+    #[arg(long, value_name = "MS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reload_check_ms: Option<u64>,
 }
 
 /// A `[policy]` value that cannot be used.

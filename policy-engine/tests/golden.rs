@@ -84,14 +84,7 @@ impl Case {
             .dst
             .as_ref()
             .map_or_else(|| PeerContext::of_kind(PeerKind::None), Side::context);
-        let mut event = EnrichedEvent {
-            l4: None,
-            dns: None,
-            runtime: None,
-            src,
-            dst,
-        };
-        if let Some(k) = kind::<L4Kind>(&self.kind) {
+        let body = if let Some(k) = kind::<L4Kind>(&self.kind) {
             let mut l4 = samples::l4_flow(header, seq);
             l4.kind = k;
             l4.direction = self.direction.unwrap_or(Direction::Egress);
@@ -101,12 +94,12 @@ impl Case {
             l4.dst.port = self.dst_port.unwrap_or(l4.dst.port);
             l4.protocol = self.protocol.unwrap_or(l4.protocol);
             l4.bytes_sent = self.bytes_sent.or(l4.bytes_sent);
-            event.l4 = Some(l4);
+            EventBody::L4(l4)
         } else if let Some(k) = kind::<DnsKind>(&self.kind) {
             let mut dns = samples::dns_resolution(header);
             dns.kind = k;
             dns.name = self.dns_name.clone().expect("dns events need dns_name");
-            event.dns = Some(dns);
+            EventBody::Dns(dns)
         } else if let Some(k) = kind::<RuntimeKind>(&self.kind) {
             let mut rt = samples::file_rename(header);
             rt.kind = k;
@@ -115,11 +108,11 @@ impl Case {
             rt.path = self.path.clone();
             rt.old_path = None;
             rt.uid = self.uid.unwrap_or(rt.uid);
-            event.runtime = Some(rt);
+            EventBody::Runtime(rt)
         } else {
             panic!("{}: unknown kind {:?}", self.name, self.kind);
-        }
-        event
+        };
+        EnrichedEvent { body, src, dst }
     }
 }
 

@@ -15,9 +15,7 @@ fn flow(dst: PeerContext, ip: &str, port: u16) -> EnrichedEvent {
     l4.dst.ip = ip.parse::<Ip>().expect("ip");
     l4.dst.port = port;
     EnrichedEvent {
-        l4: Some(l4),
-        dns: None,
-        runtime: None,
+        body: EventBody::L4(l4),
         src: samples::pod_peer("web-1", "shop"),
         dst,
     }
@@ -35,9 +33,7 @@ fn runtime(kind: RuntimeKind, binary: &str, path: Option<&str>) -> EnrichedEvent
     rt.binary = binary.to_owned();
     rt.path = path.map(str::to_owned);
     EnrichedEvent {
-        l4: None,
-        dns: None,
-        runtime: Some(rt),
+        body: EventBody::Runtime(rt),
         src: samples::pod_peer("web-1", "shop"),
         dst: PeerContext::of_kind(PeerKind::None),
     }

@@ -28,11 +28,13 @@ pub trait Record: Serialize + DeserializeOwned {
 }
 
 macro_rules! records {
-    ($($ty:ident),*) => {
+    ($($ty:ident => $file:literal),* $(,)?) => {
         $(impl Record for $ty { const KIND: SchemaKind = SchemaKind::$ty; })*
 
         /// Any message the bus carries, as decoded by [`decode_any`].
-        #[derive(Debug, Clone, PartialEq)]
+        /// Serializes as the event it holds (serde `untagged`).
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(untagged)]
         #[allow(missing_docs)]
         pub enum AnyEvent { $($ty($ty)),* }
 
@@ -49,41 +51,35 @@ macro_rules! records {
             pub fn kind(&self) -> SchemaKind {
                 match self { $(AnyEvent::$ty(_) => SchemaKind::$ty,)* }
             }
+
+            /// Appends the event in single-object encoding to `out`.
+            pub fn encode_into(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+                match self { $(AnyEvent::$ty(e) => encode_into(e, out),)* }
+            }
         }
     };
 }
 
-records!(
-    L4Event,
-    DnsEvent,
-    RuntimeEvent,
-    PacketRecord,
-    InventorySnapshot,
-    PodMetadata,
-    EnrichedEvent,
-    Verdict,
-    LossRecord,
-    NodeMetadata,
-    ServiceMetadata
-);
+crate::for_each_schema_kind!(records);
 
 impl AnyEvent {
     /// The common header (for enriched events and verdicts, the wrapped
-    /// event's). `None` only for an enriched event that wraps nothing.
+    /// event's). Always `Some`: every record has a header since enriched
+    /// events hold exactly one event by construction (EnrichedEvent v4).
     pub fn header(&self) -> Option<&EventHeader> {
-        match self {
-            AnyEvent::L4Event(e) => Some(&e.header),
-            AnyEvent::DnsEvent(e) => Some(&e.header),
-            AnyEvent::RuntimeEvent(e) => Some(&e.header),
-            AnyEvent::PacketRecord(e) => Some(&e.header),
-            AnyEvent::InventorySnapshot(e) => Some(&e.header),
-            AnyEvent::PodMetadata(e) => Some(&e.header),
+        Some(match self {
+            AnyEvent::L4Event(e) => &e.header,
+            AnyEvent::DnsEvent(e) => &e.header,
+            AnyEvent::RuntimeEvent(e) => &e.header,
+            AnyEvent::PacketRecord(e) => &e.header,
+            AnyEvent::InventorySnapshot(e) => &e.header,
+            AnyEvent::PodMetadata(e) => &e.header,
             AnyEvent::EnrichedEvent(e) => e.header(),
             AnyEvent::Verdict(e) => e.event.header(),
-            AnyEvent::LossRecord(e) => Some(&e.header),
-            AnyEvent::NodeMetadata(e) => Some(&e.header),
-            AnyEvent::ServiceMetadata(e) => Some(&e.header),
-        }
+            AnyEvent::LossRecord(e) => &e.header,
+            AnyEvent::NodeMetadata(e) => &e.header,
+            AnyEvent::ServiceMetadata(e) => &e.header,
+        })
     }
 }
 
@@ -203,7 +199,7 @@ pub fn peer_context_datum(
 /// re-encoding that event: `l4_message` (a single-object encoded `L4Event` of
 /// the current version) is copied as it is, followed by the two peer
 /// contexts' data ([`peer_context_datum`]). The bytes equal
-/// `encode(&EnrichedEvent { l4: Some(..), dns: None, runtime: None, src, dst })`.
+/// `encode(&EnrichedEvent { body: EventBody::L4(..), src, dst })`.
 /// Returns `false`, writing nothing, when the message is not a current
 /// `L4Event`.
 pub fn write_enriched_l4(l4_message: &[u8], src: &[u8], dst: &[u8], out: &mut Vec<u8>) -> bool {
@@ -216,15 +212,17 @@ pub fn write_enriched_l4(l4_message: &[u8], src: &[u8], dst: &[u8], out: &mut Ve
     }
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&registry().current(SchemaKind::EnrichedEvent).fingerprint);
-    // Fields in schema order: l4 = union branch 1 (zigzag 2) + datum; dns and
-    // runtime = branch 0 (null); then src and dst.
-    out.push(2);
+    // Fields in schema order: body = union branch 0 (`L4Event`, zigzag 0)
+    // + datum; then src and dst.
+    out.push(L4_BRANCH);
     out.extend_from_slice(&l4_message[HEADER_LEN..]);
-    out.extend_from_slice(&[0, 0]);
     out.extend_from_slice(src);
     out.extend_from_slice(dst);
     true
 }
+
+/// The zigzag-encoded union index of `L4Event` in `EnrichedEvent.body`.
+const L4_BRANCH: u8 = 0;
 
 /// `value` in single-object encoding.
 pub fn encode<T: Record>(value: &T) -> Result<Vec<u8>, EncodeError> {
@@ -298,9 +296,8 @@ fn decode_with<T: Record>(entry: &SchemaEntry, bytes: &[u8]) -> Result<T, Decode
         Some(schema) => strict_datum(body, schema).map_err(body_error),
         None => {
             let current = registry().current(entry.kind);
-            let value =
-                apache_avro::from_avro_datum(&entry.apache, &mut &body[..], Some(&current.apache))
-                    .map_err(|e| body_error(e.to_string()))?;
+            let value = crate::upgrade::to_current(entry.kind, entry.version, &entry.apache, body)
+                .map_err(body_error)?;
             let datum = apache_avro::to_avro_datum(&current.apache, value).map_err(|e| {
                 body_error(format!(
                     "resolved value does not fit v{}: {e}",

@@ -23,7 +23,7 @@
 //! | `bytes_sent`, `bytes_received`, `duration_ms` | flow counters (network_flow) |
 //! | `dns.name` | the queried name of a DNS event |
 
-use crate::events::{EnrichedEvent, PeerContext, PeerKind, Protocol, Verdict};
+use crate::events::{EnrichedEvent, EventBody, PeerContext, PeerKind, Protocol, Verdict};
 use tapwire_kfl::{Entry, Lookup, Path, Segment, Value};
 
 /// An enriched event, and its verdict when judged, as KFL sees it.
@@ -66,10 +66,12 @@ fn peer_name(peer: &PeerContext) -> Option<&str> {
 impl Entry for EventEntry<'_> {
     fn get(&self, path: &Path) -> Lookup<'_> {
         let e = self.event;
-        let Some(h) = e.header() else {
-            return Lookup::Missing;
+        let h = e.header();
+        let (l4, dns, rt) = match &e.body {
+            EventBody::L4(l) => (Some(l), None, None),
+            EventBody::Dns(d) => (None, Some(d), None),
+            EventBody::Runtime(r) => (None, None, Some(r)),
         };
-        let (l4, dns, rt) = (e.l4.as_ref(), e.dns.as_ref(), e.runtime.as_ref());
         let one = Lookup::One;
         match path.as_str() {
             "src.ip" => l4.map_or(Lookup::Missing, |l| one(Value::Ip(l.src.ip.0))),
@@ -105,26 +107,17 @@ impl Entry for EventEntry<'_> {
                 }))
             }
             "timestamp" => one(Value::Int(h.timestamp_ns.div_euclid(1_000_000))),
-            "kind" => one(Value::Str(match (l4, dns, rt) {
-                (Some(l), ..) => l.kind.as_str(),
-                (_, Some(d), _) => d.kind.as_str(),
-                (.., Some(r)) => r.kind.as_str(),
-                _ => return Lookup::Missing,
+            "kind" => one(Value::Str(match &e.body {
+                EventBody::L4(l) => l.kind.as_str(),
+                EventBody::Dns(d) => d.kind.as_str(),
+                EventBody::Runtime(r) => r.kind.as_str(),
             })),
             "mode" | "outcome" | "policy" | "rule" | "signature_id" | "severity" => self
                 .verdict
                 .map_or(Lookup::Missing, |v| verdict_field(v, path.as_str())),
             "direction" => l4.map_or(Lookup::Missing, |l| one(Value::Str(l.direction.as_str()))),
-            "binary" => str_or_missing(
-                l4.map(|l| l.binary.as_str())
-                    .or(dns.map(|d| d.binary.as_str()))
-                    .or(rt.map(|r| r.binary.as_str())),
-            ),
-            "container_id" => str_or_missing(
-                l4.and_then(|l| l.container_id.as_deref())
-                    .or(dns.and_then(|d| d.container_id.as_deref()))
-                    .or(rt.and_then(|r| r.container_id.as_deref())),
-            ),
+            "binary" => one(Value::Str(e.body.binary())),
+            "container_id" => str_or_missing(e.body.container_id()),
             "path" => str_or_missing(rt.and_then(|r| r.path.as_deref())),
             "old_path" => str_or_missing(rt.and_then(|r| r.old_path.as_deref())),
             "command_line" => str_or_missing(rt.and_then(|r| r.command_line.as_deref())),
@@ -207,8 +200,7 @@ mod tests {
             "a missing field never matches"
         );
         let mut dns = v.clone();
-        dns.event.l4 = None;
-        dns.event.dns = Some(samples::dns_resolution(samples::header(
+        dns.event.body = EventBody::Dns(samples::dns_resolution(samples::header(
             "node-a", "s", 2, 1,
         )));
         let entry = EventEntry::verdict(&dns);

@@ -10,6 +10,8 @@
 //! - [`topics`]: topic names and how each is created.
 //! - [`samples`]: synthetic events for the load generator, benchmarks and tests.
 //! - [`signature`]: CEF signature ids, names and severities per event kind.
+//! - [`upgrade`]: conversions of older messages across layout changes that
+//!   Avro resolution cannot express.
 //! - `kfl` (feature `kfl`): `EventEntry`, events and verdicts as KFL entries.
 
 pub mod codec;
@@ -21,6 +23,7 @@ pub mod registry;
 pub mod samples;
 pub mod signature;
 pub mod topics;
+pub mod upgrade;
 
 pub use codec::{
     AnyEvent, DecodeError, EncodeError, Record, decode, decode_any, encode, encode_into,

@@ -13,66 +13,69 @@ use std::sync::LazyLock;
 
 use serde_json::Value;
 
-/// The top-level record types; each message on the bus is one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum SchemaKind {
-    /// `io.tapwire.L4Event`
-    L4Event,
-    /// `io.tapwire.DnsEvent`
-    DnsEvent,
-    /// `io.tapwire.RuntimeEvent`
-    RuntimeEvent,
-    /// `io.tapwire.PacketRecord`
-    PacketRecord,
-    /// `io.tapwire.InventorySnapshot`
-    InventorySnapshot,
-    /// `io.tapwire.PodMetadata`
-    PodMetadata,
-    /// `io.tapwire.EnrichedEvent`
-    EnrichedEvent,
-    /// `io.tapwire.Verdict`
-    Verdict,
-    /// `io.tapwire.LossRecord`
-    LossRecord,
-    /// `io.tapwire.NodeMetadata`
-    NodeMetadata,
-    /// `io.tapwire.ServiceMetadata`
-    ServiceMetadata,
-}
-
-impl SchemaKind {
-    /// Every kind, in a fixed order.
-    pub const ALL: [SchemaKind; 11] = [
-        SchemaKind::L4Event,
-        SchemaKind::DnsEvent,
-        SchemaKind::RuntimeEvent,
-        SchemaKind::PacketRecord,
-        SchemaKind::InventorySnapshot,
-        SchemaKind::PodMetadata,
-        SchemaKind::EnrichedEvent,
-        SchemaKind::Verdict,
-        SchemaKind::LossRecord,
-        SchemaKind::NodeMetadata,
-        SchemaKind::ServiceMetadata,
-    ];
-
-    /// The Avro full name.
-    pub fn full_name(self) -> &'static str {
-        match self {
-            SchemaKind::L4Event => "io.tapwire.L4Event",
-            SchemaKind::DnsEvent => "io.tapwire.DnsEvent",
-            SchemaKind::RuntimeEvent => "io.tapwire.RuntimeEvent",
-            SchemaKind::PacketRecord => "io.tapwire.PacketRecord",
-            SchemaKind::InventorySnapshot => "io.tapwire.InventorySnapshot",
-            SchemaKind::PodMetadata => "io.tapwire.PodMetadata",
-            SchemaKind::EnrichedEvent => "io.tapwire.EnrichedEvent",
-            SchemaKind::Verdict => "io.tapwire.Verdict",
-            SchemaKind::LossRecord => "io.tapwire.LossRecord",
-            SchemaKind::NodeMetadata => "io.tapwire.NodeMetadata",
-            SchemaKind::ServiceMetadata => "io.tapwire.ServiceMetadata",
+/// The one table of top-level record types: each row is the Rust type (and
+/// Avro name, in namespace `io.tapwire`) and its `.avsc` file in `avro/`.
+/// Calls `$callback! { Kind => "file.avsc", ... }`; [`SchemaKind`], the
+/// embedded files, [`AnyEvent`](crate::AnyEvent) and its decode dispatch are
+/// all generated from it, so a new top-level record is one row here (plus its
+/// type and file).
+#[macro_export]
+macro_rules! for_each_schema_kind {
+    ($callback:ident) => {
+        $callback! {
+            L4Event => "l4_event.avsc",
+            DnsEvent => "dns_event.avsc",
+            RuntimeEvent => "runtime_event.avsc",
+            PacketRecord => "packet_record.avsc",
+            InventorySnapshot => "inventory_snapshot.avsc",
+            PodMetadata => "pod_metadata.avsc",
+            EnrichedEvent => "enriched_event.avsc",
+            Verdict => "verdict.avsc",
+            LossRecord => "loss_record.avsc",
+            NodeMetadata => "node_metadata.avsc",
+            ServiceMetadata => "service_metadata.avsc",
         }
-    }
+    };
 }
+
+macro_rules! schema_kinds {
+    ($($kind:ident => $file:literal),* $(,)?) => {
+        /// The top-level record types; each message on the bus is one of these.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum SchemaKind {
+            $(
+                #[doc = concat!("`io.tapwire.", stringify!($kind), "`")]
+                $kind,
+            )*
+        }
+
+        impl SchemaKind {
+            /// Every kind, in a fixed order.
+            pub const ALL: [SchemaKind; [$(stringify!($kind)),*].len()] = [$(SchemaKind::$kind),*];
+
+            /// The Avro full name.
+            pub fn full_name(self) -> &'static str {
+                match self {
+                    $(SchemaKind::$kind => concat!("io.tapwire.", stringify!($kind)),)*
+                }
+            }
+
+            /// The file in `schemas/avro/` that defines the current version.
+            pub fn file_name(self) -> &'static str {
+                match self {
+                    $(SchemaKind::$kind => $file,)*
+                }
+            }
+        }
+
+        /// The current `.avsc` file of every top-level record.
+        const TOP_LEVEL_FILES: &[(&str, &str)] = &[
+            $(($file, include_str!(concat!("../avro/", $file))),)*
+        ];
+    };
+}
+
+for_each_schema_kind!(schema_kinds);
 
 impl std::fmt::Display for SchemaKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -80,8 +83,9 @@ impl std::fmt::Display for SchemaKind {
     }
 }
 
-/// Every current `.avsc` file, shared named types included.
-const CURRENT_FILES: &[(&str, &str)] = &[
+/// The current `.avsc` files of shared named types, which are not messages
+/// on their own ([`compose`] inlines them).
+const SHARED_FILES: &[(&str, &str)] = &[
     (
         "event_header.avsc",
         include_str!("../avro/event_header.avsc"),
@@ -92,42 +96,12 @@ const CURRENT_FILES: &[(&str, &str)] = &[
         "peer_context.avsc",
         include_str!("../avro/peer_context.avsc"),
     ),
-    ("l4_event.avsc", include_str!("../avro/l4_event.avsc")),
-    ("dns_event.avsc", include_str!("../avro/dns_event.avsc")),
-    (
-        "runtime_event.avsc",
-        include_str!("../avro/runtime_event.avsc"),
-    ),
-    (
-        "packet_record.avsc",
-        include_str!("../avro/packet_record.avsc"),
-    ),
-    (
-        "inventory_snapshot.avsc",
-        include_str!("../avro/inventory_snapshot.avsc"),
-    ),
-    (
-        "pod_metadata.avsc",
-        include_str!("../avro/pod_metadata.avsc"),
-    ),
-    (
-        "enriched_event.avsc",
-        include_str!("../avro/enriched_event.avsc"),
-    ),
-    ("verdict.avsc", include_str!("../avro/verdict.avsc")),
-    ("loss_record.avsc", include_str!("../avro/loss_record.avsc")),
-    (
-        "node_metadata.avsc",
-        include_str!("../avro/node_metadata.avsc"),
-    ),
-    (
-        "service_metadata.avsc",
-        include_str!("../avro/service_metadata.avsc"),
-    ),
 ];
 
 /// Earlier versions of top-level records, oldest first. A reader decodes
-/// these by Avro schema resolution against the current version. Each file is
+/// these by Avro schema resolution against the current version, or, across
+/// a change of layout that resolution cannot express, against the last
+/// version before it and then a conversion ([`crate::upgrade`]). Each file is
 /// self-contained (shared types inlined as they were), because the shared
 /// files in `avro/` move on; `TAPWIRE_SNAPSHOT_SCHEMAS=1 cargo test -p
 /// tapwire-schemas --test contracts snapshot` writes them before a change.
@@ -192,6 +166,16 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         2,
         include_str!("../avro/history/Verdict.v2.avsc"),
     ),
+    (
+        SchemaKind::EnrichedEvent,
+        3,
+        include_str!("../avro/history/EnrichedEvent.v3.avsc"),
+    ),
+    (
+        SchemaKind::Verdict,
+        3,
+        include_str!("../avro/history/Verdict.v3.avsc"),
+    ),
 ];
 
 /// One known writer schema.
@@ -236,6 +220,22 @@ impl Registry {
         &self.entries[self.current[&kind]]
     }
 
+    /// Version `version` of `kind`, current or historical.
+    pub fn version(&self, kind: SchemaKind, version: u32) -> Option<&SchemaEntry> {
+        self.entries
+            .iter()
+            .find(|e| e.kind == kind && e.version == version)
+    }
+
+    /// The schema messages of `entry` are resolved against: the current
+    /// version, or the last version before a change of layout that comes
+    /// after `entry` ([`crate::upgrade`] then converts them).
+    pub fn resolves_against(&self, entry: &SchemaEntry) -> &SchemaEntry {
+        crate::upgrade::first_after(entry.kind, entry.version)
+            .and_then(|step| self.version(entry.kind, step.last))
+            .unwrap_or_else(|| self.current(entry.kind))
+    }
+
     /// Every entry, current and historical.
     pub fn entries(&self) -> &[SchemaEntry] {
         &self.entries
@@ -260,7 +260,7 @@ pub fn registry() -> &'static Registry {
 
 fn build() -> Result<Registry, String> {
     let mut library = HashMap::new();
-    for (file, text) in CURRENT_FILES {
+    for (file, text) in SHARED_FILES.iter().chain(TOP_LEVEL_FILES) {
         let json: Value = serde_json::from_str(text).map_err(|e| format!("{file}: {e}"))?;
         let name = full_name(&json, "").ok_or_else(|| format!("{file}: no name"))?;
         library.insert(name, json);

@@ -147,15 +147,15 @@ pub fn pod_peer(pod: &str, namespace: &str) -> PeerContext {
 /// policy `shop/baseline` when a policy covers it.
 pub fn verdict(event: EnrichedEvent, mode: Mode, outcome: Outcome) -> Verdict {
     let kind = crate::signature::EventKind::of(&event);
-    let sig = kind.map(|k| crate::signature::signature(k, outcome));
+    let sig = crate::signature::signature(kind, outcome);
     let covered = mode != Mode::Other;
     Verdict {
         event,
         mode,
         policy: covered.then(|| "shop/baseline".to_owned()),
         rule: covered.then(|| "rule-1".to_owned()),
-        signature_id: sig.map(|s| s.id.to_owned()).unwrap_or_default(),
-        severity: sig.map(|s| s.severity).unwrap_or(3),
+        signature_id: sig.id.to_owned(),
+        severity: sig.severity,
         outcome,
     }
 }
@@ -166,9 +166,7 @@ pub fn flow_verdict(header: EventHeader, seq: u64) -> Verdict {
     dst.dns_name = Some("example.com".to_owned());
     verdict(
         EnrichedEvent {
-            l4: Some(l4_flow(header, seq)),
-            dns: None,
-            runtime: None,
+            body: EventBody::L4(l4_flow(header, seq)),
             src: pod_peer("web-1", "shop"),
             dst,
         },

@@ -20,7 +20,7 @@
 //!
 //! Severity: 7 when the event is audited or blocked, 3 otherwise.
 
-use crate::events::{DnsKind, EnrichedEvent, L4Kind, Outcome, RuntimeKind};
+use crate::events::{DnsKind, EnrichedEvent, EventBody, L4Kind, Outcome, RuntimeKind};
 
 /// The kind of the event an enriched record carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -34,13 +34,12 @@ pub enum EventKind {
 }
 
 impl EventKind {
-    /// The kind of the one event `e` holds; `None` unless exactly one is set.
-    pub fn of(e: &EnrichedEvent) -> Option<EventKind> {
-        match (&e.l4, &e.dns, &e.runtime) {
-            (Some(l4), None, None) => Some(EventKind::L4(l4.kind)),
-            (None, Some(dns), None) => Some(EventKind::Dns(dns.kind)),
-            (None, None, Some(rt)) => Some(EventKind::Runtime(rt.kind)),
-            _ => None,
+    /// The kind of the event `e` holds.
+    pub fn of(e: &EnrichedEvent) -> EventKind {
+        match &e.body {
+            EventBody::L4(l4) => EventKind::L4(l4.kind),
+            EventBody::Dns(dns) => EventKind::Dns(dns.kind),
+            EventBody::Runtime(rt) => EventKind::Runtime(rt.kind),
         }
     }
 }

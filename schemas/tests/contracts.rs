@@ -28,9 +28,7 @@ fn enriched() -> EnrichedEvent {
     let mut dst = PeerContext::of_kind(PeerKind::External);
     dst.dns_name = Some("example.com".into());
     EnrichedEvent {
-        l4: Some(samples::l4_flow(hdr(1), 1)),
-        dns: None,
-        runtime: None,
+        body: EventBody::L4(samples::l4_flow(hdr(1), 1)),
         src,
         dst,
     }
@@ -96,37 +94,38 @@ fn every_record() -> Vec<AnyEvent> {
 }
 
 fn encode_any(event: &AnyEvent) -> Vec<u8> {
-    let encoded = match event {
-        AnyEvent::L4Event(e) => encode(e),
-        AnyEvent::DnsEvent(e) => encode(e),
-        AnyEvent::RuntimeEvent(e) => encode(e),
-        AnyEvent::PacketRecord(e) => encode(e),
-        AnyEvent::InventorySnapshot(e) => encode(e),
-        AnyEvent::PodMetadata(e) => encode(e),
-        AnyEvent::EnrichedEvent(e) => encode(e),
-        AnyEvent::Verdict(e) => encode(e),
-        AnyEvent::LossRecord(e) => encode(e),
-        AnyEvent::NodeMetadata(e) => encode(e),
-        AnyEvent::ServiceMetadata(e) => encode(e),
-    };
-    encoded.expect("encodes")
+    let mut out = Vec::new();
+    event.encode_into(&mut out).expect("encodes");
+    out
 }
 
-fn apache_value(event: &AnyEvent) -> Value {
-    let value = match event {
-        AnyEvent::L4Event(e) => apache_avro::to_value(e),
-        AnyEvent::DnsEvent(e) => apache_avro::to_value(e),
-        AnyEvent::RuntimeEvent(e) => apache_avro::to_value(e),
-        AnyEvent::PacketRecord(e) => apache_avro::to_value(e),
-        AnyEvent::InventorySnapshot(e) => apache_avro::to_value(e),
-        AnyEvent::PodMetadata(e) => apache_avro::to_value(e),
-        AnyEvent::EnrichedEvent(e) => apache_avro::to_value(e),
-        AnyEvent::Verdict(e) => apache_avro::to_value(e),
-        AnyEvent::LossRecord(e) => apache_avro::to_value(e),
-        AnyEvent::NodeMetadata(e) => apache_avro::to_value(e),
-        AnyEvent::ServiceMetadata(e) => apache_avro::to_value(e),
-    };
-    value.expect("serde to apache-avro Value")
+/// The event as apache-avro's serde writes it, brought to what its
+/// schema-aware encoding means: apache-avro's `to_value` writes a newtype
+/// variant (an [`EventBody`]) as a record `{type, value}`, the Avro datum is
+/// the union branch.
+fn apache_value(event: &impl serde::Serialize) -> Value {
+    fn unions(value: Value) -> Value {
+        match value {
+            Value::Record(fields) => match &fields[..] {
+                [(t, Value::Enum(i, _)), (v, Value::Union(j, _))]
+                    if t == "type" && v == "value" && i == j =>
+                {
+                    let Some((_, Value::Union(j, inner))) = fields.into_iter().nth(1) else {
+                        unreachable!("matched above")
+                    };
+                    Value::Union(j, Box::new(unions(*inner)))
+                }
+                _ => Value::Record(fields.into_iter().map(|(n, v)| (n, unions(v))).collect()),
+            },
+            Value::Union(i, inner) => Value::Union(i, Box::new(unions(*inner))),
+            Value::Array(items) => Value::Array(items.into_iter().map(unions).collect()),
+            Value::Map(items) => {
+                Value::Map(items.into_iter().map(|(k, v)| (k, unions(v))).collect())
+            }
+            other => other,
+        }
+    }
+    unions(apache_avro::to_value(event).expect("serde to apache-avro Value"))
 }
 
 #[test]
@@ -219,7 +218,10 @@ fn a_spliced_enriched_event_equals_the_encoded_one() {
     let AnyEvent::EnrichedEvent(event) = &every_record()[7] else {
         panic!("fixture order")
     };
-    let l4 = encode(event.l4.as_ref().expect("l4")).expect("l4 bytes");
+    let EventBody::L4(l4) = &event.body else {
+        panic!("fixture holds an L4 event")
+    };
+    let l4 = encode(l4).expect("l4 bytes");
     let (mut src, mut dst) = (Vec::new(), Vec::new());
     codec::peer_context_datum(&event.src, &mut src).expect("src");
     codec::peer_context_datum(&event.dst, &mut dst).expect("dst");
@@ -365,18 +367,197 @@ fn a_message_written_with_the_previous_l4_schema_decodes() {
 #[test]
 fn every_current_schema_reads_its_previous_versions() {
     for old in registry().entries().iter().filter(|e| !e.current) {
-        let current = registry().current(old.kind);
+        // The current version, or the last one before a change of layout
+        // (`upgrade` converts from there).
+        let reader = registry().resolves_against(old);
         apache_avro::schema_compatibility::SchemaCompatibility::can_read(
             &old.apache,
-            &current.apache,
+            &reader.apache,
         )
         .unwrap_or_else(|e| {
             panic!(
                 "{} v{} cannot be read by v{}: {e}",
-                old.kind, old.version, current.version
+                old.kind, old.version, reader.version
             )
         });
     }
+}
+
+#[test]
+fn every_change_of_layout_starts_from_a_kept_version() {
+    for step in upgrade::UPGRADES {
+        let last = registry()
+            .version(step.kind, step.last)
+            .unwrap_or_else(|| panic!("{} v{} is not in the history", step.kind, step.last));
+        let current = registry().current(step.kind);
+        assert!(!last.current && last.version < current.version);
+        if step.last + 1 == current.version {
+            // Otherwise the conversion would not be needed.
+            assert!(
+                apache_avro::schema_compatibility::SchemaCompatibility::can_read(
+                    &last.apache,
+                    &current.apache
+                )
+                .is_err(),
+                "{} v{} resolves into v{} without a conversion",
+                step.kind,
+                step.last,
+                current.version
+            );
+        }
+    }
+}
+
+#[test]
+fn the_kind_table_names_each_file_and_record() {
+    assert_eq!(SchemaKind::ALL.len(), 11);
+    for kind in SchemaKind::ALL {
+        let entry = registry().current(kind);
+        let schema: serde_json::Value = serde_json::from_str(&entry.json).expect("json");
+        assert_eq!(
+            schema["namespace"]
+                .as_str()
+                .map(|ns| format!("{ns}.{}", schema["name"].as_str().unwrap_or_default())),
+            Some(kind.full_name().to_owned())
+        );
+        assert!(kind.file_name().ends_with(".avsc"), "{kind}");
+    }
+}
+
+/// An enriched event in the layout of EnrichedEvent v1 to v3: three
+/// optional fields `l4`, `dns`, `runtime`, exactly one set.
+fn enriched_v3_value(e: &EnrichedEvent) -> Value {
+    let none = || Value::Union(0, Box::new(Value::Null));
+    let some = |v: Value| Value::Union(1, Box::new(v));
+    let (l4, dns, runtime) = match &e.body {
+        EventBody::L4(x) => (some(apache_value(x)), none(), none()),
+        EventBody::Dns(x) => (none(), some(apache_value(x)), none()),
+        EventBody::Runtime(x) => (none(), none(), some(apache_value(x))),
+    };
+    Value::Record(vec![
+        ("l4".into(), l4),
+        ("dns".into(), dns),
+        ("runtime".into(), runtime),
+        ("src".into(), apache_value(&e.src)),
+        ("dst".into(), apache_value(&e.dst)),
+    ])
+}
+
+/// `event` (an `EnrichedEvent` or a `Verdict`) in the layout of v3.
+fn v3_value(event: &AnyEvent) -> Value {
+    match event {
+        AnyEvent::EnrichedEvent(e) => enriched_v3_value(e),
+        AnyEvent::Verdict(v) => {
+            let Value::Record(fields) = apache_value(v) else {
+                panic!("a verdict is a record")
+            };
+            Value::Record(
+                fields
+                    .into_iter()
+                    .map(|(name, value)| match name.as_str() {
+                        "event" => (name, enriched_v3_value(&v.event)),
+                        _ => (name, value),
+                    })
+                    .collect(),
+            )
+        }
+        other => panic!("no v3 layout for {:?}", other.kind()),
+    }
+}
+
+/// `event` written as an old producer writes it: in the v3 layout, then
+/// resolved down to `version` (which drops what that version lacks).
+fn encode_old(event: &AnyEvent, version: u32) -> Vec<u8> {
+    let kind = event.kind();
+    let v3 = registry().version(kind, 3).expect("v3 kept");
+    let old = registry().version(kind, version).expect("old version kept");
+    let mut value = v3_value(event)
+        .resolve(&v3.apache)
+        .unwrap_or_else(|e| panic!("{kind}: not a v3 value: {e}"));
+    if version != 3 {
+        let datum = apache_avro::to_avro_datum(&v3.apache, value).expect("v3 datum");
+        value = apache_avro::from_avro_datum(&v3.apache, &mut &datum[..], Some(&old.apache))
+            .expect("v3 resolves down");
+    }
+    let mut bytes = Vec::new();
+    apache_avro::GenericSingleObjectWriter::new_with_capacity(&old.apache, 1024)
+        .expect("writer")
+        .write_value(value, &mut bytes)
+        .expect("apache-avro writes the old version");
+    assert_eq!(bytes[2..HEADER_LEN], old.fingerprint);
+    bytes
+}
+
+/// One enriched event per family; node and peer kinds every version knows.
+fn enriched_of_every_family() -> Vec<EnrichedEvent> {
+    let bodies = [
+        EventBody::L4(samples::l4_flow(hdr(11), 11)),
+        EventBody::Dns(samples::dns_resolution(hdr(12))),
+        EventBody::Runtime(samples::file_rename(hdr(13))),
+    ];
+    bodies
+        .into_iter()
+        .map(|body| EnrichedEvent { body, ..enriched() })
+        .collect()
+}
+
+/// Issue 13: EnrichedEvent v4 and Verdict v4 carry the event as a union;
+/// messages of v1 to v3 (three optional fields) still on the topics during an
+/// upgrade decode into the new types.
+#[test]
+fn enriched_events_and_verdicts_of_the_old_layout_decode() {
+    for event in enriched_of_every_family() {
+        let verdict = samples::verdict(event.clone(), Mode::Audit, Outcome::Audited);
+        for record in [
+            AnyEvent::EnrichedEvent(event.clone()),
+            AnyEvent::Verdict(verdict),
+        ] {
+            let kind = record.kind();
+            assert_eq!(registry().current(kind).version, 4, "{kind}");
+            let v3 = encode_old(&record, 3);
+            assert_eq!(
+                decode_any(&v3).unwrap_or_else(|e| panic!("{kind} v3: {e}")),
+                record,
+                "v3 carries every field"
+            );
+            for version in 1..3 {
+                let old = encode_old(&record, version);
+                let back = decode_any(&old).unwrap_or_else(|e| panic!("{kind} v{version}: {e}"));
+                assert_eq!(back.kind(), kind);
+                // Nothing the old message said is lost: written again in its
+                // version, the decoded event is the same message.
+                assert_eq!(encode_old(&back, version), old, "{kind} v{version}");
+            }
+        }
+    }
+}
+
+#[test]
+fn an_old_enriched_event_without_exactly_one_event_is_an_error() {
+    let v3 = registry()
+        .version(SchemaKind::EnrichedEvent, 3)
+        .expect("v3");
+    let Value::Record(mut fields) = enriched_v3_value(&enriched()) else {
+        unreachable!()
+    };
+    let write = |fields: Vec<(String, Value)>| {
+        let value = Value::Record(fields).resolve(&v3.apache).expect("v3 value");
+        let mut bytes = Vec::new();
+        apache_avro::GenericSingleObjectWriter::new_with_capacity(&v3.apache, 1024)
+            .expect("writer")
+            .write_value(value, &mut bytes)
+            .expect("write");
+        decode::<EnrichedEvent>(&bytes).expect_err("not exactly one event")
+    };
+    let dns = apache_value(&samples::dns_resolution(hdr(2)));
+    fields[1].1 = Value::Union(1, Box::new(dns));
+    let err = write(fields.clone());
+    assert_eq!(err.label(), "bad_body");
+    assert!(err.to_string().contains("more than one"), "{err}");
+    fields[0].1 = Value::Union(0, Box::new(Value::Null));
+    fields[1].1 = Value::Union(0, Box::new(Value::Null));
+    let err = write(fields);
+    assert!(err.to_string().contains("none of"), "{err}");
 }
 
 proptest! {
@@ -394,6 +575,45 @@ proptest! {
         bytes.extend_from_slice(&registry().current(SchemaKind::ALL[kind]).fingerprint);
         bytes.extend_from_slice(&body);
         let _ = decode_any(&bytes);
+    }
+
+    /// Any enriched event round-trips through the codec, through JSON, and
+    /// from the old (v3) layout, whatever its family.
+    #[test]
+    fn enriched_events_round_trip(
+        family in 0..3u8,
+        seq in 0..1_000_000u64,
+        binary in "[a-z/]{0,12}",
+        container_id in proptest::option::of("[0-9a-f]{0,16}"),
+        pod in proptest::option::of("[a-z0-9-]{1,10}"),
+    ) {
+        let header = hdr(seq);
+        let body = match family {
+            0 => {
+                let mut e = samples::l4_flow(header, seq);
+                (e.binary, e.container_id) = (binary, container_id);
+                EventBody::L4(e)
+            }
+            1 => {
+                let mut e = samples::dns_resolution(header);
+                (e.binary, e.container_id) = (binary, container_id);
+                EventBody::Dns(e)
+            }
+            _ => {
+                let mut e = samples::file_rename(header);
+                (e.binary, e.container_id) = (binary, container_id);
+                EventBody::Runtime(e)
+            }
+        };
+        let mut src = enriched().src;
+        src.pod = pod;
+        let event = EnrichedEvent { body, src, ..enriched() };
+        let any = AnyEvent::EnrichedEvent(event.clone());
+        let bytes = encode_any(&any);
+        prop_assert_eq!(decode::<EnrichedEvent>(&bytes).expect("decodes"), event.clone());
+        let json = serde_json::to_string(&event).expect("json");
+        prop_assert_eq!(serde_json::from_str::<EnrichedEvent>(&json).expect("from json"), event.clone());
+        prop_assert_eq!(decode_any(&encode_old(&any, 3)).expect("v3 decodes"), any);
     }
 
     #[test]

@@ -4,6 +4,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use tapwire_aggregator::config::{AggregateFlags, ClickHouseFlags, ServeFlags};
+use tapwire_capture::config::CaptureFlags;
+use tapwire_cef_forwarder::config::CefFlags;
+use tapwire_enricher::config::EnrichFlags;
+use tapwire_pcap_recorder::config::{RecordFlags, S3Flags};
+use tapwire_policy_engine::config::PolicyFlags;
 
 /// tapwire: Kubernetes network and runtime security telemetry, as a
 /// stream-processing pipeline.
@@ -31,8 +38,10 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Configuration file (TOML). Environment variables TAPWIRE_SECTION__KEY
-    /// (e.g. TAPWIRE_KAFKA__BROKERS) override it; see deploy/tapwire.example.toml.
+    /// Configuration file (TOML); see deploy/tapwire.example.toml. Later
+    /// layers win: the file, then NODE_NAME, S3_BUCKET, AWS_REGION and
+    /// RECORDING_KFL, then TAPWIRE_SECTION__KEY variables (e.g.
+    /// TAPWIRE_KAFKA__BROKERS), then flags.
     #[arg(
         long,
         short = 'c',
@@ -167,27 +176,8 @@ pub struct CaptureArgs {
     /// Replay pcap files at the speed they were captured.
     #[arg(long)]
     pub realtime: bool,
-    /// Node name in every record (overrides capture.node_name and $NODE_NAME).
-    #[arg(long)]
-    pub node_name: Option<String>,
-    /// Sensor id in every record (overrides capture.sensor_id).
-    #[arg(long)]
-    pub sensor_id: Option<String>,
-    /// Interface for live capture (repeatable; overrides capture.packets.interfaces).
-    #[arg(long = "interface", short = 'i', value_name = "IFACE")]
-    pub interfaces: Vec<String>,
-    /// BPF capture filter, tcpdump syntax (overrides capture.packets.filter).
-    #[arg(long, value_name = "FILTER")]
-    pub capture_filter: Option<String>,
-    /// Bytes kept per packet (overrides capture.packets.snaplen_bytes).
-    #[arg(long, value_name = "BYTES")]
-    pub snaplen: Option<u32>,
-    /// Time between inventory snapshots (overrides capture.inventory.interval_ms).
-    #[arg(long, value_name = "MS")]
-    pub inventory_interval_ms: Option<u64>,
-    /// Do not derive DNS and L4 events from packets (overrides capture.derive.enabled).
-    #[arg(long)]
-    pub no_derive: bool,
+    #[command(flatten)]
+    pub flags: CaptureFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -321,59 +311,14 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct CefArgs {
-    /// Receiver: udp://HOST:PORT (best effort), tcp://HOST:PORT or
-    /// tls://HOST:PORT (at least once). Overrides cef.target.
-    #[arg(long, value_name = "URL")]
-    pub target: Option<String>,
-    /// Framing on TCP/TLS: octet-counting (RFC 6587/5425) or lf. Overrides cef.framing.
-    #[arg(long, value_enum)]
-    pub framing: Option<FramingArg>,
-    /// Syslog header: rfc3164 (`<PRI>Mmm dd hh:mm:ss host`) or rfc5424.
-    /// Overrides cef.syslog_format.
-    #[arg(long, value_enum)]
-    pub syslog_format: Option<SyslogFormatArg>,
-    /// CA bundle (PEM) that signed the TLS receiver's certificate. Overrides cef.ca_file.
-    #[arg(long, value_name = "PEM")]
-    pub ca_file: Option<PathBuf>,
-    /// Client certificate chain (PEM) for mutual TLS. Overrides cef.client_cert_file.
-    #[arg(long, value_name = "PEM", requires = "client_key")]
-    pub client_cert: Option<PathBuf>,
-    /// Client private key (PEM). Overrides cef.client_key_file.
-    #[arg(long, value_name = "PEM", requires = "client_cert")]
-    pub client_key: Option<PathBuf>,
-    /// KFL query selecting the verdicts sent, e.g. 'mode != "other"'.
-    /// Overrides cef.filter.
-    #[arg(long, value_name = "KFL")]
-    pub filter: Option<String>,
-    /// Cluster name for cs1. Overrides cef.cluster_name.
-    #[arg(long)]
-    pub cluster_name: Option<String>,
-    /// Consumer group. Overrides cef.group.
-    #[arg(long)]
-    pub group: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum FramingArg {
-    OctetCounting,
-    Lf,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub enum SyslogFormatArg {
-    Rfc3164,
-    Rfc5424,
+    #[command(flatten)]
+    pub flags: CefFlags,
 }
 
 #[derive(Debug, Args)]
 pub struct EnrichArgs {
-    /// Consumer group for the raw topics. Overrides enrich.group.
-    #[arg(long)]
-    pub group: Option<String>,
-    /// How long an event waits for late pod metadata before it goes out
-    /// marked unresolved. Overrides enrich.metadata_wait_ms.
-    #[arg(long, value_name = "MS")]
-    pub metadata_wait_ms: Option<u64>,
+    #[command(flatten)]
+    pub flags: EnrichFlags,
 }
 
 #[derive(Debug, Args)]
@@ -433,34 +378,8 @@ Times (--since/--until): RFC 3339, a date, epoch seconds, or a duration ago (15m
 
 #[derive(Debug, Args)]
 pub struct RecordArgs {
-    /// S3 bucket (overrides S3_BUCKET and record.bucket).
-    #[arg(long)]
-    pub bucket: Option<String>,
-    /// Key prefix for slices and indexes (overrides record.prefix).
-    #[arg(long)]
-    pub prefix: Option<String>,
-    /// S3 endpoint URL for S3-compatible stores (overrides record.endpoint).
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// AWS region (overrides AWS_REGION and record.region).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Path-style S3 addressing (ENDPOINT/BUCKET/KEY), for most S3-compatible stores.
-    #[arg(long)]
-    pub path_style: bool,
-    /// Record into this local directory instead of S3.
-    #[arg(long, value_name = "DIR", conflicts_with = "bucket")]
-    pub directory: Option<std::path::PathBuf>,
-    /// The recording query, e.g. 'http or dns' (overrides RECORDING_KFL; the
-    /// named queries of [record.queries] apply as well).
-    #[arg(long, value_name = "KFL")]
-    pub kfl: Option<String>,
-    /// Where slices wait while S3 is unavailable (overrides record.spool_dir).
-    #[arg(long, value_name = "DIR")]
-    pub spool_dir: Option<std::path::PathBuf>,
-    /// Consumer group (overrides record.group).
-    #[arg(long)]
-    pub group: Option<String>,
+    #[command(flatten)]
+    pub flags: RecordFlags,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -491,15 +410,8 @@ pub struct InvestigateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: InvestigateFormat,
-    /// S3 endpoint URL (overrides record.endpoint).
-    #[arg(long, value_name = "URL")]
-    pub endpoint: Option<String>,
-    /// AWS region (overrides record.region).
-    #[arg(long)]
-    pub region: Option<String>,
-    /// Path-style S3 addressing.
-    #[arg(long)]
-    pub path_style: bool,
+    #[command(flatten)]
+    pub s3: S3Flags,
     /// No progress bar (it is shown on stderr only when that is a terminal).
     #[arg(long)]
     pub no_progress: bool,
@@ -510,15 +422,8 @@ pub struct InvestigateArgs {
 pub struct PolicyArgs {
     #[command(subcommand)]
     pub command: Option<PolicyCommand>,
-    /// Policy files (YAML); reloaded when they change (overrides policy.files).
-    #[arg(long = "policies", short = 'p', value_name = "FILE")]
-    pub policies: Vec<std::path::PathBuf>,
-    /// Consumer group (overrides policy.group).
-    #[arg(long)]
-    pub group: Option<String>,
-    /// How often to look for changed policy files (overrides policy.reload_check_ms).
-    #[arg(long, value_name = "MS")]
-    pub reload_check_ms: Option<u64>,
+    #[command(flatten)]
+    pub flags: PolicyFlags,
 }
 
 #[derive(Debug, Subcommand)]
@@ -559,10 +464,7 @@ with {\"error\": \"...\"}; ClickHouse down is a 503.";
 #[derive(Debug, Args)]
 pub struct AggregateArgs {
     #[command(flatten)]
-    pub clickhouse: ClickHouseArgs,
-    /// Consumer group (overrides aggregate.group).
-    #[arg(long)]
-    pub group: Option<String>,
+    pub flags: AggregateFlags,
     /// Apply the schema migrations and exit.
     #[arg(long)]
     pub migrate_only: bool,
@@ -571,11 +473,8 @@ pub struct AggregateArgs {
 /// `tapwire serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (overrides aggregate.listen).
-    #[arg(long)]
-    pub listen: Option<String>,
     #[command(flatten)]
-    pub clickhouse: ClickHouseArgs,
+    pub flags: ServeFlags,
 }
 
 /// `tapwire query ...`.
@@ -594,17 +493,6 @@ pub enum QueryCommand {
         after_help = "Example:\n  tapwire query sql \"$(cat aggregator/queries/01_top_talkers.sql)\""
     )]
     Sql(QuerySqlArgs),
-}
-
-/// Which ClickHouse (aggregate, serve, query).
-#[derive(Debug, Args)]
-pub struct ClickHouseArgs {
-    /// ClickHouse HTTP URL (overrides aggregate.clickhouse_url).
-    #[arg(long)]
-    pub clickhouse_url: Option<String>,
-    /// Database (overrides aggregate.database).
-    #[arg(long)]
-    pub database: Option<String>,
 }
 
 /// `tapwire query connections`.
@@ -626,7 +514,7 @@ pub struct QueryConnectionsArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
     pub format: OutputFormat,
     #[command(flatten)]
-    pub clickhouse: ClickHouseArgs,
+    pub clickhouse: ClickHouseFlags,
 }
 
 /// `tapwire query sql`.
@@ -635,7 +523,7 @@ pub struct QuerySqlArgs {
     /// The SELECT; `tapwire.` names the configured database.
     pub sql: String,
     #[command(flatten)]
-    pub clickhouse: ClickHouseArgs,
+    pub clickhouse: ClickHouseFlags,
 }
 
 /// A policy mode (a tab of the connections view).
@@ -656,4 +544,64 @@ pub enum OutputFormat {
     Table,
     /// One JSON document.
     Json,
+}
+
+impl Cli {
+    /// The configuration keys the flags set (the top layer of the load),
+    /// shaped like the file.
+    pub fn overrides(&self) -> Value {
+        let mut layer = serde_json::Map::new();
+        let g = &self.global;
+        let mut kafka = serde_json::Map::new();
+        if let Some(brokers) = &g.brokers {
+            kafka.insert("brokers".into(), json!(brokers));
+        }
+        if !g.kafka_option.is_empty() {
+            let options: serde_json::Map<String, Value> = g
+                .kafka_option
+                .iter()
+                .map(|(k, v)| (k.clone(), json!(v)))
+                .collect();
+            kafka.insert("options".into(), Value::Object(options));
+        }
+        if !kafka.is_empty() {
+            layer.insert("kafka".into(), Value::Object(kafka));
+        }
+        let mut telemetry = serde_json::Map::new();
+        if let Some(format) = g.log_format {
+            let name = match format {
+                LogFormatArg::Text => "text",
+                LogFormatArg::Json => "json",
+            };
+            telemetry.insert("log_format".into(), json!(name));
+        }
+        if let Some(addr) = g.admin_listen {
+            telemetry.insert("admin_listen".into(), json!(addr.to_string()));
+        }
+        if !telemetry.is_empty() {
+            layer.insert("telemetry".into(), Value::Object(telemetry));
+        }
+        let (section, flags) = match &self.command {
+            Command::Capture(a) => ("capture", to_value(&a.flags)),
+            Command::Enrich(a) => ("enrich", to_value(&a.flags)),
+            Command::Policy(a) => ("policy", to_value(&a.flags)),
+            Command::Cef(a) => ("cef", to_value(&a.flags)),
+            Command::Aggregate(a) => ("aggregate", to_value(&a.flags)),
+            Command::Serve(a) => ("aggregate", to_value(&a.flags)),
+            Command::Query(QueryCommand::Connections(a)) => ("aggregate", to_value(&a.clickhouse)),
+            Command::Query(QueryCommand::Sql(a)) => ("aggregate", to_value(&a.clickhouse)),
+            Command::Record(a) => ("record", to_value(&a.flags)),
+            Command::Investigate(a) => ("record", to_value(&a.s3)),
+            _ => ("", Value::Null),
+        };
+        if !flags.is_null() {
+            layer.insert(section.into(), flags);
+        }
+        Value::Object(layer)
+    }
+}
+
+/// The flag types serialize to maps of strings, numbers, booleans and lists.
+fn to_value(flags: &impl serde::Serialize) -> Value {
+    serde_json::to_value(flags).unwrap_or(Value::Null)
 }

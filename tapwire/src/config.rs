@@ -39,6 +39,21 @@ pub struct Config {
     pub capture: CaptureConfig,
 }
 
+impl Config {
+    /// The plain environment variables deployments set, and the key each
+    /// sets: a layer of the load (see `tapwire_plumbing::config`).
+    pub fn seed_variables() -> Vec<(&'static str, String)> {
+        let section = |name: &str, vars: &[(&'static str, &str)]| {
+            vars.iter()
+                .map(|(var, key)| (*var, format!("{name}.{key}")))
+                .collect::<Vec<_>>()
+        };
+        let mut vars = section("capture", CaptureConfig::SEED_VARIABLES);
+        vars.extend(section("record", RecordConfig::SEED_VARIABLES));
+        vars
+    }
+}
+
 impl Sections for Config {
     fn validate(&self) -> Result<(), ConfigError> {
         self.kafka.validate()?;

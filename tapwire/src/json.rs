@@ -6,19 +6,8 @@ use tapwire_schemas::AnyEvent;
 
 /// The event as JSON.
 pub fn event(event: &AnyEvent) -> Value {
-    let raw = match event {
-        AnyEvent::L4Event(e) => serde_json::to_value(e),
-        AnyEvent::DnsEvent(e) => serde_json::to_value(e),
-        AnyEvent::RuntimeEvent(e) => serde_json::to_value(e),
-        AnyEvent::PacketRecord(e) => serde_json::to_value(e),
-        AnyEvent::InventorySnapshot(e) => serde_json::to_value(e),
-        AnyEvent::PodMetadata(e) => serde_json::to_value(e),
-        AnyEvent::EnrichedEvent(e) => serde_json::to_value(e),
-        AnyEvent::Verdict(e) => serde_json::to_value(e),
-        AnyEvent::LossRecord(e) => serde_json::to_value(e),
-        AnyEvent::NodeMetadata(e) => serde_json::to_value(e),
-        AnyEvent::ServiceMetadata(e) => serde_json::to_value(e),
-    };
+    // `AnyEvent` serializes as the event it holds.
+    let raw = serde_json::to_value(event);
     // Our types only hold strings, numbers, maps and sequences: serde_json
     // cannot fail on them.
     let mut value = raw.unwrap_or(Value::Null);

@@ -14,10 +14,10 @@ mod json;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tapwire_plumbing::config::LogFormat;
+use tapwire_plumbing::config::Layers;
 use tapwire_plumbing::{shutdown, telemetry};
 
-use cli::{Cli, Command, GlobalArgs, KflCommand, LogFormatArg, TopicsCommand};
+use cli::{Cli, Command, KflCommand, TopicsCommand};
 use config::Config;
 
 fn main() -> ExitCode {
@@ -45,7 +45,7 @@ fn main() -> ExitCode {
             }
         };
     }
-    let config = match load_config(&cli.global) {
+    let config = match load_config(&cli) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -75,25 +75,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(global: &GlobalArgs) -> anyhow::Result<Config> {
-    let mut config: Config = tapwire_plumbing::config::load(global.config.as_deref())?;
-    if let Some(brokers) = &global.brokers {
-        config.kafka.brokers = brokers.clone();
-    }
-    config
-        .kafka
-        .options
-        .extend(global.kafka_option.iter().cloned());
-    if let Some(format) = global.log_format {
-        config.telemetry.log_format = match format {
-            LogFormatArg::Text => LogFormat::Text,
-            LogFormatArg::Json => LogFormat::Json,
-        };
-    }
-    if let Some(addr) = global.admin_listen {
-        config.telemetry.admin_listen = Some(addr);
-    }
-    Ok(config)
+/// One load: defaults, the file, the seed's variables, `TAPWIRE_*`, flags.
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let layers = Layers {
+        seed_variables: Config::seed_variables(),
+        flags: cli.overrides(),
+    };
+    Ok(tapwire_plumbing::config::load_layered(
+        cli.global.config.as_deref(),
+        &layers,
+    )?)
 }
 
 async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
@@ -110,15 +101,15 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
             commands::topics::tail(config, &args, shutdown).await
         }
         Command::Demo(args) => commands::demo::run(config, &args).await,
-        Command::Cef(args) => commands::cef::run(config, &args, shutdown).await,
-        Command::Enrich(args) => commands::enrich::run(config, &args, shutdown).await,
+        Command::Cef(_) => commands::cef::run(config, shutdown).await,
+        Command::Enrich(_) => commands::enrich::run(config, shutdown).await,
         Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,
-        Command::Policy(args) => commands::policy::run(config, &args, shutdown).await,
-        Command::Record(args) => commands::record::run(config, &args, shutdown).await,
+        Command::Policy(_) => commands::policy::run(config, shutdown).await,
+        Command::Record(_) => commands::record::run(config, shutdown).await,
         Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
         Command::Investigate(args) => commands::investigate::run(config, &args).await,
         Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
-        Command::Serve(args) => commands::aggregate::serve(config, &args, shutdown).await,
+        Command::Serve(_) => commands::aggregate::serve(config, shutdown).await,
         Command::Query(command) => commands::aggregate::query(config, &command).await,
         Command::Run(args) => commands::run::run(config, &args, shutdown).await,
         other => anyhow::bail!("{other:?} is handled before dispatch"),

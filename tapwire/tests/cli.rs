@@ -374,3 +374,66 @@ fn run_replays_a_capture_through_every_stage_into_files() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to capture"));
 }
+
+#[test]
+fn the_file_seed_variables_tapwire_variables_and_flags_are_layers_of_one_load() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(&config, "[capture]\nnode_name = \"from-file\"\n").expect("config");
+    let pcap = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../capture/tests/fixtures/loopback.pcap"
+    );
+    // The node name is in every CEF line (syslog host and cs2).
+    let node = |env: &[(&str, &str)], name: &str| {
+        let out = dir.path().join(format!("{name}.log"));
+        let mut cmd = tapwire();
+        cmd.env_remove("NODE_NAME")
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--pcap", pcap, "--cef-out"])
+            .arg(&out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let run = cmd.output().expect("run");
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let lines = std::fs::read_to_string(&out).expect("cef");
+        lines.lines().next().expect("a CEF line").to_owned()
+    };
+    assert!(node(&[], "file").contains("cs2=from-file "));
+    assert!(node(&[("NODE_NAME", "from-seed")], "seed").contains("cs2=from-seed "));
+    assert!(node(&[("NODE_NAME", "  ")], "empty").contains("cs2=from-file "));
+    let env = [
+        ("NODE_NAME", "from-seed"),
+        ("TAPWIRE_CAPTURE__NODE_NAME", "from-env"),
+    ];
+    assert!(node(&env, "env").contains("cs2=from-env "));
+
+    // A flag wins over everything; a bad value names its layer.
+    let out = tapwire()
+        .env("TAPWIRE_POLICY__RELOAD_CHECK_MS", "soon")
+        .args(["policy", "--policies", "x.yaml"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("policy.reload_check_ms") && stderr.contains("TAPWIRE_"),
+        "{stderr}"
+    );
+    let out = tapwire()
+        .env("TAPWIRE_POLICY__RELOAD_CHECK_MS", "soon")
+        .args(["policy", "--policies", "x.yaml", "--reload-check-ms", "0"])
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("policy.reload_check_ms: must be at least 1"),
+        "{stderr}"
+    );
+}

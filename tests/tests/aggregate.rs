@@ -21,7 +21,7 @@ async fn produce(sink: &KafkaSink, first: u64, count: u64, base_ns: i64) {
                 samples::header(node, "agg-test", i, base_ns + i as i64 * 1_000_000),
                 i % 30,
             );
-            v.event.l4.as_mut().expect("l4").kind = L4Kind::NetworkConnect;
+            v.event.body.as_l4_mut().expect("l4").kind = L4Kind::NetworkConnect;
             OutRecord::new(
                 topics::VERDICTS,
                 Some(node.as_bytes().to_vec()),

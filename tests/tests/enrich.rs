@@ -96,9 +96,11 @@ fn by_id(lines: &[String]) -> BTreeMap<String, Vec<Value>> {
     for line in lines {
         let v: Value = serde_json::from_str(line).expect("json line");
         let event = v["event"].clone();
-        let header = ["l4", "dns", "runtime"]
-            .iter()
-            .find_map(|k| event[*k].get("header").cloned())
+        // `body` holds one event, under its record name.
+        let header = event["body"]
+            .as_object()
+            .and_then(|body| body.values().next())
+            .and_then(|e| e.get("header").cloned())
             .expect("an enriched event with a header");
         let id = header["id"].as_str().expect("id").to_owned();
         out.entry(id).or_default().push(event);

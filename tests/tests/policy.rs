@@ -38,7 +38,7 @@ fn verdicts(lines: &[String]) -> (HashMap<String, (String, String)>, usize) {
     for line in lines {
         let v: Value = serde_json::from_str(line).expect("json");
         let e = &v["event"];
-        let id = e["event"]["l4"]["header"]["id"]
+        let id = e["event"]["body"]["L4Event"]["header"]["id"]
             .as_str()
             .expect("id")
             .to_owned();

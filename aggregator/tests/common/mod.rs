@@ -68,9 +68,7 @@ pub fn l4(kind: L4Kind, src: PeerContext, to: To<'_>, mode: Mode, ns: i64, seq: 
     };
     let mut v = samples::verdict(
         EnrichedEvent {
-            l4: Some(e),
-            dns: None,
-            runtime: None,
+            body: EventBody::L4(e),
             src,
             dst: to.peer,
         },
@@ -126,7 +124,7 @@ pub fn fixture(base_ns: i64) -> Fixture {
     };
     let mut seq = 0;
     let mut add = |v: Verdict, counted: Option<(&str, &str, &str)>| {
-        let ns = v.event.header().expect("header").timestamp_ns;
+        let ns = v.event.header().timestamp_ns;
         f.verdicts.push(v);
         if let Some((m, s, d)) = counted {
             let e = f
@@ -203,7 +201,7 @@ pub fn fixture(base_ns: i64) -> Fixture {
                 ns + 4,
                 seq,
             );
-            v.event.l4.as_mut().expect("l4").direction = Direction::Ingress;
+            v.event.body.as_l4_mut().expect("l4").direction = Direction::Ingress;
             add(v, Some(("other", "", "web-1 10.1.0.9:8080")));
             seq += 1;
             let v = l4(

@@ -70,16 +70,86 @@ impl PeerContext {
     }
 }
 
-/// A raw event with pod context (`enriched_event.avsc`). Exactly one of
-/// `l4`, `dns` and `runtime` is set.
+/// The event an [`EnrichedEvent`] carries: one variant per event family, so
+/// a new family is a compile error wherever bodies are matched.
+///
+/// In Avro the union `[L4Event, DnsEvent, RuntimeEvent]`, branches in
+/// variant order. serde_avro_fast picks a union branch by the variant name
+/// (the record's name) when writing and names the variant by the branch's
+/// full name when reading, hence `rename` and `alias`; other serde formats
+/// (JSON) see `{"L4Event": {...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EventBody {
+    /// A connection event.
+    #[serde(rename = "L4Event", alias = "io.tapwire.L4Event")]
+    L4(L4Event),
+    /// A DNS event.
+    #[serde(rename = "DnsEvent", alias = "io.tapwire.DnsEvent")]
+    Dns(DnsEvent),
+    /// A process or file event.
+    #[serde(rename = "RuntimeEvent", alias = "io.tapwire.RuntimeEvent")]
+    Runtime(RuntimeEvent),
+}
+
+impl EventBody {
+    /// The header of the event.
+    pub fn header(&self) -> &EventHeader {
+        match self {
+            EventBody::L4(e) => &e.header,
+            EventBody::Dns(e) => &e.header,
+            EventBody::Runtime(e) => &e.header,
+        }
+    }
+
+    /// The connection event, if that is what this is.
+    pub fn as_l4(&self) -> Option<&L4Event> {
+        match self {
+            EventBody::L4(e) => Some(e),
+            EventBody::Dns(_) | EventBody::Runtime(_) => None,
+        }
+    }
+
+    /// The connection event, mutably, if that is what this is.
+    pub fn as_l4_mut(&mut self) -> Option<&mut L4Event> {
+        match self {
+            EventBody::L4(e) => Some(e),
+            EventBody::Dns(_) | EventBody::Runtime(_) => None,
+        }
+    }
+
+    /// Id of the process the event is about (0 when unknown).
+    pub fn pid(&self) -> u32 {
+        match self {
+            EventBody::L4(e) => e.pid,
+            EventBody::Dns(e) => e.pid,
+            EventBody::Runtime(e) => e.pid,
+        }
+    }
+
+    /// Binary name (comm) of the process the event is about.
+    pub fn binary(&self) -> &str {
+        match self {
+            EventBody::L4(e) => &e.binary,
+            EventBody::Dns(e) => &e.binary,
+            EventBody::Runtime(e) => &e.binary,
+        }
+    }
+
+    /// Container id of that process, when known.
+    pub fn container_id(&self) -> Option<&str> {
+        match self {
+            EventBody::L4(e) => e.container_id.as_deref(),
+            EventBody::Dns(e) => e.container_id.as_deref(),
+            EventBody::Runtime(e) => e.container_id.as_deref(),
+        }
+    }
+}
+
+/// A raw event with pod context (`enriched_event.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnrichedEvent {
-    /// A connection event.
-    pub l4: Option<L4Event>,
-    /// A DNS event.
-    pub dns: Option<DnsEvent>,
-    /// A runtime event.
-    pub runtime: Option<RuntimeEvent>,
+    /// The event.
+    pub body: EventBody,
     /// The initiator or acting pod.
     pub src: PeerContext,
     /// The accepting side.
@@ -87,14 +157,9 @@ pub struct EnrichedEvent {
 }
 
 impl EnrichedEvent {
-    /// The header of the wrapped event, `None` if the record is malformed
-    /// (no event set).
-    pub fn header(&self) -> Option<&EventHeader> {
-        self.l4
-            .as_ref()
-            .map(|e| &e.header)
-            .or(self.dns.as_ref().map(|e| &e.header))
-            .or(self.runtime.as_ref().map(|e| &e.header))
+    /// The header of the wrapped event.
+    pub fn header(&self) -> &EventHeader {
+        self.body.header()
     }
 }
 

@@ -7,22 +7,8 @@ use tapwire_aggregator::sink;
 use tapwire_aggregator::{AggregateConfig, serve::parse_window};
 use tapwire_plumbing::shutdown::CancellationToken;
 
-use crate::cli::{
-    AggregateArgs, ClickHouseArgs, ModeArg, OutputFormat, QueryCommand, QueryConnectionsArgs,
-    ServeArgs,
-};
+use crate::cli::{AggregateArgs, ModeArg, OutputFormat, QueryCommand, QueryConnectionsArgs};
 use crate::config::Config;
-
-fn settings(config: &Config, args: &ClickHouseArgs) -> AggregateConfig {
-    let mut a = config.aggregate.clone();
-    if let Some(url) = &args.clickhouse_url {
-        a.clickhouse_url = url.clone();
-    }
-    if let Some(db) = &args.database {
-        a.database = db.clone();
-    }
-    a
-}
 
 fn client(a: &AggregateConfig) -> clickhouse::Client {
     sink::client(&a.clickhouse_url, &a.database, &a.user, &a.password)
@@ -34,11 +20,7 @@ pub async fn run(
     args: &AggregateArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut a = settings(config, &args.clickhouse);
-    if let Some(group) = &args.group {
-        a.group = group.clone();
-    }
-    a.validate()?;
+    let a = config.aggregate.clone();
     if args.migrate_only {
         sink::migrate(&a, &shutdown).await?;
         eprintln!("schema of {} up to date", a.database);
@@ -48,21 +30,13 @@ pub async fn run(
 }
 
 /// `tapwire serve`: until shutdown.
-pub async fn serve(
-    config: &Config,
-    args: &ServeArgs,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut a = settings(config, &args.clickhouse);
-    if let Some(listen) = &args.listen {
-        a.listen = listen.clone();
-    }
-    a.validate()?;
+pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let a = &config.aggregate;
     let addr = a.listen.parse().context("aggregate.listen")?;
     let stop = shutdown.clone();
     tapwire_aggregator::serve::serve(
         addr,
-        client(&a),
+        client(a),
         async move { stop.cancelled().await },
         |bound| {
             eprintln!(
@@ -80,9 +54,9 @@ pub async fn query(config: &Config, command: &QueryCommand) -> anyhow::Result<()
     match command {
         QueryCommand::Connections(args) => connections(config, args).await,
         QueryCommand::Sql(args) => {
-            let a = clickhouse_settings(config, &args.clickhouse)?;
+            let a = &config.aggregate;
             let sql = args.sql.replace("tapwire.", &format!("{}.", a.database));
-            for row in query::json_rows(&client(&a), &sql).await? {
+            for row in query::json_rows(&client(a), &sql).await? {
                 println!("{row}");
             }
             Ok(())
@@ -90,14 +64,8 @@ pub async fn query(config: &Config, command: &QueryCommand) -> anyhow::Result<()
     }
 }
 
-fn clickhouse_settings(config: &Config, args: &ClickHouseArgs) -> anyhow::Result<AggregateConfig> {
-    let a = settings(config, args);
-    a.validate()?;
-    Ok(a)
-}
-
 async fn connections(config: &Config, args: &QueryConnectionsArgs) -> anyhow::Result<()> {
-    let a = clickhouse_settings(config, &args.clickhouse)?;
+    let a = &config.aggregate;
     let window = parse_window(&args.window).map_err(anyhow::Error::msg)?;
     let until = args.until.unwrap_or_else(|| {
         std::time::SystemTime::now()
@@ -109,7 +77,7 @@ async fn connections(config: &Config, args: &QueryConnectionsArgs) -> anyhow::Re
         ModeArg::Enforce => "enforce",
         ModeArg::Other => "other",
     });
-    let view = query::connections_view(&client(&a), until, window, mode, args.limit)
+    let view = query::connections_view(&client(a), until, window, mode, args.limit)
         .await
         .with_context(|| format!("reading connections from {}", a.clickhouse_url))?;
     match args.format {

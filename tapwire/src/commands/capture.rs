@@ -17,29 +17,7 @@ pub async fn run(
     args: &CaptureArgs,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut cc = config.capture.clone();
-    if let Some(name) = &args.node_name {
-        cc.node_name = Some(name.clone());
-    }
-    if let Some(id) = &args.sensor_id {
-        cc.sensor_id = Some(id.clone());
-    }
-    if !args.interfaces.is_empty() {
-        cc.packets.interfaces = args.interfaces.clone();
-    }
-    if let Some(filter) = &args.capture_filter {
-        cc.packets.filter = Some(filter.clone());
-    }
-    if let Some(snaplen) = args.snaplen {
-        cc.packets.snaplen_bytes = snaplen;
-    }
-    if let Some(ms) = args.inventory_interval_ms {
-        cc.inventory.interval_ms = ms;
-    }
-    if args.no_derive {
-        cc.derive.enabled = false;
-    }
-    cc.validate()?;
+    let cc = config.capture.clone();
     let sources = (!args.sources.is_empty()).then(|| {
         args.sources
             .iter()

@@ -7,23 +7,13 @@ use tapwire_plumbing::bus::kafka::KafkaSink;
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_schemas::topics;
 
-use crate::cli::{EnrichArgs, K8sWatchArgs};
+use crate::cli::K8sWatchArgs;
 use crate::config::Config;
 
-/// Loads the pod metadata, then enriches until shutdown.
-pub async fn run(
-    config: &Config,
-    args: &EnrichArgs,
-    shutdown: CancellationToken,
-) -> anyhow::Result<()> {
-    let mut enrich = config.enrich.clone();
-    if let Some(group) = &args.group {
-        enrich.group = group.clone();
-    }
-    if let Some(ms) = args.metadata_wait_ms {
-        enrich.metadata_wait_ms = ms;
-    }
-    super::stage_alone(config, enrich, shutdown).await
+/// Loads the pod metadata, then enriches until shutdown (`[enrich]`, its
+/// flags applied at load).
+pub async fn run(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    super::stage_alone(config, config.enrich.clone(), shutdown).await
 }
 
 /// Publishes pod metadata from the Kubernetes API until shutdown.

@@ -39,19 +39,11 @@ pub async fn run(config: &Config, args: &InvestigateArgs) -> anyhow::Result<()> 
     let mut _scratch = None;
     let (store, prefix) = match Location::parse(&args.location)? {
         Location::S3 { bucket, prefix } => {
+            // [record] with its seed variables and the S3 flags applied at
+            // load; the bucket is the location's.
             let mut rc = config.record.clone();
-            rc.apply_env(|k| std::env::var(k).ok());
             rc.bucket = Some(bucket);
             rc.directory = None;
-            if let Some(endpoint) = &args.endpoint {
-                rc.endpoint = Some(endpoint.clone());
-            }
-            if let Some(region) = &args.region {
-                rc.region = Some(region.clone());
-            }
-            if args.path_style {
-                rc.path_style = true;
-            }
             let settings = rc.s3_settings().context("no bucket")?;
             (Store::S3(S3Store::connect(&settings).await), prefix)
         }

@@ -51,19 +51,9 @@ pub fn check(files: &[PathBuf]) -> ExitCode {
 /// Runs the policy stage until shutdown.
 pub async fn run(
     config: &crate::config::Config,
-    args: &crate::cli::PolicyArgs,
     shutdown: tapwire_plumbing::shutdown::CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut policy = config.policy.clone();
-    if !args.policies.is_empty() {
-        policy.files = args.policies.clone();
-    }
-    if let Some(group) = &args.group {
-        policy.group = group.clone();
-    }
-    if let Some(ms) = args.reload_check_ms {
-        policy.reload_check_ms = ms;
-    }
+    let policy = config.policy.clone();
     if policy.files.is_empty() {
         anyhow::bail!(
             "name the policy files with --policies FILE or policy.files \

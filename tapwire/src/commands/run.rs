@@ -323,13 +323,15 @@ pub async fn run(
         Some(p) if p == std::path::Path::new("-") => CefOut::Stdout,
         Some(p) => CefOut::File(p.to_path_buf()),
     };
+    // --kfl, else the configured queries (RECORDING_KFL among them), else
+    // HTTP and DNS.
     let record = args.record_dir.as_ref().map(|dir| {
-        let query = args
-            .kfl
-            .clone()
-            .or_else(|| std::env::var("RECORDING_KFL").ok())
-            .unwrap_or_else(|| "http or dns".to_owned());
-        (dir.clone(), BTreeMap::from([("run".to_owned(), query)]))
+        let queries = match &args.kfl {
+            Some(query) => BTreeMap::from([("run".to_owned(), query.clone())]),
+            None if config.record.recording_on() => config.record.queries.clone(),
+            None => BTreeMap::from([("run".to_owned(), "http or dns".to_owned())]),
+        };
+        (dir.clone(), queries)
     });
     let report = pipeline(
         config,
