@@ -501,14 +501,10 @@ mod tests {
     fn records_of_every_kind_apply() {
         let mut index = OwnerIndex::new(100, 16);
         index.apply_record(ClusterRecord::Pod(pod("a", "10.1.0.7", 0, None)));
-        index.apply_record(ClusterRecord::Node(NodeMetadata {
-            header: samples::header("node-b", "w", 0, 0),
-            uid: "n".into(),
-            name: "node-b".into(),
-            addresses: vec!["10.0.0.2".parse().expect("ip")],
-            labels: Default::default(),
-            end_ns: None,
-        }));
+        index.apply_record(ClusterRecord::Node(samples::node(
+            "node-b",
+            "10.0.0.2".parse().expect("ip"),
+        )));
         assert_eq!(name(index.owner("10.1.0.7".parse().expect("ip"), 5)), "a");
         assert_eq!(
             index.owner("10.0.0.2".parse().expect("ip"), 5),

@@ -119,25 +119,8 @@ mod tests {
             "shop",
             "10.1.0.7".parse().expect("ip"),
         );
-        let node = NodeMetadata {
-            header: samples::header("node-a", "w", 0, 0),
-            uid: "node-uid".into(),
-            name: "node-a".into(),
-            addresses: vec!["192.168.10.11".parse().expect("ip")],
-            labels: Default::default(),
-            end_ns: None,
-        };
-        let service = ServiceMetadata {
-            header: samples::header("", "w", 0, 0),
-            uid: "svc-uid".into(),
-            name: "kube-dns".into(),
-            namespace: "kube-system".into(),
-            cluster_ips: vec!["10.96.0.10".parse().expect("ip")],
-            ports: vec![53],
-            selector: Default::default(),
-            start_ns: Some(0),
-            end_ns: None,
-        };
+        let node = samples::node("node-a", "192.168.10.11".parse().expect("ip"));
+        let service = samples::kube_dns();
         vec![pod.into(), node.into(), service.into()]
     }
 

@@ -445,7 +445,6 @@ fn pod_peer(pod: &PodMetadata, container: Option<&Container>) -> PeerContext {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tapwire_schemas::events::NodeMetadata;
     use tapwire_schemas::{Ip, samples};
 
     fn enricher() -> Enricher {
@@ -551,25 +550,11 @@ mod tests {
     #[test]
     fn node_records_name_the_host_and_service_records_the_service() {
         let mut enricher = enricher();
-        enricher.apply(ClusterRecord::Node(NodeMetadata {
-            header: samples::header("node-b", "w", 0, 0),
-            uid: "n".into(),
-            name: "node-b".into(),
-            addresses: vec!["10.0.0.2".parse().expect("ip")],
-            labels: Default::default(),
-            end_ns: None,
-        }));
-        enricher.apply(ClusterRecord::Service(ServiceMetadata {
-            header: samples::header("", "w", 0, 0),
-            uid: "s".into(),
-            name: "kube-dns".into(),
-            namespace: "kube-system".into(),
-            cluster_ips: vec!["10.96.0.10".parse().expect("ip")],
-            ports: vec![53],
-            selector: Default::default(),
-            start_ns: Some(0),
-            end_ns: None,
-        }));
+        enricher.apply(ClusterRecord::Node(samples::node(
+            "node-b",
+            "10.0.0.2".parse().expect("ip"),
+        )));
+        enricher.apply(ClusterRecord::Service(samples::kube_dns()));
         let out = enricher
             .enrich(conn("10.0.0.2", "10.96.0.10"), false)
             .expect("no wait");

@@ -123,6 +123,34 @@ pub fn pod(header: EventHeader, name: &str, namespace: &str, ip: IpAddr) -> PodM
     }
 }
 
+/// Node `name` with the address `ip` (uid `NAME-uid`).
+pub fn node(name: &str, ip: IpAddr) -> NodeMetadata {
+    NodeMetadata {
+        header: header(name, "watch", 0, 0),
+        uid: format!("{name}-uid"),
+        name: name.to_owned(),
+        addresses: vec![Ip(ip)],
+        labels: BTreeMap::new(),
+        end_ns: None,
+    }
+}
+
+/// The cluster DNS Service `kube-system/kube-dns` at `10.96.0.10:53` (uid
+/// `kube-dns-uid`), existing since time 0.
+pub fn kube_dns() -> ServiceMetadata {
+    ServiceMetadata {
+        header: header("", "watch", 0, 0),
+        uid: "kube-dns-uid".to_owned(),
+        name: "kube-dns".to_owned(),
+        namespace: "kube-system".to_owned(),
+        cluster_ips: vec![Ip(IpAddr::from([10, 96, 0, 10]))],
+        ports: vec![53],
+        selector: BTreeMap::new(),
+        start_ns: Some(0),
+        end_ns: None,
+    }
+}
+
 /// A pod context for `pod` in `namespace`.
 pub fn pod_peer(pod: &str, namespace: &str) -> PeerContext {
     PeerContext {

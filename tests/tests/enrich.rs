@@ -277,27 +277,10 @@ async fn a_restarted_enricher_rebuilds_its_state_and_enriches_like_the_first() {
     bus.pods(&pods).await;
     // A node and a Service: the node's address is a named host, the
     // Service's cluster IP (the DNS resolver) a service.
-    let node = NodeMetadata {
-        header: samples::header("node-b", "watch", 0, 0),
-        uid: "node-b-uid".into(),
-        name: "node-b".into(),
-        addresses: vec!["192.168.10.12".parse().expect("ip")],
-        labels: Default::default(),
-        end_ns: None,
-    };
+    let node = samples::node("node-b", "192.168.10.12".parse().expect("ip"));
     bus.send(topics::PODS, &node.uid, std::slice::from_ref(&node))
         .await;
-    let service = ServiceMetadata {
-        header: samples::header("", "watch", 0, 0),
-        uid: "kube-dns-uid".into(),
-        name: "kube-dns".into(),
-        namespace: "kube-system".into(),
-        cluster_ips: vec!["10.96.0.10".parse().expect("ip")],
-        ports: vec![53],
-        selector: Default::default(),
-        start_ns: Some(0),
-        end_ns: None,
-    };
+    let service = samples::kube_dns();
     bus.send(topics::PODS, &service.uid, std::slice::from_ref(&service))
         .await;
     bus.send(topics::L4_RAW, "node-a", &dns).await;
