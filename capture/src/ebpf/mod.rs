@@ -72,16 +72,20 @@ pub enum EbpfError {
 /// ids there).
 pub fn ensure_tracefs() -> Result<(), EbpfError> {
     let dir = std::path::Path::new("/sys/kernel/tracing");
-    if dir.join("events").is_dir()
-        || std::path::Path::new("/sys/kernel/debug/tracing/events").is_dir()
-    {
+    let mounted = || {
+        dir.join("events").is_dir()
+            || std::path::Path::new("/sys/kernel/debug/tracing/events").is_dir()
+    };
+    if mounted() {
         return Ok(());
     }
     let out = std::process::Command::new("mount")
         .args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"])
         .output()
         .map_err(|e| EbpfError::Tracefs(e.to_string()))?;
-    if out.status.success() {
+    // Another agent starting at the same moment may have mounted it first
+    // ("already mounted"): what counts is that it is there now.
+    if out.status.success() || mounted() {
         Ok(())
     } else {
         Err(EbpfError::Tracefs(
