@@ -100,7 +100,8 @@ pub struct Follower {
     pub records: mpsc::Receiver<Message>,
     /// Resolves with the number of records read once every partition reached
     /// the end it had when following began: the state is rebuilt. Dropped
-    /// without a value if the follower failed first (see [`Follower::failure`]).
+    /// without a value if the follower failed first ([`Follower::load`] then
+    /// returns why).
     pub loaded: oneshot::Receiver<u64>,
     task: tokio::task::JoinHandle<Result<(), BusError>>,
 }
