@@ -1,11 +1,20 @@
 //! Rows of the ClickHouse tables (field order = column order; RowBinary)
 //! and how events become rows.
 //!
-//! Which events count as connections (`connection_counts`): every
-//! `network_connect`, and a `network_accept` whose source is not a pod of the
-//! cluster (external, host, unresolved): a connection between two pods is
-//! seen by both sides' sensors, and counting only the connect keeps it one
-//! connection. Flows (`network_flow`) end connections already counted.
+//! Which events count as connections (`connection_counts`): one event per
+//! connection, whoever saw it. A connection whose source is a pod or a host
+//! (or an address in the pod ranges whose owner is not known yet) is counted
+//! from its `network_connect` (the sensor on the source's node sees it); one
+//! whose source is outside the cluster from its `network_accept`, the only
+//! side a sensor sees. The other side's event of
+//! the same connection (a pod's or a probing host's connect accepted by a
+//! pod, packets showing both ends) is not counted again. Flows
+//! (`network_flow`) end connections already counted.
+//!
+//! Its mode (the tab) is the most severe of the source's egress and the
+//! destination's ingress decisions, whichever side saw it
+//! (`Verdict::connection_mode`): an enforce violation, then an audit
+//! violation, then an enforce allow, an audit allow, and other.
 
 use std::collections::HashMap;
 
@@ -101,9 +110,13 @@ pub(crate) fn workload(p: &PeerContext) -> &str {
 
 /// Whether an L4 event counts as a connection (see the module doc).
 pub fn counts_as_connection(l4: &L4Event, src: &PeerContext) -> bool {
+    let seen_from_inside = matches!(
+        src.kind,
+        PeerKind::Pod | PeerKind::Host | PeerKind::Unresolved
+    );
     match l4.kind {
-        L4Kind::NetworkConnect => true,
-        L4Kind::NetworkAccept => src.kind != PeerKind::Pod,
+        L4Kind::NetworkConnect => seen_from_inside,
+        L4Kind::NetworkAccept => !seen_from_inside,
         L4Kind::NetworkListen | L4Kind::NetworkFlow => false,
     }
 }
@@ -144,10 +157,11 @@ impl Counts {
         } else {
             0
         };
+        let mode = v.connection_mode();
         let mut h = Xxh3::new();
         h.update(&partition.to_le_bytes());
         h.update(&minute.to_le_bytes());
-        for text in [v.mode.as_str(), l4.protocol.as_str(), e.src.kind.as_str()] {
+        for text in [mode.as_str(), l4.protocol.as_str(), e.src.kind.as_str()] {
             feed(&mut h, text);
         }
         for p in [&e.src, &e.dst] {
@@ -164,7 +178,7 @@ impl Counts {
             first_ns: ns,
             row: CountRow {
                 minute,
-                mode: v.mode.as_str().to_owned(),
+                mode: mode.as_str().to_owned(),
                 protocol: l4.protocol.as_str().to_owned(),
                 src_kind: e.src.kind.as_str().to_owned(),
                 src_namespace: s(&e.src.namespace),

@@ -194,6 +194,7 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
                     signature_id: sig.id.to_owned(),
                     severity: sig.severity,
                     outcome: Outcome::Allowed,
+                    sides: Vec::new(),
                 });
             }
             Ok(other) => rejections.push(Rejection::wrong_schema(

@@ -25,7 +25,7 @@ use ipnet::IpNet;
 use tapwire_kfl::Filter;
 use tapwire_schemas::events::{
     Direction, EnrichedEvent, EventBody, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol,
-    RuntimeEvent, RuntimeKind, Verdict,
+    RuntimeEvent, RuntimeKind, Side, SideDecision, Verdict,
 };
 use tapwire_schemas::kfl::EventEntry;
 use tapwire_schemas::signature::{EventKind, signature};
@@ -500,48 +500,47 @@ impl PolicySet {
 
     /// The verdict for `event`.
     pub fn judge(&self, event: EnrichedEvent) -> Verdict {
-        // Only policies whose selector can match the local pod's namespace
-        // are asked; the lower index (earlier name) wins a tie in rank.
-        let local = match &event.body {
+        // The event is judged from the side that saw it (the connect from the
+        // source's egress policies, the accept from the destination's
+        // ingress policies): that decides its mode, outcome and CEF.
+        let own = match &event.body {
             EventBody::L4(l4) if l4.direction != Direction::Egress => &event.dst,
             EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => &event.src,
         };
-        let scoped = local
-            .namespace
-            .as_deref()
-            .and_then(|ns| self.by_namespace.get(ns))
-            .map_or(&[][..], Vec::as_slice);
-        let mut best: Option<(usize, Decision<'_>)> = None;
-        for &i in scoped.iter().chain(&self.any_namespace) {
-            if let Some(d) = decide(&self.policies[i], &event)
-                && best
-                    .as_ref()
-                    .is_none_or(|(j, b)| d.rank() > b.rank() || (d.rank() == b.rank() && i < *j))
-            {
-                best = Some((i, d));
+        let best = self.best(own, |p| decide(p, &event));
+        // A connection also gets the other side's decision, so that it is
+        // counted under the most severe of the two (`Verdict::sides`).
+        let sides = match &event.body {
+            EventBody::L4(l4) if l4.direction != Direction::None => {
+                let other = match l4.direction {
+                    Direction::Egress => Direction::Ingress,
+                    _ => Direction::Egress,
+                };
+                let other_peer = match other {
+                    Direction::Egress => &event.src,
+                    _ => &event.dst,
+                };
+                let theirs = self.best(other_peer, |p| {
+                    (p.kind == Kind::NetworkPolicy)
+                        .then(|| network(p, &event, l4, other))
+                        .flatten()
+                });
+                [(l4.direction, best.as_ref()), (other, theirs.as_ref())]
+                    .into_iter()
+                    .filter_map(|(direction, d)| d.map(|d| d.side(direction)))
+                    .collect()
             }
-        }
-        let best = best.map(|(_, d)| d);
+            EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => Vec::new(),
+        };
         let kind = EventKind::of(&event);
-        let (mode, outcome, policy, rule) = match best {
+        let (mode, outcome, policy, rule) = match &best {
             None => (Mode::Other, Outcome::Allowed, None, None),
-            Some(d) => {
-                let mode = match d.policy.mode {
-                    PolicyMode::Audit => Mode::Audit,
-                    PolicyMode::Enforce => Mode::Enforce,
-                };
-                let outcome = match (d.violation, d.policy.mode) {
-                    (false, _) => Outcome::Allowed,
-                    (true, PolicyMode::Audit) => Outcome::Audited,
-                    (true, PolicyMode::Enforce) => Outcome::Blocked,
-                };
-                (
-                    mode,
-                    outcome,
-                    Some(d.policy.name.clone()),
-                    d.rule.map(str::to_owned),
-                )
-            }
+            Some(d) => (
+                d.mode(),
+                d.outcome(),
+                Some(d.policy.name.clone()),
+                d.rule.map(str::to_owned),
+            ),
         };
         let sig = signature(kind, outcome);
         Verdict {
@@ -552,7 +551,34 @@ impl PolicySet {
             signature_id: sig.id.to_owned(),
             severity: sig.severity,
             outcome,
+            sides,
         }
+    }
+
+    /// The highest-ranked decision of the policies that can cover `local`
+    /// (scoped by its namespace, plus those for any namespace); the lower
+    /// index (earlier name) wins a tie in rank.
+    fn best<'p>(
+        &'p self,
+        local: &PeerContext,
+        decide: impl Fn(&'p Policy) -> Option<Decision<'p>>,
+    ) -> Option<Decision<'p>> {
+        let scoped = local
+            .namespace
+            .as_deref()
+            .and_then(|ns| self.by_namespace.get(ns))
+            .map_or(&[][..], Vec::as_slice);
+        let mut best: Option<(usize, Decision<'_>)> = None;
+        for &i in scoped.iter().chain(&self.any_namespace) {
+            if let Some(d) = decide(&self.policies[i])
+                && best
+                    .as_ref()
+                    .is_none_or(|(j, b)| d.rank() > b.rank() || (d.rank() == b.rank() && i < *j))
+            {
+                best = Some((i, d));
+            }
+        }
+        best.map(|(_, d)| d)
     }
 }
 
@@ -564,6 +590,35 @@ struct Decision<'p> {
 }
 
 impl Decision<'_> {
+    fn mode(&self) -> Mode {
+        match self.policy.mode {
+            PolicyMode::Audit => Mode::Audit,
+            PolicyMode::Enforce => Mode::Enforce,
+        }
+    }
+
+    fn outcome(&self) -> Outcome {
+        match (self.violation, self.policy.mode) {
+            (false, _) => Outcome::Allowed,
+            (true, PolicyMode::Audit) => Outcome::Audited,
+            (true, PolicyMode::Enforce) => Outcome::Blocked,
+        }
+    }
+
+    /// This decision as the `direction` side of a connection.
+    fn side(&self, direction: Direction) -> SideDecision {
+        SideDecision {
+            side: match direction {
+                Direction::Ingress => Side::Ingress,
+                Direction::Egress | Direction::None => Side::Egress,
+            },
+            mode: self.mode(),
+            outcome: self.outcome(),
+            policy: Some(self.policy.name.clone()),
+            rule: self.rule.map(str::to_owned),
+        }
+    }
+
     /// Higher decides: violations over allows, enforce over audit, then
     /// the more specific rule; the earlier policy name wins ties.
     fn rank(&self) -> (bool, bool, u32) {
@@ -590,7 +645,7 @@ where
 fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
     match &e.body {
         EventBody::L4(l4) => (policy.kind == Kind::NetworkPolicy)
-            .then(|| network(policy, e, l4))
+            .then(|| network(policy, e, l4, l4.direction))
             .flatten(),
         EventBody::Dns(_) => (policy.kind == Kind::NetworkPolicy
             && policy.selector.matches(&e.src))
@@ -650,8 +705,15 @@ fn runtime<'p>(policy: &'p Policy, e: &EnrichedEvent, rt: &RuntimeEvent) -> Opti
     })
 }
 
-fn network<'p>(policy: &'p Policy, e: &EnrichedEvent, l4: &L4Event) -> Option<Decision<'p>> {
-    let (local, remote, remote_ip, rules) = match l4.direction {
+/// `policy`'s decision about the `direction` side of the connection `l4`
+/// (egress: the source's policies; ingress: the destination's).
+fn network<'p>(
+    policy: &'p Policy,
+    e: &EnrichedEvent,
+    l4: &L4Event,
+    direction: Direction,
+) -> Option<Decision<'p>> {
+    let (local, remote, remote_ip, rules) = match direction {
         Direction::Egress => (&e.src, &e.dst, l4.dst.ip.0, &policy.egress),
         Direction::Ingress => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
         Direction::None => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
@@ -659,7 +721,7 @@ fn network<'p>(policy: &'p Policy, e: &EnrichedEvent, l4: &L4Event) -> Option<De
     if !policy.selector.matches(local) {
         return None;
     }
-    if l4.direction == Direction::None {
+    if direction == Direction::None {
         return Some(Decision {
             policy,
             rule: None,

@@ -176,6 +176,11 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         3,
         include_str!("../avro/history/Verdict.v3.avsc"),
     ),
+    (
+        SchemaKind::Verdict,
+        4,
+        include_str!("../avro/history/Verdict.v4.avsc"),
+    ),
 ];
 
 /// One known writer schema.

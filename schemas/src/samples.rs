@@ -185,6 +185,7 @@ pub fn verdict(event: EnrichedEvent, mode: Mode, outcome: Outcome) -> Verdict {
         signature_id: sig.id.to_owned(),
         severity: sig.severity,
         outcome,
+        sides: Vec::new(),
     }
 }
 

@@ -84,6 +84,13 @@ fn every_record() -> Vec<AnyEvent> {
             signature_id: "FNT-004".into(),
             severity: 7,
             outcome: Outcome::Blocked,
+            sides: vec![SideDecision {
+                side: Side::Ingress,
+                mode: Mode::Audit,
+                outcome: Outcome::Audited,
+                policy: Some("shop/audit".into()),
+                rule: None,
+            }],
         }),
         AnyEvent::LossRecord(LossRecord {
             header: hdr(9),
@@ -513,7 +520,7 @@ fn enriched_events_and_verdicts_of_the_old_layout_decode() {
             AnyEvent::Verdict(verdict),
         ] {
             let kind = record.kind();
-            assert_eq!(registry().current(kind).version, 4, "{kind}");
+            assert!(registry().current(kind).version >= 4, "{kind}");
             let v3 = encode_old(&record, 3);
             assert_eq!(
                 decode_any(&v3).unwrap_or_else(|e| panic!("{kind} v3: {e}")),
@@ -642,4 +649,29 @@ fn snapshot_current_schemas_into_history() {
         std::fs::write(format!("{dir}/{name}.v{}.avsc", entry.version), text + "\n")
             .expect("write");
     }
+}
+
+/// Verdict v5 added the connection's side decisions (default: none): a v4
+/// verdict on the topic during an upgrade decodes with no sides.
+#[test]
+fn a_verdict_of_v4_decodes_without_side_decisions() {
+    let mut verdict = samples::flow_verdict(hdr(21), 21);
+    verdict.sides.clear();
+    let current = registry().current(SchemaKind::Verdict);
+    assert_eq!(current.version, 5);
+    let v4 = registry().version(SchemaKind::Verdict, 4).expect("v4 kept");
+    let bytes = encode(&verdict).expect("encode");
+    let value =
+        apache_avro::from_avro_datum(&current.apache, &mut &bytes[HEADER_LEN..], Some(&v4.apache))
+            .expect("v5 resolves down to v4");
+    let mut old = Vec::new();
+    apache_avro::GenericSingleObjectWriter::new_with_capacity(&v4.apache, 1024)
+        .expect("writer")
+        .write_value(value, &mut old)
+        .expect("apache-avro writes v4");
+    assert_eq!(old[2..HEADER_LEN], v4.fingerprint);
+    assert_eq!(
+        decode_any(&old).expect("a v4 verdict decodes"),
+        AnyEvent::Verdict(verdict)
+    );
 }

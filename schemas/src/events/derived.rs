@@ -187,6 +187,45 @@ pub enum Outcome {
     Blocked,
 }
 
+/// Which side of a connection a decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    /// The source's egress policies.
+    Egress,
+    /// The destination's ingress policies.
+    Ingress,
+}
+
+/// One side's policy decision about a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SideDecision {
+    /// Egress (the source's policies) or ingress (the destination's).
+    pub side: Side,
+    /// The mode of the deciding policy.
+    pub mode: Mode,
+    /// Allowed, audited or blocked.
+    pub outcome: Outcome,
+    /// namespace/name of the deciding policy.
+    pub policy: Option<String>,
+    /// Name of the deciding rule.
+    pub rule: Option<String>,
+}
+
+impl SideDecision {
+    /// How severe: an enforce violation, an audit violation, an enforce
+    /// allow, an audit allow (higher is more severe); "other" is below all.
+    pub fn severity_rank(&self) -> u8 {
+        match (self.outcome, self.mode) {
+            (Outcome::Blocked, _) => 4,
+            (Outcome::Audited, _) => 3,
+            (Outcome::Allowed, Mode::Enforce) => 2,
+            (Outcome::Allowed, Mode::Audit) => 1,
+            (Outcome::Allowed, Mode::Other) => 0,
+        }
+    }
+}
+
 /// The decision for one enriched event (`verdict.avsc`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Verdict {
@@ -204,4 +243,22 @@ pub struct Verdict {
     pub severity: i32,
     /// Allowed, audited or blocked.
     pub outcome: Outcome,
+    /// For a connection: the decision of each side a policy covers (the
+    /// source's egress, the destination's ingress), whichever side saw the
+    /// event. Empty for other events, and in verdicts written before v5.
+    #[serde(default)]
+    pub sides: Vec<SideDecision>,
+}
+
+impl Verdict {
+    /// The connection's mode (the tab it belongs in): the most severe of
+    /// its sides' decisions (an enforce violation, then an audit
+    /// violation, then an enforce allow, then an audit allow), else the
+    /// verdict's own mode.
+    pub fn connection_mode(&self) -> Mode {
+        self.sides
+            .iter()
+            .max_by_key(|s| s.severity_rank())
+            .map_or(self.mode, |s| s.mode)
+    }
 }

@@ -8,7 +8,9 @@ mod runtime;
 
 use serde::{Deserialize, Serialize};
 
-pub use derived::{EnrichedEvent, EventBody, Mode, Outcome, PeerContext, PeerKind, Verdict};
+pub use derived::{
+    EnrichedEvent, EventBody, Mode, Outcome, PeerContext, PeerKind, Side, SideDecision, Verdict,
+};
 pub use network::{
     Direction, DnsEvent, DnsKind, Endpoint, EventHeaderView, FinalState, InventorySnapshot,
     L4Event, L4EventView, L4Kind, PacketRecord, Protocol, Socket,

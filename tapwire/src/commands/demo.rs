@@ -303,10 +303,17 @@ fn check(report: &RunReport, requests: u64) -> anyhow::Result<()> {
             requests.div_ceil(5),
             "api-0 -> db-0 in Audit",
         ),
+        // No egress policy covers tool-0 (namespace dev); db-0's ingress
+        // (audit, from shop only) decides the connection's tab.
         (
-            tab(&v.other, "tool-0", "db-0"),
+            tab(&v.audit, "tool-0", "db-0"),
             requests.div_ceil(50),
-            "tool-0 -> db-0 in Other",
+            "tool-0 -> db-0 in Audit (db-0's ingress policy)",
+        ),
+        (
+            v.other.iter().map(|r| r.connections).sum::<u64>(),
+            0,
+            "connections in Other",
         ),
         (report.dead_letters.len() as u64, 3, "dead letters"),
     ]
