@@ -12,7 +12,7 @@ use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_schemas::events::Verdict;
 use tapwire_schemas::{AnyEvent, decode_any, topics};
 
-use crate::query::{Connection, ConnectionsView, Edge};
+use crate::query::{Connection, ConnectionsView, Edge, TabTotals};
 use crate::rows::{CountRow, Counts};
 
 /// Connection counts since start.
@@ -78,6 +78,17 @@ impl MemoryConnections {
                     (&a.src_pod, &a.dst_ip, a.dst_port).cmp(&(&b.src_pod, &b.dst_ip, b.dst_port))
                 })
         });
+        let mut totals = TabTotals::default();
+        let mut row_counts = TabTotals::default();
+        for r in &rows {
+            let (total, count) = match r.mode.as_str() {
+                "audit" => (&mut totals.audit, &mut row_counts.audit),
+                "enforce" => (&mut totals.enforce, &mut row_counts.enforce),
+                _ => (&mut totals.other, &mut row_counts.other),
+            };
+            *total += r.connections;
+            *count += 1;
+        }
         let tab = |m: &str| -> Vec<Connection> {
             rows.iter()
                 .filter(|r| r.mode == m)
@@ -133,6 +144,8 @@ impl MemoryConnections {
         ConnectionsView {
             from_s: counted.iter().map(|r| r.first_seen).min().unwrap_or(0),
             until_s: counted.iter().map(|r| r.last_seen).max().unwrap_or(0),
+            totals,
+            rows: row_counts,
             audit: tab("audit"),
             enforce: tab("enforce"),
             other: tab("other"),

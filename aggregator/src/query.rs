@@ -109,6 +109,28 @@ pub struct Edge {
     pub last_seen_ns: i64,
 }
 
+/// Connections per tab over the whole window, whatever the row limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Row, Serialize, Deserialize)]
+pub struct TabTotals {
+    /// Audit-mode connections.
+    pub audit: u64,
+    /// Enforce-mode connections.
+    pub enforce: u64,
+    /// Other connections.
+    pub other: u64,
+}
+
+impl TabTotals {
+    /// The total of `mode`'s tab.
+    pub fn of(&self, mode: &str) -> u64 {
+        match mode {
+            "audit" => self.audit,
+            "enforce" => self.enforce,
+            _ => self.other,
+        }
+    }
+}
+
 /// The network connections view of a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionsView {
@@ -116,6 +138,11 @@ pub struct ConnectionsView {
     pub from_s: u32,
     /// Window end (epoch seconds).
     pub until_s: u32,
+    /// Connections per tab in the window: the numbers next to the tab names,
+    /// counted over every row, also those a limit leaves out.
+    pub totals: TabTotals,
+    /// Rows per tab in the window (a tab shows at most the limit).
+    pub rows: TabTotals,
     /// Audit-mode connections.
     pub audit: Vec<Connection>,
     /// Enforce-mode connections.
@@ -149,9 +176,43 @@ pub async fn connections_view(
         )));
     }
     let (from, until) = window(until_s, window_s);
+    #[derive(Row, Deserialize)]
+    struct Tabs {
+        audit: u64,
+        enforce: u64,
+        other: u64,
+        audit_rows: u64,
+        enforce_rows: u64,
+        other_rows: u64,
+    }
+    let tabs: Tabs = client
+        .query(
+            "SELECT sumIf(n, mode = 'audit') AS audit, sumIf(n, mode = 'enforce') AS enforce,
+                sumIf(n, mode = 'other') AS other, countIf(mode = 'audit') AS audit_rows,
+                countIf(mode = 'enforce') AS enforce_rows, countIf(mode = 'other') AS other_rows
+             FROM (SELECT mode, sum(connections) AS n
+                   FROM connection_counts
+                   WHERE minute >= toDateTime(?) AND minute <= toDateTime(?)
+                   GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod,
+                      src_ip, dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port)",
+        )
+        .bind(from)
+        .bind(until)
+        .fetch_one()
+        .await?;
     let mut view = ConnectionsView {
         from_s: from,
         until_s: until,
+        totals: TabTotals {
+            audit: tabs.audit,
+            enforce: tabs.enforce,
+            other: tabs.other,
+        },
+        rows: TabTotals {
+            audit: tabs.audit_rows,
+            enforce: tabs.enforce_rows,
+            other: tabs.other_rows,
+        },
         audit: Vec::new(),
         enforce: Vec::new(),
         other: Vec::new(),

@@ -222,6 +222,29 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
         tabs(5 + 1, 3 + 1 + 1 + 1, 1)
     );
 
+    assert_eq!(
+        view.totals,
+        query::TabTotals {
+            audit: 6,
+            enforce: 6,
+            other: 1
+        }
+    );
+    // The numbers next to the tabs count the whole window, not the rows shown.
+    let cut = query::connections_view(&c, until, 3600, None, 1)
+        .await
+        .expect("view");
+    assert_eq!((cut.audit.len(), cut.enforce.len()), (1, 1));
+    assert_eq!(cut.totals, view.totals);
+    assert_eq!(
+        (cut.rows.audit, cut.rows.enforce, cut.rows.other),
+        (
+            view.audit.len() as u64,
+            view.enforce.len() as u64,
+            view.other.len() as u64
+        )
+    );
+
     // In memory (`tapwire run`), the same numbers.
     let mut memory = MemoryConnections::default();
     for v in &verdicts {
@@ -234,4 +257,12 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
             .or_default() += row.connections;
     }
     assert_eq!(got, want, "in memory");
+    assert_eq!(
+        memory.view(1).totals,
+        query::TabTotals {
+            audit: 6,
+            enforce: 6,
+            other: 1
+        }
+    );
 }

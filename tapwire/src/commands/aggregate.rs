@@ -111,8 +111,8 @@ pub fn table(view: &ConnectionsView, only: Option<&str>) -> String {
         if only.is_some_and(|m| m != mode) {
             continue;
         }
-        let total: u64 = rows.iter().map(|r| r.connections).sum();
-        out.push_str(&format!("\n{title} ({total})\n"));
+        // The tab's number counts the whole window, also rows the limit cut.
+        out.push_str(&format!("\n{title} ({})\n", view.totals.of(mode)));
         let mut lines = vec![[
             "SOURCE".to_owned(),
             "PROTOCOL".to_owned(),
@@ -134,6 +134,10 @@ pub fn table(view: &ConnectionsView, only: Option<&str>) -> String {
             continue;
         }
         out.push_str(&align(&lines));
+        let cut = view.rows.of(mode).saturating_sub(rows.len() as u64);
+        if cut > 0 {
+            out.push_str(&format!("  ... {cut} more rows not shown\n"));
+        }
     }
     if only.is_none() && !view.edges.is_empty() {
         out.push_str("\nEdges (connections per mode)\n");
@@ -185,4 +189,58 @@ fn align<const N: usize>(lines: &[[String; N]]) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tapwire_aggregator::query::TabTotals;
+
+    fn row(mode: &str, pod: &str, n: u64) -> Connection {
+        Connection {
+            mode: mode.into(),
+            protocol: "tcp".into(),
+            src_kind: "pod".into(),
+            src_namespace: "shop".into(),
+            src_workload: pod.into(),
+            src_pod: pod.into(),
+            src_ip: "10.1.0.7".into(),
+            src_port: 40000,
+            dst_kind: "pod".into(),
+            dst_namespace: "shop".into(),
+            dst_workload: "db".into(),
+            dst_pod: "db".into(),
+            dst_ip: "10.1.5.5".into(),
+            dst_port: 5432,
+            dst_domain: String::new(),
+            connections: n,
+            last_seen_ns: 0,
+        }
+    }
+
+    #[test]
+    fn a_tabs_number_counts_the_window_not_the_rows_printed() {
+        let view = ConnectionsView {
+            from_s: 0,
+            until_s: 900,
+            totals: TabTotals {
+                audit: 12,
+                enforce: 0,
+                other: 0,
+            },
+            rows: TabTotals {
+                audit: 3,
+                enforce: 0,
+                other: 0,
+            },
+            audit: vec![row("audit", "web", 7)],
+            enforce: Vec::new(),
+            other: Vec::new(),
+            edges: Vec::new(),
+        };
+        let text = table(&view, None);
+        assert!(text.contains("Audit-mode connections (12)"), "{text}");
+        assert!(text.contains("2 more rows not shown"), "{text}");
+        assert!(text.contains("Enforce-mode connections (0)"), "{text}");
+    }
 }
