@@ -159,6 +159,26 @@ fn window(until_s: u32, window_s: u32) -> (u32, u32) {
     (from - from % 60, until_s)
 }
 
+/// One source/destination pair, named as [`Edge`] names them: namespace
+/// (empty outside the pods) and workload, else pod, else domain (for a
+/// destination), else address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pair {
+    /// Source namespace.
+    pub src_namespace: String,
+    /// Source workload, pod or address.
+    pub src: String,
+    /// Destination namespace.
+    pub dst_namespace: String,
+    /// Destination workload, pod, domain or address.
+    pub dst: String,
+}
+
+/// The columns naming an edge's ends, as [`Edge`] has them.
+const EDGE_SRC: &str = "if(src_workload != '', src_workload, if(src_pod != '', src_pod, src_ip))";
+const EDGE_DST: &str = "if(dst_workload != '', dst_workload, if(dst_pod != '', dst_pod,
+                   if(dst_domain != '', dst_domain, dst_ip)))";
+
 /// The connections view of `[until - window, until]`; `mode` keeps one tab;
 /// `limit` rows per tab at most (most connections first).
 pub async fn connections_view(
@@ -168,6 +188,44 @@ pub async fn connections_view(
     mode: Option<&str>,
     limit: u32,
 ) -> Result<ConnectionsView, QueryError> {
+    view_of(client, until_s, window_s, mode, None, limit).await
+}
+
+/// One edge's detail (what a console's sidebar shows when an edge is
+/// clicked): the three tabs' rows and totals of `pair` only, over
+/// `[until - window, until]`.
+pub async fn edge_detail(
+    client: &Client,
+    until_s: u32,
+    window_s: u32,
+    pair: &Pair,
+    limit: u32,
+) -> Result<ConnectionsView, QueryError> {
+    view_of(client, until_s, window_s, None, Some(pair), limit).await
+}
+
+async fn view_of(
+    client: &Client,
+    until_s: u32,
+    window_s: u32,
+    mode: Option<&str>,
+    pair: Option<&Pair>,
+    limit: u32,
+) -> Result<ConnectionsView, QueryError> {
+    let pair_filter = match pair {
+        Some(_) => format!(
+            "AND src_namespace = ? AND {EDGE_SRC} = ? AND dst_namespace = ? AND {EDGE_DST} = ?"
+        ),
+        None => String::new(),
+    };
+    let with_pair = |q: clickhouse::query::Query| match pair {
+        Some(p) => q
+            .bind(p.src_namespace.as_str())
+            .bind(p.src.as_str())
+            .bind(p.dst_namespace.as_str())
+            .bind(p.dst.as_str()),
+        None => q,
+    };
     if let Some(m) = mode
         && !MODES.contains(&m)
     {
@@ -185,21 +243,23 @@ pub async fn connections_view(
         enforce_rows: u64,
         other_rows: u64,
     }
-    let tabs: Tabs = client
-        .query(
-            "SELECT sumIf(n, mode = 'audit') AS audit, sumIf(n, mode = 'enforce') AS enforce,
+    let tabs: Tabs = with_pair(
+        client
+            .query(&format!(
+                "SELECT sumIf(n, mode = 'audit') AS audit, sumIf(n, mode = 'enforce') AS enforce,
                 sumIf(n, mode = 'other') AS other, countIf(mode = 'audit') AS audit_rows,
                 countIf(mode = 'enforce') AS enforce_rows, countIf(mode = 'other') AS other_rows
              FROM (SELECT mode, sum(connections) AS n
                    FROM connection_counts
-                   WHERE minute >= toDateTime(?) AND minute <= toDateTime(?)
+                   WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) {pair_filter}
                    GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod,
-                      src_ip, dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port)",
-        )
-        .bind(from)
-        .bind(until)
-        .fetch_one()
-        .await?;
+                      src_ip, dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port)"
+            ))
+            .bind(from)
+            .bind(until),
+    )
+    .fetch_one()
+    .await?;
     let mut view = ConnectionsView {
         from_s: from,
         until_s: until,
@@ -219,54 +279,55 @@ pub async fn connections_view(
         edges: Vec::new(),
     };
     for m in MODES.iter().filter(|m| mode.is_none_or(|x| x == **m)) {
-        let rows: Vec<Connection> = client
-            .query(
-                "SELECT mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
+        let rows: Vec<Connection> = with_pair(
+            client
+                .query(&format!(
+                    "SELECT mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
                     argMax(src_port, last_seen_ns) AS last_port,
                     dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port,
                     max(dst_domain) AS domain,
                     sum(connections) AS n, max(last_seen_ns) AS last_ns
                  FROM connection_counts
                  WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) AND mode = ?
+                    {pair_filter}
                  GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
                     dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port
                  ORDER BY n DESC, last_ns DESC, src_pod, dst_ip, dst_port
-                 LIMIT ?",
-            )
-            .bind(from)
-            .bind(until)
-            .bind(*m)
-            .bind(limit)
-            .fetch_all()
-            .await?;
+                 LIMIT ?"
+                ))
+                .bind(from)
+                .bind(until)
+                .bind(*m),
+        )
+        .bind(limit)
+        .fetch_all()
+        .await?;
         match *m {
             "audit" => view.audit = rows,
             "enforce" => view.enforce = rows,
             _ => view.other = rows,
         }
     }
-    view.edges = client
-        .query(
-            "SELECT src_namespace,
-                if(src_workload != '', src_workload, if(src_pod != '', src_pod, src_ip)) AS src,
-                dst_namespace,
-                if(dst_workload != '', dst_workload, if(dst_pod != '', dst_pod,
-                   if(dst_domain != '', dst_domain, dst_ip))) AS dst,
+    view.edges = with_pair(
+        client
+            .query(&format!(
+                "SELECT src_namespace, {EDGE_SRC} AS src, dst_namespace, {EDGE_DST} AS dst,
                 sumIf(connections, mode = 'audit') AS audit,
                 sumIf(connections, mode = 'enforce') AS enforce,
                 sumIf(connections, mode = 'other') AS other,
                 max(last_seen_ns) AS last_ns
              FROM connection_counts
-             WHERE minute >= toDateTime(?) AND minute <= toDateTime(?)
+             WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) {pair_filter}
              GROUP BY src_namespace, src, dst_namespace, dst
              ORDER BY audit + enforce + other DESC, src, dst
-             LIMIT ?",
-        )
-        .bind(from)
-        .bind(until)
-        .bind(limit)
-        .fetch_all()
-        .await?;
+             LIMIT ?"
+            ))
+            .bind(from)
+            .bind(until),
+    )
+    .bind(limit)
+    .fetch_all()
+    .await?;
     Ok(view)
 }
 

@@ -2,7 +2,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=` | the connections view: Audit-mode, Enforce-mode and Other tabs, and per-edge counts |
+//! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=&until=` | the connections view: Audit-mode, Enforce-mode and Other tabs with their totals, and per-edge counts |
+//! | `GET /api/v1/network/edge?src_namespace=&src=&dst_namespace=&dst=&window=15m&limit=&until=` | one edge's detail: the three tabs' rows and totals of that source/destination pair (names as the view's edges give them) |
 //! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
@@ -125,6 +126,48 @@ async fn connections_view(State(c): State<Client>, Query(p): Params) -> Reply {
     Ok(Json(view).into_response())
 }
 
+async fn edge(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(
+        &p,
+        &[
+            "src_namespace",
+            "src",
+            "dst_namespace",
+            "dst",
+            "window",
+            "limit",
+            "until",
+        ],
+    )?;
+    let text = |name: &str, required: bool| -> Result<String, ApiError> {
+        match p.get(name) {
+            Some(v) => Ok(v.clone()),
+            None if required => Err(bad(format!(
+                "{name} is required (an edge's {name} from the connections view)"
+            ))),
+            None => Ok(String::new()),
+        }
+    };
+    let pair = query::Pair {
+        src_namespace: text("src_namespace", false)?,
+        src: text("src", true)?,
+        dst_namespace: text("dst_namespace", false)?,
+        dst: text("dst", true)?,
+    };
+    let window = parse_window(p.get("window").map_or("15m", String::as_str)).map_err(bad)?;
+    let limit = number(&p, "limit", 500)?;
+    let until = number(&p, "until", u64::from(now_s()))?;
+    let view = query::edge_detail(
+        &c,
+        u32::try_from(until).map_err(|_| bad("until is epoch seconds".to_owned()))?,
+        window,
+        &pair,
+        u32::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000),
+    )
+    .await?;
+    Ok(Json(json!({ "edge": pair, "view": view })).into_response())
+}
+
 async fn connections_v1(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id", "page", "page_size"])?;
     let page = query::connections_page(
@@ -184,6 +227,7 @@ async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
 pub fn router(client: Client) -> Router {
     Router::new()
         .route("/api/v1/network/connections-view", get(connections_view))
+        .route("/api/v1/network/edge", get(edge))
         .route("/api/v1/network/connections", get(connections_v1))
         .route("/api/v2/network/connections", get(connections_v2))
         .route("/api/v1/network/listeners", get(tcp_listeners))

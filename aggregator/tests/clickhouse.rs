@@ -280,12 +280,52 @@ async fn api_pages_and_errors() {
             "/api/v1/network/connections-view?mode=block",
             "mode must be audit, enforce or other",
         ),
+        ("/api/v1/network/edge?dst=db-0", "src is required"),
+        (
+            "/api/v1/network/edge?src=web-1&dst=db-0&mode=audit",
+            "unknown parameter \"mode\"",
+        ),
     ] {
         let (status, body) = api(path.into()).await.expect("join");
         assert_eq!(status, 400, "{path}: {body}");
         let msg = body["error"].as_str().unwrap_or_default();
         assert!(msg.contains(needle), "{path}: {msg}");
     }
+
+    // One edge's detail: that pair's tabs and totals, nothing else.
+    // (The fixture runs three minutes from a minute ago: a window ending
+    // later holds all of it.)
+    let until = now_ns() / 1_000_000_000 + 600;
+    let (status, edge) = api(format!(
+        "/api/v1/network/edge?src_namespace=shop&src=web-1&dst_namespace=shop&dst=db-0&window=1h&until={until}"
+    ))
+    .await
+    .expect("join");
+    assert_eq!(status, 200, "{edge}");
+    let fixture = fixture(t0);
+    let want: u64 = fixture
+        .expected
+        .iter()
+        .filter(|((_, src, dst), _)| src == "web-1" && dst.starts_with("db-0 "))
+        .map(|(_, (n, _))| n)
+        .sum();
+    let view = &edge["view"];
+    let totals = &view["totals"];
+    let got = ["audit", "enforce", "other"]
+        .iter()
+        .map(|m| totals[m].as_u64().expect("total"))
+        .sum::<u64>();
+    assert!(want > 0);
+    assert_eq!(got, want, "{edge}");
+    for tab in ["audit", "enforce", "other"] {
+        for row in view[tab].as_array().expect("rows") {
+            assert_eq!(
+                (row["src_pod"].as_str(), row["dst_pod"].as_str()),
+                (Some("web-1"), Some("db-0"))
+            );
+        }
+    }
+    assert_eq!(view["edges"].as_array().map(Vec::len), Some(1));
 
     // v2: the cursor walks every connection once.
     let mut seen = std::collections::HashSet::new();

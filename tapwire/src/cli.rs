@@ -453,12 +453,26 @@ const SERVE_EXAMPLES: &str = "\
 Examples:
   tapwire serve --listen 0.0.0.0:8080
   curl 'http://127.0.0.1:8080/api/v1/network/connections-view?window=15m&mode=enforce'
+  curl 'http://127.0.0.1:8080/api/v1/network/edge?src_namespace=dev&src=tool-0&dst_namespace=shop&dst=db-0'
   curl 'http://127.0.0.1:8080/api/v1/network/connections?sensor_id=node-a&page=2&page_size=100'
   curl 'http://127.0.0.1:8080/api/v2/network/connections?limit=500&cursor=...'
 
-Routes: /api/v1/network/{connections-view,connections,listeners,udp-listeners,
-flows,summary}, /api/v2/network/connections, /healthz. A bad parameter is a 400
-with {\"error\": \"...\"}; ClickHouse down is a 503.";
+Routes and their parameters (every one optional unless marked; an unknown or bad
+parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503):
+  /api/v1/network/connections-view  window (15m), mode (audit|enforce|other),
+                                    limit (500 rows per tab), until (epoch s)
+      the Audit-mode, Enforce-mode and Other tabs with the window's totals, and the
+      connections per mode of each edge
+  /api/v1/network/edge              src (required), dst (required), src_namespace,
+                                    dst_namespace, window, limit, until
+      one edge's tabs and totals (names as connections-view's edges give them)
+  /api/v1/network/connections       sensor_id, page (1), page_size (100, at most 500)
+  /api/v2/network/connections       sensor_id, cursor, limit (100)
+  /api/v1/network/listeners         sensor_id          TCP listening services
+  /api/v1/network/udp-listeners     sensor_id          UDP listeners
+  /api/v1/network/flows             sensor_id, limit   completed flows, newest first
+  /api/v1/network/summary                              per-sensor counts
+  /healthz";
 
 /// `tapwire aggregate`.
 #[derive(Debug, Args)]
