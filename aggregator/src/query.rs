@@ -487,7 +487,7 @@ pub async fn connections_page(
         .await?;
     Ok(ConnectionsPage {
         connections,
-        flows: flows(client, sensor_id, page_size).await?,
+        flows: flows(client, sensor_id, Some(page_size)).await?,
         total,
         page_count: total.div_ceil(page_size),
         current_page: page,
@@ -509,27 +509,31 @@ pub async fn listeners(
     Ok(q.fetch_all().await?)
 }
 
-/// The most recent completed flows, newest first.
+/// Completed flows, newest first; the `limit` most recent, or every one.
 pub async fn flows(
     client: &Client,
     sensor_id: Option<&str>,
-    limit: u64,
+    limit: Option<u64>,
 ) -> Result<Vec<Flow>, QueryError> {
     let q = format!(
         "SELECT sensor_id, time_ns, binary, pid, protocol, src_ip, src_port, dst_ip, dst_port,
             duration_ns, bytes_sent, bytes_received, final_state
-         FROM flows{} ORDER BY time_ns DESC, event_id LIMIT ?",
+         FROM flows{} ORDER BY time_ns DESC, event_id{}",
         if sensor_id.is_some() {
             " WHERE sensor_id = ?"
         } else {
             ""
-        }
+        },
+        if limit.is_some() { " LIMIT ?" } else { "" }
     );
     let mut q = client.query(&q);
     if let Some(s) = sensor_id {
         q = q.bind(s);
     }
-    Ok(q.bind(limit).fetch_all().await?)
+    if let Some(limit) = limit {
+        q = q.bind(limit);
+    }
+    Ok(q.fetch_all().await?)
 }
 
 /// One page of the v2 (cursor) connections read.

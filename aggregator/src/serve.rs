@@ -8,12 +8,14 @@
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
 //! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
-//! | `GET /api/v1/network/flows?sensor_id=&limit=1000` | completed flows, newest first |
+//! | `GET /api/v1/network/flows?sensor_id=&limit=` | completed flows, newest first (all of them without `limit`) |
 //! | `GET /api/v1/network/summary` | per-sensor connection and listener counts |
 //! | `GET /healthz` | `ok` |
 //!
-//! A bad parameter is a `400` with `{"error": "..."}` naming it; ClickHouse
-//! unavailable is a `503` the same way.
+//! Every `duration_ns` has a `duration_secs` beside it (null when unknown:
+//! a connection older than its sensor). A bad or unknown parameter is a
+//! `400` with `{"error": "..."}` naming it; ClickHouse unavailable is a
+//! `503` the same way.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,6 +53,30 @@ impl IntoResponse for ApiError {
 }
 
 type Params = Query<HashMap<String, String>>;
+
+/// `value` as JSON with `duration_secs` (whole seconds; null when unknown,
+/// e.g. a connection older than its sensor) beside every `duration_ns`, at
+/// any depth.
+fn with_seconds(value: impl serde::Serialize) -> serde_json::Value {
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(ns) = map.get("duration_ns") {
+                    let secs = ns.as_i64().map_or(serde_json::Value::Null, |ns| {
+                        serde_json::Value::from(ns.div_euclid(1_000_000_000))
+                    });
+                    map.insert("duration_secs".into(), secs);
+                }
+                map.values_mut().for_each(walk);
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(value).unwrap_or(serde_json::Value::Null);
+    walk(&mut v);
+    v
+}
 type Reply = Result<Response, ApiError>;
 
 fn bad(message: String) -> ApiError {
@@ -177,7 +203,7 @@ async fn connections_v1(State(c): State<Client>, Query(p): Params) -> Reply {
         number(&p, "page_size", 100)?,
     )
     .await?;
-    Ok(Json(page).into_response())
+    Ok(Json(with_seconds(page)).into_response())
 }
 
 async fn connections_v2(State(c): State<Client>, Query(p): Params) -> Reply {
@@ -191,31 +217,36 @@ async fn connections_v2(State(c): State<Client>, Query(p): Params) -> Reply {
         number(&p, "limit", 100)?,
     )
     .await?;
-    Ok(Json(page).into_response())
+    Ok(Json(with_seconds(page)).into_response())
 }
 
 async fn tcp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id"])?;
     let rows = query::listeners(&c, SocketKind::TcpListener, sensor(&p)).await?;
-    Ok(Json(json!({ "listeners": rows })).into_response())
+    Ok(Json(with_seconds(json!({ "listeners": rows }))).into_response())
 }
 
 async fn udp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id"])?;
     let rows = query::listeners(&c, SocketKind::UdpListener, sensor(&p)).await?;
-    Ok(Json(json!({ "listeners": rows })).into_response())
+    Ok(Json(with_seconds(json!({ "listeners": rows }))).into_response())
 }
 
 async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id", "limit"])?;
-    let limit = number(&p, "limit", 1000)?;
-    if !(1..=10_000).contains(&limit) {
-        return Err(bad(format!(
-            "limit must be between 1 and 10000, not {limit}"
-        )));
-    }
+    // v1 returns every flow unless a limit is asked for.
+    let limit = match p.get("limit") {
+        None => None,
+        Some(_) => {
+            let limit = number(&p, "limit", 0)?;
+            if limit == 0 {
+                return Err(bad("limit must be at least 1".to_owned()));
+            }
+            Some(limit)
+        }
+    };
     let rows = query::flows(&c, sensor(&p), limit).await?;
-    Ok(Json(json!({ "flows": rows })).into_response())
+    Ok(Json(with_seconds(json!({ "flows": rows }))).into_response())
 }
 
 async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {

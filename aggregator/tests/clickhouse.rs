@@ -378,6 +378,23 @@ async fn api_pages_and_errors() {
         (status, flows["flows"].as_array().map(Vec::len)),
         (200, Some(5))
     );
+    // Without a limit, v1 returns every flow; durations in seconds beside
+    // nanoseconds, null when unknown.
+    let (status, every) = api("/api/v1/network/flows".into()).await.expect("join");
+    assert_eq!(status, 200);
+    let every = every["flows"].as_array().expect("flows").clone();
+    assert_eq!(every.len() as u64, count(&c, "flows").await);
+    assert!(every.len() > 5);
+    for f in &every {
+        match f["duration_ns"].as_i64() {
+            Some(ns) => assert_eq!(f["duration_secs"].as_i64(), Some(ns / 1_000_000_000)),
+            None => assert!(f["duration_secs"].is_null()),
+        }
+    }
+    let (_, page) = api("/api/v1/network/connections?sensor_id=s1".into())
+        .await
+        .expect("join");
+    assert!(page["connections"][0]["duration_secs"].is_null(), "{page}");
 
     let _ = stop.send(());
     server.await.expect("join").expect("server");

@@ -471,8 +471,10 @@ parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503
   /api/v1/network/listeners         sensor_id          TCP listening services
   /api/v1/network/udp-listeners     sensor_id          UDP listeners
   /api/v1/network/flows             sensor_id, limit   completed flows, newest first
+                                                     (every one without limit)
   /api/v1/network/summary                              per-sensor counts
-  /healthz";
+  /healthz
+Every duration_ns has a duration_secs beside it (null: older than the sensor).";
 
 /// `tapwire aggregate`.
 #[derive(Debug, Args)]
