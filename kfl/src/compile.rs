@@ -38,6 +38,7 @@ struct Inner {
     limit: Option<u64>,
     text: String,
     uses_clock: bool,
+    macros: Vec<&'static str>,
 }
 
 #[derive(Debug)]
@@ -143,6 +144,7 @@ pub(crate) fn compile(
     let mut cx = Compiler {
         resolver,
         uses_clock: false,
+        macros: Vec::new(),
     };
     let root = query.root.as_ref().map(|e| cx.expr(e)).transpose()?;
     Ok(Filter {
@@ -151,6 +153,7 @@ pub(crate) fn compile(
             limit: query.limit,
             text: query.to_string(),
             uses_clock: cx.uses_clock,
+            macros: cx.macros,
         }),
     })
 }
@@ -158,6 +161,7 @@ pub(crate) fn compile(
 struct Compiler<'r> {
     resolver: &'r dyn Fn(&Path) -> Option<FieldId>,
     uses_clock: bool,
+    macros: Vec<&'static str>,
 }
 
 impl Compiler<'_> {
@@ -175,7 +179,10 @@ impl Compiler<'_> {
             Expr::Not(x) => Node::Not(Box::new(self.expr(x)?)),
             Expr::Const(b) => Node::Const(*b),
             Expr::Limit(_) => Node::Const(true),
-            Expr::Macro(m) => Node::Macro(
+            Expr::Macro(m) => Node::Macro({
+                if !self.macros.contains(&m.name()) {
+                    self.macros.push(m.name());
+                }
                 m.checks()
                     .iter()
                     .map(|c| MacroCheck {
@@ -184,8 +191,8 @@ impl Compiler<'_> {
                         )),
                         names: c.names,
                     })
-                    .collect(),
-            ),
+                    .collect()
+            }),
             Expr::Compare { lhs, op, rhs } => {
                 // Put a regex literal on the right; `==` and `!=` are symmetric.
                 let (lhs, rhs) = if let Operand::Lit(Literal {
@@ -285,6 +292,7 @@ impl Filter {
         Filter {
             inner: Arc::new(Inner {
                 root: None,
+                macros: Vec::new(),
                 limit: None,
                 text: "true".to_owned(),
                 uses_clock: false,
@@ -309,6 +317,12 @@ impl Filter {
             None => true,
             Some(node) => eval(node, entry, now_ms).unwrap_or(false),
         }
+    }
+
+    /// The protocol macros the query uses (`http`, `dns`, ...), each once,
+    /// so a consumer can refuse those its entries never satisfy.
+    pub fn protocol_macros(&self) -> &[&'static str] {
+        &self.inner.macros
     }
 
     /// The `n` of `limit(n)` ([`Query::limit`]).

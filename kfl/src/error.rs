@@ -54,6 +54,16 @@ pub enum CompileError {
         #[source]
         source: regex::Error,
     },
+    /// A protocol macro that no tapwire entry can satisfy: nothing dissects
+    /// that protocol, so the query would silently never match
+    /// ([`crate::compile_dissected`]).
+    #[error("`{name}` at offset {offset}: tapwire does not dissect this protocol")]
+    NotDissected {
+        /// Byte offset of the macro in the query.
+        offset: usize,
+        /// The macro.
+        name: &'static str,
+    },
 }
 
 impl CompileError {
@@ -61,6 +71,7 @@ impl CompileError {
     pub fn offset(&self) -> usize {
         match self {
             CompileError::InvalidRegex { offset, .. } => *offset,
+            CompileError::NotDissected { offset, .. } => *offset,
         }
     }
 
@@ -71,6 +82,10 @@ impl CompileError {
             CompileError::InvalidRegex { source, .. } => {
                 format!("invalid regex: {}", regex_reason(source))
             }
+            CompileError::NotDissected { name, .. } => format!(
+                "tapwire does not dissect `{name}` yet, so this could never match; it dissects {}",
+                crate::DISSECTED.join(", ")
+            ),
         }
     }
 

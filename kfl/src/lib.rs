@@ -73,6 +73,11 @@
 //! | `tcp`, `udp` | `transport` is that name (tapwire) |
 //! | `tls` | `protocol.abbr` is `TLS`, or `tls` is `true` (tapwire) |
 //!
+//! tapwire dissects HTTP and DNS over TCP and UDP ([`DISSECTED`]): its
+//! consumers compile with [`compile_dissected`], which refuses `http2`,
+//! `grpc`, `gql`, `amqp`, `kafka`, `redis` and `tls` with a caret under the
+//! name rather than accept a query that could never match.
+//!
 //! # Semantics
 //!
 //! - **Missing paths.** As in generation 1, a path the entry does not have
@@ -137,4 +142,40 @@ pub fn parse(query: &str) -> Result<Query, ParseError> {
 /// under the query.
 pub fn compile(query: &str) -> Result<Filter, Error> {
     Ok(parse(query)?.compile()?)
+}
+
+/// The protocol macros tapwire's entries can satisfy (recorded streams and
+/// pipeline events): the others parse, but nothing dissects their protocol.
+pub const DISSECTED: &[&str] = &["http", "dns", "tcp", "udp"];
+
+/// [`compile`], refusing a protocol macro outside [`DISSECTED`] (a query
+/// using one would silently never match), with a caret under it. What
+/// tapwire's consumers (recording, investigate, CEF filters, policy
+/// conditions, `tapwire kfl check`) compile with.
+pub fn compile_dissected(query: &str) -> Result<Filter, Error> {
+    let filter = compile(query)?;
+    match filter
+        .protocol_macros()
+        .iter()
+        .find(|m| !DISSECTED.contains(m))
+    {
+        None => Ok(filter),
+        Some(name) => {
+            let offset = word_offset(query, name).unwrap_or(0);
+            Err(CompileError::NotDissected { offset, name }.into())
+        }
+    }
+}
+
+/// Where `word` first stands alone in `text`.
+fn word_offset(text: &str, word: &str) -> Option<usize> {
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    text.match_indices(word).map(|(at, _)| at).find(|&at| {
+        let before = text[..at].chars().next_back().is_none_or(|c| !is_word(c));
+        let after = text[at + word.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !is_word(c));
+        before && after
+    })
 }

@@ -333,3 +333,30 @@ fn compile_errors_point_at_the_regex() {
     assert!(matches!(err, tapwire_kfl::Error::Compile(_)));
     assert!(std::error::Error::source(&err).is_some() || err.to_string().contains("regex"));
 }
+
+/// Issue 20: a protocol nothing in tapwire dissects is refused where tapwire
+/// compiles queries, with a caret under it, instead of never matching.
+#[test]
+fn protocols_tapwire_does_not_dissect_are_refused_with_a_caret() {
+    for (query, name) in [
+        ("http2", "http2"),
+        ("dns or grpc", "grpc"),
+        ("tcp and (redis or kafka)", "redis"),
+        ("!tls and http", "tls"),
+    ] {
+        let err = tapwire_kfl::compile_dissected(query).expect_err(query);
+        let rendered = err.render(query);
+        assert!(rendered.contains(&format!("`{name}`")), "{rendered}");
+        assert!(rendered.contains("http, dns, tcp, udp"), "{rendered}");
+        let caret = rendered.lines().last().expect("caret line");
+        assert_eq!(caret.find('^'), query.find(name), "{rendered}");
+    }
+    for query in [
+        "http or dns",
+        "tcp and dst.port == 443",
+        "tls.sni == \"x\"",
+        "",
+    ] {
+        tapwire_kfl::compile_dissected(query).unwrap_or_else(|e| panic!("{query}: {e}"));
+    }
+}

@@ -258,7 +258,7 @@ impl RecordConfig {
         self.queries
             .iter()
             .map(|(name, text)| {
-                tapwire_kfl::compile(text)
+                tapwire_kfl::compile_dissected(text)
                     .map(|filter| Query {
                         name: name.clone(),
                         text: text.clone(),

@@ -146,7 +146,7 @@ impl Recorder {
         }
         let queries = queries
             .into_iter()
-            .map(|q| match tapwire_kfl::compile(&q.query) {
+            .map(|q| match tapwire_kfl::compile_dissected(&q.query) {
                 Ok(f) => Ok((q, f)),
                 Err(source) => Err(RecorderError::Query {
                     name: q.name.clone(),

@@ -195,7 +195,7 @@ fn condition_holds(when: Option<&Filter>, e: &EnrichedEvent) -> bool {
 
 fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter>, CompileError> {
     when.map(|q| {
-        tapwire_kfl::compile(q).map_err(|e| {
+        tapwire_kfl::compile_dissected(q).map_err(|e| {
             err(
                 policy,
                 format!("{at}.when"),

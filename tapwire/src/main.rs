@@ -31,7 +31,7 @@ fn main() -> ExitCode {
         return commands::policy::check(files);
     }
     if let Command::Kfl(KflCommand::Check { query }) = &cli.command {
-        return match tapwire_kfl::compile(query) {
+        return match tapwire_kfl::compile_dissected(query) {
             Ok(filter) => {
                 println!("{filter}");
                 if let Some(n) = filter.limit() {

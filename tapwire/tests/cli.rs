@@ -440,3 +440,27 @@ fn the_file_seed_variables_tapwire_variables_and_flags_are_layers_of_one_load() 
         "{stderr}"
     );
 }
+
+#[test]
+fn a_protocol_nothing_dissects_is_refused_not_silently_unmatched() {
+    let out = tapwire()
+        .args(["kfl", "check", "dns or grpc"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("does not dissect `grpc`"), "{stderr}");
+    assert!(stderr.contains("       ^"), "{stderr}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tapwire()
+        .args(["record", "--kfl", "http2", "--directory"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("record.queries.default") && stderr.contains("`http2`"),
+        "{stderr}"
+    );
+}
