@@ -7,9 +7,6 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use simple_dns::rdata::RData;
-use simple_dns::{Name, QTYPE};
-
 /// A decoded DNS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -60,13 +57,26 @@ pub enum DnsError {
     /// Shorter than the 12-byte header.
     #[error("DNS message of {0} bytes is shorter than its 12-byte header")]
     TooShort(usize),
-    /// The header parsed but a section did not.
-    #[error("malformed DNS message: {0}")]
-    Malformed(#[source] simple_dns::SimpleDnsError),
+    /// The header parsed but the question or answer section did not.
+    #[error("malformed DNS message at byte {offset}: {reason}")]
+    Malformed {
+        /// Where in the message.
+        offset: usize,
+        /// What is wrong there.
+        reason: &'static str,
+    },
 }
 
 /// Decodes one DNS message (the UDP payload, or one TCP message without its
 /// length prefix).
+///
+/// Every record is walked by its length, whatever its type (SSHFP, RRSIG,
+/// URI, types without a mnemonic, EDNS options and cookies included); the
+/// data of the common types is shown in presentation form, the others by
+/// type only. The questions and answers must be whole; authority and
+/// additional records are read when they are (for the EDNS extended
+/// response code, e.g. `BADCOOKIE`) and a cut there is tolerated, as tshark
+/// tolerates it.
 ///
 /// # Errors
 ///
@@ -75,51 +85,159 @@ pub fn parse(data: &[u8]) -> Result<Message, DnsError> {
     if data.len() < 12 {
         return Err(DnsError::TooShort(data.len()));
     }
-    let packet = simple_dns::Packet::parse(data).map_err(DnsError::Malformed)?;
-    // The header fields are read from the bytes so that codes the decoder has
-    // no name for keep their number.
-    let questions = packet
-        .questions
-        .iter()
-        .map(|q| Question {
-            name: name_text(&q.qname),
-            qtype: qtype_name(q.qtype),
-        })
-        .collect();
-    let answers = packet
-        .answers
-        .iter()
-        .map(|rr| {
-            let code = u16::from(rr.rdata.type_code());
-            Record {
-                name: name_text(&rr.name),
-                rtype: type_name(code),
-                data: rdata_text(&rr.rdata),
-                ttl: rr.ttl,
-            }
-        })
-        .collect();
+    let count = |at: usize| u16::from_be_bytes([data[at], data[at + 1]]);
+    let (qd, an, ns, ar) = (count(4), count(6), count(8), count(10));
+    let mut r = Reader { data, at: 12 };
+    let mut questions = Vec::with_capacity(usize::from(qd.min(16)));
+    for _ in 0..qd {
+        let name = r.name()?;
+        let qtype = r.u16()?;
+        r.u16()?; // class
+        questions.push(Question {
+            name,
+            qtype: type_name(qtype),
+        });
+    }
+    let mut answers = Vec::with_capacity(usize::from(an.min(64)));
+    for _ in 0..an {
+        let rr = r.record()?;
+        answers.push(Record {
+            name: rr.name,
+            rtype: type_name(rr.rtype),
+            data: rdata_text(data, rr.rtype, rr.rdata_at, rr.rdata),
+            ttl: rr.ttl,
+        });
+    }
+    let mut rcode = data[3] & 0x0f;
+    for _ in 0..u32::from(ns) + u32::from(ar) {
+        let Ok(rr) = r.record() else { break };
+        if rr.rtype == 41 {
+            // OPT: the upper 8 bits of the extended response code.
+            let upper = (rr.ttl >> 24) as u8;
+            rcode = upper.checked_mul(16).map_or(u8::MAX, |u| u | rcode);
+        }
+    }
     Ok(Message {
-        id: u16::from_be_bytes([data[0], data[1]]),
+        id: count(0),
         is_response: data[2] & 0x80 != 0,
-        rcode: data[3] & 0x0f,
+        rcode,
         questions,
         answers,
     })
 }
 
-fn name_text(name: &Name<'_>) -> String {
-    name.to_string()
+/// A record as read off the wire.
+struct WireRecord<'a> {
+    name: String,
+    rtype: u16,
+    ttl: u32,
+    rdata_at: usize,
+    rdata: &'a [u8],
 }
 
-fn qtype_name(qtype: QTYPE) -> String {
-    match qtype {
-        QTYPE::TYPE(t) => type_name(u16::from(t)),
-        QTYPE::IXFR => "IXFR".to_owned(),
-        QTYPE::AXFR => "AXFR".to_owned(),
-        QTYPE::MAILB => "MAILB".to_owned(),
-        QTYPE::MAILA => "MAILA".to_owned(),
-        QTYPE::ANY => "ANY".to_owned(),
+/// A cursor over a message.
+struct Reader<'a> {
+    data: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn malformed(&self, reason: &'static str) -> DnsError {
+        DnsError::Malformed {
+            offset: self.at,
+            reason,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DnsError> {
+        let bytes = self
+            .data
+            .get(self.at..self.at + n)
+            .ok_or_else(|| self.malformed("a record runs past the end of the message"))?;
+        self.at += n;
+        Ok(bytes)
+    }
+
+    fn u16(&mut self) -> Result<u16, DnsError> {
+        let b = self.take(2)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self) -> Result<u32, DnsError> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn name(&mut self) -> Result<String, DnsError> {
+        let (name, end) = read_name(self.data, self.at)?;
+        self.at = end;
+        Ok(name)
+    }
+
+    fn record(&mut self) -> Result<WireRecord<'a>, DnsError> {
+        let name = self.name()?;
+        let rtype = self.u16()?;
+        self.u16()?; // class (or the UDP payload size of OPT)
+        let ttl = self.u32()?;
+        let len = usize::from(self.u16()?);
+        let rdata_at = self.at;
+        let rdata = self.take(len)?;
+        Ok(WireRecord {
+            name,
+            rtype,
+            ttl,
+            rdata_at,
+            rdata,
+        })
+    }
+}
+
+/// The name at `at` (following compression pointers, RFC 1035 4.1.4) and
+/// where the bytes after it start.
+fn read_name(data: &[u8], at: usize) -> Result<(String, usize), DnsError> {
+    let bad = |offset, reason| DnsError::Malformed { offset, reason };
+    let mut name = String::new();
+    let mut pos = at;
+    let mut end = None;
+    let mut jumps = 0;
+    loop {
+        let len = *data.get(pos).ok_or(bad(pos, "a name runs past the end"))?;
+        match len & 0xc0 {
+            0x00 if len == 0 => {
+                return Ok((name, end.unwrap_or(pos + 1)));
+            }
+            0x00 => {
+                let label = data
+                    .get(pos + 1..pos + 1 + usize::from(len))
+                    .ok_or(bad(pos, "a label runs past the end"))?;
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                for &b in label {
+                    if b.is_ascii_graphic() && b != b'.' && b != b'\\' {
+                        name.push(char::from(b));
+                    } else {
+                        name.push_str(&format!("\\{b:03}"));
+                    }
+                }
+                if name.len() > 1024 {
+                    return Err(bad(pos, "a name is too long"));
+                }
+                pos += 1 + usize::from(len);
+            }
+            0xc0 => {
+                let low = *data
+                    .get(pos + 1)
+                    .ok_or(bad(pos, "a pointer runs past the end"))?;
+                end.get_or_insert(pos + 2);
+                jumps += 1;
+                if jumps > 64 {
+                    return Err(bad(pos, "compression pointers loop"));
+                }
+                pos = usize::from(u16::from_be_bytes([len & 0x3f, low]));
+            }
+            _ => return Err(bad(pos, "a label type that does not exist")),
+        }
     }
 }
 
@@ -136,25 +254,40 @@ pub fn type_name(code: u16) -> String {
         15 => "MX",
         16 => "TXT",
         28 => "AAAA",
+        29 => "LOC",
         33 => "SRV",
         35 => "NAPTR",
+        39 => "DNAME",
         41 => "OPT",
         43 => "DS",
+        44 => "SSHFP",
         46 => "RRSIG",
         47 => "NSEC",
         48 => "DNSKEY",
+        50 => "NSEC3",
+        51 => "NSEC3PARAM",
+        52 => "TLSA",
+        59 => "CDS",
+        60 => "CDNSKEY",
         64 => "SVCB",
         65 => "HTTPS",
+        99 => "SPF",
+        249 => "TKEY",
+        250 => "TSIG",
         251 => "IXFR",
         252 => "AXFR",
+        253 => "MAILB",
+        254 => "MAILA",
         255 => "ANY",
+        256 => "URI",
         257 => "CAA",
         other => return format!("TYPE{other}"),
     };
     name.to_owned()
 }
 
-/// The mnemonic of a header response code (RFC 1035, RFC 2136).
+/// The mnemonic of a response code, with the EDNS extended codes (RFC 1035,
+/// RFC 2136, RFC 6891, RFC 7873).
 pub fn rcode_name(rcode: u8) -> &'static str {
     match rcode {
         0 => "NOERROR",
@@ -168,29 +301,66 @@ pub fn rcode_name(rcode: u8) -> &'static str {
         8 => "NXRRSET",
         9 => "NOTAUTH",
         10 => "NOTZONE",
+        16 => "BADVERS",
+        17 => "BADKEY",
+        18 => "BADTIME",
+        19 => "BADMODE",
+        20 => "BADNAME",
+        21 => "BADALG",
+        22 => "BADTRUNC",
+        23 => "BADCOOKIE",
         _ => "RESERVED",
     }
 }
 
-fn rdata_text(rdata: &RData<'_>) -> String {
-    match rdata {
-        RData::A(a) => Ipv4Addr::from(a.address).to_string(),
-        RData::AAAA(a) => Ipv6Addr::from(a.address).to_string(),
-        RData::CNAME(n) => name_text(&n.0),
-        RData::NS(n) => name_text(&n.0),
-        RData::PTR(n) => name_text(&n.0),
-        RData::MX(mx) => format!("{} {}", mx.preference, name_text(&mx.exchange)),
-        RData::SRV(srv) => format!(
-            "{} {} {} {}",
-            srv.priority,
-            srv.weight,
-            srv.port,
-            name_text(&srv.target)
+/// The data of the common types in presentation form; empty for the others
+/// (and for data that does not fit its type).
+fn rdata_text(message: &[u8], rtype: u16, at: usize, rdata: &[u8]) -> String {
+    let name_at = |offset: usize| {
+        read_name(message, at + offset)
+            .map(|(n, _)| n)
+            .unwrap_or_default()
+    };
+    match (rtype, rdata.len()) {
+        (1, 4) => Ipv4Addr::new(rdata[0], rdata[1], rdata[2], rdata[3]).to_string(),
+        (28, 16) => {
+            let mut octets = [0u8; 16];
+            octets.copy_from_slice(rdata);
+            Ipv6Addr::from(octets).to_string()
+        }
+        (2 | 5 | 12 | 39, _) => name_at(0),
+        (15, 3..) => format!(
+            "{} {}",
+            u16::from_be_bytes([rdata[0], rdata[1]]),
+            name_at(2)
         ),
-        RData::TXT(txt) => match String::try_from(txt.clone()) {
-            Ok(s) => s,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        },
+        (33, 7..) => format!(
+            "{} {} {} {}",
+            u16::from_be_bytes([rdata[0], rdata[1]]),
+            u16::from_be_bytes([rdata[2], rdata[3]]),
+            u16::from_be_bytes([rdata[4], rdata[5]]),
+            name_at(6)
+        ),
+        (16, _) => {
+            // Character strings, each after its length byte, joined.
+            let mut text = Vec::new();
+            let mut rest = rdata;
+            while let [len, tail @ ..] = rest {
+                let n = usize::from(*len).min(tail.len());
+                text.extend_from_slice(&tail[..n]);
+                rest = &tail[n..];
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        }
+        (256, 4..) => {
+            // URI: priority, weight, target.
+            format!(
+                "{} {} {}",
+                u16::from_be_bytes([rdata[0], rdata[1]]),
+                u16::from_be_bytes([rdata[2], rdata[3]]),
+                String::from_utf8_lossy(&rdata[4..])
+            )
+        }
         _ => String::new(),
     }
 }
@@ -232,8 +402,8 @@ impl<'a> Iterator for TcpFrames<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use simple_dns::rdata::{A, AAAA, CNAME, MX};
-    use simple_dns::{CLASS, Packet, PacketFlag, ResourceRecord, TYPE};
+    use simple_dns::rdata::{A, AAAA, CNAME, MX, RData};
+    use simple_dns::{CLASS, Name, Packet, PacketFlag, ResourceRecord, TYPE};
 
     fn query(id: u16, name: &str, t: TYPE) -> Vec<u8> {
         let mut p = Packet::new_query(id);
@@ -332,7 +502,117 @@ mod tests {
         assert!(matches!(parse(&[1, 2, 3]), Err(DnsError::TooShort(3))));
         // A header announcing one question, and no question.
         let header = [0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
-        assert!(matches!(parse(&header), Err(DnsError::Malformed(_))));
+        assert!(matches!(parse(&header), Err(DnsError::Malformed { .. })));
+    }
+
+    /// A response to `name` (type `qtype`) with `answers` (type, ttl,
+    /// rdata) and `additional` records, built byte by byte; answers name
+    /// the question by a compression pointer.
+    fn wire(
+        name: &str,
+        qtype: u16,
+        answers: &[(u16, u32, Vec<u8>)],
+        additional: &[Vec<u8>],
+    ) -> Vec<u8> {
+        let mut m = vec![0xbe, 0xef, 0x81, 0x80, 0, 1];
+        m.extend((answers.len() as u16).to_be_bytes());
+        m.extend([0, 0]);
+        m.extend((additional.len() as u16).to_be_bytes());
+        for label in name.split('.') {
+            m.push(label.len() as u8);
+            m.extend(label.as_bytes());
+        }
+        m.push(0);
+        m.extend(qtype.to_be_bytes());
+        m.extend([0, 1]);
+        for (rtype, ttl, rdata) in answers {
+            m.extend([0xc0, 12]);
+            m.extend(rtype.to_be_bytes());
+            m.extend([0, 1]);
+            m.extend(ttl.to_be_bytes());
+            m.extend((rdata.len() as u16).to_be_bytes());
+            m.extend(rdata);
+        }
+        for record in additional {
+            m.extend(record);
+        }
+        m
+    }
+
+    /// Issue 20: records of any type are walked by their length; the ones
+    /// after them still decode.
+    #[test]
+    fn sshfp_rrsig_and_uri_answers_decode_with_the_records_around_them() {
+        let sshfp = [vec![4, 2], vec![0xab; 32]].concat();
+        let mut rrsig = vec![0, 44, 13, 2, 0, 0, 14, 16];
+        rrsig.extend([0x65, 0x00, 0x00, 0x00, 0x64, 0x00, 0x00, 0x00, 0x12, 0x34]);
+        rrsig.extend([7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 0]);
+        rrsig.extend([0x5a; 64]);
+        let uri = [vec![0, 10, 0, 1], b"https://example.com/".to_vec()].concat();
+        let m = parse(&wire(
+            "host.example",
+            44,
+            &[
+                (44, 300, sshfp),
+                (46, 300, rrsig),
+                (256, 60, uri),
+                (1, 60, vec![10, 0, 0, 9]),
+                (0xff00, 5, vec![1, 2, 3]),
+            ],
+            &[],
+        ))
+        .expect("decodes");
+        let got: Vec<(&str, &str, &str)> = m
+            .answers
+            .iter()
+            .map(|a| (&*a.name, &*a.rtype, &*a.data))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("host.example", "SSHFP", ""),
+                ("host.example", "RRSIG", ""),
+                ("host.example", "URI", "10 1 https://example.com/"),
+                ("host.example", "A", "10.0.0.9"),
+                ("host.example", "TYPE65280", ""),
+            ]
+        );
+        assert_eq!(m.questions[0].qtype, "SSHFP");
+    }
+
+    #[test]
+    fn an_edns_badcookie_response_is_dns_with_its_extended_code() {
+        // OPT with a cookie option; extended RCODE 1 (upper bits) with the
+        // header's 7: 23, BADCOOKIE.
+        let mut opt = vec![0, 0, 41, 0x04, 0xd0, 1, 0, 0, 0];
+        let cookie = [vec![0, 10, 0, 24], vec![0x11; 24]].concat();
+        opt.extend((cookie.len() as u16).to_be_bytes());
+        opt.extend(cookie);
+        let mut bytes = wire("example.org", 1, &[], &[opt]);
+        bytes[3] = (bytes[3] & 0xf0) | 7;
+        let m = parse(&bytes).expect("decodes");
+        assert_eq!(m.rcode_name(), "BADCOOKIE");
+        assert!(m.is_response);
+    }
+
+    #[test]
+    fn a_cut_in_the_additional_records_is_tolerated_and_pointer_loops_are_errors() {
+        let mut bytes = wire(
+            "example.org",
+            1,
+            &[(1, 60, vec![1, 2, 3, 4])],
+            &[vec![0, 0, 41, 0x04]],
+        );
+        let m = parse(&bytes).expect("questions and answers are whole");
+        assert_eq!(m.answers[0].data, "1.2.3.4");
+        // The question's name pointing at itself.
+        bytes.truncate(12);
+        bytes[4..6].copy_from_slice(&[0, 1]);
+        bytes[6..8].copy_from_slice(&[0, 0]);
+        bytes[10..12].copy_from_slice(&[0, 0]);
+        bytes.extend([0xc0, 12, 0, 1, 0, 1]);
+        let err = parse(&bytes).expect_err("a loop");
+        assert!(err.to_string().contains("loop"), "{err}");
     }
 
     #[test]
