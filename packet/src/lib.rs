@@ -4,8 +4,9 @@
 //!
 //! The capture agent uses it to key `tapwire.packets.raw` by flow; the
 //! recorder uses it to reassemble streams and dissect DNS. Headers are read
-//! with the `etherparse` crate (strict slicing, borrowed), DNS with the
-//! `simple-dns` crate; nothing here allocates per packet except DNS texts.
+//! with the `etherparse` crate (strict slicing, borrowed), DNS by a reader
+//! that walks every record; nothing here allocates per packet except DNS
+//! texts.
 //!
 //! ```
 //! use tapwire_packet::{parse, LINKTYPE_RAW, Transport};
@@ -29,12 +30,16 @@
 //!   [`FlowKey::flow_hash`] with its exact byte layout.
 //! - [`dns`]: DNS messages ([`dns::parse`]) and the TCP length prefix
 //!   ([`dns::TcpFrames`]).
+//! - [`capture_file`]: the one reader of pcap and pcapng files
+//!   ([`capture_file::CaptureFile`]), for the agent's replay, investigate
+//!   and tests.
 //! - [`synth`]: synthetic frames (TCP sessions, refused connects, UDP and
 //!   DNS exchanges) for the demo, benchmarks and tests.
 
 mod flow;
 mod frame;
 
+pub mod capture_file;
 pub mod dns;
 pub mod synth;
 

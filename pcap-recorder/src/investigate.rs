@@ -22,6 +22,7 @@ use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
 use pcap_file::{DataLink, Endianness, TsResolution};
 use serde::Serialize;
 use tapwire_kfl::Filter;
+use tapwire_packet::capture_file::CaptureFile;
 
 use crate::index::{IndexError, SliceIndex, StreamRecord};
 use crate::store::{Store, StoreError};
@@ -416,7 +417,7 @@ fn read_frames(
     Ok(())
 }
 
-/// Runs the recorder over a classic PCAP file (every stream recorded, with
+/// Runs the recorder over a pcap or pcapng file (every stream recorded, with
 /// the query `""` that matches everything) and writes the slices and their
 /// indexes into `dir`. Returns the number of packets read.
 pub fn index_pcap_file(path: &Path, dir: &Path) -> Result<u64, InvestigateError> {
@@ -424,10 +425,9 @@ pub fn index_pcap_file(path: &Path, dir: &Path) -> Result<u64, InvestigateError>
         path: path.to_owned(),
         reason,
     };
-    let file = std::fs::File::open(path).map_err(|e| bad(e.to_string()))?;
-    let mut reader = PcapReader::new(std::io::BufReader::new(file))
-        .map_err(|e| bad(format!("not a classic PCAP file (pcapng is not read): {e}")))?;
-    let link_type = u32::from(reader.header().datalink);
+    // pcap or pcapng, several interfaces and link types: the reader the
+    // capture agent replays with.
+    let reader = CaptureFile::open(path).map_err(|e| bad(e.to_string()))?;
     let mut config = crate::recorder::RecorderConfig::default();
     // One slice for the whole file unless it is huge.
     config.slice.max_age_ns = i64::MAX;
@@ -450,21 +450,20 @@ pub fn index_pcap_file(path: &Path, dir: &Path) -> Result<u64, InvestigateError>
             }
         }
     };
-    while let Some(packet) = reader.next_packet() {
-        let packet = packet.map_err(|e| bad(format!("record {}: {e}", packets + 1)))?;
+    for frame in reader {
+        let frame = frame.map_err(|e| bad(e.to_string()))?;
         packets += 1;
-        let data = packet.data.into_owned();
         let record = tapwire_schemas::events::PacketRecord {
             header: tapwire_schemas::events::EventHeader {
-                timestamp_ns: i64::try_from(packet.timestamp.as_nanos()).unwrap_or(i64::MAX),
+                timestamp_ns: frame.timestamp_ns,
                 ..offline_header()
             },
-            link_type,
-            captured_len: data.len() as u32,
-            original_len: packet.orig_len,
-            data,
+            link_type: frame.link_type,
+            captured_len: frame.data.len() as u32,
+            original_len: frame.original_len,
+            data: frame.data,
             flow_hash: 0,
-            interface: None,
+            interface: frame.interface,
         };
         recorder
             .push(record, &pods)

@@ -464,3 +464,78 @@ fn a_protocol_nothing_dissects_is_refused_not_silently_unmatched() {
         "{stderr}"
     );
 }
+
+/// Issue 20: one capture-file reader for replay and investigate: pcapng
+/// investigates like its pcap twin, and a record whose original length is
+/// below its captured length (some tools write that; tshark reads it) is
+/// read, not an error.
+#[test]
+fn investigate_reads_pcapng_and_tolerates_what_tshark_tolerates() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../capture/tests/fixtures");
+    let rows = |file: &str, kfl: &str| -> Vec<serde_json::Value> {
+        let out = tapwire()
+            .args(["investigate", file, "--kfl", kfl, "--format", "json"])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json line"))
+            .collect()
+    };
+    for kfl in ["tcp", "http or dns"] {
+        let pcap = rows(&format!("{fixtures}/loopback.pcap"), kfl);
+        let pcapng = rows(&format!("{fixtures}/loopback.pcapng"), kfl);
+        assert!(!pcap.is_empty(), "{kfl}");
+        assert_eq!(pcap.len(), pcapng.len(), "{kfl}");
+    }
+
+    // Two DNS queries; the first record says 10 bytes fewer on the wire
+    // than it holds.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("short.pcap");
+    let dns = [
+        0xbe, 0xef, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 7, b'e', b'x', b'a', b'm', b'p', b'l', b'e', 3,
+        b'c', b'o', b'm', 0, 0, 1, 0, 1,
+    ];
+    let mut udp = Vec::new();
+    udp.extend(40000u16.to_be_bytes());
+    udp.extend(53u16.to_be_bytes());
+    udp.extend((8 + dns.len() as u16).to_be_bytes());
+    udp.extend([0, 0]);
+    udp.extend(dns);
+    let mut ip = vec![0x45, 0];
+    ip.extend((20 + udp.len() as u16).to_be_bytes());
+    ip.extend([0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
+    ip.extend(udp);
+    let mut frame = vec![
+        0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 8, 0,
+    ];
+    frame.extend(ip);
+    let mut file = Vec::new();
+    for v in [0xa1b2c3d4u32] {
+        file.extend(v.to_le_bytes());
+    }
+    file.extend(2u16.to_le_bytes());
+    file.extend(4u16.to_le_bytes());
+    file.extend([0u8; 8]);
+    file.extend(65535u32.to_le_bytes());
+    file.extend(1u32.to_le_bytes());
+    for (sec, orig) in [
+        (1_700_000_000u32, frame.len() - 10),
+        (1_700_000_001, frame.len()),
+    ] {
+        file.extend(sec.to_le_bytes());
+        file.extend(0u32.to_le_bytes());
+        file.extend((frame.len() as u32).to_le_bytes());
+        file.extend((orig as u32).to_le_bytes());
+        file.extend(&frame);
+    }
+    std::fs::write(&path, file).expect("write");
+    let found = rows(path.to_str().expect("utf-8"), "dns");
+    assert_eq!(found.len(), 1, "one DNS stream: {found:?}");
+}
