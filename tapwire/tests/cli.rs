@@ -517,9 +517,7 @@ fn investigate_reads_pcapng_and_tolerates_what_tshark_tolerates() {
     ];
     frame.extend(ip);
     let mut file = Vec::new();
-    for v in [0xa1b2c3d4u32] {
-        file.extend(v.to_le_bytes());
-    }
+    file.extend(0xa1b2c3d4u32.to_le_bytes());
     file.extend(2u16.to_le_bytes());
     file.extend(4u16.to_le_bytes());
     file.extend([0u8; 8]);
