@@ -59,6 +59,10 @@ pub struct RecordFlags {
     /// Where slices wait while S3 is unavailable (record.spool_dir).
     #[arg(long, value_name = "DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// A directory of NAME.kfl recording queries, watched: a change applies
+    /// without a restart (record.queries_dir).
+    #[arg(long, value_name = "DIR")]
+    pub queries_dir: Option<PathBuf>,
     /// Consumer group (record.group).
     #[arg(long)]
     pub group: Option<String>,
@@ -109,6 +113,9 @@ impl Serialize for RecordFlags {
         if let Some(dir) = &self.spool_dir {
             map.serialize_entry("spool_dir", dir)?;
         }
+        if let Some(dir) = &self.queries_dir {
+            map.serialize_entry("queries_dir", dir)?;
+        }
         if let Some(group) = &self.group {
             map.serialize_entry("group", group)?;
         }
@@ -140,6 +147,12 @@ pub struct RecordConfig {
     /// Named KFL recording queries, e.g. `web = 'http and dst.port == 80'`.
     /// A stream is recorded when any matches; the index lists which did.
     pub queries: BTreeMap<String, String>,
+    /// A directory of recording queries, one per `NAME.kfl` file, watched
+    /// while recording: a valid change applies without a restart (to the
+    /// streams that end after it), an invalid one is reported and the
+    /// previous queries stay. Its queries join `queries` (a file wins over a
+    /// query of the same name). Unset: only `queries`.
+    pub queries_dir: Option<PathBuf>,
     /// A slice is closed when its PCAP reaches this many bytes.
     pub slice_max_bytes: u64,
     /// A slice is closed when its first packet is this old (wall clock
@@ -188,6 +201,7 @@ impl Default for RecordConfig {
             path_style: false,
             directory: None,
             queries: BTreeMap::new(),
+            queries_dir: None,
             slice_max_bytes: 64 << 20,
             slice_max_age_ms: 60_000,
             tcp_idle_timeout_ms: 60_000,
@@ -319,7 +333,33 @@ impl RecordConfig {
         if self.group.is_empty() {
             return bad("group", "is empty");
         }
-        self.compile_queries().map(|_| ())
+        self.compile_queries().map(|_| ())?;
+        if let Some(dir) = &self.queries_dir
+            && !dir.is_dir()
+        {
+            return bad("queries_dir", "is not a directory");
+        }
+        Ok(())
+    }
+
+    /// The queries in force now: `queries` and the files of `queries_dir`.
+    ///
+    /// # Errors
+    ///
+    /// The directory cannot be read, or a query does not compile (named,
+    /// with a caret).
+    pub fn current_queries(&self) -> Result<BTreeMap<String, String>, RecordConfigError> {
+        let mut all = self.queries.clone();
+        if let Some(dir) = &self.queries_dir {
+            all.extend(read_queries_dir(dir)?);
+        }
+        for (name, text) in &all {
+            tapwire_kfl::compile_dissected(text).map_err(|e| RecordConfigError::Query {
+                name: name.clone(),
+                rendered: e.render(text),
+            })?;
+        }
+        Ok(all)
     }
 
     /// The queries as the recorder and the index name them.
@@ -370,6 +410,57 @@ impl RecordConfig {
             }),
         }
     }
+}
+
+/// The queries of `dir`: each `NAME.kfl` file holds one (comments after
+/// `#` at the start of a line are left out); other files are ignored.
+pub fn read_queries_dir(
+    dir: &std::path::Path,
+) -> Result<BTreeMap<String, String>, RecordConfigError> {
+    let unreadable = |reason: String| RecordConfigError::Invalid {
+        key: "queries_dir".to_owned(),
+        reason: format!("{}: {reason}", dir.display()),
+    };
+    let mut queries = BTreeMap::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| unreadable(e.to_string()))?;
+    for entry in entries {
+        let path = entry.map_err(|e| unreadable(e.to_string()))?.path();
+        if path.extension().is_none_or(|x| x != "kfl") {
+            continue;
+        }
+        let Some(name) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| unreadable(e.to_string()))?;
+        let query: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect();
+        queries.insert(name.to_owned(), query.join("\n").trim().to_owned());
+    }
+    Ok(queries)
+}
+
+/// What a queries directory holds now, to notice a change: each file's
+/// name, modification time and length.
+pub fn queries_dir_stamp(
+    dir: &std::path::Path,
+) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    let mut stamp: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| {
+            let meta = e.metadata().ok();
+            (
+                e.path(),
+                meta.as_ref().and_then(|m| m.modified().ok()),
+                meta.map_or(0, |m| m.len()),
+            )
+        })
+        .collect();
+    stamp.sort();
+    stamp
 }
 
 #[cfg(test)]

@@ -144,18 +144,16 @@ impl Recorder {
         if queries.is_empty() {
             return Err(RecorderError::NoQuery);
         }
-        let queries = queries
-            .into_iter()
-            .map(|q| match tapwire_kfl::compile_dissected(&q.query) {
-                Ok(f) => Ok((q, f)),
-                Err(source) => Err(RecorderError::Query {
-                    name: q.name.clone(),
-                    source,
-                }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Recorder {
-            queries,
+        let mut recorder = Recorder::idle(config);
+        recorder.set_queries(queries)?;
+        Ok(recorder)
+    }
+
+    /// A recorder with no query: recording is off (streams end unrecorded)
+    /// until [`Recorder::set_queries`] gives it some.
+    pub fn idle(config: RecorderConfig) -> Recorder {
+        Recorder {
+            queries: Vec::new(),
             config,
             reassembler: Reassembler::new(config.reassembly),
             open: BTreeMap::new(),
@@ -165,7 +163,33 @@ impl Recorder {
             now_ns: i64::MIN,
             stats: RecorderStats::default(),
             ended: Vec::new(),
-        })
+        }
+    }
+
+    /// Replaces the queries (compiled here): they decide every stream that
+    /// ends from now on. An empty list turns recording off. An invalid query
+    /// is an error and leaves the previous queries in force.
+    ///
+    /// # Errors
+    ///
+    /// [`RecorderError::Query`] naming the query that is not valid KFL.
+    pub fn set_queries(&mut self, queries: Vec<NamedQuery>) -> Result<(), RecorderError> {
+        self.queries = queries
+            .into_iter()
+            .map(|q| match tapwire_kfl::compile_dissected(&q.query) {
+                Ok(f) => Ok((q, f)),
+                Err(source) => Err(RecorderError::Query {
+                    name: q.name.clone(),
+                    source,
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(())
+    }
+
+    /// The queries in force.
+    pub fn queries(&self) -> impl Iterator<Item = &NamedQuery> {
+        self.queries.iter().map(|(q, _)| q)
     }
 
     /// Counters so far.

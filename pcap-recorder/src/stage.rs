@@ -36,6 +36,7 @@
 //! fine but not recordable (ARP, ICMP, IP fragments) are counted by the
 //! recorder (`tapwire_messages_dropped_total{reason="not_tcp_udp"}`).
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use tapwire_cluster::OwnerIndex;
@@ -78,7 +79,16 @@ impl Stage for RecordConfig {
         let spool = Spool::open(&self.spool_dir, self.spool_max_bytes)
             .map_err(|e| format!("opening the spool {}: {e}", self.spool_dir.display()))?;
         let uploader = Uploader::new(store.clone(), spool, metrics.clone());
-        let recorder = Recorder::new(self.recorder_config(), self.named_queries())?;
+        let queries = self.current_queries()?;
+        let recorder = if queries.is_empty() {
+            tracing::warn!(
+                "recording is off: no recording query (RECORDING_KFL, --kfl, [record.queries] \
+                 or a NAME.kfl file in record.queries_dir); packets are read and not recorded"
+            );
+            Recorder::idle(self.recorder_config())
+        } else {
+            Recorder::new(self.recorder_config(), named(&queries))?
+        };
         let shutdown = &cx.stage.shutdown;
         let mut feed = ClusterFeed::open(&cx.bus, shutdown.child_token())?;
         let mut pods = OwnerIndex::new(self.max_pods, self.max_owners_per_ip);
@@ -96,13 +106,9 @@ impl Stage for RecordConfig {
             "pod metadata loaded from {}",
             topics::PODS
         );
-        let queries: Vec<String> = self
-            .queries
-            .iter()
-            .map(|(n, q)| format!("{n}: {q}"))
-            .collect();
-        tracing::info!(store = %store.describe(), prefix = %self.prefix, queries = ?queries,
-            group = %self.group, "recording matching streams");
+        let shown: Vec<String> = queries.iter().map(|(n, q)| format!("{n}: {q}")).collect();
+        tracing::info!(store = %store.describe(), prefix = %self.prefix, queries = ?shown,
+            queries_dir = ?self.queries_dir, group = %self.group, "recording matching streams");
         let mut handler = RecordHandler::new(
             recorder,
             uploader,
@@ -110,7 +116,8 @@ impl Stage for RecordConfig {
             Duration::from_millis(self.slice_max_age_ms),
             metrics,
         )
-        .with_pods(pods, feed);
+        .with_pods(pods, feed)
+        .watching(self.queries.clone(), self.queries_dir.clone());
         handler.tick_every = Duration::from_millis(
             self.spool_retry_interval_ms
                 .min(self.slice_max_age_ms)
@@ -147,10 +154,30 @@ pub struct StageTally {
     pub checkpoints: u64,
 }
 
+/// The queries as the recorder names them.
+fn named(queries: &std::collections::BTreeMap<String, String>) -> Vec<crate::index::NamedQuery> {
+    queries
+        .iter()
+        .map(|(name, query)| crate::index::NamedQuery {
+            name: name.clone(),
+            query: query.clone(),
+        })
+        .collect()
+}
+
+/// Where the queries come from while recording: the configured ones and a
+/// watched directory.
+struct QuerySource {
+    configured: std::collections::BTreeMap<String, String>,
+    dir: PathBuf,
+    stamp: Vec<(PathBuf, Option<std::time::SystemTime>, u64)>,
+}
+
 /// The record stage's batch handler: the recorder, the uploader and the
 /// pod history, with the checkpoints that make batches durable.
 pub struct RecordHandler {
     recorder: Recorder,
+    queries: Option<QuerySource>,
     uploader: Uploader,
     pods: OwnerIndex,
     feed: Option<ClusterFeed>,
@@ -179,6 +206,7 @@ impl RecordHandler {
     ) -> RecordHandler {
         RecordHandler {
             recorder,
+            queries: None,
             uploader,
             pods: OwnerIndex::new(1, 1),
             feed: None,
@@ -200,6 +228,60 @@ impl RecordHandler {
         self.pods = pods;
         self.feed = Some(feed);
         self
+    }
+
+    /// Watches `dir` (when set) for recording queries that join
+    /// `configured`: checked at every tick.
+    pub fn watching(
+        mut self,
+        configured: std::collections::BTreeMap<String, String>,
+        dir: Option<PathBuf>,
+    ) -> RecordHandler {
+        self.queries = dir.map(|dir| QuerySource {
+            configured,
+            stamp: crate::config::queries_dir_stamp(&dir),
+            dir,
+        });
+        self
+    }
+
+    /// Applies a changed queries directory: valid queries replace the ones
+    /// in force, an invalid set is reported and the previous one stays.
+    fn reload_queries(&mut self) {
+        let Some(source) = &mut self.queries else {
+            return;
+        };
+        let stamp = crate::config::queries_dir_stamp(&source.dir);
+        if stamp == source.stamp {
+            return;
+        }
+        source.stamp = stamp;
+        let mut all = source.configured.clone();
+        let read = crate::config::read_queries_dir(&source.dir).map(|found| {
+            all.extend(found);
+            all
+        });
+        let applied = read.map_err(|e| e.to_string()).and_then(|all| {
+            match self.recorder.set_queries(named(&all)) {
+                Ok(()) => Ok(all),
+                Err(crate::recorder::RecorderError::Query { name, source }) => {
+                    let text = all.get(&name).map_or("", String::as_str);
+                    Err(format!("record query {name}: {}", source.render(text)))
+                }
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        match applied {
+            Ok(all) if all.is_empty() => tracing::warn!(dir = %source.dir.display(),
+                "recording is off: no recording query left; packets are read and not recorded"),
+            Ok(all) => {
+                let shown: Vec<String> = all.iter().map(|(n, q)| format!("{n}: {q}")).collect();
+                tracing::info!(dir = %source.dir.display(), queries = ?shown,
+                    "recording queries changed; streams that end from now on are matched against them");
+            }
+            Err(reason) => tracing::error!(dir = %source.dir.display(), %reason,
+                "recording queries changed but are not valid; the previous queries stay in force"),
+        }
     }
 
     /// Counters.
@@ -314,6 +396,7 @@ impl RecordHandler {
     /// Periodic work: idle streams, slice age, spool retries, and the
     /// checkpoint when due.
     async fn periodic(&mut self) -> Result<(), StageError> {
+        self.reload_queries();
         self.drain_pods();
         self.recorder.tick(wall_ns(), &self.pods)?;
         self.deliver_finished().await?;

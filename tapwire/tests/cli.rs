@@ -37,15 +37,40 @@ fn help_lists_a_subcommand_per_stage() {
 }
 
 #[test]
-fn record_without_a_query_says_recording_is_off() {
-    let out = tapwire()
-        .args(["record", "--directory", "/nonexistent-unused"])
+fn record_without_a_query_says_recording_is_off_and_stays_up() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = tapwire()
+        .args(["--brokers", "127.0.0.1:1", "record", "--directory"])
+        .arg(dir.path())
+        .arg("--spool-dir")
+        .arg(dir.path().join("spool"))
         .env_remove("RECORDING_KFL")
-        .output()
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            if text.contains("recording is off") {
+                break;
+            }
+        }
+        text
+    });
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let running = child.try_wait().expect("status").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    let err = reader.join().expect("reader");
     assert!(err.contains("recording is off"), "{err}");
+    assert!(running, "the stage stays up without a query:\n{err}");
 }
 
 #[test]
