@@ -58,8 +58,8 @@ pub struct AggregateConfig {
     pub password: String,
     /// Consumer group of `tapwire aggregate`.
     pub group: String,
-    /// Topics read: verdicts (every judged event, with its enriched event)
-    /// and inventory snapshots.
+    /// Topics read: verdicts (every judged event, with its enriched event),
+    /// inventory snapshots and agent heartbeats.
     pub topics: Vec<String>,
     /// Most messages aggregated into one insert per table.
     pub batch_max_messages: usize,
@@ -83,6 +83,7 @@ impl Default for AggregateConfig {
             topics: vec![
                 tapwire_schemas::topics::VERDICTS.to_owned(),
                 tapwire_schemas::topics::INVENTORY.to_owned(),
+                tapwire_schemas::topics::AGENTS.to_owned(),
             ],
             batch_max_messages: 50_000,
             flush_interval_ms: 1000,

@@ -1,5 +1,6 @@
-//! The aggregator: enriched events with their verdicts and the inventory
-//! heartbeats in ClickHouse, and the views analysts and a console read.
+//! The aggregator: enriched events with their verdicts, the inventory
+//! snapshots and the agents' heartbeats in ClickHouse, and the views
+//! analysts and a console read.
 //!
 //! - [`config`]: the `[aggregate]` section.
 //! - [`schema`]: versioned, idempotent migrations for ClickHouse 18.16 and
@@ -8,6 +9,8 @@
 //! - [`sink`]: `tapwire aggregate`'s handler: one insert per table per
 //!   batch, offsets stored after the inserts, replays skipped by the Kafka
 //!   position every row carries.
+//! - [`liveness`]: each sensor's state (connected, disconnected,
+//!   reconnected) and recent losses from its heartbeats.
 //! - [`memory`]: the same counts and view in memory, for `tapwire run`
 //!   and `tapwire demo`.
 //! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
@@ -17,6 +20,7 @@
 //!   run by a test.
 
 pub mod config;
+pub mod liveness;
 pub mod memory;
 pub mod query;
 pub mod rows;

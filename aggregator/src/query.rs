@@ -414,10 +414,19 @@ const SOCKET_COLUMNS: &str = "sensor_id, node, local_ip, local_port, remote_ip, 
      state, pid, binary, duration_ns, snapshot_ns";
 
 /// Rows of the latest snapshot per sensor (optionally one sensor).
-fn latest(kind: SocketKind, sensor: bool) -> String {
+fn latest(kind: SocketKind, sensor: bool, skip: &[String]) -> String {
+    let skip = if skip.is_empty() {
+        String::new()
+    } else {
+        let quoted: Vec<String> = skip
+            .iter()
+            .map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")))
+            .collect();
+        format!(" AND sensor_id NOT IN ({})", quoted.join(", "))
+    };
     format!(
         "FROM inventory_sockets
-         WHERE socket_kind = '{kind}'{only}
+         WHERE socket_kind = '{kind}'{only}{skip}
            AND (sensor_id, snapshot_ns) IN
              (SELECT sensor_id, max(snapshot_ns) FROM inventory_sockets{where_sensor}
               GROUP BY sensor_id)",
@@ -459,16 +468,18 @@ pub fn check_page(page: u64, page_size: u64) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// Active TCP connections from the latest heartbeat of each sensor, a page
+/// Active TCP connections from the latest heartbeat of each sensor (but the
+/// `skip`ped ones: disconnected sensors have no active connections), a page
 /// at a time, with the latest flows.
 pub async fn connections_page(
     client: &Client,
     sensor_id: Option<&str>,
+    skip: &[String],
     page: u64,
     page_size: u64,
 ) -> Result<ConnectionsPage, QueryError> {
     check_page(page, page_size)?;
-    let from = latest(SocketKind::TcpConnection, sensor_id.is_some());
+    let from = latest(SocketKind::TcpConnection, sensor_id.is_some(), skip);
     let mut total = client.query(&format!("SELECT count() {from}"));
     if let Some(s) = sensor_id {
         total = total.bind(s).bind(s);
@@ -501,7 +512,7 @@ pub async fn listeners(
     kind: SocketKind,
     sensor_id: Option<&str>,
 ) -> Result<Vec<InventorySocket>, QueryError> {
-    let from = latest(kind, sensor_id.is_some());
+    let from = latest(kind, sensor_id.is_some(), &[]);
     let mut q = client.query(&format!("SELECT {SOCKET_COLUMNS} {from} {SOCKET_ORDER}"));
     if let Some(s) = sensor_id {
         q = q.bind(s).bind(s);
@@ -585,6 +596,7 @@ fn decode_cursor(cursor: &str) -> Result<CursorKey, QueryError> {
 pub async fn connections_after(
     client: &Client,
     sensor_id: Option<&str>,
+    skip: &[String],
     cursor: Option<&str>,
     limit: u64,
 ) -> Result<CursorPage, QueryError> {
@@ -594,7 +606,7 @@ pub async fn connections_after(
         )));
     }
     let after = cursor.map(decode_cursor).transpose()?;
-    let from = latest(SocketKind::TcpConnection, sensor_id.is_some());
+    let from = latest(SocketKind::TcpConnection, sensor_id.is_some(), skip);
     // (a, b, c, d, e) > (A, B, C, D, E), spelled out for servers without
     // tuple comparison.
     let keyset = " AND (sensor_id > ? OR sensor_id = ? AND (local_ip > ? OR local_ip = ? AND \

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use clickhouse::Row;
 use serde::Serialize;
 use tapwire_schemas::events::{
-    EventBody, FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext, PeerKind, Socket,
-    Verdict,
+    AgentHeartbeat, EventBody, FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext,
+    PeerKind, Socket, Verdict,
 };
 use xxhash_rust::xxh3::Xxh3;
 
@@ -572,4 +572,49 @@ pub fn socket_rows(inv: &InventorySnapshot, partition: u32, offset: u64) -> Vec<
     rows.extend(inv.tcp_listeners.iter().map(|s| row("tcp_listener", s)));
     rows.extend(inv.udp_listeners.iter().map(|s| row("udp_listener", s)));
     rows
+}
+
+/// A row of `agent_heartbeats`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct HeartbeatRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub node: String,
+    pub sensor_id: String,
+    pub agent_version: String,
+    pub started_ns: i64,
+    pub sequence: u64,
+    pub interval_ms: u64,
+    pub sources: Vec<String>,
+    pub loss_sources: Vec<String>,
+    pub loss_counts: Vec<u64>,
+    pub lost: u64,
+    pub stopping: u8,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one agent heartbeat.
+pub fn heartbeat_row(hb: &AgentHeartbeat, partition: u32, offset: u64) -> HeartbeatRow {
+    let h = &hb.header;
+    HeartbeatRow {
+        time: secs(h.timestamp_ns),
+        time_ns: h.timestamp_ns,
+        event_id: h.id.to_string(),
+        node: h.node.clone(),
+        sensor_id: h.sensor_id.clone(),
+        agent_version: hb.agent_version.clone(),
+        started_ns: hb.started_ns,
+        sequence: hb.sequence,
+        interval_ms: hb.interval_ms,
+        sources: hb.sources.clone(),
+        loss_sources: hb.losses.iter().map(|l| l.source.clone()).collect(),
+        loss_counts: hb.losses.iter().map(|l| l.lost).collect(),
+        lost: hb.lost(),
+        stopping: u8::from(hb.stopping),
+        src_partition: partition,
+        src_offset: offset,
+    }
 }

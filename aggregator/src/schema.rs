@@ -86,11 +86,18 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "connection counts, network events, flows, verdicts, runtime events, inventory",
-    statements: initial,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "connection counts, network events, flows, verdicts, runtime events, inventory",
+        statements: initial,
+    },
+    Migration {
+        version: 2,
+        description: "agent heartbeats",
+        statements: agent_heartbeats,
+    },
+];
 
 /// A column type that is `LowCardinality(String)` where supported.
 fn lc(f: &Features) -> &'static str {
@@ -297,6 +304,35 @@ ORDER BY (sensor_id, snapshot_ns, socket_kind){ttl}",
     ]
 }
 
+/// Issue 15: one row per capture agent heartbeat (`tapwire.agents`), the
+/// sensors' liveness (`crate::liveness`). Losses are two parallel arrays
+/// (counter name, events lost since the previous heartbeat) and their sum.
+fn agent_heartbeats(db: &str, f: &Features, days: u32) -> Vec<String> {
+    let lc = lc(f);
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.agent_heartbeats (
+  time DateTime,
+  time_ns Int64,
+  event_id String,
+  node {lc},
+  sensor_id {lc},
+  agent_version {lc},
+  started_ns Int64,
+  sequence UInt64,
+  interval_ms UInt64,
+  sources Array(String),
+  loss_sources Array(String),
+  loss_counts Array(UInt64),
+  lost UInt64,
+  stopping UInt8,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (sensor_id, time_ns){ttl}",
+        ttl = ttl(f, "time", days),
+    )]
+}
+
 /// The server's features (`SELECT version()`).
 pub async fn features(client: &Client) -> Result<Features, SchemaError> {
     let version: String = client.query("SELECT version()").fetch_one().await?;
@@ -385,5 +421,8 @@ mod tests {
             !initial("db", &new, 0).join("\n").contains("TTL"),
             "0 keeps rows"
         );
+        let beats_old = agent_heartbeats("db", &old, 30).join("\n");
+        assert!(!beats_old.contains("LowCardinality") && !beats_old.contains("TTL"));
+        assert!(agent_heartbeats("db", &new, 30)[0].contains("TTL time + INTERVAL 30 DAY"));
     }
 }

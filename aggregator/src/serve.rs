@@ -9,7 +9,7 @@
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
 //! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
 //! | `GET /api/v1/network/flows?sensor_id=&limit=` | completed flows, newest first (all of them without `limit`) |
-//! | `GET /api/v1/network/summary` | per-sensor connection and listener counts |
+//! | `GET /api/v1/network/summary` | per sensor: connection and listener counts, and the agent's liveness (`state`: connected, disconnected, reconnected; losses) |
 //! | `GET /healthz` | `ok` |
 //!
 //! Every `duration_ns` has a `duration_secs` beside it (null when unknown:
@@ -130,6 +130,12 @@ pub fn parse_window(text: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("window {text:?}: must be between 1s and about 136 years"))
 }
 
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
 fn now_s() -> u32 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -194,11 +200,23 @@ async fn edge(State(c): State<Client>, Query(p): Params) -> Reply {
     Ok(Json(json!({ "edge": pair, "view": view })).into_response())
 }
 
+/// Sensors whose agent is disconnected now: their last inventory is not
+/// active any more.
+async fn disconnected(c: &Client) -> Result<Vec<String>, ApiError> {
+    Ok(crate::liveness::liveness(c, now_ns())
+        .await?
+        .into_iter()
+        .filter(|s| !s.state.is_alive())
+        .map(|s| s.sensor_id)
+        .collect())
+}
+
 async fn connections_v1(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id", "page", "page_size"])?;
     let page = query::connections_page(
         &c,
         sensor(&p),
+        &disconnected(&c).await?,
         number(&p, "page", 1)?,
         number(&p, "page_size", 100)?,
     )
@@ -211,6 +229,7 @@ async fn connections_v2(State(c): State<Client>, Query(p): Params) -> Reply {
     let page = query::connections_after(
         &c,
         sensor(&p),
+        &disconnected(&c).await?,
         p.get("cursor")
             .map(String::as_str)
             .filter(|s| !s.is_empty()),
@@ -249,9 +268,32 @@ async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
     Ok(Json(with_seconds(json!({ "flows": rows }))).into_response())
 }
 
+/// Per sensor: its latest inventory counts and its agent's liveness
+/// (`state` connected, disconnected or reconnected; a sensor known only by
+/// one of the two is listed with what is known).
 async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &[])?;
-    Ok(Json(json!({ "sensors": query::summary(&c).await? })).into_response())
+    let now = now_ns();
+    let mut sensors: std::collections::BTreeMap<String, serde_json::Value> =
+        std::collections::BTreeMap::new();
+    for s in query::summary(&c).await? {
+        sensors.insert(s.sensor_id.clone(), json!(s));
+    }
+    for l in crate::liveness::liveness(&c, now).await? {
+        let entry = sensors
+            .entry(l.sensor_id.clone())
+            .or_insert_with(|| json!({ "sensor_id": l.sensor_id, "node": l.node }));
+        if let Some(map) = entry.as_object_mut() {
+            // A disconnected sensor has no active connections.
+            if !l.state.is_alive() {
+                map.insert("tcp_connections".into(), json!(0));
+            }
+            map.insert("state".into(), json!(l.state));
+            map.insert("liveness".into(), json!(l));
+        }
+    }
+    let sensors: Vec<serde_json::Value> = sensors.into_values().collect();
+    Ok(Json(json!({ "sensors": sensors })).into_response())
 }
 
 /// The API's routes over `client` (its database selected).

@@ -1,7 +1,7 @@
 //! `tapwire aggregate`: the stage ([`AggregateConfig`] declares it: its
 //! topics in, ClickHouse out; the schema is migrated when it is built) and
-//! its batch handler, which turns a batch of verdicts and inventory
-//! snapshots into one `INSERT` per table.
+//! its batch handler, which turns a batch of verdicts, inventory snapshots
+//! and agent heartbeats into one `INSERT` per table.
 //!
 //! Delivery: the loop stores a batch's offsets only after every insert of the
 //! batch succeeded; while ClickHouse is down the handler reports a transient
@@ -17,8 +17,8 @@
 //! ClickHouse whenever a partition's offsets do not continue where they left
 //! off (a start, a rebalance, a rewind) and advances them after each insert.
 //! Rows are therefore written once per table, with no reliance on background
-//! merges. The mark assumes one verdicts topic and one inventory topic per
-//! database.
+//! merges. The mark assumes one verdicts topic, one inventory topic and one
+//! agents topic per database.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,16 +34,17 @@ use tapwire_schemas::{AnyEvent, decode_any};
 
 use crate::AggregateConfig;
 
-use crate::rows::{Counts, EventRows, socket_rows};
+use crate::rows::{Counts, EventRows, heartbeat_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 6] = [
+pub const TABLES: [&str; 7] = [
     "connection_counts",
     "network_events",
     "flows",
     "verdicts",
     "runtime_events",
     "inventory_sockets",
+    "agent_heartbeats",
 ];
 
 /// Rows written per table.
@@ -52,7 +53,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 6],
+    pub rows: [u64; 7],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -258,7 +259,8 @@ has_source!(
     crate::rows::FlowRow,
     crate::rows::VerdictRow,
     crate::rows::RuntimeRow,
-    crate::rows::SocketRow
+    crate::rows::SocketRow,
+    crate::rows::HeartbeatRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -283,6 +285,7 @@ impl BatchHandler for AggregateStage {
         let mut counts = Counts::default();
         let mut events = EventRows::default();
         let mut sockets = Vec::new();
+        let mut heartbeats = Vec::new();
         for (index, m) in batch.iter().enumerate() {
             let (p, o) = (m.partition as u32, m.offset as u64);
             match decode_any(&m.payload) {
@@ -312,6 +315,11 @@ impl BatchHandler for AggregateStage {
                         sockets.extend(socket_rows(&inv, p, o));
                     }
                 }
+                Ok(AnyEvent::AgentHeartbeat(hb)) => {
+                    if !self.holds(6, p, o) {
+                        heartbeats.push(heartbeat_row(&hb, p, o));
+                    }
+                }
                 Ok(AnyEvent::LossRecord(loss)) => {
                     // Passed along by the policy stage; they carry their
                     // own counts and belong to the telemetry, not the tables.
@@ -320,7 +328,7 @@ impl BatchHandler for AggregateStage {
                 }
                 Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    "aggregate reads verdicts and inventory snapshots",
+                    "aggregate reads verdicts, inventory snapshots and agent heartbeats",
                     other.kind(),
                 )),
                 Err(err) => rejections.push(Rejection::undecodable(index, &err)),
@@ -333,14 +341,22 @@ impl BatchHandler for AggregateStage {
         self.insert(3, events.verdicts).await?;
         self.insert(4, events.runtime).await?;
         self.insert(5, sockets).await?;
+        self.insert(6, heartbeats).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets",
-            w.connections_counted, w.rows[0], w.rows[1], w.rows[2], w.rows[3], w.rows[4], w.rows[5]
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats",
+            w.connections_counted,
+            w.rows[0],
+            w.rows[1],
+            w.rows[2],
+            w.rows[3],
+            w.rows[4],
+            w.rows[5],
+            w.rows[6]
         )
     }
 }

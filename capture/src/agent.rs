@@ -9,7 +9,8 @@
 //! (8 bytes big-endian; 0 for frames that are not TCP/UDP); L4 and DNS
 //! events to `tapwire.l4.raw` and inventory snapshots to
 //! `tapwire.inventory`, keyed by node; loss records to the topic whose
-//! stream lost the events.
+//! stream lost the events; heartbeats to `tapwire.agents`, keyed by sensor
+//! id, while a live source runs (see `heartbeat.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -130,9 +131,15 @@ pub struct Summary {
     pub runtime_events: AtomicU64,
     /// Events lost before they could be sent (also sent as loss records).
     pub lost: AtomicU64,
+    /// Of those, lost in the eBPF ring buffer.
+    pub lost_ringbuf: AtomicU64,
+    /// Of those, lost in the live capture's send queue.
+    pub lost_packet_queue: AtomicU64,
+    /// Heartbeats sent to `tapwire.agents`.
+    pub heartbeats: AtomicU64,
 }
 
-fn metrics() -> &'static tapwire_plumbing::telemetry::StageMetrics {
+pub(crate) fn metrics() -> &'static tapwire_plumbing::telemetry::StageMetrics {
     static METRICS: std::sync::OnceLock<tapwire_plumbing::telemetry::StageMetrics> =
         std::sync::OnceLock::new();
     METRICS.get_or_init(|| tapwire_plumbing::telemetry::StageMetrics::new("capture"))
@@ -148,6 +155,10 @@ impl Summary {
     /// Counts `n` events lost at `reason` (`ringbuf`, `packet_queue`).
     pub(crate) fn lost(&self, reason: &str, n: u64) {
         self.lost.fetch_add(n, Ordering::Relaxed);
+        match reason {
+            "ringbuf" => self.lost_ringbuf.fetch_add(n, Ordering::Relaxed),
+            _ => self.lost_packet_queue.fetch_add(n, Ordering::Relaxed),
+        };
         metrics().dropped(reason, n);
     }
 
@@ -254,6 +265,7 @@ impl Agent {
         S: Sink + Clone + 'static,
     {
         let plan = self.plan();
+        let running = crate::heartbeat::Running::default();
         let mut refused = Vec::new();
         let mut tasks = tokio::task::JoinSet::new();
         let mut live_sources = 0;
@@ -268,6 +280,7 @@ impl Agent {
                 continue;
             }
             tracing::info!(source = %source, "source started");
+            let guard = running.enter(source.to_string());
             let sink = sink.clone();
             let stop = shutdown.clone();
             let summary = summary.clone();
@@ -278,23 +291,27 @@ impl Agent {
                     live_sources += 1;
                     let caps = self.caps;
                     tasks.spawn(async move {
+                        let _running = guard;
                         run_inventory(&config, identity, caps, &sink, stop, &summary).await
                     });
                 }
                 SourceSpec::Pcap { path, realtime } => {
                     tasks.spawn(async move {
+                        let _running = guard;
                         run_replay(&config, identity, path, realtime, &sink, stop, &summary).await
                     });
                 }
                 SourceSpec::Packets => {
                     live_sources += 1;
-                    tasks.spawn(
-                        async move { run_live(&config, identity, &sink, stop, &summary).await },
-                    );
+                    tasks.spawn(async move {
+                        let _running = guard;
+                        run_live(&config, identity, &sink, stop, &summary).await
+                    });
                 }
                 SourceSpec::Ebpf => {
                     live_sources += 1;
                     tasks.spawn(async move {
+                        let _running = guard;
                         crate::ebpf::run(&config, identity, &sink, stop, &summary).await
                     });
                 }
@@ -308,7 +325,23 @@ impl Agent {
                 reasons.join("; ")
             }));
         }
-        let _ = live_sources;
+        // A live source makes this a sensor of the fleet: it says it is
+        // alive until it stops. File replays alone are an import, not a sensor.
+        let beats_stop = CancellationToken::new();
+        let heartbeat = (live_sources > 0).then(|| {
+            let beats = crate::heartbeat::Beats::new(
+                self.identity.clone(),
+                self.config.heartbeat_interval_ms,
+                crate::inventory::now_ns(),
+            );
+            tokio::spawn(crate::heartbeat::run(
+                beats,
+                sink.clone(),
+                running.clone(),
+                summary.clone(),
+                beats_stop.clone(),
+            ))
+        });
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
             let result = joined.unwrap_or_else(|e| {
@@ -321,6 +354,12 @@ impl Agent {
                 tracing::error!(error = %err, "source stopped");
                 first_error.get_or_insert(err);
             }
+        }
+        beats_stop.cancel();
+        if let Some(heartbeat) = heartbeat
+            && let Err(err) = heartbeat.await
+        {
+            tracing::error!(error = %err, "heartbeat task panicked");
         }
         match first_error {
             Some(err) => Err(err),

@@ -11,7 +11,7 @@ use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize, Serializer};
 
 /// The `[capture]` section.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
     /// Node name written into every record (`NODE_NAME` sets it: the
@@ -21,6 +21,11 @@ pub struct CaptureConfig {
     pub sensor_id: Option<String>,
     /// The node's own address, written into every record when set.
     pub node_ip: Option<IpAddr>,
+    /// Time between two agent heartbeats on `tapwire.agents` (one at start,
+    /// one every interval, a last one on a clean stop); a sensor silent for
+    /// two intervals is disconnected. Sent while a live source (inventory,
+    /// ebpf, packets) runs; an agent that only replays files sends none.
+    pub heartbeat_interval_ms: u64,
     /// The /proc/net inventory heartbeat.
     pub inventory: InventoryConfig,
     /// Live packet capture (AF_PACKET).
@@ -29,6 +34,21 @@ pub struct CaptureConfig {
     pub ebpf: EbpfConfig,
     /// Events derived from packets (live or replayed).
     pub derive: DeriveConfig,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            node_name: None,
+            sensor_id: None,
+            node_ip: None,
+            heartbeat_interval_ms: 10_000,
+            inventory: InventoryConfig::default(),
+            packets: PacketsConfig::default(),
+            ebpf: EbpfConfig::default(),
+            derive: DeriveConfig::default(),
+        }
+    }
 }
 
 /// The flags of `tapwire capture`; each sets its `[capture]` key.
@@ -49,6 +69,9 @@ pub struct CaptureFlags {
     /// Bytes kept per packet (capture.packets.snaplen_bytes).
     #[arg(long, value_name = "BYTES")]
     pub snaplen: Option<u32>,
+    /// Time between agent heartbeats (capture.heartbeat_interval_ms).
+    #[arg(long, value_name = "MS")]
+    pub heartbeat_interval_ms: Option<u64>,
     /// Time between inventory snapshots (capture.inventory.interval_ms).
     #[arg(long, value_name = "MS")]
     pub inventory_interval_ms: Option<u64>,
@@ -66,6 +89,9 @@ impl Serialize for CaptureFlags {
         }
         if let Some(id) = &self.sensor_id {
             map.serialize_entry("sensor_id", id)?;
+        }
+        if let Some(ms) = self.heartbeat_interval_ms {
+            map.serialize_entry("heartbeat_interval_ms", &ms)?;
         }
         #[derive(Serialize)]
         struct Packets<'a> {
@@ -242,6 +268,9 @@ impl CaptureConfig {
                 reason: reason.to_owned(),
             })
         };
+        if self.heartbeat_interval_ms == 0 {
+            return bad("heartbeat_interval_ms", "must be above 0");
+        }
         if self.inventory.interval_ms == 0 {
             return bad("inventory.interval_ms", "must be above 0");
         }

@@ -14,11 +14,14 @@
 //! - [`ebpf`]: tracepoint programs from `capture-bpf/` (TCP lifecycle,
 //!   exec/exit), ring buffer loss as loss records.
 //! - [`privileges`]: which capabilities are held and which a source lacks.
+//! - `heartbeat`: the agent's heartbeat on `tapwire.agents` (start, every
+//!   `heartbeat_interval_ms`, a last one on a clean stop).
 
 pub mod agent;
 pub mod config;
 pub mod derive;
 pub mod ebpf;
+pub(crate) mod heartbeat;
 pub mod inventory;
 pub mod live;
 pub mod privileges;

@@ -167,7 +167,8 @@ pub struct CefConfig {
     /// Consumer group.
     pub group: String,
     /// Topics to read: verdicts, and enriched-event topics whose events are
-    /// forwarded as mode `other` without a policy decision.
+    /// forwarded as mode `other` without a policy decision. `tapwire.agents`
+    /// (the agents' heartbeats, `AG` messages) is read in any case.
     pub topics: Vec<String>,
 }
 
@@ -253,6 +254,12 @@ impl CefConfig {
         }
         if self.topics.is_empty() {
             return bad("topics", "name at least one topic".into());
+        }
+        if let Some(query) = &self.filter {
+            tapwire_kfl::compile_dissected(query).map_err(|e| CefConfigError {
+                key: "filter",
+                reason: format!("not valid KFL:\n{}", e.render(query)),
+            })?;
         }
         crate::transport::Target::parse(&self.target).map_err(|reason| CefConfigError {
             key: "target",

@@ -1,6 +1,7 @@
 //! A verdict to one syslog message carrying CEF, as `MAPPING.md` lays out:
 //! the syslog header, the CEF header (signature from
-//! [`tapwire_schemas::signature`]) and the extension keys in a fixed order.
+//! [`tapwire_schemas::signature`]) and the extension keys in a fixed order;
+//! and an agent event (family `AG`, [`crate::liveness`]) the same way.
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -11,10 +12,11 @@ use tapwire_schemas::events::{
     Direction, EventBody, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol,
     RuntimeEvent, RuntimeKind, Verdict,
 };
-use tapwire_schemas::signature::{EventKind, signature};
+use tapwire_schemas::signature::{AgentEventKind, EventKind, agent_signature, signature};
 
 use crate::config::{CefConfig, Ipv6Keys, NodeIpKey, SourceKey, SyslogFormat};
 use crate::escape::{cut, extension_into, header_into};
+use crate::liveness::AgentEvent;
 
 /// Maximum value lengths (bytes) of the CEF standard's keys used here.
 const MAX_DEFAULT: usize = 1023;
@@ -101,6 +103,64 @@ impl Formatter {
         };
         self.extension(verdict, header, &mut ext);
         ext.cut
+    }
+
+    /// Appends the syslog message for an agent event (`AG` family,
+    /// `MAPPING.md` section 7) to `out`. Returns how many values were cut.
+    pub fn format_agent(&self, event: &AgentEvent, out: &mut Vec<u8>) -> u32 {
+        let h = &event.header;
+        let sig = agent_signature(event.kind);
+        self.syslog_header(h, sig.severity, out);
+        out.extend_from_slice(&self.cef_prefix);
+        header_into(sig.id, out);
+        out.push(b'|');
+        header_into(sig.name, out);
+        out.push(b'|');
+        out.extend_from_slice(itoa::Buffer::new().format(sig.severity).as_bytes());
+        out.push(b'|');
+        let mut x = Ext {
+            out,
+            first: true,
+            cut: 0,
+        };
+        x.int("rt", h.timestamp_ns.div_euclid(1_000_000));
+        x.str("act", event.action, MAX_ACT);
+        let error = event.kind != AgentEventKind::Connected;
+        x.str(
+            "outcome",
+            if error { "Error" } else { "Success" },
+            MAX_OUTCOME,
+        );
+        x.opt("reason", event.reason.as_deref(), MAX_DEFAULT);
+        x.str(self.source_key, &h.sensor_id, MAX_DEFAULT);
+        x.str("dvchost", &h.node, MAX_DEFAULT);
+        x.str("deviceExternalId", &h.sensor_id, MAX_DEFAULT);
+        if event.kind == AgentEventKind::Loss {
+            x.int("cn1", event.lost());
+            x.str("cn1Label", "Events lost", MAX_DEFAULT);
+        }
+        let cs = self.cs_max;
+        x.labeled(
+            ("cs1", "cs1Label"),
+            self.cluster_name.as_deref().unwrap_or_default(),
+            "Cluster name",
+            cs,
+        );
+        x.labeled(("cs2", "cs2Label"), &h.node, "Node name", cs);
+        if let Some(ip) = h.node_ip {
+            match (self.node_ip_key, ip.0) {
+                (NodeIpKey::Cs7, ip) => {
+                    x.labeled(("cs7", "cs7Label"), &ip.to_string(), "Node IP", cs)
+                }
+                (NodeIpKey::Dvc, ip) => self.ip(&mut x, "dvc", NODE_V6, ip),
+                (NodeIpKey::Omit, _) => {}
+            }
+        }
+        if self.extra_keys {
+            x.key("externalId");
+            let _ = write!(x.out, "{}", h.id.to_hex());
+        }
+        x.cut
     }
 
     fn syslog_header(&self, header: &EventHeader, cef_severity: i32, out: &mut Vec<u8>) {

@@ -11,6 +11,8 @@
 //! - [`format`](mod@format): a verdict to a syslog line with a CEF payload;
 //! - [`transport`]: UDP, TCP and TLS senders with reconnects, and file and
 //!   stdout writers;
+//! - [`liveness`]: agent heartbeats to `AG` events (connected,
+//!   disconnected, events lost), the state machine the stage ticks;
 //! - [`stage`]: the stage ([`CefConfig`] declares it) and its batch
 //!   handler: decode, format, send, flush, and only then let the loop store
 //!   offsets.
@@ -18,6 +20,7 @@
 pub mod config;
 pub mod escape;
 pub mod format;
+pub mod liveness;
 pub mod stage;
 pub mod transport;
 

@@ -9,24 +9,31 @@
 //! (`tapwire_messages_marked_total{reason="upstream_loss"}`, per lost event)
 //! and logged, never dead-lettered.
 //!
+//! Agent heartbeats (`tapwire.agents`, always read besides `cef.topics`)
+//! become `AG` messages when a sensor connects, stops, goes silent for two
+//! intervals (noticed on the stage's tick, every 200 ms, also while nothing
+//! arrives) or reports lost events; see [`crate::liveness`]. They pass no
+//! KFL filter and no rate limit.
+//!
 //! Delivery: TCP and TLS are at least once (a batch retried after a broken
 //! connection may repeat messages the receiver already got; `externalId`
 //! carries the event id for de-duplication); UDP is best effort.
 
 use std::ops::Range;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
 use tapwire_plumbing::telemetry::{RateLimit, StageMetrics};
-use tapwire_schemas::events::{LossRecord, Mode, Outcome};
+use tapwire_schemas::events::{AgentHeartbeat, LossRecord, Mode, Outcome};
 use tapwire_schemas::signature::{EventKind, signature};
 use tapwire_schemas::{AnyEvent, Verdict, decode_any};
 
 use crate::config::CefConfig;
 use crate::format::Formatter;
+use crate::liveness::{AgentEvent, AgentTracker};
 use crate::transport::{Sender, TransportError};
 
 impl Stage for CefConfig {
@@ -40,8 +47,14 @@ impl Stage for CefConfig {
         self.group.clone()
     }
 
+    /// `cef.topics`, and always `tapwire.agents`: the agents' liveness
+    /// (`AG` messages, [`crate::liveness`]).
     fn inputs(&self) -> Vec<String> {
-        self.topics.clone()
+        let mut topics = self.topics.clone();
+        if !topics.iter().any(|t| t == tapwire_schemas::topics::AGENTS) {
+            topics.push(tapwire_schemas::topics::AGENTS.to_owned());
+        }
+        topics
     }
 
     async fn build(self, cx: &BuildContext) -> Result<CefStage, BoxError> {
@@ -64,6 +77,19 @@ pub struct CefStage {
     lost_upstream: u64,
     buf: Vec<u8>,
     ranges: Vec<Range<usize>>,
+    agents: AgentTracker,
+    /// Agent events not delivered yet (a failed send), by id.
+    pending: Vec<AgentEvent>,
+    agent_messages: u64,
+}
+
+/// How often silent sensors are looked for.
+const LIVENESS_TICK: Duration = Duration::from_millis(200);
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 impl CefStage {
@@ -77,7 +103,7 @@ impl CefStage {
             filter: config
                 .filter
                 .as_deref()
-                .and_then(|q| tapwire_kfl::compile(q).ok()),
+                .and_then(|q| tapwire_kfl::compile_dissected(q).ok()),
             metrics,
             cut_log: RateLimit::new(std::time::Duration::from_secs(60)),
             loss_log: RateLimit::new(std::time::Duration::from_secs(10)),
@@ -85,7 +111,36 @@ impl CefStage {
             lost_upstream: 0,
             buf: Vec::with_capacity(1 << 20),
             ranges: Vec::new(),
+            agents: AgentTracker::default(),
+            pending: Vec::new(),
+            agent_messages: 0,
         })
+    }
+
+    /// Queues agent events (once per id) for the next send.
+    fn queue(&mut self, events: Vec<AgentEvent>) {
+        for event in events {
+            if !self.pending.iter().any(|p| p.header.id == event.header.id) {
+                self.pending.push(event);
+            }
+        }
+    }
+
+    /// Formats the queued agent events into the send buffer.
+    fn format_pending(&mut self) -> u64 {
+        let mut cut = 0;
+        for event in &self.pending {
+            let start = self.buf.len();
+            cut += u64::from(self.formatter.format_agent(event, &mut self.buf));
+            self.ranges.push(start..self.buf.len());
+        }
+        cut
+    }
+
+    /// After a send that delivered: the queued agent events are out.
+    fn pending_sent(&mut self) {
+        self.agent_messages += self.pending.len() as u64;
+        self.pending.clear();
     }
 }
 
@@ -95,7 +150,13 @@ impl BatchHandler for CefStage {
             verdicts,
             rejections,
             losses,
+            heartbeats,
         } = decode_verdicts(batch);
+        let mut changes = Vec::new();
+        for hb in &heartbeats {
+            self.agents.heartbeat(hb, &mut changes);
+        }
+        self.queue(changes);
         for loss in &losses {
             self.lost_upstream += loss.lost;
             self.metrics.marked("upstream_loss", loss.lost);
@@ -107,7 +168,9 @@ impl BatchHandler for CefStage {
         self.buf.clear();
         self.ranges.clear();
         let mut limited = 0u64;
-        let mut cut = 0u64;
+        // Agent events pass no filter and no rate limit: they are few, and
+        // the SIEM must see them.
+        let mut cut = self.format_pending();
         let mut filtered = 0u64;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -134,6 +197,7 @@ impl BatchHandler for CefStage {
             .send(&self.buf, &self.ranges)
             .await
             .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        self.pending_sent();
         self.metrics.messages_out.inc_by(report.sent);
         self.sent += report.sent;
         if report.dropped > 0 {
@@ -158,10 +222,43 @@ impl BatchHandler for CefStage {
         Ok(rejections)
     }
 
+    fn tick_interval(&self) -> Option<Duration> {
+        Some(LIVENESS_TICK)
+    }
+
+    /// Reports sensors silent for two intervals (`AG-002`). A failed send
+    /// keeps them queued for the next tick or batch: a tick error would
+    /// stop the stage.
+    async fn tick(&mut self) -> Result<(), HandlerError> {
+        let mut changes = Vec::new();
+        self.agents.tick(now_ns(), &mut changes);
+        self.queue(changes);
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        self.buf.clear();
+        self.ranges.clear();
+        self.format_pending();
+        match self.sender.send(&self.buf, &self.ranges).await {
+            Ok(report) => {
+                self.pending_sent();
+                self.metrics.messages_out.inc_by(report.sent);
+                self.sent += report.sent;
+            }
+            Err(err) => {
+                if let Some(suppressed) = self.loss_log.allow() {
+                    tracing::warn!(error = %err, pending = self.pending.len(), suppressed,
+                        "agent messages not sent; retrying");
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn report(&self) -> String {
         format!(
-            "{} CEF messages sent, {} events lost upstream",
-            self.sent, self.lost_upstream
+            "{} CEF messages sent, {} events lost upstream, {} agent messages",
+            self.sent, self.lost_upstream, self.agent_messages
         )
     }
 }
@@ -171,6 +268,7 @@ struct Decoded {
     verdicts: Vec<Verdict>,
     rejections: Vec<Rejection>,
     losses: Vec<LossRecord>,
+    heartbeats: Vec<AgentHeartbeat>,
 }
 
 /// Verdicts, and enriched events forwarded as they are (a topic such as
@@ -180,9 +278,11 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
     let mut verdicts = Vec::with_capacity(batch.len());
     let mut rejections = Vec::new();
     let mut losses = Vec::new();
+    let mut heartbeats = Vec::new();
     for (index, message) in batch.iter().enumerate() {
         match decode_any(&message.payload) {
             Ok(AnyEvent::Verdict(v)) => verdicts.push(v),
+            Ok(AnyEvent::AgentHeartbeat(hb)) => heartbeats.push(hb),
             Ok(AnyEvent::LossRecord(loss)) => losses.push(loss),
             Ok(AnyEvent::EnrichedEvent(event)) => {
                 let sig = signature(EventKind::of(&event), Outcome::Allowed);
@@ -199,7 +299,7 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
             }
             Ok(other) => rejections.push(Rejection::wrong_schema(
                 index,
-                "cef forwards verdicts and enriched events",
+                "cef forwards verdicts, enriched events and agent heartbeats",
                 other.kind(),
             )),
             Err(err) => rejections.push(Rejection::undecodable(index, &err)),
@@ -209,6 +309,7 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
         verdicts,
         rejections,
         losses,
+        heartbeats,
     }
 }
 

@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
-    DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event, LossRecord, NodeMetadata,
-    PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
+    AgentHeartbeat, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event, LossRecord,
+    NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
@@ -79,6 +79,7 @@ impl AnyEvent {
             AnyEvent::LossRecord(e) => &e.header,
             AnyEvent::NodeMetadata(e) => &e.header,
             AnyEvent::ServiceMetadata(e) => &e.header,
+            AnyEvent::AgentHeartbeat(e) => &e.header,
         })
     }
 }

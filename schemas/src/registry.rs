@@ -34,6 +34,7 @@ macro_rules! for_each_schema_kind {
             LossRecord => "loss_record.avsc",
             NodeMetadata => "node_metadata.avsc",
             ServiceMetadata => "service_metadata.avsc",
+            AgentHeartbeat => "agent_heartbeat.avsc",
         }
     };
 }

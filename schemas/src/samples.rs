@@ -203,3 +203,32 @@ pub fn flow_verdict(header: EventHeader, seq: u64) -> Verdict {
         Outcome::Allowed,
     )
 }
+
+/// A heartbeat of an agent started at `started_ns`, the `sequence`th, sent
+/// at `header`'s time, with `ringbuf` lost events since the previous one.
+pub fn heartbeat(
+    header: EventHeader,
+    started_ns: i64,
+    sequence: u64,
+    ringbuf: u64,
+) -> AgentHeartbeat {
+    AgentHeartbeat {
+        header,
+        agent_version: "0.1.0".to_owned(),
+        started_ns,
+        sequence,
+        interval_ms: 10_000,
+        sources: vec!["inventory".to_owned(), "ebpf".to_owned()],
+        losses: vec![
+            SourceLoss {
+                source: "ringbuf".to_owned(),
+                lost: ringbuf,
+            },
+            SourceLoss {
+                source: "packet_queue".to_owned(),
+                lost: 0,
+            },
+        ],
+        stopping: false,
+    }
+}

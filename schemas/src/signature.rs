@@ -19,6 +19,16 @@
 //! | | | | file_rename | FM-007 |
 //!
 //! Severity: 7 when the event is audited or blocked, 3 otherwise.
+//!
+//! Agent events (family `AG`, name `Agent`) come from heartbeats, not
+//! verdicts ([`agent_signature`]); the severity is 5 for a success and 10
+//! for an error, as the seed rules for agents:
+//!
+//! | event | id | severity |
+//! |---|---|---|
+//! | agent connected (first heartbeat seen) or reconnected | AG-001 | 5 |
+//! | agent disconnected (silent for two intervals, or stopped) | AG-002 | 10 |
+//! | agent lost events (a heartbeat reports a loss) | AG-003 | 10 |
 
 use crate::events::{DnsKind, EnrichedEvent, EventBody, L4Kind, Outcome, RuntimeKind};
 
@@ -117,5 +127,44 @@ mod tests {
         assert_eq!(signature(exec, Outcome::Allowed).name, "Process management");
         let rename = EventKind::Runtime(RuntimeKind::FileRename);
         assert_eq!(signature(rename, Outcome::Audited).id, "FFM-007");
+    }
+}
+
+/// What happened to a capture agent, as the SIEM is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentEventKind {
+    /// First heartbeat of a sensor, or the first after it was disconnected.
+    Connected,
+    /// Silent for two heartbeat intervals, or stopped.
+    Disconnected,
+    /// A heartbeat reported lost events.
+    Loss,
+}
+
+/// The signature of an agent event: `AG-001` (connected, 5), `AG-002`
+/// (disconnected, 10), `AG-003` (events lost, 10).
+pub fn agent_signature(kind: AgentEventKind) -> Signature {
+    let (id, severity) = match kind {
+        AgentEventKind::Connected => ("AG-001", 5),
+        AgentEventKind::Disconnected => ("AG-002", 10),
+        AgentEventKind::Loss => ("AG-003", 10),
+    };
+    Signature {
+        id,
+        name: "Agent",
+        severity,
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    #[test]
+    fn agent_errors_are_severity_10_and_success_5() {
+        assert_eq!(agent_signature(AgentEventKind::Disconnected).id, "AG-002");
+        assert_eq!(agent_signature(AgentEventKind::Disconnected).severity, 10);
+        assert_eq!(agent_signature(AgentEventKind::Connected).severity, 5);
+        assert_eq!(agent_signature(AgentEventKind::Loss).id, "AG-003");
     }
 }

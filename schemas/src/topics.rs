@@ -16,6 +16,8 @@ pub const L4_ENRICHED: &str = "tapwire.l4.enriched";
 pub const RUNTIME_ENRICHED: &str = "tapwire.runtime.enriched";
 /// One verdict per enriched event.
 pub const VERDICTS: &str = "tapwire.verdicts";
+/// Capture agents' heartbeats (`AgentHeartbeat`), key = sensor id.
+pub const AGENTS: &str = "tapwire.agents";
 /// Messages a stage could not decode or validate, with the reason in headers.
 pub const DLQ: &str = "tapwire.dlq";
 
@@ -60,6 +62,10 @@ pub const ALL: &[TopicSpec] = &[
     },
     TopicSpec {
         name: VERDICTS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: AGENTS,
         compacted: false,
     },
     TopicSpec {

@@ -97,6 +97,13 @@ fn every_record() -> Vec<AnyEvent> {
             source: "ringbuf".into(),
             lost: 17,
         }),
+        AnyEvent::AgentHeartbeat(samples::heartbeat(hdr(10), 1_700_000_000, 3, 42)),
+        AnyEvent::AgentHeartbeat(AgentHeartbeat {
+            sources: vec![],
+            losses: vec![],
+            stopping: true,
+            ..samples::heartbeat(hdr(11), 1_700_000_000, 4, 0)
+        }),
     ]
 }
 
@@ -417,7 +424,7 @@ fn every_change_of_layout_starts_from_a_kept_version() {
 
 #[test]
 fn the_kind_table_names_each_file_and_record() {
-    assert_eq!(SchemaKind::ALL.len(), 11);
+    assert_eq!(SchemaKind::ALL.len(), 12);
     for kind in SchemaKind::ALL {
         let entry = registry().current(kind);
         let schema: serde_json::Value = serde_json::from_str(&entry.json).expect("json");
@@ -674,4 +681,20 @@ fn a_verdict_of_v4_decodes_without_side_decisions() {
         decode_any(&old).expect("a v4 verdict decodes"),
         AnyEvent::Verdict(verdict)
     );
+}
+
+/// Issue 15: the heartbeat is a new top-level record (its first version),
+/// on its own topic, keyed by sensor id.
+#[test]
+fn the_heartbeat_is_a_first_version_on_its_own_topic() {
+    let entry = registry().current(SchemaKind::AgentHeartbeat);
+    assert_eq!(entry.version, 1);
+    assert!(
+        topics::ALL
+            .iter()
+            .any(|t| t.name == topics::AGENTS && !t.compacted)
+    );
+    let hb = samples::heartbeat(hdr(12), 5, 0, 7);
+    assert_eq!(hb.lost(), 7);
+    assert_eq!(hb.silent_at_ns(), hb.header.timestamp_ns + 20_000_000_000);
 }

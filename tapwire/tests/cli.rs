@@ -562,3 +562,17 @@ fn investigate_reads_pcapng_and_tolerates_what_tshark_tolerates() {
     let found = rows(path.to_str().expect("utf-8"), "dns");
     assert_eq!(found.len(), 1, "one DNS stream: {found:?}");
 }
+
+#[test]
+fn an_invalid_cef_filter_is_refused_at_start_not_ignored() {
+    let out = tapwire()
+        .args(["--brokers", "127.0.0.1:1", "cef", "--filter", "mode == "])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("cef.filter") && stderr.contains('^'),
+        "{stderr}"
+    );
+}

@@ -582,5 +582,27 @@ impl Drop for Lines {
     }
 }
 
+/// `GET path` on an HTTP/1.1 server at `addr` (such as `tapwire serve`):
+/// the status and the JSON body.
+pub fn http_get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let status = raw[9..12].parse().expect("status");
+    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    // Chunked or not, the JSON is the one line that starts with { or [.
+    let json = body
+        .lines()
+        .find(|l| l.starts_with('{') || l.starts_with('['))
+        .unwrap_or("null");
+    (status, serde_json::from_str(json).expect("JSON body"))
+}
+
 pub mod cef;
 pub mod clickhouse;

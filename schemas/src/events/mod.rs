@@ -1,6 +1,7 @@
 //! Rust types for every Avro record; each maps field for field, in order, to
 //! its `.avsc` file in `schemas/avro/`.
 
+mod agents;
 mod derived;
 mod network;
 mod pods;
@@ -8,6 +9,7 @@ mod runtime;
 
 use serde::{Deserialize, Serialize};
 
+pub use agents::{AgentHeartbeat, SILENT_INTERVALS, SourceLoss, alive_at, silent_at_ns};
 pub use derived::{
     EnrichedEvent, EventBody, Mode, Outcome, PeerContext, PeerKind, Side, SideDecision, Verdict,
 };

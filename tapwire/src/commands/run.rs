@@ -85,6 +85,7 @@ const CAPTURE_OUTPUTS: &[&str] = &[
     topics::RUNTIME_RAW,
     topics::PACKETS_RAW,
     topics::INVENTORY,
+    topics::AGENTS,
 ];
 
 /// The CEF section of `config`, sending to `out`.
