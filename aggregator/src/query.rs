@@ -4,6 +4,7 @@
 
 use clickhouse::{Client, Row};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 /// A failed read.
 #[derive(Debug, thiserror::Error)]
@@ -672,6 +673,168 @@ pub async fn summary(client: &Client) -> Result<Vec<SensorSummary>, QueryError> 
         )
         .fetch_all()
         .await?)
+}
+
+/// What the Investigate view asks for: events of a window, newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct EventsQuery<'a> {
+    /// One sensor only.
+    pub sensor_id: Option<&'a str>,
+    /// One kind only (`network_connect`, `dns_query`, `process_exec`, ...).
+    pub kind: Option<&'a str>,
+    /// Window start, epoch nanoseconds (inclusive).
+    pub since_ns: i64,
+    /// Window end, epoch nanoseconds (exclusive).
+    pub until_ns: i64,
+    /// Events per page.
+    pub limit: u64,
+    /// Where the previous page ended ([`EventsPage::next_cursor`]).
+    pub cursor: Option<&'a str>,
+    /// Only events this KFL query matches, over the event's columns.
+    pub filter: Option<&'a tapwire_kfl::Filter>,
+}
+
+/// A page of events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventsPage {
+    /// The events, newest first: a row of `network_events` or
+    /// `runtime_events` with `family` (`network` or `runtime`).
+    pub events: Vec<serde_json::Value>,
+    /// Pass as `cursor` for the next page; absent when the window is done.
+    pub next_cursor: Option<String>,
+    /// Rows read for this page (more than the events when a filter is set).
+    pub scanned: u64,
+}
+
+/// At most this many rows are read for one page; a sparse filter returns a
+/// short page with a cursor, and the caller asks again.
+const EVENTS_SCAN_MAX: u64 = 50_000;
+
+/// One page of events of `[since, until)`, across network and runtime
+/// events, newest first, cursor-paged by (time, event id).
+pub async fn events(client: &Client, q: EventsQuery<'_>) -> Result<EventsPage, QueryError> {
+    if !(1..=5000).contains(&q.limit) {
+        return Err(QueryError::BadRequest(format!(
+            "limit must be between 1 and 5000, not {}",
+            q.limit
+        )));
+    }
+    let families: &[(&str, &str)] = match q.kind {
+        None => &[("network", "network_events"), ("runtime", "runtime_events")],
+        Some(k) if !k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') => {
+            return Err(QueryError::BadRequest(format!(
+                "kind {k:?} is not an event kind (e.g. network_connect, dns_query, process_exec)"
+            )));
+        }
+        Some(k) if k.starts_with("network_") || k.starts_with("dns_") => {
+            &[("network", "network_events")]
+        }
+        Some(k) if k.starts_with("process_") || k.starts_with("file_") => {
+            &[("runtime", "runtime_events")]
+        }
+        Some(k) => {
+            return Err(QueryError::BadRequest(format!(
+                "kind {k:?} is not an event kind: network_*, dns_*, process_* or file_*"
+            )));
+        }
+    };
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let mut after = q.cursor.map(decode_event_cursor).transpose()?;
+    let batch = (q.limit * 4).clamp(500, 5000);
+    let mut page = Vec::new();
+    let mut scanned = 0u64;
+    let mut exhausted = false;
+    while (page.len() as u64) < q.limit && scanned < EVENTS_SCAN_MAX {
+        let mut rows: Vec<(i64, String, serde_json::Value)> = Vec::new();
+        for (family, table) in families {
+            let mut sql = format!(
+                "SELECT * FROM {table} WHERE time_ns >= {} AND time_ns < {}",
+                q.since_ns, q.until_ns
+            );
+            if let Some(s) = q.sensor_id {
+                sql.push_str(&format!(" AND sensor_id = {}", quote(s)));
+            }
+            if let Some(k) = q.kind {
+                sql.push_str(&format!(" AND kind = {}", quote(k)));
+            }
+            if let Some((t, id)) = &after {
+                sql.push_str(&format!(
+                    " AND (time_ns < {t} OR time_ns = {t} AND event_id < {})",
+                    quote(id)
+                ));
+            }
+            sql.push_str(&format!(
+                " ORDER BY time_ns DESC, event_id DESC LIMIT {batch}"
+            ));
+            for mut row in json_rows(client, &sql).await? {
+                let time = row["time_ns"]
+                    .as_i64()
+                    .or_else(|| row["time_ns"].as_str().and_then(|t| t.parse().ok()))
+                    .unwrap_or(0);
+                let id = row["event_id"].as_str().unwrap_or_default().to_owned();
+                if let Some(map) = row.as_object_mut() {
+                    map.insert("family".into(), json!(family));
+                    // 64-bit integers may come quoted: give the time as a number.
+                    map.insert("time_ns".into(), json!(time));
+                }
+                rows.push((time, id, row));
+            }
+        }
+        // Newest first across the tables; only the first `batch` are safe
+        // to take (a table may have more just below its last row).
+        rows.sort_by(|a, b| (b.0, &b.1).cmp(&(a.0, &a.1)));
+        exhausted = (rows.len() as u64) < batch;
+        rows.truncate(batch as usize);
+        if rows.is_empty() {
+            exhausted = true;
+            break;
+        }
+        for (time, id, row) in rows {
+            scanned += 1;
+            after = Some((time, id));
+            if q.filter.is_none_or(|f| f.matches(&row, 0)) {
+                page.push(row);
+                if page.len() as u64 == q.limit {
+                    break;
+                }
+            }
+        }
+        if exhausted && page.len() as u64 >= q.limit {
+            exhausted = false; // the cursor may still have rows after it
+        }
+        if exhausted {
+            break;
+        }
+    }
+    let next_cursor = (!exhausted)
+        .then(|| after.as_ref().map(|(t, id)| encode_event_cursor(*t, id)))
+        .flatten();
+    Ok(EventsPage {
+        events: page,
+        next_cursor,
+        scanned,
+    })
+}
+
+fn encode_event_cursor(time_ns: i64, event_id: &str) -> String {
+    format!("{time_ns}\t{event_id}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn decode_event_cursor(cursor: &str) -> Result<(i64, String), QueryError> {
+    let bad = || QueryError::BadRequest("cursor is not one this server handed out".to_owned());
+    if !cursor.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    let bytes = (0..cursor.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).map_err(|_| bad()))
+        .collect::<Result<Vec<u8>, _>>()?;
+    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    let (time, id) = text.split_once('\t').ok_or_else(bad)?;
+    Ok((time.parse().map_err(|_| bad())?, id.to_owned()))
 }
 
 /// Runs any `SELECT` and returns its rows as JSON objects (for ad-hoc and

@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=&until=` | the connections view: Audit-mode, Enforce-mode and Other tabs with their totals, and per-edge counts |
 //! | `GET /api/v1/network/edge?src_namespace=&src=&dst_namespace=&dst=&window=15m&limit=&until=` | one edge's detail: the three tabs' rows and totals of that source/destination pair (names as the view's edges give them) |
+//! | `GET /api/v1/events?sensor_id=&kind=&window=15m&until=&kfl=&limit=100&cursor=` | Investigate: network and runtime events of a window, newest first, cursor-paged, filtered by KFL over their columns |
 //! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
@@ -211,6 +212,53 @@ async fn disconnected(c: &Client) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
+/// The Investigate view: events by sensor, kind and window, with a KFL
+/// filter over the event's columns, cursor-paged.
+async fn events(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(
+        &p,
+        &[
+            "sensor_id",
+            "kind",
+            "window",
+            "until",
+            "kfl",
+            "limit",
+            "cursor",
+        ],
+    )?;
+    let window = parse_window(p.get("window").map_or("15m", String::as_str)).map_err(bad)?;
+    let until_s = number(&p, "until", u64::from(now_s()))?;
+    let until_ns = i64::try_from(until_s)
+        .ok()
+        .and_then(|s| s.checked_mul(1_000_000_000))
+        .ok_or_else(|| bad("until is epoch seconds".to_owned()))?;
+    let filter = match p.get("kfl").filter(|q| !q.trim().is_empty()) {
+        None => None,
+        Some(q) => Some(
+            tapwire_kfl::compile_dissected(q)
+                .map_err(|e| bad(format!("kfl is not valid KFL:\n{}", e.render(q))))?,
+        ),
+    };
+    let page = query::events(
+        &c,
+        query::EventsQuery {
+            sensor_id: sensor(&p),
+            kind: p.get("kind").map(String::as_str).filter(|k| !k.is_empty()),
+            since_ns: until_ns - i64::from(window) * 1_000_000_000,
+            until_ns,
+            limit: number(&p, "limit", 100)?,
+            cursor: p
+                .get("cursor")
+                .map(String::as_str)
+                .filter(|c| !c.is_empty()),
+            filter: filter.as_ref(),
+        },
+    )
+    .await?;
+    Ok(Json(with_seconds(page)).into_response())
+}
+
 async fn connections_v1(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id", "page", "page_size"])?;
     let page = query::connections_page(
@@ -301,6 +349,7 @@ pub fn router(client: Client) -> Router {
     Router::new()
         .route("/api/v1/network/connections-view", get(connections_view))
         .route("/api/v1/network/edge", get(edge))
+        .route("/api/v1/events", get(events))
         .route("/api/v1/network/connections", get(connections_v1))
         .route("/api/v2/network/connections", get(connections_v2))
         .route("/api/v1/network/listeners", get(tcp_listeners))

@@ -309,6 +309,60 @@ async fn api_pages_and_errors() {
     }
     assert_eq!(view["edges"].as_array().map(Vec::len), Some(1));
 
+    // Investigate: every event of the window once, newest first, page by
+    // page; a KFL filter over the columns; errors named.
+    let mut walked = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = api(format!(
+            "/api/v1/events?window=1h&until={until}&limit=7&cursor={cursor}"
+        ))
+        .await
+        .expect("join");
+        assert_eq!(status, 200, "{page}");
+        let events = page["events"].as_array().expect("events").clone();
+        assert!(events.len() <= 7);
+        walked.extend(events);
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = next.to_owned(),
+            None => break,
+        }
+    }
+    let in_tables = count(&c, "network_events").await + count(&c, "runtime_events").await;
+    assert_eq!(walked.len() as u64, in_tables);
+    let times: Vec<i64> = walked
+        .iter()
+        .map(|e| e["time_ns"].as_i64().expect("time"))
+        .collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first");
+    let ids: std::collections::HashSet<&str> = walked
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids.len(), walked.len(), "each event once");
+    let (status, pg) = api(format!(
+        "/api/v1/events?window=1h&until={until}&limit=1000&kfl=dst_port%20%3D%3D%205432"
+    ))
+    .await
+    .expect("join");
+    assert_eq!(status, 200, "{pg}");
+    let want = walked.iter().filter(|e| e["dst_port"] == 5432).count();
+    assert!(want > 0);
+    assert_eq!(pg["events"].as_array().map(Vec::len), Some(want));
+    for (path, needle) in [
+        ("/api/v1/events?kfl=dst_port%20%3D", "kfl is not valid KFL"),
+        ("/api/v1/events?kind=DROP", "is not an event kind"),
+        ("/api/v1/events?limit=0", "limit must be between 1 and 5000"),
+        ("/api/v1/events?cursor=zz", "cursor is not one"),
+    ] {
+        let (status, body) = api(path.into()).await.expect("join");
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap_or_default().contains(needle),
+            "{path}: {body}"
+        );
+    }
+
     // v2: the cursor walks every connection once.
     let mut seen = std::collections::HashSet::new();
     let mut cursor = String::new();

@@ -466,6 +466,10 @@ parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503
   /api/v1/network/edge              src (required), dst (required), src_namespace,
                                     dst_namespace, window, limit, until
       one edge's tabs and totals (names as connections-view's edges give them)
+  /api/v1/events                    sensor_id, kind (network_connect, dns_query,
+                                    process_exec, ...), window, until, limit (100),
+                                    cursor, kfl (over the event's columns)
+      Investigate: network and runtime events, newest first
   /api/v1/network/connections       sensor_id, page (1), page_size (100, at most 500)
   /api/v2/network/connections       sensor_id, cursor, limit (100)
   /api/v1/network/listeners         sensor_id          TCP listening services
