@@ -675,6 +675,65 @@ pub async fn summary(client: &Client) -> Result<Vec<SensorSummary>, QueryError> 
         .await?)
 }
 
+/// A connection that is open: connected (or accepted) and not closed yet
+/// (no `network_flow` of its addresses and ports since).
+#[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
+pub struct ActiveFlow {
+    /// Sensor.
+    pub sensor_id: String,
+    /// When it was opened, epoch nanoseconds.
+    pub time_ns: i64,
+    /// `network_connect` or `network_accept`.
+    pub kind: String,
+    /// Process binary.
+    pub binary: String,
+    /// Process id.
+    pub pid: u32,
+    /// `tcp` or `udp`.
+    pub protocol: String,
+    /// Source address.
+    pub src_ip: String,
+    /// Source port.
+    pub src_port: u16,
+    /// Destination address.
+    pub dst_ip: String,
+    /// Destination port.
+    pub dst_port: u16,
+}
+
+/// Open connections, newest first: every connect or accept whose
+/// addresses and ports have no `network_flow` (the close) at or after it,
+/// from the agents' trackers.
+pub async fn active_flows(
+    client: &Client,
+    sensor_id: Option<&str>,
+    limit: Option<u64>,
+) -> Result<Vec<ActiveFlow>, QueryError> {
+    let only = if sensor_id.is_some() {
+        " AND sensor_id = ?"
+    } else {
+        ""
+    };
+    let q = format!(
+        "SELECT sensor_id, time_ns, kind, binary, pid, protocol, src_ip, src_port, dst_ip, dst_port
+         FROM network_events
+         WHERE kind IN ('network_connect', 'network_accept'){only}
+           AND (sensor_id, src_ip, src_port, dst_ip, dst_port) NOT IN
+             (SELECT sensor_id, src_ip, src_port, dst_ip, dst_port FROM network_events
+              WHERE kind = 'network_flow')
+         ORDER BY time_ns DESC, event_id{}",
+        if limit.is_some() { " LIMIT ?" } else { "" }
+    );
+    let mut q = client.query(&q);
+    if let Some(s) = sensor_id {
+        q = q.bind(s);
+    }
+    if let Some(limit) = limit {
+        q = q.bind(limit);
+    }
+    Ok(q.fetch_all().await?)
+}
+
 /// What the Investigate view asks for: events of a window, newest first.
 #[derive(Debug, Clone, Copy)]
 pub struct EventsQuery<'a> {

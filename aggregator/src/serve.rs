@@ -9,7 +9,7 @@
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
 //! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
-//! | `GET /api/v1/network/flows?sensor_id=&limit=` | completed flows, newest first (all of them without `limit`) |
+//! | `GET /api/v1/network/flows?sensor_id=&limit=&state=completed` | completed flows, newest first (all of them without `limit`); `state=active`: open connections (connected, not closed yet) |
 //! | `GET /api/v1/network/summary` | per sensor: connection and listener counts, and the agent's liveness (`state`: connected, disconnected, reconnected; losses) |
 //! | `GET /healthz` | `ok` |
 //!
@@ -300,7 +300,7 @@ async fn udp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
 }
 
 async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
-    only(&p, &["sensor_id", "limit"])?;
+    only(&p, &["sensor_id", "limit", "state"])?;
     // v1 returns every flow unless a limit is asked for.
     let limit = match p.get("limit") {
         None => None,
@@ -312,8 +312,19 @@ async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
             Some(limit)
         }
     };
-    let rows = query::flows(&c, sensor(&p), limit).await?;
-    Ok(Json(with_seconds(json!({ "flows": rows }))).into_response())
+    match p.get("state").map_or("completed", String::as_str) {
+        "completed" => {
+            let rows = query::flows(&c, sensor(&p), limit).await?;
+            Ok(Json(with_seconds(json!({ "flows": rows }))).into_response())
+        }
+        "active" => {
+            let rows = query::active_flows(&c, sensor(&p), limit).await?;
+            Ok(Json(json!({ "flows": rows })).into_response())
+        }
+        other => Err(bad(format!(
+            "state must be completed or active, not {other:?}"
+        ))),
+    }
 }
 
 /// Per sensor: its latest inventory counts and its agent's liveness

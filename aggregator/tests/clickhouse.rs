@@ -309,6 +309,50 @@ async fn api_pages_and_errors() {
     }
     assert_eq!(view["edges"].as_array().map(Vec::len), Some(1));
 
+    // Active flows: connects and accepts whose close (a flow of the same
+    // sensor and ends) has not been seen.
+    let closed: std::collections::HashSet<(String, String, u16, String, u16)> = fixture
+        .verdicts
+        .iter()
+        .filter_map(|v| match &v.event.body {
+            EventBody::L4(e) if e.kind == L4Kind::NetworkFlow => Some((
+                e.header.sensor_id.clone(),
+                e.src.ip.to_string(),
+                e.src.port,
+                e.dst.ip.to_string(),
+                e.dst.port,
+            )),
+            _ => None,
+        })
+        .collect();
+    let open = fixture
+        .verdicts
+        .iter()
+        .filter(|v| match &v.event.body {
+            EventBody::L4(e) => {
+                matches!(e.kind, L4Kind::NetworkConnect | L4Kind::NetworkAccept)
+                    && !closed.contains(&(
+                        e.header.sensor_id.clone(),
+                        e.src.ip.to_string(),
+                        e.src.port,
+                        e.dst.ip.to_string(),
+                        e.dst.port,
+                    ))
+            }
+            _ => false,
+        })
+        .count();
+    let (status, active) = api("/api/v1/network/flows?state=active".into())
+        .await
+        .expect("join");
+    assert_eq!(status, 200, "{active}");
+    assert!(open > 0 && !closed.is_empty(), "the fixture has both");
+    assert_eq!(active["flows"].as_array().map(Vec::len), Some(open));
+    let (status, _) = api("/api/v1/network/flows?state=open".into())
+        .await
+        .expect("join");
+    assert_eq!(status, 400);
+
     // Investigate: every event of the window once, newest first, page by
     // page; a KFL filter over the columns; errors named.
     let mut walked = Vec::new();

@@ -474,8 +474,9 @@ parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503
   /api/v2/network/connections       sensor_id, cursor, limit (100)
   /api/v1/network/listeners         sensor_id          TCP listening services
   /api/v1/network/udp-listeners     sensor_id          UDP listeners
-  /api/v1/network/flows             sensor_id, limit   completed flows, newest first
-                                                     (every one without limit)
+  /api/v1/network/flows             sensor_id, limit, state (completed|active)
+      completed flows, newest first (every one without limit); active: open
+      connections, connected and not closed yet
   /api/v1/network/summary                              per-sensor counts
   /healthz
 Every duration_ns has a duration_secs beside it (null: older than the sensor).";
