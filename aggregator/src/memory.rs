@@ -59,6 +59,7 @@ impl MemoryConnections {
                 src_pod: r.src_pod.clone(),
                 src_ip: r.src_ip.clone(),
                 src_port: r.src_port,
+                src_domain: r.src_domain.clone(),
                 dst_kind: r.dst_kind.clone(),
                 dst_namespace: r.dst_namespace.clone(),
                 dst_workload: r.dst_workload.clone(),
@@ -105,7 +106,10 @@ impl MemoryConnections {
                     a.to_owned()
                 }
             };
-            let src = or(&r.src_workload, &or(&r.src_pod, &r.src_ip));
+            let src = or(
+                &r.src_workload,
+                &or(&r.src_pod, &or(&r.src_domain, &r.src_ip)),
+            );
             let dst = or(
                 &r.dst_workload,
                 &or(&r.dst_pod, &or(&r.dst_domain, &r.dst_ip)),

@@ -39,6 +39,8 @@ pub struct Connection {
     pub src_ip: String,
     /// Source port of the latest connection.
     pub src_port: u16,
+    /// Domain name of a source outside the pods (or a host's node name).
+    pub src_domain: String,
     /// Destination kind.
     pub dst_kind: String,
     /// Destination namespace (pods).
@@ -62,7 +64,12 @@ pub struct Connection {
 impl Connection {
     /// `pod ip:port`, or `domain ip:port`, or `ip:port`.
     pub fn source(&self) -> String {
-        endpoint(&self.src_pod, &self.src_ip, self.src_port)
+        let name = if self.src_pod.is_empty() {
+            &self.src_domain
+        } else {
+            &self.src_pod
+        };
+        endpoint(name, &self.src_ip, self.src_port)
     }
 
     /// The destination, shown like [`Connection::source`].
@@ -176,7 +183,8 @@ pub struct Pair {
 }
 
 /// The columns naming an edge's ends, as [`Edge`] has them.
-const EDGE_SRC: &str = "if(src_workload != '', src_workload, if(src_pod != '', src_pod, src_ip))";
+const EDGE_SRC: &str = "if(src_workload != '', src_workload, if(src_pod != '', src_pod,
+                   if(src_domain != '', src_domain, src_ip)))";
 const EDGE_DST: &str = "if(dst_workload != '', dst_workload, if(dst_pod != '', dst_pod,
                    if(dst_domain != '', dst_domain, dst_ip)))";
 
@@ -284,7 +292,7 @@ async fn view_of(
             client
                 .query(&format!(
                     "SELECT mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
-                    argMax(src_port, last_seen_ns) AS last_port,
+                    argMax(src_port, last_seen_ns) AS last_port, max(src_domain) AS src_name,
                     dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port,
                     max(dst_domain) AS domain,
                     sum(connections) AS n, max(last_seen_ns) AS last_ns

@@ -83,6 +83,10 @@ pub struct Migration {
     pub description: &'static str,
     /// The statements for database `db` on a server with `features`.
     pub statements: fn(db: &str, features: &Features, retention_days: u32) -> Vec<String>,
+    /// Columns added to existing tables: (table, column, type and default).
+    /// Each is added only when missing (18.16 has no `ADD COLUMN IF NOT
+    /// EXISTS`), so the migration stays idempotent.
+    pub add_columns: &'static [(&'static str, &'static str, &'static str)],
 }
 
 /// Every migration, oldest first.
@@ -91,11 +95,19 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 1,
         description: "connection counts, network events, flows, verdicts, runtime events, inventory",
         statements: initial,
+        add_columns: &[],
     },
     Migration {
         version: 2,
         description: "agent heartbeats",
         statements: agent_heartbeats,
+        add_columns: &[],
+    },
+    Migration {
+        version: 3,
+        description: "the domain name of a source outside the pods in connection counts",
+        statements: |_, _, _| Vec::new(),
+        add_columns: &[("connection_counts", "src_domain", "String DEFAULT ''")],
     },
 ];
 
@@ -367,7 +379,24 @@ pub async fn migrate(
         .await?;
     let mut now_applied = Vec::new();
     for m in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
-        for statement in (m.statements)(db, &f, retention_days) {
+        let mut statements = (m.statements)(db, &f, retention_days);
+        for (table, column, definition) in m.add_columns {
+            let present: u64 = client
+                .query(
+                    "SELECT count() FROM system.columns WHERE database = ? AND table = ? AND name = ?",
+                )
+                .bind(db)
+                .bind(*table)
+                .bind(*column)
+                .fetch_one()
+                .await?;
+            if present == 0 {
+                statements.push(format!(
+                    "ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}"
+                ));
+            }
+        }
+        for statement in statements {
             client
                 .query(&statement)
                 .execute()

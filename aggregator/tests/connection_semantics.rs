@@ -216,6 +216,20 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
             .or_default() += row.connections;
     }
     assert_eq!(got, want, "database {db_name}");
+    // A source outside the cluster shows its domain name and address.
+    let scanner = view
+        .enforce
+        .iter()
+        .find(|r| r.src_kind == "external")
+        .expect("outside -> db");
+    assert_eq!(scanner.source(), "scanner.example 203.0.113.9:43000");
+    assert!(
+        view.edges
+            .iter()
+            .any(|e| e.src == "scanner.example" && e.dst == "db"),
+        "{:?}",
+        view.edges
+    );
     let total = |rows: &[query::Connection]| rows.iter().map(|r| r.connections).sum::<u64>();
     assert_eq!(
         tabs(total(&view.audit), total(&view.enforce), total(&view.other)),

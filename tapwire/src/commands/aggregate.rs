@@ -206,6 +206,7 @@ mod tests {
             src_pod: pod.into(),
             src_ip: "10.1.0.7".into(),
             src_port: 40000,
+            src_domain: String::new(),
             dst_kind: "pod".into(),
             dst_namespace: "shop".into(),
             dst_workload: "db".into(),
