@@ -609,13 +609,39 @@ pub async fn connections_after(
     cursor: Option<&str>,
     limit: u64,
 ) -> Result<CursorPage, QueryError> {
+    let (connections, next_cursor) = sockets_after(
+        client,
+        SocketKind::TcpConnection,
+        sensor_id,
+        skip,
+        cursor,
+        limit,
+    )
+    .await?;
+    Ok(CursorPage {
+        connections,
+        next_cursor,
+    })
+}
+
+/// Sockets of `kind` of the latest heartbeat of each sensor (but the
+/// `skip`ped ones), `limit` at a time after `cursor`, in a stable order;
+/// with the cursor of the next page, if any.
+pub async fn sockets_after(
+    client: &Client,
+    kind: SocketKind,
+    sensor_id: Option<&str>,
+    skip: &[String],
+    cursor: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<InventorySocket>, Option<String>), QueryError> {
     if !(1..=5000).contains(&limit) {
         return Err(QueryError::BadRequest(format!(
             "limit must be between 1 and 5000, not {limit}"
         )));
     }
     let after = cursor.map(decode_cursor).transpose()?;
-    let from = latest(SocketKind::TcpConnection, sensor_id.is_some(), skip);
+    let from = latest(kind, sensor_id.is_some(), skip);
     // (a, b, c, d, e) > (A, B, C, D, E), spelled out for servers without
     // tuple comparison.
     let keyset = " AND (sensor_id > ? OR sensor_id = ? AND (local_ip > ? OR local_ip = ? AND \
@@ -639,14 +665,11 @@ pub async fn connections_after(
             .bind(rip)
             .bind(rport);
     }
-    let connections: Vec<InventorySocket> = q.bind(limit).fetch_all().await?;
-    let next_cursor = (connections.len() as u64 == limit)
-        .then(|| connections.last().map(encode_cursor))
+    let rows: Vec<InventorySocket> = q.bind(limit).fetch_all().await?;
+    let next_cursor = (rows.len() as u64 == limit)
+        .then(|| rows.last().map(encode_cursor))
         .flatten();
-    Ok(CursorPage {
-        connections,
-        next_cursor,
-    })
+    Ok((rows, next_cursor))
 }
 
 /// Per-sensor figures for a fleet dashboard.
@@ -681,6 +704,90 @@ pub async fn summary(client: &Client) -> Result<Vec<SensorSummary>, QueryError> 
         )
         .fetch_all()
         .await?)
+}
+
+/// Completed flows, newest first, `limit` at a time after `cursor` (the
+/// close time and event id of the last flow of the previous page); with the
+/// cursor of the next page, if any.
+pub async fn flows_after(
+    client: &Client,
+    sensor_id: Option<&str>,
+    cursor: Option<&str>,
+    limit: u64,
+) -> Result<(Vec<Flow>, Option<String>), QueryError> {
+    if !(1..=5000).contains(&limit) {
+        return Err(QueryError::BadRequest(format!(
+            "limit must be between 1 and 5000, not {limit}"
+        )));
+    }
+    #[derive(Row, Deserialize)]
+    struct Keyed {
+        event_id: String,
+        sensor_id: String,
+        time_ns: i64,
+        binary: String,
+        pid: u32,
+        protocol: String,
+        src_ip: String,
+        src_port: u16,
+        dst_ip: String,
+        dst_port: u16,
+        duration_ns: Option<i64>,
+        bytes_sent: u64,
+        bytes_received: u64,
+        final_state: String,
+    }
+    let after = cursor.map(decode_event_cursor).transpose()?;
+    let mut conditions = Vec::new();
+    if sensor_id.is_some() {
+        conditions.push("sensor_id = ?");
+    }
+    if after.is_some() {
+        conditions.push("(time_ns < ? OR time_ns = ? AND event_id < ?)");
+    }
+    let sql = format!(
+        "SELECT event_id, sensor_id, time_ns, binary, pid, protocol, src_ip, src_port, dst_ip,
+            dst_port, duration_ns, bytes_sent, bytes_received, final_state
+         FROM flows{} ORDER BY time_ns DESC, event_id DESC LIMIT ?",
+        if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        }
+    );
+    let mut q = client.query(&sql);
+    if let Some(s) = sensor_id {
+        q = q.bind(s);
+    }
+    if let Some((t, id)) = &after {
+        q = q.bind(t).bind(t).bind(id.as_str());
+    }
+    let rows: Vec<Keyed> = q.bind(limit).fetch_all().await?;
+    let next = (rows.len() as u64 == limit)
+        .then(|| {
+            rows.last()
+                .map(|r| encode_event_cursor(r.time_ns, &r.event_id))
+        })
+        .flatten();
+    let flows = rows
+        .into_iter()
+        .map(|r| Flow {
+            sensor_id: r.sensor_id,
+            time_ns: r.time_ns,
+            binary: r.binary,
+            pid: r.pid,
+            protocol: r.protocol,
+            src_ip: r.src_ip,
+            src_port: r.src_port,
+            dst_ip: r.dst_ip,
+            dst_port: r.dst_port,
+            duration_ns: r.duration_ns,
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            final_state: r.final_state,
+        })
+        .collect();
+    Ok((flows, next))
 }
 
 /// A connection that is open: connected (or accepted) and not closed yet

@@ -7,6 +7,7 @@
 //! | `GET /api/v1/events?sensor_id=&kind=&window=15m&until=&kfl=&limit=100&cursor=` | Investigate: network and runtime events of a window, newest first, cursor-paged, filtered by KFL over their columns |
 //! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
+//! | `GET /api/v2/network/{listeners,udp-listeners,flows}?sensor_id=&cursor=&limit=100` | listeners and completed flows, cursor-paged (`next_cursor` until the last page) |
 //! | `GET /api/v1/network/listeners?sensor_id=` | TCP listening services |
 //! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
 //! | `GET /api/v1/network/flows?sensor_id=&limit=&state=completed` | completed flows, newest first (all of them without `limit`); `state=active`: open connections (connected, not closed yet) |
@@ -299,6 +300,56 @@ async fn udp_listeners(State(c): State<Client>, Query(p): Params) -> Reply {
     Ok(Json(with_seconds(json!({ "listeners": rows }))).into_response())
 }
 
+async fn listeners_v2(c: &Client, p: &HashMap<String, String>, kind: SocketKind) -> Reply {
+    only(p, &["sensor_id", "cursor", "limit"])?;
+    let limit = number(p, "limit", 100)?;
+    if !(1..=5000).contains(&limit) {
+        return Err(bad(format!(
+            "limit must be between 1 and 5000, not {limit}"
+        )));
+    }
+    let (rows, next_cursor) = query::sockets_after(
+        c,
+        kind,
+        sensor(p),
+        &disconnected(c).await?,
+        p.get("cursor")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty()),
+        limit,
+    )
+    .await?;
+    Ok(Json(with_seconds(
+        json!({ "listeners": rows, "next_cursor": next_cursor }),
+    ))
+    .into_response())
+}
+
+async fn tcp_listeners_v2(State(c): State<Client>, Query(p): Params) -> Reply {
+    listeners_v2(&c, &p, SocketKind::TcpListener).await
+}
+
+async fn udp_listeners_v2(State(c): State<Client>, Query(p): Params) -> Reply {
+    listeners_v2(&c, &p, SocketKind::UdpListener).await
+}
+
+async fn flows_v2(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["sensor_id", "cursor", "limit"])?;
+    let (rows, next_cursor) = query::flows_after(
+        &c,
+        sensor(&p),
+        p.get("cursor")
+            .map(String::as_str)
+            .filter(|s| !s.is_empty()),
+        number(&p, "limit", 100)?,
+    )
+    .await?;
+    Ok(Json(with_seconds(
+        json!({ "flows": rows, "next_cursor": next_cursor }),
+    ))
+    .into_response())
+}
+
 async fn flows(State(c): State<Client>, Query(p): Params) -> Reply {
     only(&p, &["sensor_id", "limit", "state"])?;
     // v1 returns every flow unless a limit is asked for.
@@ -363,6 +414,9 @@ pub fn router(client: Client) -> Router {
         .route("/api/v1/events", get(events))
         .route("/api/v1/network/connections", get(connections_v1))
         .route("/api/v2/network/connections", get(connections_v2))
+        .route("/api/v2/network/listeners", get(tcp_listeners_v2))
+        .route("/api/v2/network/udp-listeners", get(udp_listeners_v2))
+        .route("/api/v2/network/flows", get(flows_v2))
         .route("/api/v1/network/listeners", get(tcp_listeners))
         .route("/api/v1/network/udp-listeners", get(udp_listeners))
         .route("/api/v1/network/flows", get(flows))

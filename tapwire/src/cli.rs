@@ -472,6 +472,9 @@ parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503
       Investigate: network and runtime events, newest first
   /api/v1/network/connections       sensor_id, page (1), page_size (100, at most 500)
   /api/v2/network/connections       sensor_id, cursor, limit (100)
+  /api/v2/network/listeners         sensor_id, cursor, limit (100)
+  /api/v2/network/udp-listeners     sensor_id, cursor, limit (100)
+  /api/v2/network/flows             sensor_id, cursor, limit (100)
   /api/v1/network/listeners         sensor_id          TCP listening services
   /api/v1/network/udp-listeners     sensor_id          UDP listeners
   /api/v1/network/flows             sensor_id, limit, state (completed|active)
