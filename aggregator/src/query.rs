@@ -849,6 +849,118 @@ pub async fn active_flows(
     Ok(q.fetch_all().await?)
 }
 
+/// A pod as a console's pod page shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PodDetail {
+    /// The latest record: uid, name, namespace, node, labels, workload,
+    /// containers with image and digest, start and end.
+    pub pod: serde_json::Value,
+    /// Its addresses over time, one entry per record that changed them.
+    pub ips: Vec<serde_json::Value>,
+    /// Its connections of the window (either side), per edge and mode.
+    pub edges: Vec<Edge>,
+    /// Its verdicts of the window (either side), per mode and outcome.
+    pub verdicts: Vec<serde_json::Value>,
+}
+
+/// The pod `namespace/name` (its latest record; a name reused by a new pod
+/// is the new pod) with its addresses over time, and its connections and
+/// verdicts over `[until - window, until]`. `None` when no record names it.
+pub async fn pod_detail(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    until_s: u32,
+    window_s: u32,
+) -> Result<Option<PodDetail>, QueryError> {
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let (ns, n) = (quote(namespace), quote(name));
+    let records = json_rows(
+        client,
+        &format!(
+            "SELECT uid, name, namespace, node, ips, host_network, labels_json, workload_kind,
+                workload_name, containers_json, start_ns, end_ns, time_ns
+             FROM pods WHERE namespace = {ns} AND name = {n} ORDER BY time_ns"
+        ),
+    )
+    .await?;
+    let Some(latest) = records.last() else {
+        return Ok(None);
+    };
+    let parse = |v: &serde_json::Value| {
+        v.as_str()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let int = |v: &serde_json::Value| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|t| t.parse().ok()))
+            .filter(|n| *n != 0)
+    };
+    let pod = json!({
+        "uid": latest["uid"],
+        "name": latest["name"],
+        "namespace": latest["namespace"],
+        "node": latest["node"],
+        "host_network": latest["host_network"] == 1,
+        "labels": parse(&latest["labels_json"]),
+        "workload": {"kind": latest["workload_kind"], "name": latest["workload_name"]},
+        "containers": parse(&latest["containers_json"]),
+        "start_ns": int(&latest["start_ns"]),
+        "end_ns": int(&latest["end_ns"]),
+    });
+    let mut ips: Vec<serde_json::Value> = Vec::new();
+    for r in &records {
+        if ips
+            .last()
+            .is_none_or(|last| last["ips"] != r["ips"] || last["uid"] != r["uid"])
+        {
+            ips.push(json!({
+                "uid": r["uid"], "ips": r["ips"],
+                "start_ns": int(&r["start_ns"]), "end_ns": int(&r["end_ns"]),
+            }));
+        }
+    }
+    let (from, until) = window(until_s, window_s);
+    let edges: Vec<Edge> = client
+        .query(&format!(
+            "SELECT src_namespace, {EDGE_SRC} AS src, dst_namespace, {EDGE_DST} AS dst,
+                sumIf(connections, mode = 'audit') AS audit,
+                sumIf(connections, mode = 'enforce') AS enforce,
+                sumIf(connections, mode = 'other') AS other,
+                max(last_seen_ns) AS last_ns
+             FROM connection_counts
+             WHERE minute >= toDateTime(?) AND minute <= toDateTime(?)
+               AND (src_namespace = ? AND src_pod = ? OR dst_namespace = ? AND dst_pod = ?)
+             GROUP BY src_namespace, src, dst_namespace, dst
+             ORDER BY audit + enforce + other DESC, src, dst"
+        ))
+        .bind(from)
+        .bind(until)
+        .bind(namespace)
+        .bind(name)
+        .bind(namespace)
+        .bind(name)
+        .fetch_all()
+        .await?;
+    let verdicts = json_rows(
+        client,
+        &format!(
+            "SELECT mode, outcome, count() AS events FROM verdicts
+             WHERE time >= toDateTime({from}) AND time <= toDateTime({until})
+               AND (src_namespace = {ns} AND src_pod = {n} OR dst_namespace = {ns} AND dst_pod = {n})
+             GROUP BY mode, outcome ORDER BY mode, outcome"
+        ),
+    )
+    .await?;
+    Ok(Some(PodDetail {
+        pod,
+        ips,
+        edges,
+        verdicts,
+    }))
+}
+
 /// What the Investigate view asks for: events of a window, newest first.
 #[derive(Debug, Clone, Copy)]
 pub struct EventsQuery<'a> {

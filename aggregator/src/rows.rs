@@ -576,6 +576,64 @@ pub fn socket_rows(inv: &InventorySnapshot, partition: u32, offset: u64) -> Vec<
     rows
 }
 
+/// A row of `pods`: one record of `tapwire.pods` (0 for an unknown start or
+/// end).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct PodRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub uid: String,
+    pub name: String,
+    pub namespace: String,
+    pub node: String,
+    pub ips: Vec<String>,
+    pub host_network: u8,
+    pub labels_json: String,
+    pub workload_kind: String,
+    pub workload_name: String,
+    pub containers_json: String,
+    pub start_ns: i64,
+    pub end_ns: i64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one pod record.
+pub fn pod_row(p: &tapwire_schemas::events::PodMetadata, partition: u32, offset: u64) -> PodRow {
+    let containers: Vec<serde_json::Value> = p
+        .containers
+        .iter()
+        .map(|c| {
+            serde_json::json!({"id": c.id, "name": c.name, "image": c.image, "image_digest": c.image_digest})
+        })
+        .collect();
+    PodRow {
+        time: secs(p.header.timestamp_ns),
+        time_ns: p.header.timestamp_ns,
+        uid: p.uid.clone(),
+        name: p.name.clone(),
+        namespace: p.namespace.clone(),
+        node: p.header.node.clone(),
+        ips: p.ips.iter().map(|ip| ip.to_string()).collect(),
+        host_network: u8::from(p.host_network),
+        labels_json: serde_json::to_string(&p.labels).unwrap_or_default(),
+        workload_kind: p
+            .workload
+            .as_ref()
+            .map_or(String::new(), |w| w.kind.clone()),
+        workload_name: p
+            .workload
+            .as_ref()
+            .map_or(String::new(), |w| w.name.clone()),
+        containers_json: serde_json::Value::Array(containers).to_string(),
+        start_ns: p.start_ns.unwrap_or(0),
+        end_ns: p.end_ns.unwrap_or(0),
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
 /// A row of `agent_heartbeats`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]

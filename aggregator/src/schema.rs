@@ -109,6 +109,12 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: |_, _, _| Vec::new(),
         add_columns: &[("connection_counts", "src_domain", "String DEFAULT ''")],
     },
+    Migration {
+        version: 4,
+        description: "pod records (the pod detail a console opens)",
+        statements: pods,
+        add_columns: &[],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.
@@ -342,6 +348,33 @@ fn agent_heartbeats(db: &str, f: &Features, days: u32) -> Vec<String> {
 PARTITION BY toYYYYMM(time)
 ORDER BY (sensor_id, time_ns){ttl}",
         ttl = ttl(f, "time", days),
+    )]
+}
+
+fn pods(db: &str, f: &Features, _days: u32) -> Vec<String> {
+    let lc = lc(f);
+    // Every record of a pod is kept (its IPs and end over time); the latest
+    // per uid is the pod now.
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.pods (
+  time DateTime,
+  time_ns Int64,
+  uid String,
+  name String,
+  namespace {lc},
+  node {lc},
+  ips Array(String),
+  host_network UInt8,
+  labels_json String,
+  workload_kind {lc},
+  workload_name String,
+  containers_json String,
+  start_ns Int64,
+  end_ns Int64,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (namespace, name, time_ns)"
     )]
 }
 

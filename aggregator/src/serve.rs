@@ -4,6 +4,7 @@
 //! |---|---|
 //! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=&until=` | the connections view: Audit-mode, Enforce-mode and Other tabs with their totals, and per-edge counts |
 //! | `GET /api/v1/network/edge?src_namespace=&src=&dst_namespace=&dst=&window=15m&limit=&until=` | one edge's detail: the three tabs' rows and totals of that source/destination pair (names as the view's edges give them) |
+//! | `GET /api/v1/pod?namespace=&name=&window=15m&until=` | a pod's page: its latest record (labels, workload, containers with image and digest), its addresses over time, its connections and verdicts of the window; 404 when unknown |
 //! | `GET /api/v1/events?sensor_id=&kind=&window=15m&until=&kfl=&limit=100&cursor=` | Investigate: network and runtime events of a window, newest first, cursor-paged, filtered by KFL over their columns |
 //! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
 //! | `GET /api/v2/network/connections?sensor_id=&cursor=&limit=100` | the same, cursor-paged for large fleets |
@@ -213,6 +214,28 @@ async fn disconnected(c: &Client) -> Result<Vec<String>, ApiError> {
         .collect())
 }
 
+/// A pod's page: its latest record, addresses over time, and its
+/// connections and verdicts of the window.
+async fn pod(State(c): State<Client>, Query(p): Params) -> Reply {
+    only(&p, &["namespace", "name", "window", "until"])?;
+    let required = |k: &str| {
+        p.get(k)
+            .filter(|v| !v.is_empty())
+            .ok_or_else(|| bad(format!("{k} is required")))
+    };
+    let (namespace, name) = (required("namespace")?, required("name")?);
+    let window = parse_window(p.get("window").map_or("15m", String::as_str)).map_err(bad)?;
+    let until = number(&p, "until", u64::from(now_s()))?;
+    let until = u32::try_from(until).map_err(|_| bad("until is epoch seconds".to_owned()))?;
+    match query::pod_detail(&c, namespace, name, until, window).await? {
+        Some(detail) => Ok(Json(detail).into_response()),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no pod {namespace}/{name} in tapwire.pods"),
+        )),
+    }
+}
+
 /// The Investigate view: events by sensor, kind and window, with a KFL
 /// filter over the event's columns, cursor-paged.
 async fn events(State(c): State<Client>, Query(p): Params) -> Reply {
@@ -412,6 +435,7 @@ pub fn router(client: Client) -> Router {
         .route("/api/v1/network/connections-view", get(connections_view))
         .route("/api/v1/network/edge", get(edge))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/pod", get(pod))
         .route("/api/v1/network/connections", get(connections_v1))
         .route("/api/v2/network/connections", get(connections_v2))
         .route("/api/v2/network/listeners", get(tcp_listeners_v2))

@@ -34,10 +34,10 @@ use tapwire_schemas::{AnyEvent, decode_any};
 
 use crate::AggregateConfig;
 
-use crate::rows::{Counts, EventRows, heartbeat_row, socket_rows};
+use crate::rows::{Counts, EventRows, heartbeat_row, pod_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 7] = [
+pub const TABLES: [&str; 8] = [
     "connection_counts",
     "network_events",
     "flows",
@@ -45,6 +45,7 @@ pub const TABLES: [&str; 7] = [
     "runtime_events",
     "inventory_sockets",
     "agent_heartbeats",
+    "pods",
 ];
 
 /// Rows written per table.
@@ -53,7 +54,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 7],
+    pub rows: [u64; 8],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -260,7 +261,8 @@ has_source!(
     crate::rows::VerdictRow,
     crate::rows::RuntimeRow,
     crate::rows::SocketRow,
-    crate::rows::HeartbeatRow
+    crate::rows::HeartbeatRow,
+    crate::rows::PodRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -286,6 +288,7 @@ impl BatchHandler for AggregateStage {
         let mut events = EventRows::default();
         let mut sockets = Vec::new();
         let mut heartbeats = Vec::new();
+        let mut pods = Vec::new();
         for (index, m) in batch.iter().enumerate() {
             let (p, o) = (m.partition as u32, m.offset as u64);
             match decode_any(&m.payload) {
@@ -320,6 +323,14 @@ impl BatchHandler for AggregateStage {
                         heartbeats.push(heartbeat_row(&hb, p, o));
                     }
                 }
+                Ok(AnyEvent::PodMetadata(pod)) => {
+                    if !self.holds(7, p, o) {
+                        pods.push(pod_row(&pod, p, o));
+                    }
+                }
+                // Nodes and Services share the pod topic; the console's
+                // pod detail needs only pods.
+                Ok(AnyEvent::NodeMetadata(_) | AnyEvent::ServiceMetadata(_)) => {}
                 Ok(AnyEvent::LossRecord(loss)) => {
                     // Passed along by the policy stage; they carry their
                     // own counts and belong to the telemetry, not the tables.
@@ -328,7 +339,7 @@ impl BatchHandler for AggregateStage {
                 }
                 Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    "aggregate reads verdicts, inventory snapshots and agent heartbeats",
+                    "aggregate reads verdicts, inventory snapshots, agent heartbeats and pod records",
                     other.kind(),
                 )),
                 Err(err) => rejections.push(Rejection::undecodable(index, &err)),
@@ -342,13 +353,14 @@ impl BatchHandler for AggregateStage {
         self.insert(4, events.runtime).await?;
         self.insert(5, sockets).await?;
         self.insert(6, heartbeats).await?;
+        self.insert(7, pods).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats",
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records",
             w.connections_counted,
             w.rows[0],
             w.rows[1],
@@ -356,7 +368,8 @@ impl BatchHandler for AggregateStage {
             w.rows[3],
             w.rows[4],
             w.rows[5],
-            w.rows[6]
+            w.rows[6],
+            w.rows[7]
         )
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use clickhouse::Client;
 use tapwire_aggregator::query::{self, SocketKind};
 use tapwire_aggregator::schema;
-use tapwire_aggregator::sink::AggregateStage;
+use tapwire_aggregator::sink::{AggregateStage, TABLES};
 use tapwire_plumbing::consumer::BatchHandler;
 use tapwire_schemas::events::*;
 
@@ -110,7 +110,11 @@ async fn replays_after_a_crash_do_not_inflate_counts() {
     for chunk in all[half / 2..].chunks(7) {
         second.handle(chunk).await.expect("replayed");
     }
-    assert_eq!(second.written().rows, [0; 7], "nothing is written twice");
+    assert_eq!(
+        second.written().rows,
+        [0; TABLES.len()],
+        "nothing is written twice"
+    );
     // And the same stage rewound (a rebalance handing a partition back).
     first.handle(&all[..10]).await.expect("rewound");
     assert_eq!(first.written().rows, before, "nothing is written twice");
@@ -142,6 +146,7 @@ async fn migrations_are_idempotent() {
             "flows",
             "inventory_sockets",
             "network_events",
+            "pods",
             "runtime_events",
             "schema_migrations",
             "verdicts"
@@ -308,6 +313,82 @@ async fn api_pages_and_errors() {
         }
     }
     assert_eq!(view["edges"].as_array().map(Vec::len), Some(1));
+
+    // A pod's page: its record, addresses over time, connections and
+    // verdicts (web-1 was replaced by a new pod of the same name and a new IP).
+    let mut old = tapwire_schemas::samples::pod(
+        tapwire_schemas::samples::header("node-a", "k8s-watch", 0, t0 - 7_200_000_000_000),
+        "web-1",
+        "shop",
+        "10.1.0.3".parse().expect("ip"),
+    );
+    old.uid = "web-1-old".into();
+    old.end_ns = Some(t0 - 3_600_000_000_000);
+    let mut new = tapwire_schemas::samples::pod(
+        tapwire_schemas::samples::header("node-a", "k8s-watch", 1, t0 - 3_000_000_000_000),
+        "web-1",
+        "shop",
+        "10.1.0.7".parse().expect("ip"),
+    );
+    new.uid = "web-1-new".into();
+    let pod_messages: Vec<tapwire_plumbing::bus::Message> = [old, new]
+        .iter()
+        .enumerate()
+        .map(|(i, p)| tapwire_plumbing::bus::Message {
+            topic: tapwire_schemas::topics::PODS.into(),
+            partition: 0,
+            offset: i as i64,
+            key: Some(p.uid.clone().into_bytes()),
+            payload: tapwire_schemas::encode(p).expect("encode"),
+            headers: Vec::new(),
+        })
+        .collect();
+    let mut pod_stage = AggregateStage::new(c.clone());
+    assert!(
+        pod_stage
+            .handle(&pod_messages)
+            .await
+            .expect("pods")
+            .is_empty()
+    );
+    let (status, page) = api(format!(
+        "/api/v1/pod?namespace=shop&name=web-1&window=1h&until={until}"
+    ))
+    .await
+    .expect("join");
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["pod"]["uid"], "web-1-new");
+    assert_eq!(page["pod"]["labels"]["app"], "web-1");
+    assert_eq!(
+        page["pod"]["containers"][0]["image_digest"],
+        "sha256:0123abcd"
+    );
+    let ips: Vec<&serde_json::Value> = page["ips"].as_array().expect("ips").iter().collect();
+    assert_eq!(ips.len(), 2, "{page}");
+    assert_eq!(ips[0]["ips"][0], "10.1.0.3");
+    assert_eq!(ips[1]["ips"][0], "10.1.0.7");
+    assert!(
+        !page["edges"].as_array().expect("edges").is_empty(),
+        "{page}"
+    );
+    assert!(
+        !page["verdicts"].as_array().expect("verdicts").is_empty(),
+        "{page}"
+    );
+    let (status, _) = api("/api/v1/pod?namespace=shop&name=nobody".into())
+        .await
+        .expect("join");
+    assert_eq!(status, 404);
+    let (status, body) = api("/api/v1/pod?namespace=shop".into())
+        .await
+        .expect("join");
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("name is required")
+    );
 
     // v2 flows and listeners: each page after the last, every row once.
     let v1_rows = |route: &'static str| async move {

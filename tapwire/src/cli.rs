@@ -466,6 +466,8 @@ parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503
   /api/v1/network/edge              src (required), dst (required), src_namespace,
                                     dst_namespace, window, limit, until
       one edge's tabs and totals (names as connections-view's edges give them)
+  /api/v1/pod                       namespace (required), name (required), window, until
+      a pod's page: record, addresses over time, connections and verdicts
   /api/v1/events                    sensor_id, kind (network_connect, dns_query,
                                     process_exec, ...), window, until, limit (100),
                                     cursor, kfl (over the event's columns)
