@@ -359,8 +359,10 @@ pub struct InventorySocket {
     pub state: String,
     /// Owning process, when resolved.
     pub pid: Option<u32>,
-    /// Its binary.
+    /// Its process name (`/proc/PID/comm`).
     pub binary: Option<String>,
+    /// Its executable's path (`/proc/PID/exe`), when the agent could read it.
+    pub binary_path: Option<String>,
     /// Age seen by the sensor; null when it predates the sensor.
     pub duration_ns: Option<i64>,
     /// The snapshot's time, epoch nanoseconds.
@@ -420,7 +422,7 @@ impl SocketKind {
 }
 
 const SOCKET_COLUMNS: &str = "sensor_id, node, local_ip, local_port, remote_ip, remote_port, \
-     state, pid, binary, duration_ns, snapshot_ns";
+     state, pid, binary, binary_path, duration_ns, snapshot_ns";
 
 /// Rows of the latest snapshot per sensor (optionally one sensor).
 fn latest(kind: SocketKind, sensor: bool, skip: &[String]) -> String {
@@ -1158,6 +1160,7 @@ mod tests {
             state: "ESTABLISHED".into(),
             pid: None,
             binary: None,
+            binary_path: None,
             duration_ns: None,
             snapshot_ns: 0,
         };

@@ -115,6 +115,12 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: pods,
         add_columns: &[],
     },
+    Migration {
+        version: 5,
+        description: "the executable's path of a socket's process (/proc/PID/exe)",
+        statements: |_, _, _| Vec::new(),
+        add_columns: &[("inventory_sockets", "binary_path", "Nullable(String)")],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.

@@ -390,6 +390,15 @@ async fn api_pages_and_errors() {
             .contains("name is required")
     );
 
+    // The process name and the executable's path, side by side.
+    let (_, listeners) = api("/api/v1/network/listeners".into()).await.expect("join");
+    let rows = listeners["listeners"].as_array().expect("listeners");
+    assert!(!rows.is_empty());
+    for row in rows {
+        let binary = row["binary"].as_str().expect("binary");
+        assert_eq!(row["binary_path"], format!("/usr/sbin/{binary}"), "{row}");
+    }
+
     // v2 flows and listeners: each page after the last, every row once.
     let v1_rows = |route: &'static str| async move {
         let (_, all) = api(format!("/api/v1/network/{route}")).await.expect("join");

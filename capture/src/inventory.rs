@@ -167,6 +167,8 @@ pub struct Owner {
     pub pid: u32,
     /// `/proc/PID/comm`.
     pub binary: String,
+    /// `/proc/PID/exe`, when readable.
+    pub binary_path: Option<String>,
 }
 
 /// What one pass over /proc found: processes by socket inode and one
@@ -207,7 +209,7 @@ fn scan_processes(proc_root: &Path) -> Result<ProcScan, InventoryError> {
         let Ok(fds) = fs::read_dir(dir.join("fd")) else {
             continue;
         };
-        let mut comm: Option<String> = None;
+        let mut comm: Option<(String, Option<String>)> = None;
         for fd in fds.flatten() {
             let Some(inode) = fs::read_link(fd.path())
                 .ok()
@@ -218,14 +220,25 @@ fn scan_processes(proc_root: &Path) -> Result<ProcScan, InventoryError> {
             if scan.owners.contains_key(&inode) {
                 continue;
             }
-            let binary = comm
+            let (binary, binary_path) = comm
                 .get_or_insert_with(|| {
-                    fs::read_to_string(dir.join("comm"))
+                    let name = fs::read_to_string(dir.join("comm"))
                         .map(|c| c.trim_end_matches('\n').to_owned())
-                        .unwrap_or_default()
+                        .unwrap_or_default();
+                    let path = fs::read_link(dir.join("exe"))
+                        .ok()
+                        .map(|p| p.to_string_lossy().into_owned());
+                    (name, path)
                 })
                 .clone();
-            scan.owners.insert(inode, Owner { pid, binary });
+            scan.owners.insert(
+                inode,
+                Owner {
+                    pid,
+                    binary,
+                    binary_path,
+                },
+            );
         }
     }
     Ok(scan)
@@ -361,6 +374,7 @@ impl Inventory {
                 inode: row.inode,
                 pid: owner.map(|o| o.pid),
                 binary: owner.map(|o| o.binary.clone()),
+                binary_path: owner.and_then(|o| o.binary_path.clone()),
                 duration_ns: first.map(|t| (now_ns - t).max(0) as u64),
             };
             match section {

@@ -138,6 +138,11 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         include_str!("../avro/history/InventorySnapshot.v1.avsc"),
     ),
     (
+        SchemaKind::InventorySnapshot,
+        2,
+        include_str!("../avro/history/InventorySnapshot.v2.avsc"),
+    ),
+    (
         SchemaKind::PodMetadata,
         1,
         include_str!("../avro/history/PodMetadata.v1.avsc"),

@@ -64,6 +64,7 @@ fn every_record() -> Vec<AnyEvent> {
                 inode: 12345,
                 pid: None,
                 binary: None,
+                binary_path: Some("/usr/sbin/nginx".into()),
                 duration_ns: None,
             }],
             tcp_listeners: vec![],

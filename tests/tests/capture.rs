@@ -308,6 +308,13 @@ fn the_inventory_agrees_with_ss_on_a_test_listener_and_udp_socket() {
         (listener.pid, listener.binary.clone()),
         (Some(ss_tcp.0), Some(ss_tcp.1))
     );
+    // The executable's path beside the process name: this test binary.
+    let exe = std::env::current_exe().expect("exe");
+    assert_eq!(
+        listener.binary_path.as_deref(),
+        Some(exe.to_string_lossy().as_ref()),
+        "{listener:?}"
+    );
     let udp_sock = snap
         .udp_listeners
         .iter()

@@ -246,6 +246,7 @@ pub fn snapshot(
         inode: 1,
         pid,
         binary: binary.map(str::to_owned),
+        binary_path: binary.map(|b| format!("/usr/sbin/{b}")),
         duration_ns: None,
     };
     InventorySnapshot {

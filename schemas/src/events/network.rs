@@ -224,8 +224,11 @@ pub struct Socket {
     pub inode: u64,
     /// Owning process, when one holds the inode.
     pub pid: Option<u32>,
-    /// Its binary.
+    /// Its process name (`/proc/PID/comm`).
     pub binary: Option<String>,
+    /// Its executable's path (`/proc/PID/exe`), when readable.
+    #[serde(default)]
+    pub binary_path: Option<String>,
     /// Age seen by the sensor; `None` when it predates the sensor.
     pub duration_ns: Option<u64>,
 }
