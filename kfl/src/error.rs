@@ -54,15 +54,17 @@ pub enum CompileError {
         #[source]
         source: regex::Error,
     },
-    /// A protocol macro that no tapwire entry can satisfy: nothing dissects
-    /// that protocol, so the query would silently never match
-    /// ([`crate::compile_dissected`]).
-    #[error("`{name}` at offset {offset}: tapwire does not dissect this protocol")]
+    /// A protocol macro that the entries the query is for cannot satisfy:
+    /// nothing dissects that protocol there, so the query would silently
+    /// never match ([`crate::compile_dissected`], [`crate::compile_supported`]).
+    #[error("`{name}` at offset {offset}: this protocol is not dissected here")]
     NotDissected {
         /// Byte offset of the macro in the query.
         offset: usize,
         /// The macro.
         name: &'static str,
+        /// The macros that are supported there.
+        supported: Vec<&'static str>,
     },
 }
 
@@ -82,9 +84,19 @@ impl CompileError {
             CompileError::InvalidRegex { source, .. } => {
                 format!("invalid regex: {}", regex_reason(source))
             }
-            CompileError::NotDissected { name, .. } => format!(
+            CompileError::NotDissected {
+                name, supported, ..
+            } if crate::RECORDED_ONLY.contains(name) => format!(
+                "only recorded streams carry `{name}` (recording queries, `tapwire investigate \
+                 --kfl`); pipeline events (CEF filters, policy conditions) carry {}, so this \
+                 could never match there",
+                supported.join(", ")
+            ),
+            CompileError::NotDissected {
+                name, supported, ..
+            } => format!(
                 "tapwire does not dissect `{name}` yet, so this could never match; it dissects {}",
-                crate::DISSECTED.join(", ")
+                supported.join(", ")
             ),
         }
     }

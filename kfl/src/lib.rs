@@ -76,7 +76,10 @@
 //! tapwire dissects HTTP and DNS over TCP and UDP ([`DISSECTED`]): its
 //! consumers compile with [`compile_dissected`], which refuses `http2`,
 //! `grpc`, `gql`, `amqp`, `kafka`, `redis` and `tls` with a caret under the
-//! name rather than accept a query that could never match.
+//! name rather than accept a query that could never match. Recorded streams
+//! also carry `tls` ([`RECORDED_ONLY`]: the ClientHello's `tls.sni`), so the
+//! recorder and `tapwire investigate` compile with [`compile_supported`] and
+//! their own list.
 //!
 //! # Semantics
 //!
@@ -144,25 +147,52 @@ pub fn compile(query: &str) -> Result<Filter, Error> {
     Ok(parse(query)?.compile()?)
 }
 
-/// The protocol macros tapwire's entries can satisfy (recorded streams and
-/// pipeline events): the others parse, but nothing dissects their protocol.
+/// The protocol macros all of tapwire's entries can satisfy (recorded
+/// streams and pipeline events): the others parse, but nothing dissects
+/// their protocol everywhere.
 pub const DISSECTED: &[&str] = &["http", "dns", "tcp", "udp"];
+
+/// The protocol macros only recorded streams satisfy (the recorder's
+/// queries and `tapwire investigate --kfl`), on top of [`DISSECTED`]: `tls`,
+/// from the ClientHello that opens a TLS stream. Pipeline events (CEF
+/// filters, policy conditions) do not carry them.
+pub const RECORDED_ONLY: &[&str] = &["tls"];
 
 /// [`compile`], refusing a protocol macro outside [`DISSECTED`] (a query
 /// using one would silently never match), with a caret under it. What
-/// tapwire's consumers (recording, investigate, CEF filters, policy
-/// conditions, `tapwire kfl check`) compile with.
+/// tapwire's consumers of pipeline events (CEF filters, policy conditions)
+/// and `tapwire kfl check` compile with.
+///
+/// # Errors
+///
+/// As [`compile_supported`].
 pub fn compile_dissected(query: &str) -> Result<Filter, Error> {
+    compile_supported(query, DISSECTED)
+}
+
+/// [`compile`], refusing a protocol macro outside `supported` (the macros
+/// the caller's entries can satisfy) with a caret under it.
+///
+/// # Errors
+///
+/// [`Error::Parse`], [`Error::Compile`] for an invalid regex, or
+/// [`CompileError::NotDissected`] naming the first unsupported macro.
+pub fn compile_supported(query: &str, supported: &[&'static str]) -> Result<Filter, Error> {
     let filter = compile(query)?;
     match filter
         .protocol_macros()
         .iter()
-        .find(|m| !DISSECTED.contains(m))
+        .find(|m| !supported.contains(m))
     {
         None => Ok(filter),
         Some(name) => {
             let offset = word_offset(query, name).unwrap_or(0);
-            Err(CompileError::NotDissected { offset, name }.into())
+            Err(CompileError::NotDissected {
+                offset,
+                name,
+                supported: supported.to_vec(),
+            }
+            .into())
         }
     }
 }

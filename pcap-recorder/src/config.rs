@@ -272,7 +272,7 @@ impl RecordConfig {
         self.queries
             .iter()
             .map(|(name, text)| {
-                tapwire_kfl::compile_dissected(text)
+                crate::entry::compile(text)
                     .map(|filter| Query {
                         name: name.clone(),
                         text: text.clone(),
@@ -354,7 +354,7 @@ impl RecordConfig {
             all.extend(read_queries_dir(dir)?);
         }
         for (name, text) in &all {
-            tapwire_kfl::compile_dissected(text).map_err(|e| RecordConfigError::Query {
+            crate::entry::compile(text).map_err(|e| RecordConfigError::Query {
                 name: name.clone(),
                 rendered: e.render(text),
             })?;

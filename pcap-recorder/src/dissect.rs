@@ -1,5 +1,6 @@
 //! Application exchanges of a finished [`Stream`]: HTTP/1.x (with `httparse`)
-//! and DNS (with `tapwire_packet::dns`), as the index's [`Exchange`]s.
+//! and DNS (with `tapwire_packet::dns`), as the index's [`Exchange`]s; and
+//! the TLS ClientHello of a TLS stream ([`crate::tls`]).
 //!
 //! - HTTP is recognised by content, on any port: the client's bytes start
 //!   with a request head. Requests are read one after the other (pipelining
@@ -11,12 +12,15 @@
 //! - DNS is read on port 53, 5353 (mDNS) and 5355 (LLMNR): every UDP
 //!   datagram, or the length-prefixed messages of a TCP stream. Responses
 //!   pair with the oldest unanswered query of the same id.
+//! - TLS is recognised by content, on any port: a TCP stream whose client
+//!   bytes (up to the first gap) start with a ClientHello; its server name
+//!   and ALPN go to [`Dissection::tls`]. It has no exchanges.
 
 use tapwire_packet::dns;
 
 use crate::index::{
     DnsAnswerRecord, DnsExchange, DnsQuestionRecord, DnsRecordMessage, Exchange, HttpExchange,
-    HttpRequest, HttpResponse,
+    HttpRequest, HttpResponse, TlsHello,
 };
 use crate::reassembly::{Payload, Stream};
 
@@ -31,8 +35,11 @@ pub struct Dissection {
     /// The exchanges, in order.
     pub exchanges: Vec<Exchange>,
     /// Whether the stream's client and server are the other way round from
-    /// what reassembly guessed (HTTP requests came from its "server").
+    /// what reassembly guessed (HTTP requests or the TLS ClientHello came
+    /// from its "server").
     pub swapped: bool,
+    /// The ClientHello, when the stream is TLS.
+    pub tls: Option<TlsHello>,
 }
 
 /// The exchanges of a stream.
@@ -49,7 +56,7 @@ pub fn dissect(stream: &Stream) -> Dissection {
             .filter_map(|d| dns::parse(&d.payload).ok().map(|m| (m, d.timestamp_ns)));
         return Dissection {
             exchanges: pair_dns(messages),
-            swapped: false,
+            ..Dissection::default()
         };
     }
     if is_dns {
@@ -69,9 +76,12 @@ pub fn dissect(stream: &Stream) -> Dissection {
         if !exchanges.is_empty() {
             return Dissection {
                 exchanges,
-                swapped: false,
+                ..Dissection::default()
             };
         }
+    }
+    if let Some(d) = tls(stream) {
+        return d;
     }
     let (requests, swapped) = if starts_with_request(&stream.client_data.bytes) {
         (&stream.client_data, false)
@@ -99,7 +109,33 @@ pub fn dissect(stream: &Stream) -> Dissection {
             })
             .collect(),
         swapped,
+        tls: None,
     }
+}
+
+/// The ClientHello of a TLS stream, from its client (else, when reassembly
+/// guessed the sides wrong, its server).
+fn tls(stream: &Stream) -> Option<Dissection> {
+    [(&stream.client_data, false), (&stream.server_data, true)]
+        .into_iter()
+        .find_map(|(p, swapped)| {
+            let hello = crate::tls::client_hello(contiguous(p))?;
+            Some(Dissection {
+                exchanges: Vec::new(),
+                swapped,
+                tls: Some(TlsHello {
+                    timestamp_ns: p.time_at(0).unwrap_or(stream.first_ns),
+                    sni: hello.sni,
+                    alpn: hello.alpn,
+                }),
+            })
+        })
+}
+
+/// The bytes of `p` up to its first gap.
+fn contiguous(p: &Payload) -> &[u8] {
+    let end = p.gaps.first().copied().unwrap_or(p.bytes.len());
+    &p.bytes[..end.min(p.bytes.len())]
 }
 
 fn record(m: &dns::Message, ts: i64) -> DnsRecordMessage {
@@ -487,6 +523,41 @@ mod tests {
             payload(&[(b"SSH-2.0-OpenSSH_9.6\r\n", 2)]),
         ));
         assert_eq!(d, Dissection::default());
+    }
+
+    #[test]
+    fn a_client_hello_over_several_segments_makes_a_tls_stream() {
+        let hello = crate::tls::build::hello(Some("example.com"));
+        let pieces: Vec<(&[u8], i64)> = hello.chunks(7).zip(10..).collect();
+        let d = dissect(&stream(
+            Transport::Tcp,
+            8443,
+            payload(&pieces),
+            payload(&[(&[22, 3, 3, 0, 2, 2, 0], 50)]),
+        ));
+        assert!(d.exchanges.is_empty());
+        assert!(!d.swapped);
+        let tls = d.tls.unwrap();
+        assert_eq!(tls.sni.as_deref(), Some("example.com"));
+        assert_eq!(tls.alpn, ["http/1.1"]);
+        assert_eq!(tls.timestamp_ns, 10, "the hello's first segment");
+        assert_eq!(tls.summary(), "TLS example.com");
+
+        // The hello came from reassembly's "server": sides swap.
+        let d = dissect(&stream(
+            Transport::Tcp,
+            443,
+            Payload::default(),
+            payload(&[(&crate::tls::build::hello(None), 3)]),
+        ));
+        assert!(d.swapped);
+        assert_eq!(d.tls.unwrap().summary(), "TLS");
+
+        // Bytes after a gap are not read as the rest of the hello.
+        let mut cut = payload(&[(&hello[..60], 1), (&hello[60..], 2)]);
+        cut.gaps.push(60);
+        let d = dissect(&stream(Transport::Tcp, 443, cut, Payload::default()));
+        assert_eq!(d.tls.unwrap().sni, None);
     }
 
     fn dns_query(id: u16, response: bool) -> Vec<u8> {

@@ -1,5 +1,6 @@
 //! What a KFL query sees of a stream: [`StreamEntry`], one per application
-//! exchange (or one for a stream without any), and [`entries`].
+//! exchange (or one for a stream without any), [`entries`], and [`compile`],
+//! which compiles queries for them.
 //!
 //! The recorder evaluates its queries on these when a stream ends, and
 //! `investigate` on the same records read back from an index, so a query
@@ -11,22 +12,26 @@
 //! | `src.name`, `src.namespace`, `src.pod.name`, `src.pod.namespace` (`dst.`) | the pod holding the address then; missing when unresolved |
 //! | `node.name`, `node.ip` | the capturing node |
 //! | `transport` | `tcp` / `udp` (macros `tcp`, `udp`) |
-//! | `protocol.name`, `protocol.abbr` | `http`/`HTTP`, `dns`/`DNS`, else `tcp`/`TCP` or `udp`/`UDP` |
+//! | `protocol.name`, `protocol.abbr` | `http`/`HTTP`, `dns`/`DNS`, `tls`/`TLS`, else `tcp`/`TCP` or `udp`/`UDP` |
 //! | `timestamp` | the exchange's (else the stream's) first packet, epoch ms |
 //! | `request.method`, `.path`, `.url` (target), `.httpVersion`, `.host`, `.bodySize` | HTTP request |
 //! | `request.headers["Name"]` (case-insensitive), `request.queryString["k"]` | HTTP request |
 //! | `response.status`, `.statusText`, `.httpVersion`, `.bodySize`, `.headers["Name"]` | HTTP response |
 //! | `request.questions[i].name`, `.type`; `request.id` | DNS query |
 //! | `response.code` (`NOERROR`, ...), `response.answers[i].name`, `.type`, `.data`, `.ttl`, `response.questions[i]...` | DNS response |
+//! | `tls` | `true` for a stream opened by a TLS ClientHello (macro `tls`); missing otherwise |
+//! | `tls.sni`, `tls.alpn[i]` | the server name (SNI; `nil` when the client sent none) and ALPN protocols the ClientHello asked for |
 //! | `summary`, `end`, `stream.id`, `stream.packets`, `stream.bytes` | the stream |
 //!
 //! Lists and header maps take `[i]`, `["key"]` and the wildcard `.*`.
+
+use std::sync::LazyLock;
 
 use tapwire_kfl::{Entry, Filter, Lookup, Path, Segment, Value};
 
 use crate::index::{
     DnsAnswerRecord, DnsQuestionRecord, DnsRecordMessage, EndpointRecord, Exchange, HttpExchange,
-    StreamRecord, header,
+    StreamRecord, TlsHello, header,
 };
 
 /// A stream, or one exchange of it, as KFL sees it.
@@ -53,6 +58,22 @@ pub fn entries(stream: &StreamRecord) -> impl Iterator<Item = StreamEntry<'_>> {
             exchange: Some(e),
         })
         .chain(whole)
+}
+
+/// The protocol macros a stream entry can satisfy: tapwire's common ones
+/// ([`tapwire_kfl::DISSECTED`]) and those only recorded streams carry
+/// ([`tapwire_kfl::RECORDED_ONLY`]: `tls`).
+pub static PROTOCOLS: LazyLock<Vec<&'static str>> =
+    LazyLock::new(|| [tapwire_kfl::DISSECTED, tapwire_kfl::RECORDED_ONLY].concat());
+
+/// Compiles a query for stream entries (recording queries, `investigate`),
+/// refusing a protocol macro outside [`PROTOCOLS`] with a caret under it.
+///
+/// # Errors
+///
+/// As [`tapwire_kfl::compile_supported`].
+pub fn compile(query: &str) -> Result<Filter, tapwire_kfl::Error> {
+    tapwire_kfl::compile_supported(query, &PROTOCOLS)
 }
 
 /// Whether any entry of `stream` matches `filter` (`now_ms` for the time
@@ -171,6 +192,21 @@ fn dns_message<'a>(m: &'a DnsRecordMessage, rest: &[Segment], response: bool) ->
     }
 }
 
+fn tls<'a>(hello: &'a TlsHello, rest: &[Segment]) -> Lookup<'a> {
+    match (key(rest, 0), rest.len()) {
+        (None, 0) => Lookup::One(Value::Bool(true)),
+        (Some("sni"), 1) => hello.sni.as_deref().map_or(Lookup::One(Value::Null), s),
+        (Some("alpn"), _) => list(&hello.alpn, &rest[1..], |p, rest| {
+            if rest.is_empty() {
+                s(p)
+            } else {
+                Lookup::Missing
+            }
+        }),
+        _ => Lookup::Missing,
+    }
+}
+
 fn http_request<'a>(h: &'a HttpExchange, rest: &[Segment]) -> Lookup<'a> {
     let r = &h.request;
     match (key(rest, 0), rest.len()) {
@@ -208,6 +244,7 @@ impl StreamEntry<'_> {
         match (self.exchange, self.stream.transport) {
             (Some(Exchange::Http(_)), _) => ("http", "HTTP"),
             (Some(Exchange::Dns(_)), _) => ("dns", "DNS"),
+            (None, _) if self.stream.tls.is_some() => ("tls", "TLS"),
             (None, crate::index::TransportName::Tcp) => ("tcp", "TCP"),
             (None, crate::index::TransportName::Udp) => ("udp", "UDP"),
         }
@@ -245,6 +282,7 @@ impl Entry for StreamEntry<'_> {
                 _ => object(rest),
             },
             Some("timestamp") if leaf => int(self.timestamp_ns().div_euclid(1_000_000)),
+            Some("tls") => st.tls.as_ref().map_or(Lookup::Missing, |t| tls(t, rest)),
             Some("summary") if leaf => s(&st.summary),
             Some("end") if leaf => s(st.end.as_str()),
             Some("stream") => match (key(rest, 0), rest.len()) {
@@ -310,6 +348,7 @@ mod tests {
             matched: vec![],
             frames: vec![],
             exchanges,
+            tls: None,
             reassembly: ReassemblyStats::default(),
             node: Some(NodeRef {
                 name: "node-a".into(),
@@ -431,5 +470,62 @@ mod tests {
         assert!(!matches("http or dns", &plain));
         assert!(matches("", &plain), "the empty query matches everything");
         assert!(matches("timestamp == 5000", &plain));
+    }
+
+    #[test]
+    fn tls_fields() {
+        let mut st = stream(TransportName::Tcp, vec![]);
+        st.server.port = 443;
+        st.tls = Some(TlsHello {
+            timestamp_ns: 5_100_000_000,
+            sni: Some("api.example.com".into()),
+            alpn: vec!["h2".into(), "http/1.1".into()],
+        });
+        for q in [
+            "tls",
+            "tcp and tls",
+            "tls == true",
+            r#"tls.sni == "api.example.com""#,
+            r#"tls.sni.endsWith(".example.com")"#,
+            r#"tls.sni == r"^api\.""#,
+            r#"tls.alpn[0] == "h2""#,
+            r#"tls.alpn.*.contains("http/1")"#,
+            r#"protocol.name == "tls" and protocol.abbr == "TLS""#,
+            "!http and !dns",
+        ] {
+            assert!(matches(q, &st), "{q}");
+        }
+        for q in [
+            "!tls",
+            "http",
+            r#"tls.sni == "example.com""#,
+            r#"tls.alpn[2] == "h2""#,
+            r#"protocol.abbr == "TCP""#,
+        ] {
+            assert!(!matches(q, &st), "{q}");
+        }
+
+        // Without a server name, the stream is TLS and `tls.sni` is nil.
+        st.tls.as_mut().unwrap().sni = None;
+        assert!(matches("tls", &st));
+        assert!(matches("tls.sni == nil", &st));
+        assert!(matches(r#"tls.sni != "example.com""#, &st));
+        assert!(!matches(r#"tls.sni.endsWith("example.com")"#, &st));
+
+        // Not TLS: the macro is false and the fields are missing.
+        let plain = stream(TransportName::Tcp, vec![http("GET", "/", Some(200))]);
+        assert!(matches("!tls and http", &plain));
+        assert!(!matches(r#"tls.sni != "x""#, &plain));
+    }
+
+    #[test]
+    fn queries_compile_with_tls_but_not_other_undissected_protocols() {
+        compile(r#"tls and tls.sni == "example.com" or http or dns or tcp or udp"#).unwrap();
+        let err = compile("tls or grpc").unwrap_err();
+        assert!(err.render("tls or grpc").contains("`grpc`"));
+        // Pipeline consumers (CEF, policy) still refuse `tls`, saying where
+        // it works.
+        let err = tapwire_kfl::compile_dissected("tls").unwrap_err();
+        assert!(err.render("tls").contains("recorded streams"), "{err}");
     }
 }

@@ -26,6 +26,7 @@
 //!     "matched": ["default"],
 //!     "frames": [1, 2, 3, 5, 6, 7, 8, 9, 10, 11],
 //!     "exchanges": [{"http": {"request": {...}, "response": {...}}}],
+//!     "tls": {"timestamp_ns": 1700000000123456789, "sni": "example.com", "alpn": ["h2"]},
 //!     "reassembly": {"gaps": 0, "out_of_order": 0, "retransmitted": 0, "dropped_bytes": 0, "dropped_packets": 0}
 //!   }],
 //!   "pods": [{"ip": "10.1.0.4", "pod": {"name": "web-1", "namespace": "shop", "uid": "..."},
@@ -41,6 +42,10 @@
 //! - `exchanges` hold one element per HTTP request (with its response) or per
 //!   DNS transaction; KFL sees one entry per exchange, or one entry for the
 //!   stream when it has none.
+//! - `tls` (optional, absent in older indexes and for streams that are not
+//!   TLS) is the ClientHello that opened a TLS stream: its server name and
+//!   ALPN protocols when the client sent them; such a stream has `protocol`
+//!   `TLS` and no `exchanges`.
 //! - `pods` is the IP-to-pod history for the slice's addresses over its time
 //!   range: which pod owned an address from when until when.
 //!
@@ -160,10 +165,12 @@ pub struct StreamRecord {
     pub bytes: u64,
     /// Why the stream ended.
     pub end: EndReason,
-    /// Application protocol abbreviation (`HTTP`, `DNS`), if one was dissected.
+    /// Application protocol abbreviation (`HTTP`, `DNS`, `TLS`), if one was
+    /// dissected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
-    /// One line for tables: `GET /x 200`, `A example.com NOERROR`, or empty.
+    /// One line for tables: `GET /x 200`, `A example.com NOERROR`, `TLS
+    /// example.com`, or empty.
     #[serde(default)]
     pub summary: String,
     /// Names of the recording queries that matched.
@@ -175,6 +182,9 @@ pub struct StreamRecord {
     /// Application exchanges, in order.
     #[serde(default)]
     pub exchanges: Vec<Exchange>,
+    /// The ClientHello that opened the stream, when it is TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsHello>,
     /// What reassembly saw and dropped.
     #[serde(default)]
     pub reassembly: ReassemblyStats,
@@ -308,6 +318,29 @@ impl Exchange {
                 }
                 s
             }
+        }
+    }
+}
+
+/// The TLS ClientHello that opened a stream ([`crate::tls`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TlsHello {
+    /// When its first byte was captured, ns.
+    pub timestamp_ns: i64,
+    /// The server name the client asked for (SNI `host_name`), if it sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// The application protocols the client offered (ALPN), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alpn: Vec<String>,
+}
+
+impl TlsHello {
+    /// One line: `TLS example.com`, or `TLS` without a server name.
+    pub fn summary(&self) -> String {
+        match &self.sni {
+            Some(name) => format!("TLS {name}"),
+            None => "TLS".to_owned(),
         }
     }
 }

@@ -12,7 +12,8 @@
 //!   cluster's owner index while recording and by a slice index offline.
 //! - `reassembly`: [`Reassembler`], packets to TCP/UDP [`Stream`]s that keep
 //!   every original packet.
-//! - `dissect`: HTTP/1.x and DNS exchanges of a stream.
+//! - `dissect`: HTTP/1.x and DNS exchanges of a stream, and its TLS
+//!   ClientHello, read by `tls`.
 //! - `slice`: [`SliceBuilder`] / [`FinishedSlice`], PCAP slices and their index.
 //! - `recorder`: [`Recorder`], all of the above behind one `push`.
 //! - `store`, `spool`: object stores (S3, directory) and the local spool.
@@ -29,6 +30,7 @@ pub mod slice;
 pub mod spool;
 pub mod stage;
 pub mod store;
+pub mod tls;
 
 pub use entry::{StreamEntry, entries, stream_matches};
 pub use index::{NamedQuery, SliceIndex, StreamRecord};

@@ -176,7 +176,7 @@ impl Recorder {
     pub fn set_queries(&mut self, queries: Vec<NamedQuery>) -> Result<(), RecorderError> {
         self.queries = queries
             .into_iter()
-            .map(|q| match tapwire_kfl::compile_dissected(&q.query) {
+            .map(|q| match crate::entry::compile(&q.query) {
                 Ok(f) => Ok((q, f)),
                 Err(source) => Err(RecorderError::Query {
                     name: q.name.clone(),
@@ -399,11 +399,16 @@ pub fn stream_record(
             }
             s
         })
+        .or_else(|| dissection.tls.as_ref().map(|t| t.summary()))
         .unwrap_or_default();
-    let protocol = dissection.exchanges.first().map(|e| match e {
-        crate::index::Exchange::Http(_) => "HTTP".to_owned(),
-        crate::index::Exchange::Dns(_) => "DNS".to_owned(),
-    });
+    let protocol = dissection
+        .exchanges
+        .first()
+        .map(|e| match e {
+            crate::index::Exchange::Http(_) => "HTTP".to_owned(),
+            crate::index::Exchange::Dns(_) => "DNS".to_owned(),
+        })
+        .or_else(|| dissection.tls.as_ref().map(|_| "TLS".to_owned()));
     let record = StreamRecord {
         id: stream.id,
         transport: match key.protocol {
@@ -434,6 +439,7 @@ pub fn stream_record(
         matched: Vec::new(),
         frames: Vec::new(),
         exchanges: dissection.exchanges,
+        tls: dissection.tls,
         reassembly: stream.stats,
         node,
     };

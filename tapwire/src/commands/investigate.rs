@@ -17,7 +17,7 @@ pub async fn run(config: &Config, args: &InvestigateArgs) -> anyhow::Result<()> 
         .map_or(0, |d| d.as_nanos() as i64);
     let filter = match &args.kfl {
         Some(q) => Some(
-            tapwire_kfl::compile_dissected(q)
+            tapwire_pcap_recorder::entry::compile(q)
                 .map_err(|e| anyhow::anyhow!("--kfl is not valid KFL:\n{}", e.render(q)))?,
         ),
         None => None,
