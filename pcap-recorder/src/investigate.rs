@@ -528,25 +528,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
-/// Renders `matches` in `format`.
+/// Renders `matches` in `format`, one row per stream.
 pub fn render(matches: &[Match], format: Format) -> String {
-    let mut out = String::new();
     match format {
-        Format::Json => {
-            for m in matches {
-                let mut value = serde_json::to_value(m).unwrap_or_default();
-                if let Some(obj) = value.as_object_mut() {
-                    obj.insert("time".into(), format_time(m.time_ns).into());
-                }
-                out.push_str(&value.to_string());
-                out.push('\n');
-            }
-        }
-        Format::Table => {
-            let rows: Vec<[String; 5]> = matches
+        Format::Json => json_lines(matches.iter().map(|m| (m, m.time_ns))),
+        Format::Table => table(
+            &["TIME (UTC)", "SOURCE", "DESTINATION", "PROTOCOL", "SUMMARY"],
+            matches
                 .iter()
                 .map(|m| {
-                    [
+                    vec![
                         format_time(m.time_ns),
                         m.source.clone(),
                         m.destination.clone(),
@@ -554,29 +545,123 @@ pub fn render(matches: &[Match], format: Format) -> String {
                         m.summary.clone(),
                     ]
                 })
-                .collect();
-            let head = ["TIME (UTC)", "SOURCE", "DESTINATION", "PROTOCOL", "SUMMARY"];
-            let mut widths = head.map(str::len);
-            for row in &rows {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.chars().count());
-                }
-            }
-            let mut line = |cells: [&str; 5]| {
-                for (i, cell) in cells.iter().enumerate() {
-                    if i == 4 {
-                        out.push_str(cell);
-                    } else {
-                        out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
-                    }
-                }
-                out.push('\n');
-            };
-            line(head);
-            for row in &rows {
-                line(row.each_ref().map(String::as_str));
+                .collect(),
+        ),
+    }
+}
+
+/// One exchange of a matching stream: an HTTP request with its response, a
+/// DNS query with its answer, or the stream itself when it has none.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExchangeRow {
+    /// When the exchange started (else the stream's first packet), ns.
+    pub time_ns: i64,
+    /// `ip:port` of the client, with its pod when known.
+    pub source: String,
+    /// `ip:port` of the server, with its pod when known.
+    pub destination: String,
+    /// `HTTP`, `DNS`, `TLS`, `TCP` or `UDP`.
+    pub protocol: String,
+    /// Method, path and status; or query type, name and response code.
+    pub summary: String,
+    /// The stream it belongs to (recorder-local id within its slice).
+    pub stream: u64,
+    /// The slice PCAP that holds it.
+    pub slice: String,
+    /// The node that captured it, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+/// The exchanges of `matches` that `filter` matches (all of them without
+/// one), by time: what an analyst reads one line at a time.
+pub fn exchanges(matches: &[Match], filter: Option<&Filter>) -> Vec<ExchangeRow> {
+    let now = now_ms();
+    let mut rows: Vec<ExchangeRow> = matches
+        .iter()
+        .flat_map(|m| {
+            crate::entry::entries(&m.stream)
+                .filter(move |e| filter.is_none_or(|f| f.matches(e, now)))
+                .map(move |e| ExchangeRow {
+                    time_ns: e.timestamp_ns(),
+                    source: m.source.clone(),
+                    destination: m.destination.clone(),
+                    protocol: e.protocol().1.to_owned(),
+                    summary: e
+                        .exchange
+                        .map_or_else(|| m.summary.clone(), |x| x.summary()),
+                    stream: m.stream.id,
+                    slice: m.slice.clone(),
+                    node: m.node.clone(),
+                })
+        })
+        .collect();
+    rows.sort_by_key(|r| r.time_ns);
+    rows
+}
+
+/// Renders exchange rows in `format`.
+pub fn render_exchanges(rows: &[ExchangeRow], format: Format) -> String {
+    match format {
+        Format::Json => json_lines(rows.iter().map(|r| (r, r.time_ns))),
+        Format::Table => table(
+            &[
+                "TIME (UTC)",
+                "SOURCE",
+                "DESTINATION",
+                "PROTOCOL",
+                "STREAM",
+                "SUMMARY",
+            ],
+            rows.iter()
+                .map(|r| {
+                    vec![
+                        format_time(r.time_ns),
+                        r.source.clone(),
+                        r.destination.clone(),
+                        r.protocol.clone(),
+                        r.stream.to_string(),
+                        r.summary.clone(),
+                    ]
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// One JSON object per item, with `time` (RFC 3339) added.
+fn json_lines<'a, T: Serialize + 'a>(items: impl Iterator<Item = (&'a T, i64)>) -> String {
+    let mut out = String::new();
+    for (item, time_ns) in items {
+        let mut value = serde_json::to_value(item).unwrap_or_default();
+        if let Some(obj) = value.as_object_mut() {
+            obj.insert("time".into(), format_time(time_ns).into());
+        }
+        out.push_str(&value.to_string());
+        out.push('\n');
+    }
+    out
+}
+
+/// Aligned columns under `head`; the last column is not padded.
+fn table(head: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = head.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let head: Vec<String> = head.iter().map(|h| (*h).to_owned()).collect();
+    for row in std::iter::once(&head).chain(&rows) {
+        for (i, cell) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  ", w = widths[i]));
             }
         }
+        out.push('\n');
     }
     out
 }

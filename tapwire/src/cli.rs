@@ -120,8 +120,10 @@ pub enum Command {
     /// with a JSON index, to S3 (or a directory); spools while S3 is down.
     #[command(after_help = RECORD_EXAMPLES)]
     Record(RecordArgs),
-    /// Search recorded PCAP offline (S3, a directory or a pcap file), without
-    /// a cluster or Kafka: list matching streams, write them as one PCAP.
+    /// Search recorded PCAP offline (S3, a directory or a pcap/pcapng file),
+    /// without a cluster or Kafka: one row per matching exchange (HTTP
+    /// request and response, DNS query and answer; --streams: per stream),
+    /// and the matching streams written as one PCAP.
     #[command(after_help = INVESTIGATE_EXAMPLES)]
     Investigate(InvestigateArgs),
     /// Check KFL queries (the filter language of record, investigate, policy
@@ -386,7 +388,7 @@ pub struct RecordArgs {
 pub enum InvestigateFormat {
     /// Aligned columns: time, source, destination, protocol, summary.
     Table,
-    /// One JSON object per matching stream.
+    /// One JSON object per row (exchange, or stream with --streams).
     Json,
 }
 
@@ -410,6 +412,10 @@ pub struct InvestigateArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: InvestigateFormat,
+    /// One row per stream instead of one per exchange (an HTTP request and
+    /// its response, a DNS query and its answer).
+    #[arg(long)]
+    pub streams: bool,
     #[command(flatten)]
     pub s3: S3Flags,
     /// No progress bar (it is shown on stderr only when that is a terminal).

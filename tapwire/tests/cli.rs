@@ -559,8 +559,10 @@ fn investigate_reads_pcapng_and_tolerates_what_tshark_tolerates() {
         file.extend(&frame);
     }
     std::fs::write(&path, file).expect("write");
+    // Both records read: two queries (one row each) of one stream.
     let found = rows(path.to_str().expect("utf-8"), "dns");
-    assert_eq!(found.len(), 1, "one DNS stream: {found:?}");
+    assert_eq!(found.len(), 2, "two DNS queries: {found:?}");
+    assert_eq!(found[0]["stream"], found[1]["stream"], "{found:?}");
 }
 
 #[test]

@@ -224,7 +224,15 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     let streams = |kfl: &str| {
         let out = run_ok(
             tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
-                .args(["investigate", &location, "--kfl", kfl, "--format", "json"])
+                .args([
+                    "investigate",
+                    &location,
+                    "--kfl",
+                    kfl,
+                    "--format",
+                    "json",
+                    "--streams",
+                ])
                 .args(["--endpoint", &endpoint, "--path-style"]),
         );
         out.lines().count() as u64

@@ -93,7 +93,15 @@ fn investigate(
 ) -> Vec<serde_json::Value> {
     let out = run_ok(
         tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
-            .args(["investigate", location, "--kfl", kfl, "--format", "json"])
+            .args([
+                "investigate",
+                location,
+                "--kfl",
+                kfl,
+                "--format",
+                "json",
+                "--streams",
+            ])
             .args(["--endpoint", endpoint, "--path-style"])
             .args(extra),
     );
@@ -244,7 +252,7 @@ async fn recorded_streams_reach_s3_and_investigate_finds_them_offline() {
     let objects = || {
         run_ok(
             tapwire_tests::s3_env(&mut tapwire("127.0.0.1:1"))
-                .args(["investigate", &location, "--format", "json"])
+                .args(["investigate", &location, "--format", "json", "--streams"])
                 .args(["--endpoint", &endpoint, "--path-style"]),
         )
         .lines()

@@ -65,7 +65,12 @@ pub async fn run(config: &Config, args: &InvestigateArgs) -> anyhow::Result<()> 
         InvestigateFormat::Table => Format::Table,
         InvestigateFormat::Json => Format::Json,
     };
-    print!("{}", investigate::render(&findings.matches, format));
+    if args.streams {
+        print!("{}", investigate::render(&findings.matches, format));
+    } else {
+        let rows = investigate::exchanges(&findings.matches, criteria.filter.as_ref());
+        print!("{}", investigate::render_exchanges(&rows, format));
+    }
     eprintln!(
         "{} matching streams in {} slices ({} indexes, {} streams read from {})",
         findings.matches.len(),
