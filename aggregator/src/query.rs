@@ -142,7 +142,8 @@ impl TabTotals {
 /// The network connections view of a window.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConnectionsView {
-    /// Window start (epoch seconds, rounded down to the minute).
+    /// Window start (epoch seconds): exact for windows up to a day, else
+    /// rounded down to the minute (see [`EXACT_WINDOW_S`]).
     pub from_s: u32,
     /// Window end (epoch seconds).
     pub until_s: u32,
@@ -165,6 +166,35 @@ pub struct ConnectionsView {
 fn window(until_s: u32, window_s: u32) -> (u32, u32) {
     let from = until_s.saturating_sub(window_s);
     (from - from % 60, until_s)
+}
+
+/// Windows up to this long are counted from the events themselves, so they
+/// start exactly `window` before `until` (the console's "15 minutes before
+/// it was opened"); longer ones from the per-minute counts, from the start
+/// of the minute.
+pub const EXACT_WINDOW_S: u32 = 86_400;
+
+/// Where the connections of `[until - window, until]` are read from, shaped
+/// like `connection_counts`, and the start of the window as reported.
+fn counted_source(until_s: u32, window_s: u32) -> (String, u32) {
+    if window_s > EXACT_WINDOW_S {
+        return ("connection_counts".to_owned(), window(until_s, window_s).0);
+    }
+    let from = until_s.saturating_sub(window_s);
+    let ns = |s: u32| i64::from(s) * 1_000_000_000;
+    (
+        format!(
+            "(SELECT toStartOfMinute(time) AS minute, connection_mode AS mode, protocol,
+                src_kind, src_namespace, src_workload, src_pod, src_ip, src_port, src_domain,
+                dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port, dst_domain,
+                toUInt64(1) AS connections, time_ns AS last_seen_ns
+             FROM network_events
+             WHERE counted = 1 AND time_ns >= {} AND time_ns <= {})",
+            ns(from),
+            ns(until_s) + 999_999_999
+        ),
+        from,
+    )
 }
 
 /// One source/destination pair, named as [`Edge`] names them: namespace
@@ -243,6 +273,7 @@ async fn view_of(
         )));
     }
     let (from, until) = window(until_s, window_s);
+    let (source, from_s) = counted_source(until_s, window_s);
     #[derive(Row, Deserialize)]
     struct Tabs {
         audit: u64,
@@ -259,7 +290,7 @@ async fn view_of(
                 sumIf(n, mode = 'other') AS other, countIf(mode = 'audit') AS audit_rows,
                 countIf(mode = 'enforce') AS enforce_rows, countIf(mode = 'other') AS other_rows
              FROM (SELECT mode, sum(connections) AS n
-                   FROM connection_counts
+                   FROM {source}
                    WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) {pair_filter}
                    GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod,
                       src_ip, dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port)"
@@ -270,7 +301,7 @@ async fn view_of(
     .fetch_one()
     .await?;
     let mut view = ConnectionsView {
-        from_s: from,
+        from_s,
         until_s: until,
         totals: TabTotals {
             audit: tabs.audit,
@@ -296,7 +327,7 @@ async fn view_of(
                     dst_kind, dst_namespace, dst_workload, dst_pod, dst_ip, dst_port,
                     max(dst_domain) AS domain,
                     sum(connections) AS n, max(last_seen_ns) AS last_ns
-                 FROM connection_counts
+                 FROM {source}
                  WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) AND mode = ?
                     {pair_filter}
                  GROUP BY mode, protocol, src_kind, src_namespace, src_workload, src_pod, src_ip,
@@ -325,7 +356,7 @@ async fn view_of(
                 sumIf(connections, mode = 'enforce') AS enforce,
                 sumIf(connections, mode = 'other') AS other,
                 max(last_seen_ns) AS last_ns
-             FROM connection_counts
+             FROM {source}
              WHERE minute >= toDateTime(?) AND minute <= toDateTime(?) {pair_filter}
              GROUP BY src_namespace, src, dst_namespace, dst
              ORDER BY audit + enforce + other DESC, src, dst

@@ -284,6 +284,13 @@ pub struct NetworkEventRow {
     pub outcome: String,
     pub src_partition: u32,
     pub src_offset: u64,
+    /// 1 when the event counts as a connection (see the module doc).
+    pub counted: u8,
+    /// The connection's mode (its tab), the most severe of its sides.
+    pub connection_mode: String,
+    pub src_workload: String,
+    pub dst_workload: String,
+    pub src_domain: String,
 }
 
 /// A row of `flows` (`network_flow` events).
@@ -513,6 +520,11 @@ impl EventRows {
             outcome,
             src_partition: partition,
             src_offset: offset,
+            counted: u8::from(l4.is_some_and(|l| counts_as_connection(l, &e.src))),
+            connection_mode: v.connection_mode().as_str().to_owned(),
+            src_workload: workload(&e.src).to_owned(),
+            dst_workload: workload(&e.dst).to_owned(),
+            src_domain: domain(&e.src),
         });
         if let Some(l) = l4.filter(|l| l.kind == L4Kind::NetworkFlow) {
             self.flows.push(FlowRow {

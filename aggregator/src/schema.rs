@@ -121,6 +121,18 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: |_, _, _| Vec::new(),
         add_columns: &[("inventory_sockets", "binary_path", "Nullable(String)")],
     },
+    Migration {
+        version: 6,
+        description: "connections per event (exact windows for the connections view)",
+        statements: |_, _, _| Vec::new(),
+        add_columns: &[
+            ("network_events", "counted", "UInt8 DEFAULT 0"),
+            ("network_events", "connection_mode", "String DEFAULT ''"),
+            ("network_events", "src_workload", "String DEFAULT ''"),
+            ("network_events", "dst_workload", "String DEFAULT ''"),
+            ("network_events", "src_domain", "String DEFAULT ''"),
+        ],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.

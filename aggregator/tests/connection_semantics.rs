@@ -280,3 +280,56 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
         }
     );
 }
+
+/// Issue 15: the view's window is the `window` before `until`, to the
+/// second, not rounded to the start of a minute.
+#[tokio::test]
+async fn the_window_starts_exactly_window_before_until() {
+    let Some(url) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let (c, _db) = fresh(&url).await;
+    // Two connections 20 s apart in the same minute.
+    let minute_ns = (now_ns() / 60_000_000_000 - 5) * 60_000_000_000;
+    let (early, late) = (minute_ns + 10_000_000_000, minute_ns + 30_000_000_000);
+    let to = |port| To {
+        peer: samples::pod_peer("db", "shop"),
+        ip: "10.1.5.5",
+        port,
+    };
+    let verdicts = [
+        l4(
+            L4Kind::NetworkConnect,
+            samples::pod_peer("web", "shop"),
+            to(5432),
+            Mode::Audit,
+            early,
+            1,
+        ),
+        l4(
+            L4Kind::NetworkConnect,
+            samples::pod_peer("web", "shop"),
+            to(5432),
+            Mode::Audit,
+            late,
+            2,
+        ),
+    ];
+    let mut stage = AggregateStage::new(c.clone());
+    stage
+        .handle(&messages(&verdicts, 0, 0))
+        .await
+        .expect("inserted");
+    let until = u32::try_from(late / 1_000_000_000 + 60).expect("secs");
+    // A window starting between the two (20 s after the first).
+    let window = until - u32::try_from((early + 20_000_000_000) / 1_000_000_000).expect("secs");
+    let view = query::connections_view(&c, until, window, None, 100)
+        .await
+        .expect("view");
+    assert_eq!(view.from_s, until - window, "the window is not rounded");
+    assert_eq!(view.totals.audit, 1, "only the later connection: {view:?}");
+    let wider = query::connections_view(&c, until, window + 20, None, 100)
+        .await
+        .expect("view");
+    assert_eq!(wider.totals.audit, 2);
+}
