@@ -345,6 +345,14 @@ pub struct VerdictRow {
     pub dst_domain: String,
     pub src_partition: u32,
     pub src_offset: u64,
+    /// Both sides' decisions of a connection (`egress`/`ingress`), in order.
+    pub side: Vec<String>,
+    pub side_mode: Vec<String>,
+    pub side_outcome: Vec<String>,
+    pub side_policy: Vec<String>,
+    pub side_rule: Vec<String>,
+    /// The connection's mode (its tab).
+    pub connection_mode: String,
 }
 
 /// A row of `runtime_events`.
@@ -441,6 +449,23 @@ impl EventRows {
             dst_domain: domain(&e.dst),
             src_partition: partition,
             src_offset: offset,
+            side: v
+                .sides
+                .iter()
+                .map(|d| match d.side {
+                    tapwire_schemas::events::Side::Egress => "egress".to_owned(),
+                    tapwire_schemas::events::Side::Ingress => "ingress".to_owned(),
+                })
+                .collect(),
+            side_mode: v.sides.iter().map(|d| d.mode.as_str().to_owned()).collect(),
+            side_outcome: v
+                .sides
+                .iter()
+                .map(|d| d.outcome.as_str().to_owned())
+                .collect(),
+            side_policy: v.sides.iter().map(|d| s(&d.policy)).collect(),
+            side_rule: v.sides.iter().map(|d| s(&d.rule)).collect(),
+            connection_mode: v.connection_mode().as_str().to_owned(),
         });
         let (l4, dns, protocol, direction, src, dst) = match &e.body {
             EventBody::L4(l) => (
@@ -588,6 +613,36 @@ pub fn socket_rows(inv: &InventorySnapshot, partition: u32, offset: u64) -> Vec<
     rows.extend(inv.tcp_listeners.iter().map(|s| row("tcp_listener", s)));
     rows.extend(inv.udp_listeners.iter().map(|s| row("udp_listener", s)));
     rows
+}
+
+/// A row of `losses`: one loss record (events a hop lost).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct LossRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub node: String,
+    pub sensor_id: String,
+    pub source: String,
+    pub lost: u64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one loss record.
+pub fn loss_row(l: &tapwire_schemas::events::LossRecord, partition: u32, offset: u64) -> LossRow {
+    LossRow {
+        time: secs(l.header.timestamp_ns),
+        time_ns: l.header.timestamp_ns,
+        event_id: l.header.id.to_string(),
+        node: l.header.node.clone(),
+        sensor_id: l.header.sensor_id.clone(),
+        source: l.source.clone(),
+        lost: l.lost,
+        src_partition: partition,
+        src_offset: offset,
+    }
 }
 
 /// A row of `pods`: one record of `tapwire.pods` (0 for an unknown start or

@@ -133,6 +133,25 @@ pub const MIGRATIONS: &[Migration] = &[
             ("network_events", "src_domain", "String DEFAULT ''"),
         ],
     },
+    Migration {
+        version: 7,
+        description: "both sides' decisions of a connection's verdict",
+        statements: |_, _, _| Vec::new(),
+        add_columns: &[
+            ("verdicts", "side", "Array(String)"),
+            ("verdicts", "side_mode", "Array(String)"),
+            ("verdicts", "side_outcome", "Array(String)"),
+            ("verdicts", "side_policy", "Array(String)"),
+            ("verdicts", "side_rule", "Array(String)"),
+            ("verdicts", "connection_mode", "String DEFAULT ''"),
+        ],
+    },
+    Migration {
+        version: 8,
+        description: "loss records (events a hop lost, next to the events)",
+        statements: losses,
+        add_columns: &[],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.
@@ -365,6 +384,25 @@ fn agent_heartbeats(db: &str, f: &Features, days: u32) -> Vec<String> {
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(time)
 ORDER BY (sensor_id, time_ns){ttl}",
+        ttl = ttl(f, "time", days),
+    )]
+}
+
+fn losses(db: &str, f: &Features, days: u32) -> Vec<String> {
+    let lc = lc(f);
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.losses (
+  time DateTime,
+  time_ns Int64,
+  event_id String,
+  node {lc},
+  sensor_id {lc},
+  source {lc},
+  lost UInt64,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (node, time_ns){ttl}",
         ttl = ttl(f, "time", days),
     )]
 }

@@ -34,10 +34,10 @@ use tapwire_schemas::{AnyEvent, decode_any};
 
 use crate::AggregateConfig;
 
-use crate::rows::{Counts, EventRows, heartbeat_row, pod_row, socket_rows};
+use crate::rows::{Counts, EventRows, heartbeat_row, loss_row, pod_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 8] = [
+pub const TABLES: [&str; 9] = [
     "connection_counts",
     "network_events",
     "flows",
@@ -46,6 +46,7 @@ pub const TABLES: [&str; 8] = [
     "inventory_sockets",
     "agent_heartbeats",
     "pods",
+    "losses",
 ];
 
 /// Rows written per table.
@@ -54,7 +55,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 8],
+    pub rows: [u64; 9],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -262,7 +263,8 @@ has_source!(
     crate::rows::RuntimeRow,
     crate::rows::SocketRow,
     crate::rows::HeartbeatRow,
-    crate::rows::PodRow
+    crate::rows::PodRow,
+    crate::rows::LossRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -289,6 +291,7 @@ impl BatchHandler for AggregateStage {
         let mut sockets = Vec::new();
         let mut heartbeats = Vec::new();
         let mut pods = Vec::new();
+        let mut losses = Vec::new();
         for (index, m) in batch.iter().enumerate() {
             let (p, o) = (m.partition as u32, m.offset as u64);
             match decode_any(&m.payload) {
@@ -332,10 +335,12 @@ impl BatchHandler for AggregateStage {
                 // pod detail needs only pods.
                 Ok(AnyEvent::NodeMetadata(_) | AnyEvent::ServiceMetadata(_)) => {}
                 Ok(AnyEvent::LossRecord(loss)) => {
-                    // Passed along by the policy stage; they carry their
-                    // own counts and belong to the telemetry, not the tables.
-                    tracing::debug!(?loss, "loss record seen");
+                    // Passed along by the policy stage: what a hop lost, a
+                    // row next to the events it concerns.
                     self.written.loss_records += 1;
+                    if !self.holds(8, p, o) {
+                        losses.push(loss_row(&loss, p, o));
+                    }
                 }
                 Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
@@ -354,13 +359,14 @@ impl BatchHandler for AggregateStage {
         self.insert(5, sockets).await?;
         self.insert(6, heartbeats).await?;
         self.insert(7, pods).await?;
+        self.insert(8, losses).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records",
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records",
             w.connections_counted,
             w.rows[0],
             w.rows[1],
@@ -369,7 +375,8 @@ impl BatchHandler for AggregateStage {
             w.rows[4],
             w.rows[5],
             w.rows[6],
-            w.rows[7]
+            w.rows[7],
+            w.rows[8]
         )
     }
 }

@@ -145,6 +145,7 @@ async fn migrations_are_idempotent() {
             "connection_counts",
             "flows",
             "inventory_sockets",
+            "losses",
             "network_events",
             "pods",
             "runtime_events",

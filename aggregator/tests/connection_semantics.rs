@@ -259,6 +259,51 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
         )
     );
 
+    // A loss record is a row next to the events it concerns.
+    let loss = LossRecord {
+        header: samples::header("node-a", "sensor-a", 999, base),
+        source: "ringbuf".into(),
+        lost: 42,
+    };
+    let message = tapwire_plumbing::bus::Message {
+        topic: tapwire_schemas::topics::VERDICTS.into(),
+        partition: 0,
+        offset: verdicts.len() as i64,
+        key: None,
+        payload: tapwire_schemas::encode(&loss).expect("encode"),
+        headers: Vec::new(),
+    };
+    assert!(stage.handle(&[message]).await.expect("loss").is_empty());
+    let lost = tapwire_aggregator::query::json_rows(&c, "SELECT node, source, lost FROM losses")
+        .await
+        .expect("losses");
+    assert_eq!(lost.len(), 1);
+    assert_eq!(
+        (lost[0]["source"].as_str(), lost[0]["node"].as_str()),
+        (Some("ringbuf"), Some("node-a"))
+    );
+    assert!(lost[0]["lost"] == 42 || lost[0]["lost"] == "42", "{lost:?}");
+
+    // Both sides' decisions are stored with each verdict, for analysts.
+    let sides = tapwire_aggregator::query::json_rows(
+        &c,
+        "SELECT side, side_mode, side_outcome, side_policy, connection_mode FROM verdicts
+         WHERE src_pod = 'tool' AND dst_pod = 'db' ORDER BY time_ns",
+    )
+    .await
+    .expect("sides");
+    assert_eq!(sides.len(), 3, "connect, accept, flow: {sides:?}");
+    for row in &sides[..2] {
+        assert_eq!(row["side"], serde_json::json!(["ingress"]), "{row}");
+        assert_eq!(row["side_outcome"], serde_json::json!(["blocked"]), "{row}");
+        assert_eq!(
+            row["side_policy"],
+            serde_json::json!(["shop/db-ingress"]),
+            "{row}"
+        );
+        assert_eq!(row["connection_mode"], "enforce");
+    }
+
     // In memory (`tapwire run`), the same numbers.
     let mut memory = MemoryConnections::default();
     for v in &verdicts {

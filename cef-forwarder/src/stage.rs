@@ -5,9 +5,9 @@
 //! socket took.
 //!
 //! Loss records (forwarded by enrich and policy so that later stages see
-//! gaps) are not bad data: they are counted
-//! (`tapwire_messages_marked_total{reason="upstream_loss"}`, per lost event)
-//! and logged, never dead-lettered.
+//! gaps) are not bad data: each becomes an `AG-003` message (events lost)
+//! and is counted (`tapwire_messages_marked_total{reason="upstream_loss"}`,
+//! per lost event), never dead-lettered.
 //!
 //! Agent heartbeats (`tapwire.agents`, always read besides `cef.topics`)
 //! become `AG` messages when a sensor connects, stops, goes silent for two
@@ -157,14 +157,30 @@ impl BatchHandler for CefStage {
             self.agents.heartbeat(hb, &mut changes);
         }
         self.queue(changes);
+        let mut lost_events = Vec::new();
         for loss in &losses {
             self.lost_upstream += loss.lost;
             self.metrics.marked("upstream_loss", loss.lost);
             if let Some(suppressed) = self.loss_log.allow() {
                 tracing::warn!(node = %loss.header.node, source = %loss.source, lost = loss.lost,
-                    suppressed, "events were lost upstream; the SIEM does not see them");
+                    suppressed, "events were lost upstream; the SIEM gets an AG-003 for them");
             }
+            // The SIEM learns of the gap: an AG-003 (events lost) per record.
+            lost_events.push(AgentEvent {
+                kind: tapwire_schemas::signature::AgentEventKind::Loss,
+                action: "lost",
+                header: loss.header.clone(),
+                reason: Some(format!(
+                    "{} events lost at {} on {}",
+                    loss.lost, loss.source, loss.header.node
+                )),
+                losses: vec![tapwire_schemas::events::SourceLoss {
+                    source: loss.source.clone(),
+                    lost: loss.lost,
+                }],
+            });
         }
+        self.queue(lost_events);
         self.buf.clear();
         self.ranges.clear();
         let mut limited = 0u64;
