@@ -243,6 +243,38 @@ pub async fn edge_detail(
     view_of(client, until_s, window_s, None, Some(pair), limit).await
 }
 
+/// Both sides' decisions about the connections of `pair` over
+/// `[until - window, until]`: per side (egress, ingress), mode, outcome and
+/// policy, how many verdicts said so.
+pub async fn edge_sides(
+    client: &Client,
+    until_s: u32,
+    window_s: u32,
+    pair: &Pair,
+) -> Result<Vec<serde_json::Value>, QueryError> {
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    let from = until_s.saturating_sub(window_s);
+    json_rows(
+        client,
+        &format!(
+            "SELECT side, side_mode AS mode, side_outcome AS outcome, side_policy AS policy,
+                count() AS verdicts
+             FROM verdicts
+             ARRAY JOIN side, side_mode, side_outcome, side_policy
+             WHERE time >= toDateTime({from}) AND time <= toDateTime({until_s})
+               AND src_namespace = {} AND src_edge = {}
+               AND dst_namespace = {} AND dst_edge = {}
+             GROUP BY side, side_mode, side_outcome, side_policy
+             ORDER BY side, side_mode, side_outcome, side_policy",
+            quote(&pair.src_namespace),
+            quote(&pair.src),
+            quote(&pair.dst_namespace),
+            quote(&pair.dst)
+        ),
+    )
+    .await
+}
+
 async fn view_of(
     client: &Client,
     until_s: u32,

@@ -105,6 +105,15 @@ impl Default for Counts {
     }
 }
 
+/// How the connections view names one end of an edge: workload, else pod,
+/// else domain, else address.
+pub(crate) fn edge_name(p: &PeerContext, addr: Option<&str>) -> String {
+    [workload(p).to_owned(), s(&p.pod), domain(p)]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .unwrap_or_else(|| addr.unwrap_or_default().to_owned())
+}
+
 pub(crate) fn workload(p: &PeerContext) -> &str {
     p.workload.as_ref().map_or("", |w| w.name.as_str())
 }
@@ -353,6 +362,10 @@ pub struct VerdictRow {
     pub side_rule: Vec<String>,
     /// The connection's mode (its tab).
     pub connection_mode: String,
+    /// The ends as the connections view names an edge (workload, else pod,
+    /// else domain, else address).
+    pub src_edge: String,
+    pub dst_edge: String,
 }
 
 /// A row of `runtime_events`.
@@ -430,6 +443,10 @@ impl EventRows {
             EventBody::Dns(d) => d.kind.as_str(),
             EventBody::Runtime(r) => r.kind.as_str(),
         };
+        let (src_addr, dst_addr) = match &e.body {
+            EventBody::L4(l) => (Some(l.src.ip.to_string()), Some(l.dst.ip.to_string())),
+            EventBody::Dns(_) | EventBody::Runtime(_) => (None, None),
+        };
         self.verdicts.push(VerdictRow {
             time,
             time_ns,
@@ -466,6 +483,8 @@ impl EventRows {
             side_policy: v.sides.iter().map(|d| s(&d.policy)).collect(),
             side_rule: v.sides.iter().map(|d| s(&d.rule)).collect(),
             connection_mode: v.connection_mode().as_str().to_owned(),
+            src_edge: edge_name(&e.src, src_addr.as_deref()),
+            dst_edge: edge_name(&e.dst, dst_addr.as_deref()),
         });
         let (l4, dns, protocol, direction, src, dst) = match &e.body {
             EventBody::L4(l) => (

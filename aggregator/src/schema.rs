@@ -144,6 +144,8 @@ pub const MIGRATIONS: &[Migration] = &[
             ("verdicts", "side_policy", "Array(String)"),
             ("verdicts", "side_rule", "Array(String)"),
             ("verdicts", "connection_mode", "String DEFAULT ''"),
+            ("verdicts", "src_edge", "String DEFAULT ''"),
+            ("verdicts", "dst_edge", "String DEFAULT ''"),
         ],
     },
     Migration {

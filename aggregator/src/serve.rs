@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `GET /api/v1/network/connections-view?window=15m&mode=&limit=&until=` | the connections view: Audit-mode, Enforce-mode and Other tabs with their totals, and per-edge counts |
-//! | `GET /api/v1/network/edge?src_namespace=&src=&dst_namespace=&dst=&window=15m&limit=&until=` | one edge's detail: the three tabs' rows and totals of that source/destination pair (names as the view's edges give them) |
+//! | `GET /api/v1/network/edge?src_namespace=&src=&dst_namespace=&dst=&window=15m&limit=&until=` | one edge's detail: the three tabs' rows and totals of that source/destination pair (names as the view's edges give them), and both sides' decisions (`sides`: egress and ingress, per mode, outcome and policy) |
 //! | `GET /api/v1/pod?namespace=&name=&window=15m&until=` | a pod's page: its latest record (labels, workload, containers with image and digest), its addresses over time, its connections and verdicts of the window; 404 when unknown |
 //! | `GET /api/v1/events?sensor_id=&kind=&window=15m&until=&kfl=&limit=100&cursor=` | Investigate: network and runtime events of a window, newest first, cursor-paged, filtered by KFL over their columns |
 //! | `GET /api/v1/network/connections?sensor_id=&page=1&page_size=100` | active TCP connections (latest heartbeat per sensor), paged; with recent flows |
@@ -192,15 +192,17 @@ async fn edge(State(c): State<Client>, Query(p): Params) -> Reply {
     let window = parse_window(p.get("window").map_or("15m", String::as_str)).map_err(bad)?;
     let limit = number(&p, "limit", 500)?;
     let until = number(&p, "until", u64::from(now_s()))?;
+    let until = u32::try_from(until).map_err(|_| bad("until is epoch seconds".to_owned()))?;
     let view = query::edge_detail(
         &c,
-        u32::try_from(until).map_err(|_| bad("until is epoch seconds".to_owned()))?,
+        until,
         window,
         &pair,
         u32::try_from(limit.clamp(1, 10_000)).unwrap_or(10_000),
     )
     .await?;
-    Ok(Json(json!({ "edge": pair, "view": view })).into_response())
+    let sides = query::edge_sides(&c, until, window, &pair).await?;
+    Ok(Json(json!({ "edge": pair, "view": view, "sides": sides })).into_response())
 }
 
 /// Sensors whose agent is disconnected now: their last inventory is not

@@ -304,6 +304,50 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
         assert_eq!(row["connection_mode"], "enforce");
     }
 
+    // The edge's detail shows both sides' decisions: db's ingress denied
+    // tool (enforce), no egress policy covers tool.
+    let pair = query::Pair {
+        src_namespace: "dev".into(),
+        src: "tool".into(),
+        dst_namespace: "shop".into(),
+        dst: "db".into(),
+    };
+    let sides = query::edge_sides(&c, until, 3600, &pair)
+        .await
+        .expect("sides");
+    assert_eq!(sides.len(), 1, "{sides:?}");
+    assert_eq!(
+        (
+            sides[0]["side"].as_str(),
+            sides[0]["mode"].as_str(),
+            sides[0]["outcome"].as_str()
+        ),
+        (Some("ingress"), Some("enforce"), Some("blocked"))
+    );
+    let pair = query::Pair {
+        src_namespace: "shop".into(),
+        src: "web".into(),
+        dst_namespace: "shop".into(),
+        dst: "api".into(),
+    };
+    let sides = query::edge_sides(&c, until, 3600, &pair)
+        .await
+        .expect("sides");
+    let named: Vec<(&str, &str)> = sides
+        .iter()
+        .map(|s| {
+            (
+                s["side"].as_str().unwrap_or(""),
+                s["mode"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        named,
+        [("egress", "enforce"), ("ingress", "audit")],
+        "{sides:?}"
+    );
+
     // In memory (`tapwire run`), the same numbers.
     let mut memory = MemoryConnections::default();
     for v in &verdicts {
