@@ -252,7 +252,6 @@ pub async fn edge_sides(
     window_s: u32,
     pair: &Pair,
 ) -> Result<Vec<serde_json::Value>, QueryError> {
-    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
     let from = until_s.saturating_sub(window_s);
     json_rows(
         client,
@@ -266,10 +265,10 @@ pub async fn edge_sides(
                AND dst_namespace = {} AND dst_edge = {}
              GROUP BY side, side_mode, side_outcome, side_policy
              ORDER BY side, side_mode, side_outcome, side_policy",
-            quote(&pair.src_namespace),
-            quote(&pair.src),
-            quote(&pair.dst_namespace),
-            quote(&pair.dst)
+            sql_string(&pair.src_namespace),
+            sql_string(&pair.src),
+            sql_string(&pair.dst_namespace),
+            sql_string(&pair.dst)
         ),
     )
     .await
@@ -435,6 +434,8 @@ pub struct InventorySocket {
 /// A completed flow.
 #[derive(Debug, Clone, PartialEq, Row, Serialize, Deserialize)]
 pub struct Flow {
+    /// The flow event's id (the cursor of the v2 pages).
+    pub event_id: String,
     /// Sensor.
     pub sensor_id: String,
     /// Close time, epoch nanoseconds.
@@ -492,10 +493,7 @@ fn latest(kind: SocketKind, sensor: bool, skip: &[String]) -> String {
     let skip = if skip.is_empty() {
         String::new()
     } else {
-        let quoted: Vec<String> = skip
-            .iter()
-            .map(|s| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'")))
-            .collect();
+        let quoted: Vec<String> = skip.iter().map(String::as_str).map(sql_string).collect();
         format!(" AND sensor_id NOT IN ({})", quoted.join(", "))
     };
     format!(
@@ -601,8 +599,8 @@ pub async fn flows(
     limit: Option<u64>,
 ) -> Result<Vec<Flow>, QueryError> {
     let q = format!(
-        "SELECT sensor_id, time_ns, binary, pid, protocol, src_ip, src_port, dst_ip, dst_port,
-            duration_ns, bytes_sent, bytes_received, final_state
+        "SELECT event_id, sensor_id, time_ns, binary, pid, protocol, src_ip, src_port, dst_ip,
+            dst_port, duration_ns, bytes_sent, bytes_received, final_state
          FROM flows{} ORDER BY time_ns DESC, event_id{}",
         if sensor_id.is_some() {
             " WHERE sensor_id = ?"
@@ -630,18 +628,13 @@ pub struct CursorPage {
     pub next_cursor: Option<String>,
 }
 
-/// The cursor: the sort key of the last row, hex-encoded.
-fn encode_cursor(s: &InventorySocket) -> String {
-    let key = format!(
-        "{}\t{}\t{}\t{}\t{}",
-        s.sensor_id, s.local_ip, s.local_port, s.remote_ip, s.remote_port
-    );
+/// A cursor: a row's sort key (tab-separated fields), hex-encoded.
+fn to_cursor(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-type CursorKey = (String, String, u16, String, u16);
-
-fn decode_cursor(cursor: &str) -> Result<CursorKey, QueryError> {
+/// The sort key inside a cursor [`to_cursor`] made; any other text is a 400.
+fn from_cursor(cursor: &str) -> Result<String, QueryError> {
     let bad = || QueryError::BadRequest("cursor is not one this server handed out".to_owned());
     if !cursor.len().is_multiple_of(2) {
         return Err(bad());
@@ -650,7 +643,32 @@ fn decode_cursor(cursor: &str) -> Result<CursorKey, QueryError> {
         .step_by(2)
         .map(|i| u8::from_str_radix(cursor.get(i..i + 2).ok_or_else(bad)?, 16).map_err(|_| bad()))
         .collect::<Result<Vec<u8>, _>>()?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
+    String::from_utf8(bytes).map_err(|_| bad())
+}
+
+fn bad_cursor() -> QueryError {
+    QueryError::BadRequest("cursor is not one this server handed out".to_owned())
+}
+
+/// A string literal for ClickHouse SQL built by hand (reads that are not
+/// bound parameters: `json_rows`, lists).
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// The cursor of a socket row.
+fn encode_cursor(s: &InventorySocket) -> String {
+    to_cursor(&format!(
+        "{}\t{}\t{}\t{}\t{}",
+        s.sensor_id, s.local_ip, s.local_port, s.remote_ip, s.remote_port
+    ))
+}
+
+type CursorKey = (String, String, u16, String, u16);
+
+fn decode_cursor(cursor: &str) -> Result<CursorKey, QueryError> {
+    let bad = bad_cursor;
+    let text = from_cursor(cursor)?;
     let parts: Vec<&str> = text.split('\t').collect();
     let [sensor, lip, lport, rip, rport] = parts[..] else {
         return Err(bad());
@@ -785,23 +803,6 @@ pub async fn flows_after(
             "limit must be between 1 and 5000, not {limit}"
         )));
     }
-    #[derive(Row, Deserialize)]
-    struct Keyed {
-        event_id: String,
-        sensor_id: String,
-        time_ns: i64,
-        binary: String,
-        pid: u32,
-        protocol: String,
-        src_ip: String,
-        src_port: u16,
-        dst_ip: String,
-        dst_port: u16,
-        duration_ns: Option<i64>,
-        bytes_sent: u64,
-        bytes_received: u64,
-        final_state: String,
-    }
     let after = cursor.map(decode_event_cursor).transpose()?;
     let mut conditions = Vec::new();
     if sensor_id.is_some() {
@@ -827,31 +828,14 @@ pub async fn flows_after(
     if let Some((t, id)) = &after {
         q = q.bind(t).bind(t).bind(id.as_str());
     }
-    let rows: Vec<Keyed> = q.bind(limit).fetch_all().await?;
-    let next = (rows.len() as u64 == limit)
+    let flows: Vec<Flow> = q.bind(limit).fetch_all().await?;
+    let next = (flows.len() as u64 == limit)
         .then(|| {
-            rows.last()
-                .map(|r| encode_event_cursor(r.time_ns, &r.event_id))
+            flows
+                .last()
+                .map(|f| encode_event_cursor(f.time_ns, &f.event_id))
         })
         .flatten();
-    let flows = rows
-        .into_iter()
-        .map(|r| Flow {
-            sensor_id: r.sensor_id,
-            time_ns: r.time_ns,
-            binary: r.binary,
-            pid: r.pid,
-            protocol: r.protocol,
-            src_ip: r.src_ip,
-            src_port: r.src_port,
-            dst_ip: r.dst_ip,
-            dst_port: r.dst_port,
-            duration_ns: r.duration_ns,
-            bytes_sent: r.bytes_sent,
-            bytes_received: r.bytes_received,
-            final_state: r.final_state,
-        })
-        .collect();
     Ok((flows, next))
 }
 
@@ -938,8 +922,7 @@ pub async fn pod_detail(
     until_s: u32,
     window_s: u32,
 ) -> Result<Option<PodDetail>, QueryError> {
-    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
-    let (ns, n) = (quote(namespace), quote(name));
+    let (ns, n) = (sql_string(namespace), sql_string(name));
     let records = json_rows(
         client,
         &format!(
@@ -1089,7 +1072,6 @@ pub async fn events(client: &Client, q: EventsQuery<'_>) -> Result<EventsPage, Q
             )));
         }
     };
-    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
     let mut after = q.cursor.map(decode_event_cursor).transpose()?;
     let batch = (q.limit * 4).clamp(500, 5000);
     let mut page = Vec::new();
@@ -1103,15 +1085,15 @@ pub async fn events(client: &Client, q: EventsQuery<'_>) -> Result<EventsPage, Q
                 q.since_ns, q.until_ns
             );
             if let Some(s) = q.sensor_id {
-                sql.push_str(&format!(" AND sensor_id = {}", quote(s)));
+                sql.push_str(&format!(" AND sensor_id = {}", sql_string(s)));
             }
             if let Some(k) = q.kind {
-                sql.push_str(&format!(" AND kind = {}", quote(k)));
+                sql.push_str(&format!(" AND kind = {}", sql_string(k)));
             }
             if let Some((t, id)) = &after {
                 sql.push_str(&format!(
                     " AND (time_ns < {t} OR time_ns = {t} AND event_id < {})",
-                    quote(id)
+                    sql_string(id)
                 ));
             }
             sql.push_str(&format!(
@@ -1167,25 +1149,15 @@ pub async fn events(client: &Client, q: EventsQuery<'_>) -> Result<EventsPage, Q
     })
 }
 
+/// The cursor of an event (or flow) row: its time and id.
 fn encode_event_cursor(time_ns: i64, event_id: &str) -> String {
-    format!("{time_ns}\t{event_id}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    to_cursor(&format!("{time_ns}\t{event_id}"))
 }
 
 fn decode_event_cursor(cursor: &str) -> Result<(i64, String), QueryError> {
-    let bad = || QueryError::BadRequest("cursor is not one this server handed out".to_owned());
-    if !cursor.len().is_multiple_of(2) {
-        return Err(bad());
-    }
-    let bytes = (0..cursor.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&cursor[i..i + 2], 16).map_err(|_| bad()))
-        .collect::<Result<Vec<u8>, _>>()?;
-    let text = String::from_utf8(bytes).map_err(|_| bad())?;
-    let (time, id) = text.split_once('\t').ok_or_else(bad)?;
-    Ok((time.parse().map_err(|_| bad())?, id.to_owned()))
+    let text = from_cursor(cursor)?;
+    let (time, id) = text.split_once('\t').ok_or_else(bad_cursor)?;
+    Ok((time.parse().map_err(|_| bad_cursor())?, id.to_owned()))
 }
 
 /// Runs any `SELECT` and returns its rows as JSON objects (for ad-hoc and

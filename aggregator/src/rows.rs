@@ -107,11 +107,18 @@ impl Default for Counts {
 
 /// How the connections view names one end of an edge: workload, else pod,
 /// else domain, else address.
-pub(crate) fn edge_name(p: &PeerContext, addr: Option<&str>) -> String {
-    [workload(p).to_owned(), s(&p.pod), domain(p)]
-        .into_iter()
-        .find(|n| !n.is_empty())
-        .unwrap_or_else(|| addr.unwrap_or_default().to_owned())
+pub(crate) fn edge_name(p: &PeerContext, addr: Option<std::net::IpAddr>) -> String {
+    if !workload(p).is_empty() {
+        return workload(p).to_owned();
+    }
+    if let Some(pod) = p.pod.as_deref().filter(|n| !n.is_empty()) {
+        return pod.to_owned();
+    }
+    let name = domain(p);
+    match addr {
+        Some(ip) if name.is_empty() => ip.to_string(),
+        _ => name,
+    }
 }
 
 pub(crate) fn workload(p: &PeerContext) -> &str {
@@ -444,7 +451,7 @@ impl EventRows {
             EventBody::Runtime(r) => r.kind.as_str(),
         };
         let (src_addr, dst_addr) = match &e.body {
-            EventBody::L4(l) => (Some(l.src.ip.to_string()), Some(l.dst.ip.to_string())),
+            EventBody::L4(l) => (Some(l.src.ip.0), Some(l.dst.ip.0)),
             EventBody::Dns(_) | EventBody::Runtime(_) => (None, None),
         };
         self.verdicts.push(VerdictRow {
@@ -483,8 +490,8 @@ impl EventRows {
             side_policy: v.sides.iter().map(|d| s(&d.policy)).collect(),
             side_rule: v.sides.iter().map(|d| s(&d.rule)).collect(),
             connection_mode: v.connection_mode().as_str().to_owned(),
-            src_edge: edge_name(&e.src, src_addr.as_deref()),
-            dst_edge: edge_name(&e.dst, dst_addr.as_deref()),
+            src_edge: edge_name(&e.src, src_addr),
+            dst_edge: edge_name(&e.dst, dst_addr),
         });
         let (l4, dns, protocol, direction, src, dst) = match &e.body {
             EventBody::L4(l) => (

@@ -12,7 +12,9 @@ use tapwire_schemas::events::{
     Direction, EventBody, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol,
     RuntimeEvent, RuntimeKind, Verdict,
 };
-use tapwire_schemas::signature::{AgentEventKind, EventKind, agent_signature, signature};
+use tapwire_schemas::signature::{
+    AgentEventKind, EventKind, Signature, agent_signature, signature,
+};
 
 use crate::config::{CefConfig, Ipv6Keys, NodeIpKey, SourceKey, SyslogFormat};
 use crate::escape::{cut, extension_into, header_into};
@@ -79,14 +81,9 @@ impl Formatter {
         }
     }
 
-    /// Appends the whole syslog message for `verdict` to `out` (no framing,
-    /// no line end). Returns how many values were cut to their maximum.
-    pub fn format(&self, verdict: &Verdict, out: &mut Vec<u8>) -> u32 {
-        let e = &verdict.event;
-        let kind = EventKind::of(e);
-        let header = e.header();
-        let sig = signature(kind, verdict.outcome);
-
+    /// The syslog header and the CEF header of a message with `sig`, up to
+    /// the extension.
+    fn headers(&self, header: &EventHeader, sig: Signature, out: &mut Vec<u8>) {
         self.syslog_header(header, sig.severity, out);
         out.extend_from_slice(&self.cef_prefix);
         header_into(sig.id, out);
@@ -95,7 +92,15 @@ impl Formatter {
         out.push(b'|');
         out.extend_from_slice(itoa::Buffer::new().format(sig.severity).as_bytes());
         out.push(b'|');
+    }
 
+    /// Appends the whole syslog message for `verdict` to `out` (no framing,
+    /// no line end). Returns how many values were cut to their maximum.
+    pub fn format(&self, verdict: &Verdict, out: &mut Vec<u8>) -> u32 {
+        let e = &verdict.event;
+        let kind = EventKind::of(e);
+        let header = e.header();
+        self.headers(header, signature(kind, verdict.outcome), out);
         let mut ext = Ext {
             out,
             first: true,
@@ -109,15 +114,7 @@ impl Formatter {
     /// `MAPPING.md` section 7) to `out`. Returns how many values were cut.
     pub fn format_agent(&self, event: &AgentEvent, out: &mut Vec<u8>) -> u32 {
         let h = &event.header;
-        let sig = agent_signature(event.kind);
-        self.syslog_header(h, sig.severity, out);
-        out.extend_from_slice(&self.cef_prefix);
-        header_into(sig.id, out);
-        out.push(b'|');
-        header_into(sig.name, out);
-        out.push(b'|');
-        out.extend_from_slice(itoa::Buffer::new().format(sig.severity).as_bytes());
-        out.push(b'|');
+        self.headers(h, agent_signature(event.kind), out);
         let mut x = Ext {
             out,
             first: true,

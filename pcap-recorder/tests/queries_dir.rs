@@ -11,7 +11,6 @@ use tapwire_pcap_recorder::store::{LocalStore, Store};
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::BatchHandler;
 use tapwire_plumbing::telemetry::StageMetrics;
-use tapwire_schemas::events::PacketRecord;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -20,37 +19,18 @@ const FIXTURE: &str = concat!(
 
 /// The fixture's packets as `tapwire.packets.raw` messages.
 fn messages() -> Vec<Message> {
-    let file = std::fs::File::open(FIXTURE).expect("fixture");
-    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap");
-    let link_type = u32::from(reader.header().datalink);
-    let mut out = Vec::new();
-    while let Some(p) = reader.next_packet() {
-        let p = p.expect("packet");
-        let data = p.data.into_owned();
-        let record = PacketRecord {
-            header: tapwire_schemas::samples::header(
-                "node-a",
-                "capture",
-                out.len() as u64,
-                p.timestamp.as_nanos() as i64,
-            ),
-            link_type,
-            captured_len: data.len() as u32,
-            original_len: p.orig_len,
-            data,
-            flow_hash: 0,
-            interface: None,
-        };
-        out.push(Message {
+    tapwire_tests::packet_records(FIXTURE, "node-a")
+        .iter()
+        .enumerate()
+        .map(|(n, r)| Message {
             topic: tapwire_schemas::topics::PACKETS_RAW.into(),
             partition: 0,
-            offset: out.len() as i64,
+            offset: n as i64,
             key: None,
-            payload: tapwire_schemas::encode(&record).expect("encode"),
+            payload: tapwire_schemas::encode(r).expect("encode"),
             headers: vec![],
-        });
-    }
-    out
+        })
+        .collect()
 }
 
 /// The protocols of the streams in the slice indexes written so far.

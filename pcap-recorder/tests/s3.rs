@@ -69,35 +69,11 @@ async fn create_bucket(store: &S3Store, object_lock: bool) {
 
 /// The fixture's packets as Avro messages, as capture produces them.
 fn fixture_messages() -> Vec<Message> {
-    let file = std::fs::File::open(FIXTURE).expect("fixture");
-    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap");
-    let link_type = u32::from(reader.header().datalink);
-    let mut out = Vec::new();
-    let mut n = 0u64;
-    while let Some(p) = reader.next_packet() {
-        let p = p.expect("packet");
-        let data = p.data.into_owned();
-        let record = PacketRecord {
-            header: tapwire_schemas::samples::header(
-                "node-a",
-                "capture",
-                n,
-                p.timestamp.as_nanos() as i64,
-            ),
-            link_type,
-            captured_len: data.len() as u32,
-            original_len: p.orig_len,
-            data,
-            flow_hash: 0,
-            interface: Some("lo".into()),
-        };
-        out.push(message(
-            n as i64,
-            tapwire_schemas::encode(&record).expect("encode"),
-        ));
-        n += 1;
-    }
-    out
+    tapwire_tests::packet_records(FIXTURE, "node-a")
+        .iter()
+        .enumerate()
+        .map(|(n, r)| message(n as i64, tapwire_schemas::encode(r).expect("encode")))
+        .collect()
 }
 
 fn message(offset: i64, payload: Vec<u8>) -> Message {

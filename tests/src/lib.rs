@@ -604,5 +604,34 @@ pub fn http_get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json
     (status, serde_json::from_str(json).expect("JSON body"))
 }
 
+/// The frames of the classic pcap file `path` as the capture agent's packet
+/// records of `node` (interface `lo`), numbered from 0, read with
+/// `pcap-file` (not tapwire's own reader).
+pub fn packet_records(path: &str, node: &str) -> Vec<tapwire_schemas::events::PacketRecord> {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap");
+    let link_type = u32::from(reader.header().datalink);
+    let mut out = Vec::new();
+    while let Some(p) = reader.next_packet() {
+        let p = p.expect("packet");
+        let data = p.data.into_owned();
+        out.push(tapwire_schemas::events::PacketRecord {
+            header: tapwire_schemas::samples::header(
+                node,
+                "capture",
+                out.len() as u64,
+                p.timestamp.as_nanos() as i64,
+            ),
+            link_type,
+            captured_len: data.len() as u32,
+            original_len: p.orig_len,
+            data,
+            flow_hash: 0,
+            interface: Some("lo".into()),
+        });
+    }
+    out
+}
+
 pub mod cef;
 pub mod clickhouse;

@@ -24,29 +24,7 @@ const FIXTURE: &str = concat!(
 
 /// The fixture's frames as packet records of node-a.
 fn fixture_records() -> Vec<PacketRecord> {
-    let file = std::fs::File::open(FIXTURE).expect("fixture");
-    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("pcap");
-    let link_type = u32::from(reader.header().datalink);
-    let mut out = Vec::new();
-    while let Some(p) = reader.next_packet() {
-        let p = p.expect("packet");
-        let data = p.data.into_owned();
-        out.push(PacketRecord {
-            header: samples::header(
-                "node-a",
-                "capture",
-                out.len() as u64,
-                p.timestamp.as_nanos() as i64,
-            ),
-            link_type,
-            captured_len: data.len() as u32,
-            original_len: p.orig_len,
-            data,
-            flow_hash: 0,
-            interface: Some("lo".into()),
-        });
-    }
-    out
+    tapwire_tests::packet_records(FIXTURE, "node-a")
 }
 
 /// Streams tshark selects with `filter`, and the packets they hold.
