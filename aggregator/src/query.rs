@@ -635,7 +635,7 @@ fn to_cursor(key: &str) -> String {
 
 /// The sort key inside a cursor [`to_cursor`] made; any other text is a 400.
 fn from_cursor(cursor: &str) -> Result<String, QueryError> {
-    let bad = || QueryError::BadRequest("cursor is not one this server handed out".to_owned());
+    let bad = bad_cursor;
     if !cursor.len().is_multiple_of(2) {
         return Err(bad());
     }
@@ -646,6 +646,7 @@ fn from_cursor(cursor: &str) -> Result<String, QueryError> {
     String::from_utf8(bytes).map_err(|_| bad())
 }
 
+/// The 400 for a cursor this server did not make.
 fn bad_cursor() -> QueryError {
     QueryError::BadRequest("cursor is not one this server handed out".to_owned())
 }
@@ -1210,9 +1211,15 @@ mod tests {
                 51000
             )
         );
-        for bad in ["zz", "abc", "6e6f", ""] {
+        // "é" and "1é1" are even-length but not ASCII: byte slicing them
+        // would panic, a forged cursor must only be a 400.
+        for bad in ["zz", "abc", "6e6f", "", "\u{e9}", "1\u{e9}1"] {
             assert!(
                 matches!(decode_cursor(bad), Err(QueryError::BadRequest(_))),
+                "{bad}"
+            );
+            assert!(
+                matches!(decode_event_cursor(bad), Err(QueryError::BadRequest(_))),
                 "{bad}"
             );
         }
