@@ -136,6 +136,16 @@ impl Formatter {
             x.int("cn1", event.lost());
             x.str("cn1Label", "Events lost", MAX_DEFAULT);
         }
+        self.node_fields(&mut x, h);
+        if self.extra_keys {
+            x.key("externalId");
+            let _ = write!(x.out, "{}", h.id.to_hex());
+        }
+        x.cut
+    }
+
+    /// The cluster, node name and node IP every family carries.
+    fn node_fields(&self, x: &mut Ext<'_>, h: &EventHeader) {
         let cs = self.cs_max;
         x.labeled(
             ("cs1", "cs1Label"),
@@ -149,15 +159,10 @@ impl Formatter {
                 (NodeIpKey::Cs7, ip) => {
                     x.labeled(("cs7", "cs7Label"), &ip.to_string(), "Node IP", cs)
                 }
-                (NodeIpKey::Dvc, ip) => self.ip(&mut x, "dvc", NODE_V6, ip),
+                (NodeIpKey::Dvc, ip) => self.ip(x, "dvc", NODE_V6, ip),
                 (NodeIpKey::Omit, _) => {}
             }
         }
-        if self.extra_keys {
-            x.key("externalId");
-            let _ = write!(x.out, "{}", h.id.to_hex());
-        }
-        x.cut
     }
 
     fn syslog_header(&self, header: &EventHeader, cef_severity: i32, out: &mut Vec<u8>) {
@@ -332,22 +337,7 @@ impl Formatter {
         );
 
         let cs = self.cs_max;
-        x.labeled(
-            ("cs1", "cs1Label"),
-            self.cluster_name.as_deref().unwrap_or_default(),
-            "Cluster name",
-            cs,
-        );
-        x.labeled(("cs2", "cs2Label"), &h.node, "Node name", cs);
-        if let Some(ip) = h.node_ip {
-            match (self.node_ip_key, ip.0) {
-                (NodeIpKey::Cs7, ip) => {
-                    x.labeled(("cs7", "cs7Label"), &ip.to_string(), "Node IP", cs)
-                }
-                (NodeIpKey::Dvc, ip) => self.ip(x, "dvc", NODE_V6, ip),
-                (NodeIpKey::Omit, _) => {}
-            }
-        }
+        self.node_fields(x, h);
         x.labeled(
             ("cs3", "cs3Label"),
             local.namespace.as_deref().unwrap_or_default(),
