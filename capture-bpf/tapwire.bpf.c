@@ -26,6 +26,15 @@ struct tw_tcp_event _tw_tcp_event = {};
 struct tw_proc_event _tw_proc_event = {};
 struct tw_file_event _tw_file_event = {};
 struct tw_udp_event _tw_udp_event = {};
+struct tw_task_ids _tw_task_ids = {};
+
+/* connect() calls on UDP sockets between sys_enter and sys_exit, by thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u64); /* struct sock * */
+} udp_connecting SEC(".maps");
 
 static __always_inline void count_loss(void)
 {
@@ -33,6 +42,31 @@ static __always_inline void count_loss(void)
 	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
 	if (n)
 		__sync_fetch_and_add(n, 1);
+}
+
+/* The process's name: its thread group leader's comm (a thread may have
+ * renamed itself, as dig's "isc-net-0000" does). */
+static __always_inline void process_comm(char *comm)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *leader = BPF_CORE_READ(task, group_leader);
+	if (bpf_probe_read_kernel_str(comm, TW_COMM_LEN, &leader->comm) < 0)
+		bpf_get_current_comm(comm, TW_COMM_LEN);
+}
+
+static __always_inline void task_ids(struct tw_task_ids *ids)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	ids->cgroup_id = bpf_get_current_cgroup_id();
+	ids->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	ids->euid = BPF_CORE_READ(task, cred, euid.val);
+	ids->egid = BPF_CORE_READ(task, cred, egid.val);
+	ids->pad = 0;
+}
+
+static __always_inline __u32 netns_of(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 SEC("tracepoint/sock/inet_sock_set_state")
@@ -58,6 +92,12 @@ int tw_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->fin_received = 0;
 	e->bytes_acked = 0;
 	e->bytes_received = 0;
+	e->netns = netns_of((struct sock *)ctx->skaddr);
+	if (ctx->oldstate == 7 /* TCP_CLOSE */ &&
+	    (ctx->newstate == 2 /* TCP_SYN_SENT */ || ctx->newstate == 10 /* TCP_LISTEN */))
+		task_ids(&e->task);
+	else
+		__builtin_memset(&e->task, 0, sizeof(e->task));
 	if (ctx->family == 2) {
 		__builtin_memset(e->saddr, 0, 16);
 		__builtin_memset(e->daddr, 0, 16);
@@ -79,7 +119,7 @@ int tw_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 		struct sock *sk = (struct sock *)ctx->skaddr;
 		e->fin_received = (BPF_CORE_READ(sk, __sk_common.skc_flags) >> 1) & 1;
 	}
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	process_comm(e->comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
@@ -101,7 +141,7 @@ static __always_inline void fill_proc(struct tw_proc_event *e, __u32 kind)
 	e->args_len = 0;
 	e->filename[0] = 0;
 	e->args[0] = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	process_comm(e->comm);
 }
 
 SEC("tracepoint/sched/sched_process_exec")
@@ -170,7 +210,7 @@ static __always_inline struct tw_file_event *file_event(__u32 op)
 	e->dfd = 0;
 	e->path[0] = 0;
 	e->old_path[0] = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	process_comm(e->comm);
 	return e;
 }
 
@@ -342,6 +382,8 @@ int tw_lchown(struct trace_event_raw_sys_enter *ctx)
 
 #define SOCK_DGRAM_ 2
 
+/* Remembers the socket of a UDP connect() until the syscall returns: only
+ * then are the local address and port bound. */
 SEC("tracepoint/syscalls/sys_enter_connect")
 int tw_connect(struct trace_event_raw_sys_enter *ctx)
 {
@@ -357,10 +399,28 @@ int tw_connect(struct trace_event_raw_sys_enter *ctx)
 	if (!sock || BPF_CORE_READ(sock, type) != SOCK_DGRAM_)
 		return 0;
 	__u16 family = 0;
-	void *uaddr = (void *)ctx->args[1];
-	if (bpf_probe_read_user(&family, sizeof(family), uaddr))
+	if (bpf_probe_read_user(&family, sizeof(family), (void *)ctx->args[1]))
 		return 0;
 	if (family != 2 && family != 10)
+		return 0;
+	__u64 sk = (__u64)BPF_CORE_READ(sock, sk);
+	if (!sk)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&udp_connecting, &id, &sk, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_connect")
+int tw_connect_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 *skp = bpf_map_lookup_elem(&udp_connecting, &id);
+	if (!skp)
+		return 0;
+	struct sock *sk = (struct sock *)*skp;
+	bpf_map_delete_elem(&udp_connecting, &id);
+	if (ctx->ret != 0)
 		return 0;
 	struct tw_udp_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -368,20 +428,26 @@ int tw_connect(struct trace_event_raw_sys_enter *ctx)
 		return 0;
 	}
 	e->kind = TW_UDP_CONNECT;
-	e->pid = bpf_get_current_pid_tgid() >> 32;
+	e->pid = id >> 32;
 	e->ts_ns = bpf_ktime_get_ns();
-	e->family = family;
+	task_ids(&e->task);
+	e->netns = netns_of(sk);
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->pad = 0;
+	__builtin_memset(e->saddr, 0, 16);
 	__builtin_memset(e->daddr, 0, 16);
-	__u16 port_be = 0;
-	/* sin_port and sin6_port are both at offset 2. */
-	bpf_probe_read_user(&port_be, 2, uaddr + 2);
-	e->dport = __builtin_bswap16(port_be);
-	if (family == 2)
-		bpf_probe_read_user(e->daddr, 4, uaddr + 4);
-	else
-		bpf_probe_read_user(e->daddr, 16, uaddr + 8);
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	if (e->family == 2) {
+		__u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->saddr, &src, 4);
+		__builtin_memcpy(e->daddr, &dst, 4);
+	} else {
+		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	process_comm(e->comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -24,6 +24,16 @@ enum tw_file_op {
 	TW_FILE_CHOWN = 5,
 };
 
+/* Who the current task is, taken in the kernel at the event, so that a
+ * process that exits before the agent reads its record is still known. */
+struct tw_task_ids {
+	__u64 cgroup_id; /* bpf_get_current_cgroup_id: the cgroup v2 directory's inode */
+	__u32 ppid; /* tgid of the real parent */
+	__u32 euid;
+	__u32 egid;
+	__u32 pad;
+};
+
 /* sock:inet_sock_set_state, TCP only. */
 struct tw_tcp_event {
 	__u32 kind;
@@ -32,6 +42,10 @@ struct tw_tcp_event {
 	__u64 skaddr;
 	__u64 bytes_acked; /* at TCP_CLOSE only */
 	__u64 bytes_received; /* at TCP_CLOSE only */
+	/* The current task, for CLOSE -> SYN_SENT and CLOSE -> LISTEN only (the
+	 * owner's process context); zero otherwise. */
+	struct tw_task_ids task;
+	__u32 netns; /* inode of the socket's network namespace */
 	__s32 oldstate;
 	__s32 newstate;
 	__u16 sport;
@@ -78,14 +92,20 @@ struct tw_file_event {
 	char old_path[TW_PATH_LEN];
 };
 
-/* syscalls:sys_enter_connect on a SOCK_DGRAM socket. */
+/* A successful connect() of an AF_INET/AF_INET6 SOCK_DGRAM socket, read
+ * from the socket at syscalls:sys_exit_connect: the kernel has bound the
+ * local address and port by then. */
 struct tw_udp_event {
 	__u32 kind;
 	__u32 pid;
 	__u64 ts_ns;
+	struct tw_task_ids task;
+	__u32 netns;
 	__u16 family;
+	__u16 sport;
 	__u16 dport;
-	__u32 pad;
+	__u16 pad;
+	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TW_COMM_LEN];
 };

@@ -409,6 +409,7 @@ impl Deriver {
             answers: Vec::new(),
             resolver: Some(endpoint(f.dst_ip, f.dst_port)),
             response_code: None,
+            client: Some(endpoint(f.src_ip, f.src_port)),
         };
         // A query retransmitted with the same id replaces nothing: the
         // earlier one goes out unanswered.
@@ -432,6 +433,7 @@ impl Deriver {
             answers: Vec::new(),
             resolver: Some(endpoint(key.dst_ip, key.dst_port)),
             response_code: None,
+            client: Some(endpoint(key.src_ip, key.src_port)),
         }
     }
 }
@@ -484,6 +486,11 @@ fn l4(
         bytes_sent: None,
         bytes_received: None,
         final_state: None,
+        ppid: None,
+        euid: None,
+        egid: None,
+        binary_path: None,
+        command_line: None,
     }
 }
 

@@ -264,6 +264,41 @@ pub fn read_tables(net_dir: &Path) -> Result<Vec<ProcSocket>, InventoryError> {
     Ok(out)
 }
 
+/// A TCP listener of some network namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    /// Inode of its network namespace (as `/proc/PID/ns/net` names it).
+    pub netns: u32,
+    /// Local port.
+    pub port: u16,
+    /// The process holding the socket, when one does.
+    pub pid: Option<u32>,
+}
+
+/// The TCP listeners of every network namespace a process of `proc_root`
+/// is in (the agent's own included).
+pub fn tcp_listeners(proc_root: &Path) -> Result<Vec<Listener>, InventoryError> {
+    let scan = scan_processes(proc_root)?;
+    let mut out = Vec::new();
+    for (&netns, pid) in &scan.namespaces {
+        let dir = proc_root.join(pid.to_string()).join("net");
+        // A namespace's last process may exit between the walk and the read.
+        let Ok(rows) = read_tables(&dir) else {
+            continue;
+        };
+        out.extend(
+            rows.into_iter()
+                .filter(|r| r.transport == Transport::Tcp && r.state == TCP_LISTEN)
+                .map(|r| Listener {
+                    netns: netns as u32,
+                    port: r.local.port,
+                    pid: scan.owners.get(&r.inode).map(|o| o.pid),
+                }),
+        );
+    }
+    Ok(out)
+}
+
 /// Which rows a snapshot lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Section {

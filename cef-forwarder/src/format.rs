@@ -288,12 +288,16 @@ impl Formatter {
         let source = match l4 {
             Some(l4) if l4.kind == L4Kind::NetworkListen => peer_name(&e.dst, h, Some(l4.dst.ip.0)),
             Some(l4) => peer_name(&e.src, h, Some(l4.src.ip.0)),
-            None => peer_name(&e.src, h, None),
+            None => peer_name(&e.src, h, dns.and_then(|d| d.client).map(|c| c.ip.0)),
         };
         x.str(self.source_key, &source, MAX_DEFAULT);
 
         if let Some(l4) = l4 {
             self.l4_keys(l4, x);
+        }
+        if let Some(client) = dns.and_then(|d| d.client) {
+            self.ip(x, "src", SRC_V6, client.ip.0);
+            x.int("spt", client.port);
         }
         if let Some(resolver) = dns.and_then(|d| d.resolver.as_ref()) {
             self.ip(x, "dst", DST_V6, resolver.ip.0);
@@ -309,8 +313,30 @@ impl Formatter {
             EventBody::Runtime(r) => x.int("dpid", r.pid),
             EventBody::L4(_) | EventBody::Dns(_) => {}
         }
+        // Parent and effective ids: runtime events always carry them, L4
+        // events when the kernel took them (eBPF; not packets or /proc).
+        let ids = match (rt, l4) {
+            (Some(r), _) => Some((Some(r.ppid), Some(r.euid), Some(r.egid))),
+            (None, Some(l)) => Some((l.ppid, l.euid, l.egid)),
+            (None, None) => None,
+        };
+        if let Some((ppid, euid, egid)) = ids {
+            if let Some(ppid) = ppid {
+                x.int("spid", ppid);
+            }
+            if let Some(euid) = euid {
+                x.str("duid", itoa::Buffer::new().format(euid), MAX_DEFAULT);
+            }
+            if let Some(egid) = egid {
+                x.labeled(
+                    ("flexString1", "flexString1Label"),
+                    itoa::Buffer::new().format(egid),
+                    "EGID",
+                    MAX_DEFAULT,
+                );
+            }
+        }
         if let Some(r) = rt {
-            x.int("spid", r.ppid);
             if r.kind == RuntimeKind::ProcessExec {
                 x.int("cn1", r.pid);
                 x.str("cn1Label", "New PID", MAX_DEFAULT);
@@ -321,13 +347,6 @@ impl Formatter {
                 x.int("cn2", code);
                 x.str("cn2Label", "Exit code", MAX_DEFAULT);
             }
-            x.str("duid", itoa::Buffer::new().format(r.euid), MAX_DEFAULT);
-            x.labeled(
-                ("flexString1", "flexString1Label"),
-                itoa::Buffer::new().format(r.egid),
-                "EGID",
-                MAX_DEFAULT,
-            );
         }
         x.labeled(
             ("flexString2", "flexString2Label"),
@@ -382,9 +401,13 @@ impl Formatter {
 
         match &e.body {
             EventBody::Runtime(r) => self.file_and_command_keys(r, x),
-            EventBody::L4(_) | EventBody::Dns(_) => {
-                x.opt("dproc", Some(e.body.binary()), MAX_DEFAULT);
+            EventBody::L4(l4) => {
+                x.opt("dproc", Some(process_name(&l4.binary)), MAX_DEFAULT);
+                if let Some(line) = &l4.command_line {
+                    x.labeled(("cs4", "cs4Label"), line, "Command", self.cs_max);
+                }
             }
+            EventBody::Dns(d) => x.opt("dproc", Some(process_name(&d.binary)), MAX_DEFAULT),
         }
     }
 
@@ -431,7 +454,7 @@ impl Formatter {
         {
             x.str("filePermission", &format!("0{mode:03o}"), MAX_DEFAULT);
         }
-        x.str("dproc", &r.binary, MAX_DEFAULT);
+        x.str("dproc", process_name(&r.binary), MAX_DEFAULT);
         if r.kind == RuntimeKind::FileRename {
             x.opt("oldFilePath", r.old_path.as_deref(), MAX_DEFAULT);
         }
@@ -509,6 +532,19 @@ fn act(body: &EventBody) -> &'static str {
             RuntimeKind::FileRename => "rename",
         },
     }
+}
+
+/// `dproc` for every family: the process name as the kernel keeps it
+/// (`comm`: the executable's file name, at most 15 bytes). L4 and DNS
+/// events carry it as is; runtime events carry the executable's path, whose
+/// file name the kernel cut to the same 15 bytes at exec.
+pub fn process_name(binary: &str) -> &str {
+    let name = binary.rsplit('/').next().unwrap_or(binary);
+    let mut end = name.len().min(15);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
 }
 
 /// How a peer is named in `source`: pod name, node, DNS name or address.

@@ -201,6 +201,11 @@ fn parsed_fields_equal_the_source_event() {
                 "{name}"
             );
             assert_eq!(m.get("dproc"), Some(l4.binary.as_str()), "{name}");
+            let text = |v: Option<u32>| v.map(|v| v.to_string());
+            assert_eq!(m.get("spid"), text(l4.ppid).as_deref(), "{name}");
+            assert_eq!(m.get("duid"), text(l4.euid).as_deref(), "{name}");
+            assert_eq!(m.get("flexString1"), text(l4.egid).as_deref(), "{name}");
+            assert_eq!(m.get("cs4"), l4.command_line.as_deref(), "{name}");
             let (act, dir) = match l4.direction {
                 Direction::Egress => ("egress", "1"),
                 Direction::Ingress => ("ingress", "0"),
@@ -211,6 +216,16 @@ fn parsed_fields_equal_the_source_event() {
         }
         if let EventBody::Dns(d) = &e.body {
             assert_eq!(m.get("dhost"), Some(d.name.as_str()), "{name}");
+            assert_eq!(
+                m.get("src"),
+                d.client.map(|c| c.ip.to_string()).as_deref(),
+                "{name}"
+            );
+            assert_eq!(
+                m.get("spt"),
+                d.client.map(|c| c.port.to_string()).as_deref(),
+                "{name}"
+            );
             assert_eq!(
                 m.get("dst"),
                 d.resolver.map(|r| r.ip.to_string()).as_deref(),
@@ -228,7 +243,16 @@ fn parsed_fields_equal_the_source_event() {
             );
             assert_eq!(m.get("flexString1Label"), Some("EGID"), "{name}");
             assert_eq!(m.get("flexString2"), r.container_id.as_deref(), "{name}");
-            assert_eq!(m.get("dproc"), Some(r.binary.as_str()), "{name}");
+            // The process name: the executable's file name, as comm keeps it.
+            let name15: String = r
+                .binary
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(15)
+                .collect();
+            assert_eq!(m.get("dproc"), Some(name15.as_str()), "{name}");
             assert_eq!(m.get("filePath"), r.path.as_deref(), "{name}");
             assert_eq!(m.get("cs4"), r.command_line.as_deref(), "{name}");
             if r.kind == RuntimeKind::FileRename {
@@ -279,7 +303,7 @@ fn hostile_values_round_trip_or_are_cut_on_a_character_boundary() {
         "cut at the last boundary, not earlier: {}",
         cs4.len()
     );
-    assert_eq!(m.get("dproc").map(str::len), Some(1023));
+    assert_eq!(m.get("dproc").map(str::len), Some(15), "a process name");
 
     // Header fields escape differently from extension values.
     let formatter = Formatter::new(&CefConfig {

@@ -181,9 +181,12 @@ impl Enricher {
         // Learned before anything else, so later events in the stream see it.
         self.dns.learn(&e);
         let ts = e.header.timestamp_ns;
-        let src = match e.container_id.as_deref() {
-            Some(id) => self.container_peer(id),
-            None => Some(host_peer(&e.header)),
+        // The asking process's container, else the address that asked (a
+        // pod's, from packets), else the node itself.
+        let src = match (e.container_id.as_deref(), e.client) {
+            (Some(id), _) => self.container_peer(id),
+            (None, Some(client)) => self.peer(client.ip.0, ts, None, &e.header),
+            (None, None) => Some(host_peer(&e.header)),
         };
         let dst = match e.resolver {
             Some(r) => self.peer(r.ip.0, ts, None, &e.header),
@@ -578,5 +581,39 @@ mod tests {
             .expect("no wait");
         assert_eq!(out.src.kind, PeerKind::Host);
         assert_eq!(out.dst.kind, PeerKind::Unresolved);
+    }
+
+    #[test]
+    fn a_dns_query_from_packets_is_the_pod_that_sent_it() {
+        let mut enricher = enricher();
+        let mut pod = samples::pod(
+            samples::header("node-a", "w", 0, 0),
+            "asker",
+            "shop",
+            "10.1.0.7".parse().expect("ip"),
+        );
+        pod.start_ns = Some(0);
+        enricher.apply_pod(pod);
+        let query = |client: Option<&str>| {
+            let mut e = samples::dns_resolution(samples::header("node-a", "s", 2, 5));
+            e.container_id = None;
+            e.client = client.map(|c| tapwire_schemas::Endpoint {
+                ip: Ip(c.parse().expect("ip")),
+                port: 40053,
+            });
+            Held::Dns(e)
+        };
+        let out = enricher
+            .enrich(query(Some("10.1.0.7")), false)
+            .expect("known pod");
+        assert_eq!(
+            (out.src.kind, out.src.pod.as_deref()),
+            (PeerKind::Pod, Some("asker"))
+        );
+        // No client and no container: the node asked.
+        let out = enricher.enrich(query(None), false).expect("host");
+        assert_eq!(out.src.kind, PeerKind::Host);
+        // A pod address not known yet waits, like a connection's.
+        assert!(enricher.enrich(query(Some("10.1.0.99")), false).is_err());
     }
 }

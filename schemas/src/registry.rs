@@ -187,6 +187,26 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         4,
         include_str!("../avro/history/Verdict.v4.avsc"),
     ),
+    (
+        SchemaKind::L4Event,
+        3,
+        include_str!("../avro/history/L4Event.v3.avsc"),
+    ),
+    (
+        SchemaKind::DnsEvent,
+        2,
+        include_str!("../avro/history/DnsEvent.v2.avsc"),
+    ),
+    (
+        SchemaKind::EnrichedEvent,
+        4,
+        include_str!("../avro/history/EnrichedEvent.v4.avsc"),
+    ),
+    (
+        SchemaKind::Verdict,
+        5,
+        include_str!("../avro/history/Verdict.v5.avsc"),
+    ),
 ];
 
 /// One known writer schema.

@@ -54,6 +54,11 @@ pub fn l4_flow(header: EventHeader, seq: u64) -> L4Event {
         bytes_sent: Some(512),
         bytes_received: Some(4096 + seq % 100),
         final_state: Some(FinalState::Established),
+        ppid: Some(1),
+        euid: Some(0),
+        egid: Some(0),
+        binary_path: Some("/usr/bin/curl".to_owned()),
+        command_line: Some("curl -s http://10.1.200.1:8080/".to_owned()),
     }
 }
 
@@ -73,6 +78,10 @@ pub fn dns_resolution(header: EventHeader) -> DnsEvent {
             port: 53,
         }),
         response_code: Some("NOERROR".to_owned()),
+        client: Some(Endpoint {
+            ip: Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7))),
+            port: 40053,
+        }),
     }
 }
 

@@ -480,6 +480,27 @@ fn v3_value(event: &AnyEvent) -> Value {
     }
 }
 
+/// `event` without what verdicts up to v5 (and their enriched events up to
+/// v4) cannot carry: the process fields of L4 events (L4Event v4) and the
+/// client of DNS events (DnsEvent v3).
+fn as_v3_carries(event: &AnyEvent) -> AnyEvent {
+    let strip = |body: &mut EventBody| match body {
+        EventBody::L4(l) => {
+            (l.ppid, l.euid, l.egid) = (None, None, None);
+            (l.binary_path, l.command_line) = (None, None);
+        }
+        EventBody::Dns(d) => d.client = None,
+        EventBody::Runtime(_) => {}
+    };
+    let mut out = event.clone();
+    match &mut out {
+        AnyEvent::EnrichedEvent(e) => strip(&mut e.body),
+        AnyEvent::Verdict(v) => strip(&mut v.event.body),
+        _ => {}
+    }
+    out
+}
+
 /// `event` written as an old producer writes it: in the v3 layout, then
 /// resolved down to `version` (which drops what that version lacks).
 fn encode_old(event: &AnyEvent, version: u32) -> Vec<u8> {
@@ -532,8 +553,8 @@ fn enriched_events_and_verdicts_of_the_old_layout_decode() {
             let v3 = encode_old(&record, 3);
             assert_eq!(
                 decode_any(&v3).unwrap_or_else(|e| panic!("{kind} v3: {e}")),
-                record,
-                "v3 carries every field"
+                as_v3_carries(&record),
+                "v3 carries every field it has"
             );
             for version in 1..3 {
                 let old = encode_old(&record, version);
@@ -628,7 +649,7 @@ proptest! {
         prop_assert_eq!(decode::<EnrichedEvent>(&bytes).expect("decodes"), event.clone());
         let json = serde_json::to_string(&event).expect("json");
         prop_assert_eq!(serde_json::from_str::<EnrichedEvent>(&json).expect("from json"), event.clone());
-        prop_assert_eq!(decode_any(&encode_old(&any, 3)).expect("v3 decodes"), any);
+        prop_assert_eq!(decode_any(&encode_old(&any, 3)).expect("v3 decodes"), as_v3_carries(&any));
     }
 
     #[test]
@@ -666,7 +687,7 @@ fn a_verdict_of_v4_decodes_without_side_decisions() {
     let mut verdict = samples::flow_verdict(hdr(21), 21);
     verdict.sides.clear();
     let current = registry().current(SchemaKind::Verdict);
-    assert_eq!(current.version, 5);
+    assert!(current.version >= 5);
     let v4 = registry().version(SchemaKind::Verdict, 4).expect("v4 kept");
     let bytes = encode(&verdict).expect("encode");
     let value =
@@ -680,7 +701,7 @@ fn a_verdict_of_v4_decodes_without_side_decisions() {
     assert_eq!(old[2..HEADER_LEN], v4.fingerprint);
     assert_eq!(
         decode_any(&old).expect("a v4 verdict decodes"),
-        AnyEvent::Verdict(verdict)
+        as_v3_carries(&AnyEvent::Verdict(verdict))
     );
 }
 

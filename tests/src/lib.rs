@@ -633,5 +633,45 @@ pub fn packet_records(path: &str, node: &str) -> Vec<tapwire_schemas::events::Pa
     out
 }
 
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// A broker and an agent running only the eBPF source with `config`
+/// (TOML) and `extra` arguments, once its programs are attached; `None`
+/// (reason printed) without root or Tansu.
+pub fn ebpf_agent(config: &str, extra: &[&str]) -> Option<(Broker, Lines, tempfile::TempDir)> {
+    require(
+        "root (eBPF needs it)",
+        is_root().then_some(()),
+        "run the tests as root, as CI does",
+    )?;
+    let broker = Broker::start(Storage::Memory)?;
+    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("tapwire.toml");
+    std::fs::write(&path, config).expect("config");
+    let agent = Lines::spawn(
+        tapwire(&broker.address())
+            .arg("-c")
+            .arg(&path)
+            .args(extra)
+            .args(["capture", "--source", "ebpf", "--node-name", "node-l"]),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || agent
+            .stderr()
+            .contains("ebpf attached")),
+        "agent:\n{}",
+        agent.stderr()
+    );
+    Some((broker, agent, dir))
+}
+
 pub mod cef;
 pub mod clickhouse;
+pub mod node;

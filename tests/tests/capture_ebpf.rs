@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tapwire_schemas::{AnyEvent, Direction, FinalState, L4Kind, RuntimeKind, topics};
-use tapwire_tests::{Broker, Lines, Storage, require, run_ok, tapwire};
+use tapwire_tests::{Broker, Lines, Storage, ebpf_agent, is_root, require, run_ok, tapwire};
 
 /// A network namespace deleted on drop.
 struct NetNs(String);
@@ -44,13 +44,6 @@ impl Drop for NetNs {
             .args(["netns", "delete", &self.0])
             .status();
     }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
 const SERVER: &str = r#"
@@ -206,7 +199,7 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
     let udp = all_l4.iter().any(|e| {
         matches!(e, AnyEvent::L4Event(l) if l.protocol == tapwire_schemas::Protocol::Udp
             && l.kind == L4Kind::NetworkConnect && l.pid == files_pid && l.dst.port == 5353
-            && l.binary == "python3")
+            && l.binary == "python3" && l.src.ip.0.is_loopback() && l.src.port != 0)
     });
     assert!(udp, "UDP connect of the file script");
     let l4: Vec<_> = all_l4
@@ -332,37 +325,6 @@ fn connections_exec_and_refusals_are_seen_with_pids_binaries_and_bytes() {
         !runtime.iter().any(|e| matches!(e, AnyEvent::RuntimeEvent(r)
         if r.path.as_deref().is_some_and(|p| !p.starts_with(&watched.display().to_string()))))
     );
-}
-
-/// A broker and an agent running only the eBPF source with `config`
-/// (TOML) and `extra` arguments, once its programs are attached; `None`
-/// (reason printed) without root or Tansu.
-fn ebpf_agent(config: &str, extra: &[&str]) -> Option<(Broker, Lines, tempfile::TempDir)> {
-    require(
-        "root (eBPF needs it)",
-        is_root().then_some(()),
-        "run the tests as root, as CI does",
-    )?;
-    let broker = Broker::start(Storage::Memory)?;
-    run_ok(tapwire(&broker.address()).args(["topics", "create", "--partitions", "1"]));
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("tapwire.toml");
-    std::fs::write(&path, config).expect("config");
-    let agent = Lines::spawn(
-        tapwire(&broker.address())
-            .arg("-c")
-            .arg(&path)
-            .args(extra)
-            .args(["capture", "--source", "ebpf", "--node-name", "node-l"]),
-    );
-    assert!(
-        tapwire_tests::wait_until(Duration::from_secs(30), || agent
-            .stderr()
-            .contains("ebpf attached")),
-        "agent:\n{}",
-        agent.stderr()
-    );
-    Some((broker, agent, dir))
 }
 
 /// Sends `sig` (e.g. `-STOP`) to the process `pid`.

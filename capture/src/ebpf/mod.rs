@@ -4,18 +4,22 @@
 //!
 //! - [`wire`]: the ring buffer records and their layout check.
 //! - [`tcp`]: TCP lifecycle to connect/accept/listen/flow events.
-//! - exec/exit become runtime events here, with the container id read from
-//!   `/proc/PID/cgroup` while the process lives.
+//! - [`owners`]: the process and container behind a record, from the
+//!   identity the programs took in the kernel (cgroup id -> container id
+//!   through the cgroup v2 filesystem), so short-lived processes are still
+//!   attributed.
+//! - exec/exit become runtime events here; UDP connects become
+//!   `network_connect` events with the local address the kernel bound.
 //!
 //! Loss: records the programs could not reserve are counted per CPU in the
 //! `lost` map; the agent reads it every second and sends the difference as
 //! a loss record (source `ringbuf`) to `tapwire.l4.raw` and
 //! `tapwire.runtime.raw`.
 
+pub mod owners;
 pub mod tcp;
 pub mod wire;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use tapwire_plumbing::bus::{OutRecord, Sink};
@@ -25,6 +29,7 @@ use tapwire_schemas::{LossRecord, RuntimeEvent, RuntimeKind, encode, topics};
 use crate::Identity;
 use crate::agent::{CaptureError, Summary};
 use crate::config::CaptureConfig;
+use owners::{Cgroups, Owner, Processes};
 use wire::{Event, FileEvent, ProcEvent, TW_PROC_EXEC, UdpEvent, c_str, file_op};
 
 /// Why the eBPF programs were not built into this agent, when they were not.
@@ -94,15 +99,6 @@ pub fn ensure_tracefs() -> Result<(), EbpfError> {
     }
 }
 
-/// The container id in a `/proc/PID/cgroup` text: the last 64-hex-digit
-/// run in the path (docker, containerd, cri-o name their scopes so).
-pub fn container_id(cgroup: &str) -> Option<String> {
-    let path = cgroup.lines().find_map(|l| l.strip_prefix("0::"))?;
-    path.split(['/', '-', '.', ':'])
-        .rfind(|p| p.len() == 64 && p.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(str::to_owned)
-}
-
 /// Wall-clock nanoseconds minus CLOCK_MONOTONIC nanoseconds, now.
 fn monotonic_to_wall() -> i64 {
     use rustix::time::{ClockId, clock_gettime};
@@ -111,10 +107,12 @@ fn monotonic_to_wall() -> i64 {
 }
 
 /// Process events to runtime events; remembers each live process's binary
-/// so that its exit names it too.
+/// and command line (in [`Processes`]) so that its exit and its connections
+/// name them too.
 struct ProcTracker {
     identity: Identity,
-    binaries: HashMap<u32, String>,
+    procs: Processes,
+    cgroups: Cgroups,
     seq: u64,
 }
 
@@ -122,29 +120,16 @@ impl ProcTracker {
     fn handle(&mut self, e: &ProcEvent, ts_ns: i64) -> RuntimeEvent {
         self.seq += 1;
         let exec = e.kind == TW_PROC_EXEC;
+        let command_line =
+            exec.then(|| owners::join_args(&e.args[..(e.args_len as usize).min(e.args.len())]));
         let binary = if exec {
             let path = c_str(&e.filename);
-            if self.binaries.len() > 100_000 {
-                self.binaries.clear();
-            }
-            self.binaries.insert(e.pid, path.clone());
+            self.procs.exec(e.pid, path.clone(), command_line.clone());
             path
         } else {
-            self.binaries
-                .remove(&e.pid)
-                .unwrap_or_else(|| c_str(&e.comm))
+            self.procs.exit(e.pid).unwrap_or_else(|| c_str(&e.comm))
         };
-        let command_line = exec.then(|| {
-            let used = &e.args[..(e.args_len as usize).min(e.args.len())];
-            used.split(|&b| b == 0)
-                .filter(|a| !a.is_empty())
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
-        let container_id = std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid))
-            .ok()
-            .and_then(|c| container_id(&c));
+        let container_id = self.cgroups.container(e.cgroup_id, e.pid);
         RuntimeEvent {
             header: self.identity.header(
                 ts_ns,
@@ -256,19 +241,11 @@ fn file_event(
         euid: uids.get(1).copied().unwrap_or(0),
         egid: gids.get(1).copied().unwrap_or(0),
         binary: procs
-            .binaries
-            .get(&e.pid)
-            .cloned()
-            .or_else(|| {
-                std::fs::read_link(format!("/proc/{}/exe", e.pid))
-                    .ok()
-                    .map(|p| p.display().to_string())
-            })
+            .procs
+            .binary_path(e.pid)
             .unwrap_or_else(|| c_str(&e.comm)),
         command_line: None,
-        container_id: std::fs::read_to_string(format!("/proc/{}/cgroup", e.pid))
-            .ok()
-            .and_then(|c| container_id(&c)),
+        container_id: owners::proc_container(e.pid),
         path: Some(path),
         old_path,
         mode: matches!(kind, RuntimeKind::FileCreate | RuntimeKind::FileChmod).then_some(e.mode),
@@ -278,24 +255,16 @@ fn file_event(
     })
 }
 
-/// A UDP socket's connect as a `network_connect` (the local port may not
-/// be bound yet: the source endpoint is unspecified).
+/// A UDP socket's connect as a `network_connect` from the address and port
+/// the kernel bound for it, owned by `owner`.
 fn udp_connect(
     identity: &Identity,
     seq: u64,
     e: &UdpEvent,
+    owner: Owner,
     ts_ns: i64,
 ) -> tapwire_schemas::L4Event {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-    use tapwire_schemas::{Direction, Endpoint, Ip, L4Kind, Protocol};
-    let ip = if e.family == 2 {
-        IpAddr::V4(Ipv4Addr::new(
-            e.daddr[0], e.daddr[1], e.daddr[2], e.daddr[3],
-        ))
-    } else {
-        let v6 = Ipv6Addr::from(e.daddr);
-        v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)
-    };
+    use tapwire_schemas::{Direction, Endpoint, L4Kind, Protocol};
     tapwire_schemas::L4Event {
         header: identity.header(
             ts_ns,
@@ -307,12 +276,15 @@ fn udp_connect(
             ],
         ),
         kind: L4Kind::NetworkConnect,
-        pid: e.pid,
-        binary: c_str(&e.comm),
-        container_id: None,
-        src: Endpoint::default(),
+        pid: owner.pid,
+        binary: owner.comm,
+        container_id: owner.container_id,
+        src: Endpoint {
+            ip: tcp::ip(e.family, &e.saddr),
+            port: e.sport,
+        },
         dst: Endpoint {
-            ip: Ip(ip),
+            ip: tcp::ip(e.family, &e.daddr),
             port: e.dport,
         },
         protocol: Protocol::Udp,
@@ -321,7 +293,34 @@ fn udp_connect(
         bytes_sent: None,
         bytes_received: None,
         final_state: None,
+        ppid: owner.ppid,
+        euid: owner.euid,
+        egid: owner.egid,
+        binary_path: owner.binary_path,
+        command_line: owner.command_line,
     }
+}
+
+/// Seeds `tcp` with the TCP listeners of every network namespace that
+/// exist now (they predate the agent, so no LISTEN transition will name
+/// them); returns how many.
+fn seed_listeners(tcp: &mut tcp::TcpTracker, procs: &mut ProcTracker) -> usize {
+    let listeners = match crate::inventory::tcp_listeners(std::path::Path::new("/proc")) {
+        Ok(l) => l,
+        Err(err) => {
+            tracing::warn!(error = %err, "listeners before the agent could not be read");
+            return 0;
+        }
+    };
+    let n = listeners.len();
+    for l in listeners {
+        let owner = match l.pid {
+            Some(pid) => procs.procs.owner_from_proc(&mut procs.cgroups, pid),
+            None => Owner::default(),
+        };
+        tcp.seed_listener(l.netns, l.port, owner);
+    }
+    n
 }
 
 /// Loads, attaches and reads until `shutdown`; open connections are then
@@ -345,7 +344,7 @@ pub async fn run<S: Sink>(
         .set_max_entries("events", ec.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(e.to_string()))?;
-    let programs: [(&'static str, &'static str, &'static str, bool); 18] = [
+    let programs: [(&'static str, &'static str, &'static str, bool); 19] = [
         (
             "tw_sock_state",
             "sock",
@@ -356,6 +355,12 @@ pub async fn run<S: Sink>(
             "tw_connect",
             "syscalls",
             "sys_enter_connect",
+            ec.connections,
+        ),
+        (
+            "tw_connect_exit",
+            "syscalls",
+            "sys_exit_connect",
             ec.connections,
         ),
         ("tw_exec", "sched", "sched_process_exec", ec.processes),
@@ -412,26 +417,42 @@ pub async fn run<S: Sink>(
     let mut ring = AsyncFd::new(ring).map_err(|e| EbpfError::Ring(e.to_string()))?;
     eprintln!("capture: ebpf attached");
 
-    let offset = monotonic_to_wall();
-    let node_key = identity.node.clone().into_bytes();
-    let mut tcp = tcp::TcpTracker::new(identity.clone());
-    let mut procs = ProcTracker {
+    let mut reader = Reader {
         identity: identity.clone(),
-        binaries: HashMap::new(),
-        seq: 0,
+        prefixes: ec.file_path_prefixes.clone(),
+        offset: monotonic_to_wall(),
+        node_key: identity.node.clone().into_bytes(),
+        tcp: tcp::TcpTracker::new(identity.clone()),
+        procs: ProcTracker {
+            identity: identity.clone(),
+            procs: Processes::default(),
+            cgroups: Cgroups::new(owners::cgroup2_root()),
+            seq: 0,
+        },
+        l4: Vec::new(),
+        batch: Vec::new(),
+        counts: [0; 2],
     };
-    let mut l4 = Vec::new();
-    let mut batch: Vec<OutRecord> = Vec::new();
-    let mut counts = [0u64; 2];
+    if ec.connections {
+        let n = seed_listeners(&mut reader.tcp, &mut reader.procs);
+        tracing::info!(listeners = n, "listeners that predate the agent");
+    }
     let mut reported_lost = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let stale_ns = ec.stale_after_ms as i64 * 1_000_000;
     let mut stopping = false;
     loop {
         tokio::select! {
-            _ = shutdown.cancelled(), if !stopping => stopping = true,
+            _ = shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                // What the programs wrote before the stop is still sent.
+                let rb = ring.get_mut();
+                while let Some(item) = rb.next() {
+                    reader.take(&item)?;
+                }
+            }
             guard = ring.readable_mut() => {
-                                let mut guard = guard.map_err(|e| EbpfError::Ring(e.to_string()))?;
+                let mut guard = guard.map_err(|e| EbpfError::Ring(e.to_string()))?;
                 let rb = guard.get_inner_mut();
                 // The kernel wakes the reader only when it has caught up with
                 // the writer: readiness is cleared only once the ring was read
@@ -439,26 +460,8 @@ pub async fn run<S: Sink>(
                 // loop (still ready), after the batch was sent.
                 let mut drained = true;
                 while let Some(item) = rb.next() {
-                    match wire::decode(&item) {
-                        Ok(Event::Tcp(e)) => tcp.handle(&e, e.ts_ns as i64 + offset, &mut l4),
-                        Ok(Event::Proc(e)) => {
-                            let ev = procs.handle(&e, e.ts_ns as i64 + offset);
-                            batch.push(OutRecord::new(topics::RUNTIME_RAW, Some(node_key.clone()), encode(&ev)?));
-                            counts[1] += 1;
-                        }
-                        Ok(Event::File(e)) => {
-                            if let Some(ev) = file_event(&identity, &mut procs, &ec.file_path_prefixes, &e, e.ts_ns as i64 + offset) {
-                                batch.push(OutRecord::new(topics::RUNTIME_RAW, Some(node_key.clone()), encode(&ev)?));
-                                counts[1] += 1;
-                            }
-                        }
-                        Ok(Event::Udp(e)) => {
-                            procs.seq += 1;
-                            l4.push(udp_connect(&identity, procs.seq, &e, e.ts_ns as i64 + offset));
-                        }
-                        Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
-                    }
-                                        if batch.len() + l4.len() >= 1000 {
+                    reader.take(&item)?;
+                    if reader.batch.len() + reader.l4.len() >= 1000 {
                         drained = false;
                         break;
                     }
@@ -469,7 +472,7 @@ pub async fn run<S: Sink>(
             }
             _ = tick.tick() => {
                 let now = crate::inventory::now_ns();
-                tcp.expire(now, stale_ns, &mut l4);
+                reader.tcp.expire(now, stale_ns, &mut reader.l4);
                 let lost: u64 = lost_map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
                 if lost > reported_lost {
                     let n = lost - reported_lost;
@@ -482,37 +485,114 @@ pub async fn run<S: Sink>(
                             source: "ringbuf".to_owned(),
                             lost: n,
                         };
-                        batch.push(OutRecord::new(topic, Some(node_key.clone()), encode(&loss)?));
+                        reader.batch.push(OutRecord::new(topic, Some(reader.node_key.clone()), encode(&loss)?));
                     }
                 }
             }
         }
         if stopping {
-            tcp.expire(crate::inventory::now_ns(), 0, &mut l4);
+            reader
+                .tcp
+                .expire(crate::inventory::now_ns(), 0, &mut reader.l4);
         }
-        for e in l4.drain(..) {
-            batch.push(OutRecord::new(
+        for e in reader.l4.drain(..) {
+            reader.batch.push(OutRecord::new(
                 topics::L4_RAW,
-                Some(node_key.clone()),
+                Some(reader.node_key.clone()),
                 encode(&e)?,
             ));
-            counts[0] += 1;
+            reader.counts[0] += 1;
         }
-        if !batch.is_empty() {
-            sink.send_batch(std::mem::take(&mut batch)).await?;
-            Summary::add(&summary.l4_events, counts[0]);
-            Summary::add(&summary.runtime_events, counts[1]);
-            counts = [0; 2];
+        if !reader.batch.is_empty() {
+            sink.send_batch(std::mem::take(&mut reader.batch)).await?;
+            Summary::add(&summary.l4_events, reader.counts[0]);
+            Summary::add(&summary.runtime_events, reader.counts[1]);
+            reader.counts = [0; 2];
         }
         if stopping {
-            if tcp.untracked_closes > 0 {
+            if reader.tcp.untracked_closes > 0 {
                 tracing::info!(
-                    closes = tcp.untracked_closes,
+                    closes = reader.tcp.untracked_closes,
                     "closes of connections older than the sensor were not reported"
                 );
             }
             return Ok(());
         }
+    }
+}
+
+/// Turns ring buffer records into events, kept until the loop sends them.
+struct Reader {
+    identity: Identity,
+    prefixes: Vec<String>,
+    /// Wall clock minus CLOCK_MONOTONIC.
+    offset: i64,
+    node_key: Vec<u8>,
+    tcp: tcp::TcpTracker,
+    procs: ProcTracker,
+    /// Connection events not yet encoded.
+    l4: Vec<tapwire_schemas::L4Event>,
+    batch: Vec<OutRecord>,
+    /// L4 and runtime events in `batch`.
+    counts: [u64; 2],
+}
+
+impl Reader {
+    fn take(&mut self, item: &[u8]) -> Result<(), CaptureError> {
+        match wire::decode(item) {
+            Ok(Event::Tcp(e)) => {
+                let procs = &mut self.procs;
+                self.tcp.handle(
+                    &e,
+                    e.ts_ns as i64 + self.offset,
+                    &procs.procs,
+                    &mut procs.cgroups,
+                    &mut self.l4,
+                );
+            }
+            Ok(Event::Proc(e)) => {
+                let ev = self.procs.handle(&e, e.ts_ns as i64 + self.offset);
+                self.runtime(&ev)?;
+            }
+            Ok(Event::File(e)) => {
+                let ev = file_event(
+                    &self.identity,
+                    &mut self.procs,
+                    &self.prefixes,
+                    &e,
+                    e.ts_ns as i64 + self.offset,
+                );
+                if let Some(ev) = ev {
+                    self.runtime(&ev)?;
+                }
+            }
+            Ok(Event::Udp(e)) => {
+                let procs = &mut self.procs;
+                procs.seq += 1;
+                let owner = procs
+                    .procs
+                    .owner(&mut procs.cgroups, e.pid, c_str(&e.comm), &e.task);
+                self.l4.push(udp_connect(
+                    &self.identity,
+                    procs.seq,
+                    &e,
+                    owner,
+                    e.ts_ns as i64 + self.offset,
+                ));
+            }
+            Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
+        }
+        Ok(())
+    }
+
+    fn runtime(&mut self, ev: &RuntimeEvent) -> Result<(), CaptureError> {
+        self.batch.push(OutRecord::new(
+            topics::RUNTIME_RAW,
+            Some(self.node_key.clone()),
+            encode(ev)?,
+        ));
+        self.counts[1] += 1;
+        Ok(())
     }
 }
 
@@ -526,23 +606,4 @@ pub async fn run<S: Sink>(
     _summary: &Summary,
 ) -> Result<(), CaptureError> {
     Err(EbpfError::NotBuilt(env!("TAPWIRE_BPF_MISSING")).into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn container_ids_come_from_the_cgroup_path() {
-        let id = "3f4e5d6c7b8a9f0e1d2c3b4a5f6e7d8c9b0a1f2e3d4c5b6a7f8e9d0c1b2a3f4e";
-        let containerd =
-            format!("0::/kubepods.slice/kubepods-burstable.slice/cri-containerd-{id}.scope\n");
-        assert_eq!(container_id(&containerd).as_deref(), Some(id));
-        let docker = format!("0::/system.slice/docker-{id}.scope\n");
-        assert_eq!(container_id(&docker).as_deref(), Some(id));
-        assert_eq!(
-            container_id("0::/user.slice/user-0.slice/session-1.scope\n"),
-            None
-        );
-    }
 }

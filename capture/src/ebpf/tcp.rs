@@ -3,9 +3,13 @@
 //! flow at close with payload bytes and final state.
 //!
 //! Ownership: a connect (CLOSE -> SYN_SENT) and a listen (CLOSE -> LISTEN)
-//! run in the owner's process context, so the current task is the owner. An
-//! accept (SYN_RECV -> ESTABLISHED of the child socket) runs in softirq
-//! context, so its owner is the process that listens on that local port.
+//! run in the owner's process context, so the current task is the owner
+//! (identity taken by the program, see [`super::owners`]). An accept
+//! (SYN_RECV -> ESTABLISHED of the child socket) runs in softirq context, so
+//! its owner is the process that listens on that local port in the
+//! socket's network namespace: every pod has its own, and many listen on
+//! the same port. Listeners that predate the agent are seeded from the
+//! sockets of every namespace at start ([`TcpTracker::seed_listener`]).
 //!
 //! Bytes: `bytes_acked` and `bytes_received` count sequence space. The
 //! active opener's SYN is in its `bytes_acked`; a FIN is in `bytes_acked`
@@ -20,6 +24,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use tapwire_schemas::{Direction, Endpoint, FinalState, Ip, L4Event, L4Kind, Protocol};
 
+use super::owners::{Cgroups, Owner, Processes};
 use super::wire::{TcpEvent, c_str};
 use crate::Identity;
 
@@ -35,9 +40,7 @@ const LISTEN: i32 = 10;
 
 #[derive(Debug, Clone)]
 struct Conn {
-    pid: u32,
-    binary: String,
-    container_id: Option<String>,
+    owner: Owner,
     start_ns: i64,
     direction: Direction,
     src: Endpoint,
@@ -49,14 +52,15 @@ struct Conn {
 pub struct TcpTracker {
     identity: Identity,
     conns: HashMap<u64, Conn>,
-    /// Local port -> (pid, binary, container) of the listener.
-    listeners: HashMap<u16, (u32, String, Option<String>)>,
+    /// (network namespace inode, local port) -> the listener's owner.
+    listeners: HashMap<(u32, u16), Owner>,
     seq: u64,
     /// Closes of sockets opened before the sensor started (no owner known).
     pub untracked_closes: u64,
 }
 
-fn ip(family: u16, bytes: &[u8; 16]) -> Ip {
+/// The address in a record's 16 address bytes.
+pub fn ip(family: u16, bytes: &[u8; 16]) -> Ip {
     if family == 2 {
         Ip(IpAddr::V4(Ipv4Addr::new(
             bytes[0], bytes[1], bytes[2], bytes[3],
@@ -65,14 +69,6 @@ fn ip(family: u16, bytes: &[u8; 16]) -> Ip {
         let v6 = Ipv6Addr::from(*bytes);
         Ip(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
     }
-}
-
-/// The container of a live process; `None` for host processes (and
-/// processes gone already).
-fn container_of(pid: u32) -> Option<String> {
-    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-        .ok()
-        .and_then(|c| super::container_id(&c))
 }
 
 impl TcpTracker {
@@ -85,6 +81,17 @@ impl TcpTracker {
             seq: 0,
             untracked_closes: 0,
         }
+    }
+
+    /// A listener that was there before the agent: (network namespace
+    /// inode, port) owned by `owner`.
+    pub fn seed_listener(&mut self, netns: u32, port: u16, owner: Owner) {
+        self.listeners.entry((netns, port)).or_insert(owner);
+    }
+
+    /// How many listeners are known.
+    pub fn listeners(&self) -> usize {
+        self.listeners.len()
     }
 
     fn event(&mut self, kind: L4Kind, conn: &Conn, ts_ns: i64) -> L4Event {
@@ -100,9 +107,9 @@ impl TcpTracker {
                 ],
             ),
             kind,
-            pid: conn.pid,
-            binary: conn.binary.clone(),
-            container_id: conn.container_id.clone(),
+            pid: conn.owner.pid,
+            binary: conn.owner.comm.clone(),
+            container_id: conn.owner.container_id.clone(),
             src: conn.src,
             dst: conn.dst,
             protocol: Protocol::Tcp,
@@ -111,11 +118,24 @@ impl TcpTracker {
             bytes_sent: None,
             bytes_received: None,
             final_state: None,
+            ppid: conn.owner.ppid,
+            euid: conn.owner.euid,
+            egid: conn.owner.egid,
+            binary_path: conn.owner.binary_path.clone(),
+            command_line: conn.owner.command_line.clone(),
         }
     }
 
-    /// Takes one state change seen at wall time `ts_ns`.
-    pub fn handle(&mut self, e: &TcpEvent, ts_ns: i64, out: &mut Vec<L4Event>) {
+    /// Takes one state change seen at wall time `ts_ns`; owners of
+    /// connects and listens are completed from `procs` and `cgroups`.
+    pub fn handle(
+        &mut self,
+        e: &TcpEvent,
+        ts_ns: i64,
+        procs: &Processes,
+        cgroups: &mut Cgroups,
+        out: &mut Vec<L4Event>,
+    ) {
         let local = Endpoint {
             ip: ip(e.family, &e.saddr),
             port: e.sport,
@@ -130,9 +150,7 @@ impl TcpTracker {
             // reported on the next one (established or refused).
             (CLOSE, SYN_SENT) => {
                 let conn = Conn {
-                    pid: e.pid,
-                    binary: comm,
-                    container_id: container_of(e.pid),
+                    owner: procs.owner(cgroups, e.pid, comm, &e.task),
                     start_ns: ts_ns,
                     direction: Direction::Egress,
                     src: local,
@@ -148,13 +166,10 @@ impl TcpTracker {
                 }
             }
             (CLOSE, LISTEN) => {
-                let container_id = container_of(e.pid);
-                self.listeners
-                    .insert(e.sport, (e.pid, comm.clone(), container_id.clone()));
+                let owner = procs.owner(cgroups, e.pid, comm, &e.task);
+                self.listeners.insert((e.netns, e.sport), owner.clone());
                 let conn = Conn {
-                    pid: e.pid,
-                    binary: comm,
-                    container_id,
+                    owner,
                     start_ns: ts_ns,
                     direction: Direction::None,
                     src: local,
@@ -163,15 +178,16 @@ impl TcpTracker {
                 out.push(self.event(L4Kind::NetworkListen, &conn, ts_ns));
             }
             (LISTEN, CLOSE) => {
-                self.listeners.remove(&e.sport);
+                self.listeners.remove(&(e.netns, e.sport));
             }
             (SYN_RECV, ESTABLISHED) => {
-                let (pid, binary, container_id) =
-                    self.listeners.get(&e.sport).cloned().unwrap_or_default();
+                let owner = self
+                    .listeners
+                    .get(&(e.netns, e.sport))
+                    .cloned()
+                    .unwrap_or_default();
                 let conn = Conn {
-                    pid,
-                    binary,
-                    container_id,
+                    owner,
                     start_ns: ts_ns,
                     direction: Direction::Ingress,
                     src: remote,
@@ -262,35 +278,60 @@ mod tests {
             node_ip: None,
         };
         let mut t = TcpTracker::new(id);
+        let (procs, mut cg) = (Processes::default(), Cgroups::new(None));
         let mut out = Vec::new();
-        t.handle(&ev(CLOSE, LISTEN, 1, 8080, 0, 100, "server"), 0, &mut out);
+        t.handle(
+            &ev(CLOSE, LISTEN, 1, 8080, 0, 100, "server"),
+            0,
+            &procs,
+            &mut cg,
+            &mut out,
+        );
         t.handle(
             &ev(CLOSE, SYN_SENT, 2, 0, 8080, 200, "client"),
             10,
+            &procs,
+            &mut cg,
             &mut out,
         );
         t.handle(
             &ev(SYN_SENT, ESTABLISHED, 2, 40000, 8080, 0, "swapper"),
             11,
+            &procs,
+            &mut cg,
             &mut out,
         );
         // The accept runs in softirq: another task is current.
         t.handle(
             &ev(SYN_RECV, ESTABLISHED, 3, 8080, 40000, 999, "swapper"),
             12,
+            &procs,
+            &mut cg,
             &mut out,
         );
         let mut close = ev(LAST_ACK, CLOSE, 2, 40000, 8080, 0, "");
         close.fin_received = 1;
         close.bytes_acked = 5002;
         close.bytes_received = 123_457;
-        t.handle(&close, 50, &mut out);
+        t.handle(&close, 50, &procs, &mut cg, &mut out);
         let mut close = ev(FIN_WAIT2, CLOSE, 3, 8080, 40000, 0, "");
         close.bytes_acked = 123_457;
         close.bytes_received = 5000;
-        t.handle(&close, 51, &mut out);
-        t.handle(&ev(CLOSE, SYN_SENT, 4, 0, 9, 200, "client"), 60, &mut out);
-        t.handle(&ev(SYN_SENT, CLOSE, 4, 40001, 9, 0, ""), 61, &mut out);
+        t.handle(&close, 51, &procs, &mut cg, &mut out);
+        t.handle(
+            &ev(CLOSE, SYN_SENT, 4, 0, 9, 200, "client"),
+            60,
+            &procs,
+            &mut cg,
+            &mut out,
+        );
+        t.handle(
+            &ev(SYN_SENT, CLOSE, 4, 40001, 9, 0, ""),
+            61,
+            &procs,
+            &mut cg,
+            &mut out,
+        );
 
         let kinds: Vec<L4Kind> = out.iter().map(|e| e.kind).collect();
         use L4Kind::*;
@@ -325,5 +366,48 @@ mod tests {
         assert_eq!(out[5].src.port, 40001);
         assert_eq!(out[5].pid, 200);
         assert_eq!(out[6].final_state, Some(FinalState::Refused));
+    }
+
+    #[test]
+    fn accepts_go_to_the_listener_of_their_network_namespace() {
+        let id = Identity {
+            node: "n".into(),
+            sensor_id: "s".into(),
+            node_ip: None,
+        };
+        let mut t = TcpTracker::new(id);
+        let (procs, mut cg) = (Processes::default(), Cgroups::new(None));
+        let mut out = Vec::new();
+        // Pod A's server predates the agent; pod B's listens while it runs.
+        t.seed_listener(
+            4026531111,
+            8080,
+            Owner {
+                pid: 100,
+                comm: "server-a".into(),
+                container_id: Some("a".repeat(64)),
+                ..Owner::default()
+            },
+        );
+        let mut listen = ev(CLOSE, LISTEN, 1, 8080, 0, 200, "server-b");
+        listen.netns = 4026532222;
+        t.handle(&listen, 0, &procs, &mut cg, &mut out);
+        for (sk, netns) in [(10, 4026532222u32), (11, 4026531111), (12, 4026533333)] {
+            let mut accept = ev(SYN_RECV, ESTABLISHED, sk, 8080, 40000, 999, "swapper");
+            accept.netns = netns;
+            t.handle(&accept, 5, &procs, &mut cg, &mut out);
+        }
+        let accepts: Vec<(u32, &str)> = out
+            .iter()
+            .filter(|e| e.kind == L4Kind::NetworkAccept)
+            .map(|e| (e.pid, e.binary.as_str()))
+            .collect();
+        assert_eq!(accepts, [(200, "server-b"), (100, "server-a"), (0, "")]);
+        assert_eq!(out[2].container_id, Some("a".repeat(64)));
+        // A listener that closes is forgotten in its namespace only.
+        let mut close = ev(LISTEN, CLOSE, 1, 8080, 0, 200, "server-b");
+        close.netns = 4026532222;
+        t.handle(&close, 9, &procs, &mut cg, &mut out);
+        assert_eq!(t.listeners(), 1);
     }
 }

@@ -61,9 +61,25 @@ pub struct FileEvent {
     pub old_path: [u8; 256],
 }
 
-/// `struct tw_udp_event`.
+/// `struct tw_task_ids`: the current task, taken in the kernel.
 #[repr(C)]
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TaskIds {
+    /// cgroup v2 id (the inode of the task's cgroup directory).
+    pub cgroup_id: u64,
+    /// Parent's tgid.
+    pub ppid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Padding.
+    pub pad: u32,
+}
+
+/// `struct tw_udp_event`: a successful UDP connect(), read at its return.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UdpEvent {
     /// [`TW_UDP_CONNECT`].
     pub kind: u32,
@@ -71,12 +87,20 @@ pub struct UdpEvent {
     pub pid: u32,
     /// CLOCK_MONOTONIC nanoseconds.
     pub ts_ns: u64,
+    /// The connecting task.
+    pub task: TaskIds,
+    /// Inode of the socket's network namespace.
+    pub netns: u32,
     /// AF_INET or AF_INET6.
     pub family: u16,
+    /// Local port (bound by the connect).
+    pub sport: u16,
     /// Destination port.
     pub dport: u16,
     /// Padding.
-    pub pad: u32,
+    pub pad: u16,
+    /// Local address.
+    pub saddr: [u8; 16],
     /// Destination address.
     pub daddr: [u8; 16],
     /// `comm`.
@@ -99,6 +123,11 @@ pub struct TcpEvent {
     pub bytes_acked: u64,
     /// `tcp_sock.bytes_received` at TCP_CLOSE.
     pub bytes_received: u64,
+    /// The current task at CLOSE -> SYN_SENT and CLOSE -> LISTEN (the
+    /// owner); zero otherwise.
+    pub task: TaskIds,
+    /// Inode of the socket's network namespace.
+    pub netns: u32,
     /// State before.
     pub oldstate: i32,
     /// State after.
@@ -183,6 +212,15 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().expect("8 bytes"))
 }
+fn task_at(b: &[u8], off: usize) -> TaskIds {
+    TaskIds {
+        cgroup_id: u64_at(b, off + offset_of!(TaskIds, cgroup_id)),
+        ppid: u32_at(b, off + offset_of!(TaskIds, ppid)),
+        euid: u32_at(b, off + offset_of!(TaskIds, euid)),
+        egid: u32_at(b, off + offset_of!(TaskIds, egid)),
+        pad: 0,
+    }
+}
 fn arr<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
     b[off..off + N].try_into().expect("N bytes")
 }
@@ -199,6 +237,8 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
             skaddr: u64_at(b, offset_of!(TcpEvent, skaddr)),
             bytes_acked: u64_at(b, offset_of!(TcpEvent, bytes_acked)),
             bytes_received: u64_at(b, offset_of!(TcpEvent, bytes_received)),
+            task: task_at(b, offset_of!(TcpEvent, task)),
+            netns: u32_at(b, offset_of!(TcpEvent, netns)),
             oldstate: u32_at(b, offset_of!(TcpEvent, oldstate)) as i32,
             newstate: u32_at(b, offset_of!(TcpEvent, newstate)) as i32,
             sport: u16_at(b, offset_of!(TcpEvent, sport)),
@@ -244,9 +284,13 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
             kind,
             pid: u32_at(b, offset_of!(UdpEvent, pid)),
             ts_ns: u64_at(b, offset_of!(UdpEvent, ts_ns)),
+            task: task_at(b, offset_of!(UdpEvent, task)),
+            netns: u32_at(b, offset_of!(UdpEvent, netns)),
             family: u16_at(b, offset_of!(UdpEvent, family)),
+            sport: u16_at(b, offset_of!(UdpEvent, sport)),
             dport: u16_at(b, offset_of!(UdpEvent, dport)),
             pad: 0,
+            saddr: arr(b, offset_of!(UdpEvent, saddr)),
             daddr: arr(b, offset_of!(UdpEvent, daddr)),
             comm: arr(b, offset_of!(UdpEvent, comm)),
         })),
@@ -260,7 +304,7 @@ pub fn c_str(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..end]).into_owned()
 }
 
-/// Every field of the two structs: (struct, field, offset, size).
+/// Every field of the structs: (struct, field, offset, size).
 pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
     macro_rules! fields {
         ($s:ident, $name:literal, $($f:ident),*) => {
@@ -276,6 +320,8 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         skaddr,
         bytes_acked,
         bytes_received,
+        task,
+        netns,
         oldstate,
         newstate,
         sport,
@@ -325,11 +371,24 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         kind,
         pid,
         ts_ns,
+        task,
+        netns,
         family,
+        sport,
         dport,
         pad,
+        saddr,
         daddr,
         comm
+    ));
+    v.extend(fields!(
+        TaskIds,
+        "tw_task_ids",
+        cgroup_id,
+        ppid,
+        euid,
+        egid,
+        pad
     ));
     v
 }
@@ -361,6 +420,7 @@ mod tests {
             ("tw_proc_event", size_of::<ProcEvent>()),
             ("tw_file_event", size_of::<FileEvent>()),
             ("tw_udp_event", size_of::<UdpEvent>()),
+            ("tw_task_ids", size_of::<TaskIds>()),
         ] {
             let header = format!("STRUCT '{name}' size=");
             let start = btf

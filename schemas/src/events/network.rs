@@ -106,6 +106,21 @@ pub struct L4Event {
     pub bytes_received: Option<u64>,
     /// How a flow ended.
     pub final_state: Option<FinalState>,
+    /// Parent of the owning process, taken in the kernel at the event.
+    #[serde(default)]
+    pub ppid: Option<u32>,
+    /// Effective uid of the owner at the event.
+    #[serde(default)]
+    pub euid: Option<u32>,
+    /// Effective gid of the owner at the event.
+    #[serde(default)]
+    pub egid: Option<u32>,
+    /// Full path of the owner's executable.
+    #[serde(default)]
+    pub binary_path: Option<String>,
+    /// The owner's arguments joined by spaces.
+    #[serde(default)]
+    pub command_line: Option<String>,
 }
 
 /// An [`L4Event`] read without copying its strings: the same schema and
@@ -128,6 +143,11 @@ pub struct L4EventView<'a> {
     pub bytes_sent: Option<u64>,
     pub bytes_received: Option<u64>,
     pub final_state: Option<FinalState>,
+    pub ppid: Option<u32>,
+    pub euid: Option<u32>,
+    pub egid: Option<u32>,
+    pub binary_path: Option<&'a str>,
+    pub command_line: Option<&'a str>,
 }
 
 /// An [`EventHeader`] with borrowed text.
@@ -187,6 +207,9 @@ pub struct DnsEvent {
     pub resolver: Option<Endpoint>,
     /// NOERROR, NXDOMAIN, ...; `None` before an answer.
     pub response_code: Option<String>,
+    /// Who asked: the query's source address and port.
+    #[serde(default)]
+    pub client: Option<Endpoint>,
 }
 
 /// One captured packet (`packet_record.avsc`).

@@ -1,0 +1,349 @@
+//! The truth on a node: pods as network namespaces and kubelet-named cgroup
+//! v2 directories ([`tapwire_tests::node`]), real servers and short-lived
+//! clients in them, the agent's eBPF source (and packet capture) watching
+//! live. Every event must name the pod, process and container that made it.
+//! Runs as root (CI does); skips with the reason otherwise.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tapwire_schemas::{AnyEvent, L4Event, L4Kind, Protocol, topics};
+use tapwire_tests::node::{Node, Pod};
+use tapwire_tests::{Lines, ebpf_agent, wait_until};
+
+/// A Python HTTP server on `port`, as a pod's server process.
+fn serve(node: &Node, pod: &Pod, port: u16) -> u32 {
+    let pid = node.spawn(
+        pod,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            &port.to_string(),
+            "--bind",
+            "0.0.0.0",
+        ],
+    );
+    let url = format!("http://{}:{port}/", pod.ip);
+    assert!(
+        wait_until(Duration::from_secs(15), || node
+            .run(pod, &["curl", "-s", "-o", "/dev/null", &url])
+            .0),
+        "server in {} answers",
+        pod.name
+    );
+    pid
+}
+
+fn l4_events(broker: &str) -> Vec<L4Event> {
+    tapwire_tests::read_topic(broker, topics::L4_RAW, Duration::from_secs(3), |_| false)
+        .into_iter()
+        .filter_map(|e| match e {
+            AnyEvent::L4Event(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Three pods listen on 8080, all started before the agent; a fourth pod's
+/// short-lived `curl`s reach each twice. Every accept names the listening
+/// pod's server (pid, binary, container), every connect the `curl` that
+/// made it, though each `curl` exited long before anyone read /proc.
+#[test]
+fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
+    let Some(mut node) = Node::create("node-box") else {
+        return;
+    };
+    let servers: Vec<Pod> = ["web-a", "web-b", "web-c"]
+        .iter()
+        .map(|name| node.add_pod("shop", name))
+        .collect();
+    let client = node.add_pod("shop", "client");
+    // Warm-up requests of `serve` are made before the agent: not counted.
+    let pids: Vec<u32> = servers.iter().map(|s| serve(&node, s, 8080)).collect();
+
+    let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
+        return;
+    };
+    for round in 0..2 {
+        for s in &servers {
+            let url = format!("http://{}:8080/?round={round}", s.ip);
+            let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", &url]);
+            assert!(ok, "curl {url}: {err}");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "agent stopped on SIGTERM");
+
+    let events = l4_events(&broker.address());
+    for (server, pid) in servers.iter().zip(&pids) {
+        let accepts: Vec<&L4Event> = events
+            .iter()
+            .filter(|e| {
+                e.kind == L4Kind::NetworkAccept
+                    && e.dst.ip.0 == server.ip
+                    && e.src.ip.0 == client.ip
+            })
+            .collect();
+        assert_eq!(accepts.len(), 2, "accepts at {}: {accepts:#?}", server.name);
+        for a in accepts {
+            assert_eq!(a.pid, *pid, "accept at {} names its server", server.name);
+            assert_eq!(a.binary, "python3");
+            assert_eq!(
+                a.container_id.as_deref(),
+                Some(server.container_id.as_str()),
+                "accept at {} names its container",
+                server.name
+            );
+            assert!(
+                a.command_line
+                    .as_deref()
+                    .is_some_and(|c| c.contains("http.server")),
+                "{a:?}"
+            );
+        }
+        let connects: Vec<&L4Event> = events
+            .iter()
+            .filter(|e| e.kind == L4Kind::NetworkConnect && e.dst.ip.0 == server.ip)
+            .collect();
+        assert_eq!(
+            connects.len(),
+            2,
+            "connects to {}: {connects:#?}",
+            server.name
+        );
+        let client_pids: BTreeSet<u32> = connects.iter().map(|c| c.pid).collect();
+        assert_eq!(client_pids.len(), 2, "two curl processes");
+        for c in connects {
+            assert_eq!(c.src.ip.0, client.ip);
+            assert_eq!(c.binary, "curl");
+            assert_eq!(
+                c.container_id.as_deref(),
+                Some(client.container_id.as_str()),
+                "the exited curl's connect names its container: {c:?}"
+            );
+            assert_eq!((c.euid, c.egid), (Some(0), Some(0)));
+            assert!(c.ppid.is_some_and(|p| p > 1), "{c:?}");
+            assert!(
+                c.command_line
+                    .as_deref()
+                    .is_some_and(|l| l.starts_with("curl ") && l.contains("round=")),
+                "{c:?}"
+            );
+            assert!(
+                c.binary_path
+                    .as_deref()
+                    .is_some_and(|p| p.ends_with("/curl")),
+                "{c:?}"
+            );
+        }
+    }
+}
+
+/// A UDP query from a pod: the connect carries the pod's address and the
+/// port the kernel bound, not 0.0.0.0:0, and the pod's container.
+#[test]
+fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
+    let Some(mut node) = Node::create("node-box") else {
+        return;
+    };
+    let dns = node.add_pod("kube-system", "dns");
+    let client = node.add_pod("shop", "asker");
+    node.spawn(
+        &dns,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=53",
+            "--listen-address",
+            &dns.ip.to_string(),
+            "--bind-interfaces",
+            "--address=/shop.test/10.9.9.9",
+        ],
+    );
+    let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
+        return;
+    };
+    let server = format!("@{}", dns.ip);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let (ok, out, _) = node.run(
+                &client,
+                &["dig", "+short", "+tries=1", &server, "api.shop.test"],
+            );
+            ok && out.trim() == "10.9.9.9"
+        }),
+        "dnsmasq answers in the dns pod"
+    );
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "agent stopped on SIGTERM");
+    let all = l4_events(&broker.address());
+    let udp: Vec<&L4Event> = all
+        .iter()
+        // Other tests' pods may query their own servers meanwhile.
+        .filter(|e| {
+            e.protocol == Protocol::Udp
+                && e.kind == L4Kind::NetworkConnect
+                && e.dst.port == 53
+                && e.dst.ip.0 == dns.ip
+        })
+        .collect();
+    assert!(!udp.is_empty(), "dig's UDP connect was seen: {all:#?}");
+    assert!(
+        udp.iter()
+            .all(|e| e.binary_path.as_deref() == Some("/usr/bin/dig")),
+        "{udp:#?}"
+    );
+    for e in &udp {
+        assert_eq!(e.src.ip.0, client.ip, "{e:?}");
+        assert_ne!(e.src.port, 0, "{e:?}");
+        assert_eq!(e.binary, "dig");
+        assert_eq!(
+            e.container_id.as_deref(),
+            Some(client.container_id.as_str())
+        );
+    }
+}
+
+/// Lines of a CEF file written by `tapwire run`, parsed strictly.
+fn cef_lines(path: &std::path::Path) -> Vec<tapwire_tests::cef::CefMessage> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| tapwire_tests::cef::parse_line(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
+/// `tapwire run` on the node with the pods' listing: a `dig` from pod A
+/// (packets on pod A's veth, as a node agent captures) is a DNS query of pod A, and a `curl`
+/// from pod A (eBPF) is a connection of pod A whose CEF line carries the
+/// process keys of the seed's table (dpid, spid, duid, flexString1, cs4,
+/// dproc, flexString2) with the right values.
+#[test]
+fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
+    let Some(mut node) = Node::create("node-box") else {
+        return;
+    };
+    let dns = node.add_pod("kube-system", "dns");
+    let web = node.add_pod("shop", "web");
+    let client = node.add_pod("shop", "frontend");
+    node.spawn(
+        &dns,
+        &[
+            "dnsmasq",
+            "--no-daemon",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=53",
+            "--listen-address",
+            &dns.ip.to_string(),
+            "--bind-interfaces",
+            "--address=/shop.test/10.9.9.9",
+        ],
+    );
+    let web_pid = serve(&node, &web, 8080);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listing = node.write_listing(dir.path());
+    let cef = dir.path().join("cef.log");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nnode_name = \"{}\"\n[capture.packets]\ninterfaces = [\"{}\"]\n",
+            node.name, client.host_veth
+        ),
+    )
+    .expect("config");
+    let run = Lines::spawn(
+        std::process::Command::new(tapwire_tests::tapwire_binary())
+            .arg("-c")
+            .arg(&config)
+            .args(["run", "--source", "ebpf", "--source", "packets"])
+            .arg("--cluster")
+            .arg(&listing)
+            .arg("--cef-out")
+            .arg(&cef),
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || run
+            .stderr()
+            .contains("ebpf attached")
+            && run.stderr().contains("packets capturing")),
+        "run started:\n{}",
+        run.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let server = format!("@{}", dns.ip);
+    let (ok, out, err) = node.run(
+        &client,
+        &["dig", "+short", "+tries=1", &server, "cart.shop.test"],
+    );
+    assert!(ok && out.trim() == "10.9.9.9", "dig: {out} {err}");
+    let url = format!("http://{}:8080/cart", web.ip);
+    let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", &url]);
+    assert!(ok, "curl: {err}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, report) = run.terminate(Duration::from_secs(30));
+
+    let lines = cef_lines(&cef);
+    let query = lines
+        .iter()
+        .find(|m| m.get("dhost") == Some("cart.shop.test") && m.get("act").is_some())
+        .unwrap_or_else(|| panic!("no DNS line for cart.shop.test in {lines:#?}\n{report:?}"));
+    assert_eq!(query.get("cs5"), Some(client.name.as_str()), "{query:?}");
+    assert_eq!(query.get("cs3"), Some("shop"));
+    assert_eq!(query.get("src"), Some(client.ip.to_string().as_str()));
+    assert!(
+        query.get("spt").is_some_and(|p| p != "0" && p != "53"),
+        "{query:?}"
+    );
+    assert_eq!(query.get("dst"), Some(dns.ip.to_string().as_str()));
+    assert_eq!(query.get("dpt"), Some("53"));
+
+    let connect = lines
+        .iter()
+        .find(|m| {
+            m.get("act") == Some("egress")
+                && m.get("dst") == Some(web.ip.to_string().as_str())
+                && m.get("dpt") == Some("8080")
+                && m.get("dpid").is_some()
+        })
+        .unwrap_or_else(|| panic!("no connect line to the web pod in {lines:#?}"));
+    assert_eq!(
+        connect.get("cs5"),
+        Some(client.name.as_str()),
+        "{connect:?}"
+    );
+    assert_eq!(connect.get("dproc"), Some("curl"));
+    assert_eq!(connect.get("duid"), Some("0"));
+    assert_eq!(connect.get("flexString1"), Some("0"));
+    assert_eq!(connect.get("flexString1Label"), Some("EGID"));
+    assert!(
+        connect
+            .get("spid")
+            .is_some_and(|p| p.parse::<u32>().is_ok_and(|p| p > 1))
+    );
+    assert_eq!(
+        connect.get("cs4"),
+        Some(format!("curl -s -o /dev/null {url}").as_str())
+    );
+    assert_eq!(connect.get("cs4Label"), Some("Command"));
+    assert_eq!(
+        connect.get("flexString2"),
+        Some(client.container_id.as_str())
+    );
+    let accept = lines
+        .iter()
+        .find(|m| {
+            m.get("act") == Some("ingress")
+                && m.get("dst") == Some(web.ip.to_string().as_str())
+                && m.get("dpid").is_some()
+        })
+        .unwrap_or_else(|| panic!("no accept line at the web pod in {lines:#?}"));
+    assert_eq!(accept.get("dpid"), Some(web_pid.to_string().as_str()));
+    assert_eq!(accept.get("cs5"), Some(web.name.as_str()));
+    assert_eq!(accept.get("dproc"), Some("python3"));
+}
