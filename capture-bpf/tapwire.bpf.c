@@ -5,6 +5,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
 #include "tapwire.h"
 
 #define IPPROTO_TCP_ 6
@@ -27,6 +28,7 @@ struct tw_proc_event _tw_proc_event = {};
 struct tw_file_event _tw_file_event = {};
 struct tw_udp_event _tw_udp_event = {};
 struct tw_task_ids _tw_task_ids = {};
+struct tw_lookup_event _tw_lookup_event = {};
 
 /* connect() calls on UDP sockets between sys_enter and sys_exit, by thread. */
 struct {
@@ -448,6 +450,88 @@ int tw_connect_exit(struct trace_event_raw_sys_exit *ctx)
 		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
 	}
 	process_comm(e->comm);
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* getaddrinfo(node, service, hints, res) between its entry and return. */
+struct tw_lookup_call {
+	__u64 node; /* const char * */
+	__u64 res; /* struct addrinfo ** */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tw_lookup_call);
+} lookups SEC(".maps");
+
+SEC("uprobe")
+int tw_getaddrinfo(struct pt_regs *ctx)
+{
+	struct tw_lookup_call call = {
+		.node = PT_REGS_PARM1(ctx),
+		.res = PT_REGS_PARM4(ctx),
+	};
+	if (!call.node)
+		return 0;
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&lookups, &id, &call, BPF_ANY);
+	return 0;
+}
+
+/* struct addrinfo (glibc and musl, LP64): ai_family at 4, ai_addr at 24,
+ * ai_next at 40. */
+#define AI_FAMILY 4
+#define AI_ADDR 24
+#define AI_NEXT 40
+
+SEC("uretprobe")
+int tw_getaddrinfo_ret(struct pt_regs *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tw_lookup_call *call = bpf_map_lookup_elem(&lookups, &id);
+	if (!call)
+		return 0;
+	struct tw_lookup_call c = *call;
+	bpf_map_delete_elem(&lookups, &id);
+	struct tw_lookup_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss();
+		return 0;
+	}
+	e->kind = TW_DNS_LOOKUP;
+	e->pid = id >> 32;
+	e->ts_ns = bpf_ktime_get_ns();
+	task_ids(&e->task);
+	e->ret = (__s32)PT_REGS_RC(ctx);
+	e->naddrs = 0;
+	__builtin_memset(e->families, 0, sizeof(e->families));
+	__builtin_memset(e->addrs, 0, sizeof(e->addrs));
+	process_comm(e->comm);
+	if (bpf_probe_read_user_str(e->name, sizeof(e->name), (void *)c.node) < 0)
+		e->name[0] = 0;
+	__u64 ai = 0;
+	if (e->ret == 0 && c.res)
+		bpf_probe_read_user(&ai, sizeof(ai), (void *)c.res);
+	for (int i = 0; i < TW_LOOKUP_ADDRS; i++) {
+		if (!ai)
+			break;
+		__s32 family = 0;
+		__u64 addr = 0;
+		bpf_probe_read_user(&family, sizeof(family), (void *)(ai + AI_FAMILY));
+		bpf_probe_read_user(&addr, sizeof(addr), (void *)(ai + AI_ADDR));
+		if (addr && family == 2) {
+			e->families[i] = 2;
+			bpf_probe_read_user(e->addrs[i], 4, (void *)(addr + 4));
+		} else if (addr && family == 10) {
+			e->families[i] = 10;
+			bpf_probe_read_user(e->addrs[i], 16, (void *)(addr + 8));
+		}
+		e->naddrs = i + 1;
+		bpf_probe_read_user(&ai, sizeof(ai), (void *)(ai + AI_NEXT));
+	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
 }

@@ -7,6 +7,8 @@
 #define TW_COMM_LEN 16
 #define TW_PATH_LEN 256
 #define TW_ARGS_LEN 256
+#define TW_NAME_LEN 256
+#define TW_LOOKUP_ADDRS 8
 
 enum tw_kind {
 	TW_TCP_STATE = 1,
@@ -14,6 +16,7 @@ enum tw_kind {
 	TW_PROC_EXIT = 3,
 	TW_FILE = 4,
 	TW_UDP_CONNECT = 5,
+	TW_DNS_LOOKUP = 6,
 };
 
 enum tw_file_op {
@@ -108,6 +111,21 @@ struct tw_udp_event {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	char comm[TW_COMM_LEN];
+};
+
+/* A getaddrinfo() call and its result, from a uprobe at its entry (the name,
+ * the result pointer) and a uretprobe at its return (the addresses). */
+struct tw_lookup_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts_ns; /* at the return */
+	struct tw_task_ids task;
+	__s32 ret; /* getaddrinfo's return: 0, or an EAI_* code */
+	__u32 naddrs; /* entries of addrs used */
+	__u16 families[TW_LOOKUP_ADDRS]; /* AF_INET or AF_INET6 */
+	__u8 addrs[TW_LOOKUP_ADDRS][16];
+	char comm[TW_COMM_LEN];
+	char name[TW_NAME_LEN];
 };
 
 #endif

@@ -224,7 +224,28 @@ pub struct EbpfConfig {
     pub ring_buffer_bytes: u32,
     /// A connection with no close seen for this long is reported `stale`.
     pub stale_after_ms: u64,
+    /// Name lookups (`dns_lookup`) from uprobes on `getaddrinfo`, and the
+    /// connects that follow them (`dns_resolution`).
+    pub lookups: bool,
+    /// C libraries whose `getaddrinfo` is probed, where they exist (glibc and
+    /// musl at their usual places); containers' own copies are found through
+    /// `/proc/PID/root` as their processes start.
+    pub lookup_libraries: Vec<String>,
+    /// A connect this long after a lookup that named its address is its
+    /// `dns_resolution`.
+    pub resolution_window_ms: u64,
 }
+
+/// Where C libraries live on the distributions nodes and images use
+/// (relative to a root: `/` for the node, `/proc/PID/root` for a container).
+pub const LIBC_PATHS: [&str; 6] = [
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/lib/aarch64-linux-gnu/libc.so.6",
+    "/lib64/libc.so.6",
+    "/usr/lib/libc.so.6",
+    "/lib/ld-musl-x86_64.so.1",
+    "/lib/ld-musl-aarch64.so.1",
+];
 
 impl Default for EbpfConfig {
     fn default() -> Self {
@@ -245,6 +266,9 @@ impl Default for EbpfConfig {
             .to_vec(),
             ring_buffer_bytes: 4 << 20,
             stale_after_ms: 3_600_000,
+            lookups: true,
+            lookup_libraries: LIBC_PATHS.map(str::to_owned).to_vec(),
+            resolution_window_ms: 30_000,
         }
     }
 }

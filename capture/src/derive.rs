@@ -410,6 +410,7 @@ impl Deriver {
             resolver: Some(endpoint(f.dst_ip, f.dst_port)),
             response_code: None,
             client: Some(endpoint(f.src_ip, f.src_port)),
+            connection: None,
         };
         // A query retransmitted with the same id replaces nothing: the
         // earlier one goes out unanswered.
@@ -434,6 +435,7 @@ impl Deriver {
             resolver: Some(endpoint(key.dst_ip, key.dst_port)),
             response_code: None,
             client: Some(endpoint(key.src_ip, key.src_port)),
+            connection: None,
         }
     }
 }

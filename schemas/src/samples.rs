@@ -82,6 +82,7 @@ pub fn dns_resolution(header: EventHeader) -> DnsEvent {
             ip: Ip(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 7))),
             port: 40053,
         }),
+        connection: Some(crate::EventId([7; 16])),
     }
 }
 

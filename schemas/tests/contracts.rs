@@ -489,7 +489,7 @@ fn as_v3_carries(event: &AnyEvent) -> AnyEvent {
             (l.ppid, l.euid, l.egid) = (None, None, None);
             (l.binary_path, l.command_line) = (None, None);
         }
-        EventBody::Dns(d) => d.client = None,
+        EventBody::Dns(d) => (d.client, d.connection) = (None, None),
         EventBody::Runtime(_) => {}
     };
     let mut out = event.clone();

@@ -217,6 +217,18 @@ impl Node {
         pod
     }
 
+    /// Makes `server` the DNS server of `pod` (its `/etc/resolv.conf`, as
+    /// `ip netns exec` mounts `/etc/netns/NAME/resolv.conf`).
+    pub fn set_resolver(&self, pod: &Pod, server: Ipv4Addr) {
+        let dir = Path::new("/etc/netns").join(&pod.netns);
+        std::fs::create_dir_all(&dir).expect("/etc/netns/NAME");
+        std::fs::write(
+            dir.join("resolv.conf"),
+            format!("nameserver {server}\noptions timeout:2 attempts:1\n"),
+        )
+        .expect("resolv.conf");
+    }
+
     /// The pods, in the order they were added.
     pub fn pods(&self) -> &[Pod] {
         &self.pods
@@ -360,6 +372,7 @@ impl Drop for Node {
                 let _ = std::fs::remove_dir(slice);
             }
             let _ = ip_cmd(&["netns", "delete", &pod.netns]);
+            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&pod.netns));
         }
         // Shared by every node: removed only when empty (another test's node
         // may still use them).

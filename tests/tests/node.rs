@@ -7,7 +7,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use tapwire_schemas::{AnyEvent, L4Event, L4Kind, Protocol, topics};
+use tapwire_schemas::{AnyEvent, DnsEvent, DnsKind, L4Event, L4Kind, Protocol, topics};
 use tapwire_tests::node::{Node, Pod};
 use tapwire_tests::{Lines, ebpf_agent, wait_until};
 
@@ -150,20 +150,7 @@ fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
     };
     let dns = node.add_pod("kube-system", "dns");
     let client = node.add_pod("shop", "asker");
-    node.spawn(
-        &dns,
-        &[
-            "dnsmasq",
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--port=53",
-            "--listen-address",
-            &dns.ip.to_string(),
-            "--bind-interfaces",
-            "--address=/shop.test/10.9.9.9",
-        ],
-    );
+    dns_server(&node, &dns, &[("shop.test", "10.9.9.9")]);
     let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
         return;
     };
@@ -208,6 +195,124 @@ fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
     }
 }
 
+/// dnsmasq in `pod`, answering each name (and its subdomains) with its
+/// address, and nothing else.
+fn dns_server(node: &Node, pod: &Pod, names: &[(&str, &str)]) {
+    let listen = pod.ip.to_string();
+    let addresses: Vec<String> = names
+        .iter()
+        .map(|(name, answer)| format!("--address=/{name}/{answer}"))
+        .collect();
+    let mut argv = vec![
+        "dnsmasq",
+        "--no-daemon",
+        "--no-resolv",
+        "--no-hosts",
+        "--port=53",
+        "--listen-address",
+        &listen,
+        "--bind-interfaces",
+    ];
+    argv.extend(addresses.iter().map(String::as_str));
+    node.spawn(pod, &argv);
+}
+
+/// A lookup by name from a pod (`getent ahosts`, then `curl` by name) is a
+/// `dns_lookup` of that pod's process with the answers; `curl`'s connect to
+/// the answered address is a `dns_resolution` naming the host, the address
+/// and the connect event.
+#[test]
+fn lookups_and_the_connects_they_lead_to_name_the_pod() {
+    let Some(mut node) = Node::create("node-box") else {
+        return;
+    };
+    let dns = node.add_pod("kube-system", "dns");
+    let web = node.add_pod("shop", "web");
+    let client = node.add_pod("shop", "cart");
+    dns_server(&node, &dns, &[("web.shop.test", &web.ip.to_string())]);
+    node.set_resolver(&client, dns.ip);
+    serve(&node, &web, 8080);
+    let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
+        return;
+    };
+    let (ok, out, err) = node.run(&client, &["getent", "ahosts", "web.shop.test"]);
+    assert!(
+        ok && out.contains(&web.ip.to_string()),
+        "getent: {out} {err}"
+    );
+    let (ok, _, err) = node.run(
+        &client,
+        &[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "http://web.shop.test:8080/",
+        ],
+    );
+    assert!(ok, "curl by name: {err}");
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "agent stopped on SIGTERM");
+
+    let events = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::L4_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
+    let dns_events: Vec<&DnsEvent> = events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::DnsEvent(d) if d.name == "web.shop.test" => Some(d),
+            _ => None,
+        })
+        .collect();
+    let lookups: Vec<&&DnsEvent> = dns_events
+        .iter()
+        .filter(|d| d.kind == DnsKind::DnsLookup)
+        .collect();
+    let binaries: BTreeSet<&str> = lookups.iter().map(|d| d.binary.as_str()).collect();
+    assert!(
+        binaries.contains("getent") && binaries.contains("curl"),
+        "lookups by getent and curl: {dns_events:#?}"
+    );
+    for l in &lookups {
+        assert_eq!(
+            l.container_id.as_deref(),
+            Some(client.container_id.as_str()),
+            "{l:?}"
+        );
+        assert!(l.answers.contains(&web.ip.to_string()), "{l:?}");
+        assert_eq!(l.response_code.as_deref(), Some("NOERROR"));
+    }
+    let connect = events
+        .iter()
+        .find_map(|e| match e {
+            AnyEvent::L4Event(c)
+                if c.kind == L4Kind::NetworkConnect
+                    && c.dst.ip.0 == web.ip
+                    && c.binary == "curl" =>
+            {
+                Some(c)
+            }
+            _ => None,
+        })
+        .expect("curl's connect");
+    let resolutions: Vec<&&DnsEvent> = dns_events
+        .iter()
+        .filter(|d| d.kind == DnsKind::DnsResolution)
+        .collect();
+    assert_eq!(resolutions.len(), 1, "{dns_events:#?}");
+    let r = resolutions[0];
+    assert_eq!(r.answers, [web.ip.to_string()]);
+    assert_eq!(r.connection, Some(connect.header.id));
+    assert_eq!(r.client, Some(connect.src));
+    assert_eq!(
+        r.container_id.as_deref(),
+        Some(client.container_id.as_str())
+    );
+}
+
 /// Lines of a CEF file written by `tapwire run`, parsed strictly.
 fn cef_lines(path: &std::path::Path) -> Vec<tapwire_tests::cef::CefMessage> {
     std::fs::read_to_string(path)
@@ -218,10 +323,11 @@ fn cef_lines(path: &std::path::Path) -> Vec<tapwire_tests::cef::CefMessage> {
 }
 
 /// `tapwire run` on the node with the pods' listing: a `dig` from pod A
-/// (packets on pod A's veth, as a node agent captures) is a DNS query of pod A, and a `curl`
-/// from pod A (eBPF) is a connection of pod A whose CEF line carries the
-/// process keys of the seed's table (dpid, spid, duid, flexString1, cs4,
-/// dproc, flexString2) with the right values.
+/// (packets on pod A's veth, as a node agent captures) is a DNS query of pod
+/// A; a `curl` by name from pod A (eBPF) is a lookup, a resolution and a
+/// connection of pod A, whose CEF lines carry the keys of the seed's table
+/// (dpid, spid, duid, flexString1, cs4, dproc, flexString2) with the right
+/// values.
 #[test]
 fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
     let Some(mut node) = Node::create("node-box") else {
@@ -230,20 +336,15 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
     let dns = node.add_pod("kube-system", "dns");
     let web = node.add_pod("shop", "web");
     let client = node.add_pod("shop", "frontend");
-    node.spawn(
+    dns_server(
+        &node,
         &dns,
         &[
-            "dnsmasq",
-            "--no-daemon",
-            "--no-resolv",
-            "--no-hosts",
-            "--port=53",
-            "--listen-address",
-            &dns.ip.to_string(),
-            "--bind-interfaces",
-            "--address=/shop.test/10.9.9.9",
+            ("cart.shop.test", "10.9.9.9"),
+            ("web.shop.test", &web.ip.to_string()),
         ],
     );
+    node.set_resolver(&client, dns.ip);
     let web_pid = serve(&node, &web, 8080);
     let dir = tempfile::tempdir().expect("tempdir");
     let listing = node.write_listing(dir.path());
@@ -282,8 +383,8 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
         &["dig", "+short", "+tries=1", &server, "cart.shop.test"],
     );
     assert!(ok && out.trim() == "10.9.9.9", "dig: {out} {err}");
-    let url = format!("http://{}:8080/cart", web.ip);
-    let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", &url]);
+    let url = "http://web.shop.test:8080/cart";
+    let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", url]);
     assert!(ok, "curl: {err}");
     std::thread::sleep(Duration::from_secs(2));
     let (_, report) = run.terminate(Duration::from_secs(30));
@@ -335,6 +436,16 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
         connect.get("flexString2"),
         Some(client.container_id.as_str())
     );
+    for (signature, kind) in [("NT-011", "lookup"), ("NT-012", "resolution")] {
+        let line = lines
+            .iter()
+            .find(|m| m.signature_id == signature && m.get("dhost") == Some("web.shop.test"))
+            .unwrap_or_else(|| panic!("no {kind} line for web.shop.test in {lines:#?}"));
+        assert_eq!(line.get("cs5"), Some(client.name.as_str()), "{line:?}");
+        assert_eq!(line.get("dproc"), Some("curl"), "{line:?}");
+        assert!(line.get("dpid").is_some(), "{line:?}");
+        assert_eq!(line.get("flexString2"), Some(client.container_id.as_str()));
+    }
     let accept = lines
         .iter()
         .find(|m| {

@@ -8,6 +8,9 @@
 //!   identity the programs took in the kernel (cgroup id -> container id
 //!   through the cgroup v2 filesystem), so short-lived processes are still
 //!   attributed.
+//! - [`lookups`]: `getaddrinfo` calls (uprobes on the C libraries of the
+//!   node and of each container) as `dns_lookup`, and the connects that
+//!   follow them as `dns_resolution`.
 //! - exec/exit become runtime events here; UDP connects become
 //!   `network_connect` events with the local address the kernel bound.
 //!
@@ -16,6 +19,7 @@
 //! a loss record (source `ringbuf`) to `tapwire.l4.raw` and
 //! `tapwire.runtime.raw`.
 
+pub mod lookups;
 pub mod owners;
 pub mod tcp;
 pub mod wire;
@@ -113,6 +117,8 @@ struct ProcTracker {
     identity: Identity,
     procs: Processes,
     cgroups: Cgroups,
+    /// Containers whose first exec was seen.
+    containers_seen: std::collections::HashSet<String>,
     seq: u64,
 }
 
@@ -400,6 +406,16 @@ pub async fn run<S: Sink>(
             .map_err(|e| attach_err(e.to_string()))?;
         tracing::info!(program, "attached to {category}:{name}");
     }
+    let mut uprobes = Uprobes::default();
+    if ec.lookups {
+        match uprobes.load(&mut bpf) {
+            Ok(()) => {
+                let n = uprobes.attach(&mut bpf, std::path::Path::new("/"), &ec.lookup_libraries);
+                tracing::info!(libraries = n, "getaddrinfo probed");
+            }
+            Err(err) => tracing::warn!(error = %err, "name lookups are not traced"),
+        }
+    }
     let ring = RingBuf::try_from(
         bpf.take_map("events")
             .ok_or_else(|| EbpfError::Ring("no events map".into()))?,
@@ -427,11 +443,18 @@ pub async fn run<S: Sink>(
             identity: identity.clone(),
             procs: Processes::default(),
             cgroups: Cgroups::new(owners::cgroup2_root()),
+            containers_seen: Default::default(),
             seq: 0,
         },
+        lookups: lookups::Lookups::new(
+            identity.clone(),
+            ec.resolution_window_ms as i64 * 1_000_000,
+        ),
+        new_containers: Vec::new(),
         l4: Vec::new(),
+        dns: Vec::new(),
         batch: Vec::new(),
-        counts: [0; 2],
+        counts: [0; 3],
     };
     if ec.connections {
         let n = seed_listeners(&mut reader.tcp, &mut reader.procs);
@@ -469,6 +492,13 @@ pub async fn run<S: Sink>(
                 if drained {
                     guard.clear_ready();
                 }
+                // Containers' own C libraries, probed as they start.
+                for pid in std::mem::take(&mut reader.new_containers) {
+                    if uprobes.loaded {
+                        let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+                        uprobes.attach(&mut bpf, &root, &ec.lookup_libraries);
+                    }
+                }
             }
             _ = tick.tick() => {
                 let now = crate::inventory::now_ns();
@@ -503,11 +533,20 @@ pub async fn run<S: Sink>(
             ));
             reader.counts[0] += 1;
         }
+        for e in reader.dns.drain(..) {
+            reader.batch.push(OutRecord::new(
+                topics::L4_RAW,
+                Some(reader.node_key.clone()),
+                encode(&e)?,
+            ));
+            reader.counts[2] += 1;
+        }
         if !reader.batch.is_empty() {
             sink.send_batch(std::mem::take(&mut reader.batch)).await?;
             Summary::add(&summary.l4_events, reader.counts[0]);
             Summary::add(&summary.runtime_events, reader.counts[1]);
-            reader.counts = [0; 2];
+            Summary::add(&summary.dns_events, reader.counts[2]);
+            reader.counts = [0; 3];
         }
         if stopping {
             if reader.tcp.untracked_closes > 0 {
@@ -530,15 +569,35 @@ struct Reader {
     node_key: Vec<u8>,
     tcp: tcp::TcpTracker,
     procs: ProcTracker,
+    lookups: lookups::Lookups,
+    /// Processes of containers not seen before: their C libraries are to
+    /// be probed.
+    new_containers: Vec<u32>,
     /// Connection events not yet encoded.
     l4: Vec<tapwire_schemas::L4Event>,
+    /// DNS events (lookups, resolutions) not yet encoded.
+    dns: Vec<tapwire_schemas::DnsEvent>,
     batch: Vec<OutRecord>,
-    /// L4 and runtime events in `batch`.
-    counts: [u64; 2],
+    /// L4, runtime and DNS events in `batch`.
+    counts: [u64; 3],
 }
 
 impl Reader {
     fn take(&mut self, item: &[u8]) -> Result<(), CaptureError> {
+        let before = self.l4.len();
+        self.decode(item)?;
+        // A connect to an address its process or container just looked up.
+        for c in &self.l4[before..] {
+            if c.kind == tapwire_schemas::L4Kind::NetworkConnect
+                && let Some(resolution) = self.lookups.connect(c)
+            {
+                self.dns.push(resolution);
+            }
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self, item: &[u8]) -> Result<(), CaptureError> {
         match wire::decode(item) {
             Ok(Event::Tcp(e)) => {
                 let procs = &mut self.procs;
@@ -552,7 +611,21 @@ impl Reader {
             }
             Ok(Event::Proc(e)) => {
                 let ev = self.procs.handle(&e, e.ts_ns as i64 + self.offset);
+                if ev.kind == RuntimeKind::ProcessExec
+                    && let Some(id) = &ev.container_id
+                    && self.procs.containers_seen.insert(id.clone())
+                {
+                    self.new_containers.push(ev.pid);
+                }
                 self.runtime(&ev)?;
+            }
+            Ok(Event::Lookup(e)) => {
+                let procs = &mut self.procs;
+                let owner = procs
+                    .procs
+                    .owner(&mut procs.cgroups, e.pid, c_str(&e.comm), &e.task);
+                let ev = self.lookups.lookup(&e, owner, e.ts_ns as i64 + self.offset);
+                self.dns.push(ev);
             }
             Ok(Event::File(e)) => {
                 let ev = file_event(
@@ -593,6 +666,81 @@ impl Reader {
         ));
         self.counts[1] += 1;
         Ok(())
+    }
+}
+
+/// The `getaddrinfo` uprobes and the libraries they are attached to.
+#[cfg(not(tapwire_no_bpf))]
+#[derive(Default)]
+struct Uprobes {
+    loaded: bool,
+    /// (device, inode) of every library probed: one file reached by several
+    /// paths (merged /usr, containers sharing a layer) is probed once.
+    attached: std::collections::HashSet<(u64, u64)>,
+}
+
+#[cfg(not(tapwire_no_bpf))]
+impl Uprobes {
+    const PROGRAMS: [&'static str; 2] = ["tw_getaddrinfo", "tw_getaddrinfo_ret"];
+
+    fn load(&mut self, bpf: &mut aya::Ebpf) -> Result<(), EbpfError> {
+        for name in Self::PROGRAMS {
+            let prog: &mut aya::programs::UProbe = bpf
+                .program_mut(name)
+                .ok_or_else(|| EbpfError::Load(format!("{name} is not in the object")))?
+                .try_into()
+                .map_err(|e: aya::programs::ProgramError| {
+                    EbpfError::Load(format!("{name}: {e}"))
+                })?;
+            prog.load()
+                .map_err(|e| EbpfError::Load(format!("{name}: {e}")))?;
+        }
+        self.loaded = true;
+        Ok(())
+    }
+
+    /// Probes each of `libraries` found under `root`; returns how many were
+    /// new. A library that cannot be probed is named and skipped.
+    fn attach(
+        &mut self,
+        bpf: &mut aya::Ebpf,
+        root: &std::path::Path,
+        libraries: &[String],
+    ) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let mut n = 0;
+        for lib in libraries {
+            let path = root.join(lib.trim_start_matches('/'));
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if !self.attached.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            let mut ok = true;
+            for name in Self::PROGRAMS {
+                let Some(Ok(prog)) = bpf
+                    .program_mut(name)
+                    .map(<&mut aya::programs::UProbe>::try_from)
+                else {
+                    ok = false;
+                    continue;
+                };
+                if let Err(err) = prog.attach(Some("getaddrinfo"), 0, &path, None) {
+                    ok = false;
+                    tracing::warn!(
+                        library = %path.display(),
+                        error = %err,
+                        "getaddrinfo not probed: lookups of processes using this library are not seen"
+                    );
+                }
+            }
+            if ok {
+                tracing::info!(library = %path.display(), "getaddrinfo probed");
+                n += 1;
+            }
+        }
+        n
     }
 }
 

@@ -16,6 +16,10 @@ pub const TW_PROC_EXIT: u32 = 3;
 pub const TW_FILE: u32 = 4;
 /// A UDP socket's connect.
 pub const TW_UDP_CONNECT: u32 = 5;
+/// A `getaddrinfo` call and its result.
+pub const TW_DNS_LOOKUP: u32 = 6;
+/// Addresses a lookup record carries at most.
+pub const LOOKUP_ADDRS: usize = 8;
 
 /// `enum tw_file_op`.
 pub mod file_op {
@@ -180,6 +184,32 @@ pub struct ProcEvent {
     pub args: [u8; 256],
 }
 
+/// `struct tw_lookup_event`: a `getaddrinfo` call, read at its return.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LookupEvent {
+    /// [`TW_DNS_LOOKUP`].
+    pub kind: u32,
+    /// Tgid.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds at the return.
+    pub ts_ns: u64,
+    /// The calling task.
+    pub task: TaskIds,
+    /// `getaddrinfo`'s return: 0 or an `EAI_*` code.
+    pub ret: i32,
+    /// Entries of `families`/`addrs` used.
+    pub naddrs: u32,
+    /// AF_INET (2) or AF_INET6 (10) per entry; 0 for other families.
+    pub families: [u16; LOOKUP_ADDRS],
+    /// Addresses (4 bytes used for IPv4).
+    pub addrs: [[u8; 16]; LOOKUP_ADDRS],
+    /// `comm` of the process.
+    pub comm: [u8; 16],
+    /// The name looked up.
+    pub name: [u8; 256],
+}
+
 /// A record of the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -191,6 +221,8 @@ pub enum Event {
     File(Box<FileEvent>),
     /// A UDP connect.
     Udp(UdpEvent),
+    /// A name lookup.
+    Lookup(Box<LookupEvent>),
 }
 
 /// A record that does not decode (wrong kind or length).
@@ -294,6 +326,22 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
             daddr: arr(b, offset_of!(UdpEvent, daddr)),
             comm: arr(b, offset_of!(UdpEvent, comm)),
         })),
+        TW_DNS_LOOKUP if b.len() >= size_of::<LookupEvent>() => {
+            let families_at = offset_of!(LookupEvent, families);
+            let addrs_at = offset_of!(LookupEvent, addrs);
+            Ok(Event::Lookup(Box::new(LookupEvent {
+                kind,
+                pid: u32_at(b, offset_of!(LookupEvent, pid)),
+                ts_ns: u64_at(b, offset_of!(LookupEvent, ts_ns)),
+                task: task_at(b, offset_of!(LookupEvent, task)),
+                ret: u32_at(b, offset_of!(LookupEvent, ret)) as i32,
+                naddrs: u32_at(b, offset_of!(LookupEvent, naddrs)),
+                families: std::array::from_fn(|i| u16_at(b, families_at + 2 * i)),
+                addrs: std::array::from_fn(|i| arr(b, addrs_at + 16 * i)),
+                comm: arr(b, offset_of!(LookupEvent, comm)),
+                name: arr(b, offset_of!(LookupEvent, name)),
+            })))
+        }
         _ => Err(err),
     }
 }
@@ -382,6 +430,20 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         comm
     ));
     v.extend(fields!(
+        LookupEvent,
+        "tw_lookup_event",
+        kind,
+        pid,
+        ts_ns,
+        task,
+        ret,
+        naddrs,
+        families,
+        addrs,
+        comm,
+        name
+    ));
+    v.extend(fields!(
         TaskIds,
         "tw_task_ids",
         cgroup_id,
@@ -421,6 +483,7 @@ mod tests {
             ("tw_file_event", size_of::<FileEvent>()),
             ("tw_udp_event", size_of::<UdpEvent>()),
             ("tw_task_ids", size_of::<TaskIds>()),
+            ("tw_lookup_event", size_of::<LookupEvent>()),
         ] {
             let header = format!("STRUCT '{name}' size=");
             let start = btf

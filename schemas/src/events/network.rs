@@ -207,9 +207,13 @@ pub struct DnsEvent {
     pub resolver: Option<Endpoint>,
     /// NOERROR, NXDOMAIN, ...; `None` before an answer.
     pub response_code: Option<String>,
-    /// Who asked: the query's source address and port.
+    /// Who asked: the query's source address and port (for a resolution,
+    /// the connection's source).
     #[serde(default)]
     pub client: Option<Endpoint>,
+    /// For a resolution: the connect event the name led to.
+    #[serde(default)]
+    pub connection: Option<crate::EventId>,
 }
 
 /// One captured packet (`packet_record.avsc`).
