@@ -265,6 +265,12 @@ impl Agent {
         S: Sink + Clone + 'static,
     {
         let plan = self.plan();
+        // One connection, one set of events: with the eBPF source tracking
+        // connections, live packets add DNS queries and packet records only.
+        let ebpf_tracks = self.config.ebpf.connections
+            && plan
+                .iter()
+                .any(|(s, ok)| matches!(s, SourceSpec::Ebpf) && ok.is_ok());
         let running = crate::heartbeat::Running::default();
         let mut refused = Vec::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -303,6 +309,15 @@ impl Agent {
                 }
                 SourceSpec::Packets => {
                     live_sources += 1;
+                    let mut config = config;
+                    let derive = config.derive.connections.unwrap_or(!ebpf_tracks);
+                    config.derive.connections = Some(derive);
+                    if !derive {
+                        eprintln!(
+                            "capture: connections are tracked by eBPF; packets add DNS queries and \
+                             packet records (capture.derive.connections = true derives both)"
+                        );
+                    }
                     tasks.spawn(async move {
                         let _running = guard;
                         run_live(&config, identity, &sink, stop, &summary).await
@@ -425,6 +440,8 @@ struct PacketPipeline {
     label: String,
     batch: Vec<OutRecord>,
     derived: Vec<Derived>,
+    /// Whether derived connect/accept/flow events are sent.
+    connections: bool,
     counts: [u64; 3],
     last_expire_ns: i64,
 }
@@ -447,6 +464,7 @@ impl PacketPipeline {
             label,
             batch: Vec::with_capacity(BATCH),
             derived: Vec::new(),
+            connections: config.derive.connections.unwrap_or(true),
             counts: [0; 3],
             last_expire_ns: 0,
         }
@@ -491,6 +509,7 @@ impl PacketPipeline {
     fn take_derived(&mut self) -> Result<(), CaptureError> {
         for event in self.derived.drain(..) {
             let payload = match &event {
+                Derived::L4(_) if !self.connections => continue,
                 Derived::L4(e) => {
                     self.counts[1] += 1;
                     encode(e)?

@@ -194,6 +194,13 @@ pub struct DeriveConfig {
     /// Flows tracked at most; beyond it the least recently active one is
     /// closed as `stale` (counted).
     pub max_flows: usize,
+    /// Derive connect, accept and flow events from live packets: `true`,
+    /// `false`, or unset (the default): only when the eBPF source does not
+    /// track connections in the same agent. eBPF sees every socket of the
+    /// node with its process, so deriving them from packets too would count
+    /// each connection twice; set `true` on a node that forwards traffic no
+    /// local socket terminates. DNS queries are derived either way.
+    pub connections: Option<bool>,
 }
 
 impl Default for DeriveConfig {
@@ -202,6 +209,7 @@ impl Default for DeriveConfig {
             enabled: true,
             flow_idle_timeout_ms: 120_000,
             max_flows: 100_000,
+            connections: None,
         }
     }
 }

@@ -93,6 +93,16 @@ struct Flow {
     responder: Side,
     udp_bytes: [u64; 2],
     reset: bool,
+    /// The initiator's SYN sequence number, when the SYN was captured.
+    isn: Option<u32>,
+}
+
+/// A TCP flow that ended: when its last packet was seen, and its SYN's
+/// sequence number.
+#[derive(Debug, Clone, Copy)]
+struct Closed {
+    last_ns: i64,
+    isn: Option<u32>,
 }
 
 /// An unanswered DNS query.
@@ -109,8 +119,9 @@ pub struct Deriver {
     flows: HashMap<FlowKey, Flow>,
     queries: HashMap<(FlowKey, u16), PendingQuery>,
     /// Recently closed TCP flows: their trailing ACKs and retransmitted
-    /// FINs do not open a new flow (a new SYN does).
-    closed: HashMap<FlowKey, i64>,
+    /// FINs, and copies of its packets seen on another interface, do not
+    /// open a new flow (a SYN of another sequence number does).
+    closed: HashMap<FlowKey, Closed>,
     idle_timeout_ns: i64,
     max_flows: usize,
     /// Flows closed as stale because the table was full.
@@ -144,10 +155,15 @@ impl Deriver {
     pub fn packet(&mut self, ts_ns: i64, packet: &Packet<'_>, out: &mut Vec<Derived>) {
         self.dns(ts_ns, packet, out);
         let canonical = packet.flow.canonical();
-        if let Some(closed_at) = self.closed.get_mut(&canonical) {
-            let new_syn = packet.tcp.is_some_and(|t| t.syn && !t.ack);
+        if let Some(closed) = self.closed.get_mut(&canonical) {
+            // A new connection on the same ports starts with a SYN of another
+            // sequence number; the same SYN again is a copy (captured on a
+            // second interface, such as both pods' veths, or retransmitted).
+            let new_syn = packet
+                .tcp
+                .is_some_and(|t| t.syn && !t.ack && closed.isn != Some(t.seq));
             if !new_syn {
-                *closed_at = ts_ns;
+                closed.last_ns = ts_ns;
                 return;
             }
             self.closed.remove(&canonical);
@@ -199,7 +215,13 @@ impl Deriver {
             if self.closed.len() >= self.max_flows {
                 self.closed.clear();
             }
-            self.closed.insert(canonical, ts_ns);
+            self.closed.insert(
+                canonical,
+                Closed {
+                    last_ns: ts_ns,
+                    isn: flow.isn,
+                },
+            );
             out.push(Derived::L4(self.close(flow, None)));
         }
     }
@@ -244,6 +266,7 @@ impl Deriver {
             responder: Side::new(),
             udp_bytes: [0, 0],
             reset: false,
+            isn: packet.tcp.filter(|t| t.syn && !t.ack).map(|t| t.seq),
         })
     }
 
@@ -309,7 +332,7 @@ impl Deriver {
             .map(|(k, _)| *k)
             .collect();
         self.close_all(idle, out);
-        self.closed.retain(|_, last| *last >= cutoff);
+        self.closed.retain(|_, c| c.last_ns >= cutoff);
         let late: Vec<(FlowKey, u16)> = self
             .queries
             .iter()
@@ -621,5 +644,34 @@ mod tests {
             out.iter()
                 .any(|e| matches!(e, Derived::L4(f) if f.final_state == Some(FinalState::Stale)))
         );
+    }
+
+    #[test]
+    fn copies_of_a_connection_from_a_second_interface_are_one_connection() {
+        let identity = Identity {
+            node: "n".to_owned(),
+            sensor_id: "s".to_owned(),
+            node_ip: None,
+        };
+        let mut d = Deriver::new(identity, 60_000_000_000, 100);
+        let client = "10.0.0.7:40000".parse().unwrap();
+        let server = "10.0.0.9:8080".parse().unwrap();
+        let frames = tapwire_packet::synth::tcp_session(1_000, client, server, &[(b"GET", b"OK")]);
+        let mut out = Vec::new();
+        // The client's veth first, then the server's: the whole connection
+        // again, after it closed. Then a new connection on the same ports.
+        let again =
+            tapwire_packet::synth::tcp_session(9_000_000, client, server, &[(b"GET", b"OK")]);
+        for f in frames.iter().chain(&frames).chain(&again) {
+            let p = tapwire_packet::parse(1, &f.data).expect("parses");
+            d.packet(f.ts_ns, &p, &mut out);
+        }
+        let kinds = |k: L4Kind| {
+            out.iter()
+                .filter(|e| matches!(e, Derived::L4(l) if l.kind == k))
+                .count()
+        };
+        assert_eq!(kinds(L4Kind::NetworkConnect), 2, "{out:#?}");
+        assert_eq!(kinds(L4Kind::NetworkFlow), 2);
     }
 }

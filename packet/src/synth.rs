@@ -106,7 +106,9 @@ pub fn tcp_session(
         frames.push(Frame { ts_ns: t, data });
         t += STEP_NS;
     };
-    let (mut cs, mut ss) = (1_000_u32, 5_000_u32);
+    // Initial sequence numbers differ per connection, as a kernel's do: a
+    // SYN with the same number is a copy of the same connection's.
+    let (mut cs, mut ss) = (1_000_u32.wrapping_add((t0_ns / 1_000) as u32), 5_000_u32);
     let ack = Flags {
         ack: true,
         ..Flags::default()

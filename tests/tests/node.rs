@@ -313,6 +313,118 @@ fn lookups_and_the_connects_they_lead_to_name_the_pod() {
     );
 }
 
+/// `tapwire run` on `node` with the live `sources`, capturing packets on
+/// every pod's veth; runs `traffic` once the sources are up and returns the
+/// report's edges of the pods named `count-*` as (source, destination,
+/// audit, enforce, other).
+fn run_and_count(
+    node: &Node,
+    sources: &[&str],
+    traffic: impl Fn(),
+) -> Vec<(String, String, u64, u64, u64)> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let listing = node.write_listing(dir.path());
+    let config = dir.path().join("tapwire.toml");
+    let veths: Vec<String> = node
+        .pods()
+        .iter()
+        .map(|p| format!("\"{}\"", p.host_veth))
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "[capture]\nnode_name = \"{}\"\n[capture.packets]\ninterfaces = [{}]\n",
+            node.name,
+            veths.join(", ")
+        ),
+    )
+    .expect("config");
+    let mut cmd = std::process::Command::new(tapwire_tests::tapwire_binary());
+    cmd.arg("-c").arg(&config).arg("run");
+    for s in sources {
+        cmd.args(["--source", s]);
+    }
+    cmd.arg("--cluster").arg(&listing);
+    let run = Lines::spawn(&mut cmd);
+    let ready = |stderr: &str| {
+        (!sources.contains(&"ebpf") || stderr.contains("ebpf attached"))
+            && (!sources.contains(&"packets") || stderr.contains("packets capturing"))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || ready(&run.stderr())),
+        "run {sources:?} started:\n{}",
+        run.stderr()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    traffic();
+    std::thread::sleep(Duration::from_secs(2));
+    let (_, report) = run.terminate(Duration::from_secs(30));
+    let at = report
+        .iter()
+        .position(|l| l.starts_with("Edges"))
+        .unwrap_or_else(|| panic!("no edges in the report of {sources:?}: {report:#?}"));
+    let mut edges: Vec<(String, String, u64, u64, u64)> = report[at + 2..]
+        .iter()
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let n = |i: usize| f.get(i).and_then(|v| v.parse().ok());
+            (f.len() == 5 && f[0].contains("/count-"))
+                .then(|| Some((f[0].to_owned(), f[1].to_owned(), n(2)?, n(3)?, n(4)?)))?
+        })
+        .collect();
+    edges.sort();
+    edges
+}
+
+/// The same traffic (three `curl`s and a `dig` from one pod) counts the same
+/// with eBPF alone, packets alone and both: one connection is one
+/// connection, whichever sources see it.
+#[test]
+fn the_same_traffic_counts_the_same_whichever_sources_see_it() {
+    let Some(mut node) = Node::create("node-count") else {
+        return;
+    };
+    let dns = node.add_pod("kube-system", "count-dns");
+    let web = node.add_pod("shop", "count-web");
+    let client = node.add_pod("shop", "count-client");
+    dns_server(&node, &dns, &[("shop.test", "10.9.9.9")]);
+    serve(&node, &web, 8080);
+    let url = format!("http://{}:8080/", web.ip);
+    let server = format!("@{}", dns.ip);
+    let traffic = || {
+        for _ in 0..3 {
+            let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", &url]);
+            assert!(ok, "curl: {err}");
+        }
+        let (ok, out, err) = node.run(
+            &client,
+            &["dig", "+short", "+tries=1", &server, "a.shop.test"],
+        );
+        assert!(ok && out.trim() == "10.9.9.9", "dig: {out} {err}");
+    };
+    let expected = vec![
+        (
+            "shop/count-client".to_owned(),
+            "kube-system/count-dns".to_owned(),
+            0,
+            0,
+            1,
+        ),
+        (
+            "shop/count-client".to_owned(),
+            "shop/count-web".to_owned(),
+            0,
+            0,
+            3,
+        ),
+    ];
+    for sources in [&["ebpf"][..], &["packets"], &["ebpf", "packets"]] {
+        let edges = run_and_count(&node, sources, traffic);
+        assert_eq!(edges, expected, "edges with {sources:?}");
+    }
+}
+
 /// Lines of a CEF file written by `tapwire run`, parsed strictly.
 fn cef_lines(path: &std::path::Path) -> Vec<tapwire_tests::cef::CefMessage> {
     std::fs::read_to_string(path)
