@@ -29,6 +29,7 @@ struct tw_file_event _tw_file_event = {};
 struct tw_udp_event _tw_udp_event = {};
 struct tw_task_ids _tw_task_ids = {};
 struct tw_lookup_event _tw_lookup_event = {};
+struct tw_dns_send_event _tw_dns_send_event = {};
 
 /* connect() calls on UDP sockets between sys_enter and sys_exit, by thread. */
 struct {
@@ -534,6 +535,182 @@ int tw_getaddrinfo_ret(struct pt_regs *ctx)
 	}
 	bpf_ringbuf_submit(e, 0);
 	return 0;
+}
+
+/* A send on a UDP socket between sys_enter and sys_exit, by thread. */
+struct tw_send_call {
+	__u64 sk; /* struct sock * */
+	__u64 buf; /* the first payload bytes */
+	__u64 len;
+	__u16 dport;
+	__u16 has_addr; /* the destination was given (unconnected socket) */
+	__u16 pad[2];
+	__u8 daddr[16]; /* when given */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct tw_send_call);
+} sending SEC(".maps");
+
+/* The struct sock of fd when it is a datagram socket, else 0. */
+static __always_inline __u64 udp_sock(int fd)
+{
+	if (fd < 0 || fd > 65535)
+		return 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
+	struct file *f = 0;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return 0;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	if (!sock || BPF_CORE_READ(sock, type) != SOCK_DGRAM_)
+		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != 2 && family != 10)
+		return 0;
+	return (__u64)sk;
+}
+
+static __always_inline int is_dns_port(__u16 port)
+{
+	return port == 53 || port == 5353;
+}
+
+/* Remembers a send to a DNS port; `addr` is the destination given (may be
+ * null on a connected socket). */
+static __always_inline void remember_send(__u64 sk, __u64 buf, __u64 len, __u64 addr)
+{
+	struct tw_send_call call = {.sk = sk, .buf = buf, .len = len};
+	__u16 family = 0;
+	if (addr && bpf_probe_read_user(&family, 2, (void *)addr) == 0 &&
+	    (family == 2 || family == 10)) {
+		__u16 port_be = 0;
+		/* sin_port and sin6_port are both at offset 2. */
+		bpf_probe_read_user(&port_be, 2, (void *)(addr + 2));
+		call.dport = __builtin_bswap16(port_be);
+		call.has_addr = 1;
+		if (family == 2)
+			bpf_probe_read_user(call.daddr, 4, (void *)(addr + 4));
+		else
+			bpf_probe_read_user(call.daddr, 16, (void *)(addr + 8));
+	} else {
+		call.dport = __builtin_bswap16(BPF_CORE_READ((struct sock *)sk, __sk_common.skc_dport));
+	}
+	if (!is_dns_port(call.dport))
+		return;
+	__u64 id = bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&sending, &id, &call, BPF_ANY);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int tw_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 sk = udp_sock(ctx->args[0]);
+	if (sk)
+		remember_send(sk, ctx->args[1], ctx->args[2], ctx->args[4]);
+	return 0;
+}
+
+/* struct user_msghdr (LP64): msg_name at 0, msg_iov at 16; struct iovec:
+ * iov_base at 0, iov_len at 8. */
+static __always_inline void remember_msg(__u64 sk, __u64 msg)
+{
+	__u64 name = 0, iov = 0, base = 0, len = 0;
+	bpf_probe_read_user(&name, 8, (void *)msg);
+	bpf_probe_read_user(&iov, 8, (void *)(msg + 16));
+	if (iov) {
+		bpf_probe_read_user(&base, 8, (void *)iov);
+		bpf_probe_read_user(&len, 8, (void *)(iov + 8));
+	}
+	remember_send(sk, base, len, name);
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int tw_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 sk = udp_sock(ctx->args[0]);
+	if (sk && ctx->args[1])
+		remember_msg(sk, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmmsg")
+int tw_sendmmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	/* The first message: struct mmsghdr starts with its user_msghdr. */
+	__u64 sk = udp_sock(ctx->args[0]);
+	if (sk && ctx->args[1] && ctx->args[2] > 0)
+		remember_msg(sk, ctx->args[1]);
+	return 0;
+}
+
+static __always_inline int send_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct tw_send_call *found = bpf_map_lookup_elem(&sending, &id);
+	if (!found)
+		return 0;
+	struct tw_send_call call = *found;
+	bpf_map_delete_elem(&sending, &id);
+	if (ret < 0)
+		return 0;
+	struct tw_dns_send_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss();
+		return 0;
+	}
+	struct sock *sk = (struct sock *)call.sk;
+	e->kind = TW_DNS_SEND;
+	e->pid = id >> 32;
+	e->ts_ns = bpf_ktime_get_ns();
+	task_ids(&e->task);
+	e->netns = netns_of(sk);
+	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->dport = call.dport;
+	__builtin_memset(e->saddr, 0, 16);
+	__builtin_memset(e->daddr, 0, 16);
+	if (e->family == 2) {
+		__u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->saddr, &src, 4);
+		__builtin_memcpy(e->daddr, &dst, 4);
+	} else {
+		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+	if (call.has_addr)
+		__builtin_memcpy(e->daddr, call.daddr, 16);
+	process_comm(e->comm);
+	__u32 n = call.len > TW_DNS_PAYLOAD - 1 ? TW_DNS_PAYLOAD - 1 : call.len;
+	n &= TW_DNS_PAYLOAD - 1;
+	e->len = 0;
+	if (call.buf && n > 0 && bpf_probe_read_user(e->payload, n, (void *)call.buf) == 0)
+		e->len = n;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int tw_sendto_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return send_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int tw_sendmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return send_exit(ctx->ret);
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmmsg")
+int tw_sendmmsg_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	return send_exit(ctx->ret);
 }
 
 char LICENSE[] SEC("license") = "GPL";

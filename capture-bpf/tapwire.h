@@ -9,6 +9,7 @@
 #define TW_ARGS_LEN 256
 #define TW_NAME_LEN 256
 #define TW_LOOKUP_ADDRS 8
+#define TW_DNS_PAYLOAD 512
 
 enum tw_kind {
 	TW_TCP_STATE = 1,
@@ -17,6 +18,7 @@ enum tw_kind {
 	TW_FILE = 4,
 	TW_UDP_CONNECT = 5,
 	TW_DNS_LOOKUP = 6,
+	TW_DNS_SEND = 7,
 };
 
 enum tw_file_op {
@@ -126,6 +128,25 @@ struct tw_lookup_event {
 	__u8 addrs[TW_LOOKUP_ADDRS][16];
 	char comm[TW_COMM_LEN];
 	char name[TW_NAME_LEN];
+};
+
+/* A datagram sent to port 53 or 5353 (sendto, sendmsg, sendmmsg: the first
+ * message), read at the syscall's return: the socket's addresses (the
+ * source port is bound by then) and the first bytes of the payload. */
+struct tw_dns_send_event {
+	__u32 kind;
+	__u32 pid;
+	__u64 ts_ns;
+	struct tw_task_ids task;
+	__u32 netns;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u16 len; /* payload bytes copied */
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[TW_COMM_LEN];
+	__u8 payload[TW_DNS_PAYLOAD];
 };
 
 #endif

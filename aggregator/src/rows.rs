@@ -502,7 +502,7 @@ impl EventRows {
                 Some(l.src),
                 Some(l.dst),
             ),
-            EventBody::Dns(d) => (None, Some(d), "udp", "egress", None, d.resolver),
+            EventBody::Dns(d) => (None, Some(d), "udp", "egress", d.client, d.resolver),
             EventBody::Runtime(r) => {
                 self.runtime.push(RuntimeRow {
                     time,

@@ -271,6 +271,12 @@ impl Agent {
             && plan
                 .iter()
                 .any(|(s, ok)| matches!(s, SourceSpec::Ebpf) && ok.is_ok());
+        // A query seen by both: packets give its answers, eBPF its process.
+        let packets_dns = self.config.derive.enabled
+            && plan
+                .iter()
+                .any(|(s, ok)| matches!(s, SourceSpec::Packets) && ok.is_ok());
+        let senders = crate::ebpf::owners::DnsSenders::default();
         let running = crate::heartbeat::Running::default();
         let mut refused = Vec::new();
         let mut tasks = tokio::task::JoinSet::new();
@@ -292,6 +298,7 @@ impl Agent {
             let summary = summary.clone();
             let identity = self.identity.clone();
             let config = self.config.clone();
+            let senders = senders.clone();
             match source {
                 SourceSpec::Inventory => {
                     live_sources += 1;
@@ -320,14 +327,23 @@ impl Agent {
                     }
                     tasks.spawn(async move {
                         let _running = guard;
-                        run_live(&config, identity, &sink, stop, &summary).await
+                        run_live(&config, identity, &sink, stop, &summary, senders).await
                     });
                 }
                 SourceSpec::Ebpf => {
                     live_sources += 1;
                     tasks.spawn(async move {
                         let _running = guard;
-                        crate::ebpf::run(&config, identity, &sink, stop, &summary).await
+                        crate::ebpf::run(
+                            &config,
+                            identity,
+                            &sink,
+                            stop,
+                            &summary,
+                            senders,
+                            packets_dns,
+                        )
+                        .await
                     });
                 }
             }
@@ -442,11 +458,19 @@ struct PacketPipeline {
     derived: Vec<Derived>,
     /// Whether derived connect/accept/flow events are sent.
     connections: bool,
+    /// Live capture: DNS queries wait [`SENDER_WAIT`] for the eBPF source
+    /// to say which process sent them.
+    senders: Option<crate::ebpf::owners::DnsSenders>,
+    waiting_dns: std::collections::VecDeque<(std::time::Instant, tapwire_schemas::DnsEvent)>,
     counts: [u64; 3],
     last_expire_ns: i64,
 }
 
 const BATCH: usize = 1000;
+
+/// How long a live DNS query waits for the eBPF source's record of its
+/// sender (read from another ring, possibly a little later).
+const SENDER_WAIT: Duration = Duration::from_millis(300);
 
 impl PacketPipeline {
     fn new(config: &CaptureConfig, identity: Identity, label: String) -> Self {
@@ -465,6 +489,8 @@ impl PacketPipeline {
             batch: Vec::with_capacity(BATCH),
             derived: Vec::new(),
             connections: config.derive.connections.unwrap_or(true),
+            senders: None,
+            waiting_dns: std::collections::VecDeque::new(),
             counts: [0; 3],
             last_expire_ns: 0,
         }
@@ -508,21 +534,52 @@ impl PacketPipeline {
 
     fn take_derived(&mut self) -> Result<(), CaptureError> {
         for event in self.derived.drain(..) {
-            let payload = match &event {
+            let payload = match event {
                 Derived::L4(_) if !self.connections => continue,
+                Derived::Dns(e) if self.senders.is_some() && e.client.is_some() => {
+                    self.waiting_dns.push_back((std::time::Instant::now(), e));
+                    continue;
+                }
                 Derived::L4(e) => {
                     self.counts[1] += 1;
-                    encode(e)?
+                    encode(&e)?
                 }
                 Derived::Dns(e) => {
                     self.counts[2] += 1;
-                    encode(e)?
+                    encode(&e)?
                 }
             };
             self.batch.push(OutRecord::new(
                 topics::L4_RAW,
                 Some(self.node_key.clone()),
                 payload,
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends the DNS queries that waited long enough (all with `all`), each
+    /// with the process that sent it when the eBPF source saw one.
+    fn release_dns(&mut self, all: bool) -> Result<(), CaptureError> {
+        while let Some((since, _)) = self.waiting_dns.front() {
+            if !all && since.elapsed() < SENDER_WAIT {
+                break;
+            }
+            let Some((_, mut e)) = self.waiting_dns.pop_front() else {
+                break;
+            };
+            if let (Some(senders), Some(client)) = (&self.senders, e.client)
+                && let Some(owner) = senders.owner((client.ip.0, client.port))
+            {
+                e.pid = owner.pid;
+                e.binary = owner.comm;
+                e.container_id = owner.container_id;
+            }
+            self.counts[2] += 1;
+            self.batch.push(OutRecord::new(
+                topics::L4_RAW,
+                Some(self.node_key.clone()),
+                encode(&e)?,
             ));
         }
         Ok(())
@@ -622,6 +679,7 @@ async fn run_live<S: Sink>(
     sink: &S,
     shutdown: CancellationToken,
     summary: &Summary,
+    senders: crate::ebpf::owners::DnsSenders,
 ) -> Result<(), CaptureError> {
     let (tx, mut rx) = mpsc::channel::<Frame>(BATCH * 16);
     let lost = Arc::new(AtomicU64::new(0));
@@ -635,6 +693,7 @@ async fn run_live<S: Sink>(
         }
     );
     let mut pipeline = PacketPipeline::new(config, identity.clone(), "live".to_owned());
+    pipeline.senders = Some(senders);
     let mut flush_tick = tokio::time::interval(Duration::from_millis(100));
     let mut reported_lost = 0u64;
     loop {
@@ -654,6 +713,7 @@ async fn run_live<S: Sink>(
                     d.expire(now, &mut pipeline.derived);
                 }
                 pipeline.take_derived()?;
+                pipeline.release_dns(false)?;
                 let lost_now = lost.load(Ordering::Relaxed);
                 if lost_now > reported_lost {
                     let n = lost_now - reported_lost;
@@ -676,6 +736,7 @@ async fn run_live<S: Sink>(
         }
     }
     pipeline.finish()?;
+    pipeline.release_dns(true)?;
     pipeline.flush(sink, summary).await?;
     for h in handles {
         match h.join() {

@@ -141,8 +141,9 @@ fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
     }
 }
 
-/// A UDP query from a pod: the connect carries the pod's address and the
-/// port the kernel bound, not 0.0.0.0:0, and the pod's container.
+/// A UDP query from a pod, eBPF alone: the connect carries the pod's
+/// address and the port the kernel bound, not 0.0.0.0:0, and the pod's
+/// container; the query itself is a `dns_query` of the pod's `dig`.
 #[test]
 fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
     let Some(mut node) = Node::create("node-box") else {
@@ -167,7 +168,44 @@ fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
     );
     let (ok, _) = agent.terminate(Duration::from_secs(15));
     assert!(ok, "agent stopped on SIGTERM");
-    let all = l4_events(&broker.address());
+    let events = tapwire_tests::read_topic(
+        &broker.address(),
+        topics::L4_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    );
+    // Without packet capture, the query itself is seen on its way out.
+    let queries: Vec<&DnsEvent> = events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::DnsEvent(d) if d.kind == DnsKind::DnsQuery && d.name == "api.shop.test" => {
+                Some(d)
+            }
+            _ => None,
+        })
+        .collect();
+    assert!(!queries.is_empty(), "dig's query from eBPF: {events:#?}");
+    for q in &queries {
+        assert_eq!(q.binary, "dig");
+        assert_eq!(
+            q.container_id.as_deref(),
+            Some(client.container_id.as_str())
+        );
+        assert_eq!(q.client.map(|c| c.ip.0), Some(client.ip.into()));
+        assert!(q.client.is_some_and(|c| c.port != 0), "{q:?}");
+        assert_eq!(
+            q.resolver.map(|r| (r.ip.0, r.port)),
+            Some((dns.ip.into(), 53))
+        );
+        assert_eq!(q.query_type, "A");
+    }
+    let all: Vec<L4Event> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            AnyEvent::L4Event(l) => Some(l),
+            _ => None,
+        })
+        .collect();
     let udp: Vec<&L4Event> = all
         .iter()
         // Other tests' pods may query their own servers meanwhile.
@@ -507,6 +545,10 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
         .find(|m| m.get("dhost") == Some("cart.shop.test") && m.get("act").is_some())
         .unwrap_or_else(|| panic!("no DNS line for cart.shop.test in {lines:#?}\n{report:?}"));
     assert_eq!(query.get("cs5"), Some(client.name.as_str()), "{query:?}");
+    // Packets gave the answer, eBPF the process that asked.
+    assert_eq!(query.get("dproc"), Some("dig"), "{query:?}");
+    assert_eq!(query.get("flexString2"), Some(client.container_id.as_str()));
+    assert!(query.get("dpid").is_some(), "{query:?}");
     assert_eq!(query.get("cs3"), Some("shop"));
     assert_eq!(query.get("src"), Some(client.ip.to_string().as_str()));
     assert!(

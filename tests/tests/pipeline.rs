@@ -196,6 +196,48 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
         assert_eq!(counted(mode, src, port), n, "{mode} {src} -> :{port}");
     }
 
+    // The analyst query "top DNS names, by how many pods" names the pod that
+    // asked, from the packets' client address alone (as of the traffic's
+    // last hour: the demo's clock is in the past).
+    let query = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../aggregator/queries/06_top_dns_names.sql"
+    ))
+    .expect("analyst query")
+    .replace("now()", &format!("toDateTime({})", T0 / S + 3600));
+    let out = run_ok(tapwire("127.0.0.1:1").args([
+        "query",
+        "sql",
+        "--clickhouse-url",
+        &ch,
+        "--database",
+        &db,
+        // The query opens with an SQL comment (`-- ...`).
+        "--",
+        &query,
+    ]));
+    let names: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON row"))
+        .collect();
+    let example = names
+        .iter()
+        .find(|r| r["dns_name"] == "example.com")
+        .unwrap_or_else(|| panic!("example.com among {names:?}"));
+    let number = |v: &serde_json::Value| v.as_u64().or_else(|| v.as_str()?.parse().ok());
+    assert_eq!(number(&example["queries"]), Some(REQUESTS.div_ceil(50)));
+    assert_eq!(number(&example["pods"]), Some(1), "{example}");
+    assert_eq!(
+        tapwire_tests::clickhouse::scalar(
+            &ch,
+            &db,
+            "SELECT count() AS n FROM tapwire.network_events \
+             WHERE kind = 'dns_query' AND dns_name = 'example.com' AND src_pod = 'web-1'"
+        ),
+        REQUESTS.div_ceil(50),
+        "every query of example.com is web-1's"
+    );
+
     // Every verdict reached the SIEM, blocked ones with the violation family.
     let verdicts =
         tapwire_tests::clickhouse::scalar(&ch, &db, "SELECT count() AS n FROM tapwire.verdicts");

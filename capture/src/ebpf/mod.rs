@@ -307,6 +307,56 @@ fn udp_connect(
     }
 }
 
+/// The `dns_query` a process sent, from the datagram's first bytes; `None`
+/// when they are not a DNS query (another protocol on the port, a reply).
+fn dns_sent(
+    identity: &Identity,
+    seq: u64,
+    e: &wire::DnsSendEvent,
+    owner: Owner,
+    ts_ns: i64,
+) -> Option<tapwire_schemas::DnsEvent> {
+    use tapwire_schemas::{DnsKind, Endpoint};
+    let payload = &e.payload[..usize::from(e.len).min(e.payload.len())];
+    let message = tapwire_packet::dns::parse(payload).ok()?;
+    if message.is_response {
+        return None;
+    }
+    let (name, query_type) = message
+        .questions
+        .first()
+        .map(|q| (q.name.clone(), q.qtype.clone()))
+        .unwrap_or_default();
+    Some(tapwire_schemas::DnsEvent {
+        header: identity.header(
+            ts_ns,
+            &[
+                b"ebpf-dns",
+                &e.pid.to_le_bytes(),
+                &ts_ns.to_le_bytes(),
+                &seq.to_le_bytes(),
+            ],
+        ),
+        kind: DnsKind::DnsQuery,
+        pid: owner.pid,
+        binary: owner.comm,
+        container_id: owner.container_id,
+        name,
+        query_type,
+        answers: Vec::new(),
+        resolver: Some(Endpoint {
+            ip: tcp::ip(e.family, &e.daddr),
+            port: e.dport,
+        }),
+        response_code: None,
+        client: Some(Endpoint {
+            ip: tcp::ip(e.family, &e.saddr),
+            port: e.sport,
+        }),
+        connection: None,
+    })
+}
+
 /// Seeds `tcp` with the TCP listeners of every network namespace that
 /// exist now (they predate the agent, so no LISTEN transition will name
 /// them); returns how many.
@@ -332,12 +382,19 @@ fn seed_listeners(tcp: &mut tcp::TcpTracker, procs: &mut ProcTracker) -> usize {
 /// Loads, attaches and reads until `shutdown`; open connections are then
 /// reported as stale flows.
 #[cfg(not(tapwire_no_bpf))]
+///
+/// DNS queries sent by processes (UDP to 53 and 5353) are noted in
+/// `senders`; they become `dns_query` events here only when no packet
+/// source of the agent derives them (`packets_dns` false), since packets
+/// also carry the answers.
 pub async fn run<S: Sink>(
     config: &CaptureConfig,
     identity: Identity,
     sink: &S,
     shutdown: CancellationToken,
     summary: &Summary,
+    senders: owners::DnsSenders,
+    packets_dns: bool,
 ) -> Result<(), CaptureError> {
     use aya::maps::{MapData, PerCpuArray, RingBuf};
     use aya::programs::TracePoint;
@@ -350,7 +407,7 @@ pub async fn run<S: Sink>(
         .set_max_entries("events", ec.ring_buffer_bytes)
         .load(OBJECT)
         .map_err(|e| EbpfError::Load(e.to_string()))?;
-    let programs: [(&'static str, &'static str, &'static str, bool); 19] = [
+    let programs: [(&'static str, &'static str, &'static str, bool); 25] = [
         (
             "tw_sock_state",
             "sock",
@@ -367,6 +424,37 @@ pub async fn run<S: Sink>(
             "tw_connect_exit",
             "syscalls",
             "sys_exit_connect",
+            ec.connections,
+        ),
+        ("tw_sendto", "syscalls", "sys_enter_sendto", ec.connections),
+        (
+            "tw_sendmsg",
+            "syscalls",
+            "sys_enter_sendmsg",
+            ec.connections,
+        ),
+        (
+            "tw_sendmmsg",
+            "syscalls",
+            "sys_enter_sendmmsg",
+            ec.connections,
+        ),
+        (
+            "tw_sendto_exit",
+            "syscalls",
+            "sys_exit_sendto",
+            ec.connections,
+        ),
+        (
+            "tw_sendmsg_exit",
+            "syscalls",
+            "sys_exit_sendmsg",
+            ec.connections,
+        ),
+        (
+            "tw_sendmmsg_exit",
+            "syscalls",
+            "sys_exit_sendmmsg",
             ec.connections,
         ),
         ("tw_exec", "sched", "sched_process_exec", ec.processes),
@@ -451,6 +539,8 @@ pub async fn run<S: Sink>(
             ec.resolution_window_ms as i64 * 1_000_000,
         ),
         new_containers: Vec::new(),
+        senders,
+        packets_dns,
         l4: Vec::new(),
         dns: Vec::new(),
         batch: Vec::new(),
@@ -573,6 +663,11 @@ struct Reader {
     /// Processes of containers not seen before: their C libraries are to
     /// be probed.
     new_containers: Vec<u32>,
+    /// Who sent DNS queries from where, for the packet source.
+    senders: owners::DnsSenders,
+    /// Whether a packet source derives the queries (then they are only
+    /// noted in `senders` here).
+    packets_dns: bool,
     /// Connection events not yet encoded.
     l4: Vec<tapwire_schemas::L4Event>,
     /// DNS events (lookups, resolutions) not yet encoded.
@@ -618,6 +713,26 @@ impl Reader {
                     self.new_containers.push(ev.pid);
                 }
                 self.runtime(&ev)?;
+            }
+            Ok(Event::DnsSend(e)) => {
+                let procs = &mut self.procs;
+                let owner = procs
+                    .procs
+                    .owner(&mut procs.cgroups, e.pid, c_str(&e.comm), &e.task);
+                let client = tcp::ip(e.family, &e.saddr);
+                self.senders.note((client.0, e.sport), owner.clone());
+                if !self.packets_dns {
+                    procs.seq += 1;
+                    if let Some(query) = dns_sent(
+                        &self.identity,
+                        procs.seq,
+                        &e,
+                        owner,
+                        e.ts_ns as i64 + self.offset,
+                    ) {
+                        self.dns.push(query);
+                    }
+                }
             }
             Ok(Event::Lookup(e)) => {
                 let procs = &mut self.procs;
@@ -752,6 +867,8 @@ pub async fn run<S: Sink>(
     _sink: &S,
     _shutdown: CancellationToken,
     _summary: &Summary,
+    _senders: owners::DnsSenders,
+    _packets_dns: bool,
 ) -> Result<(), CaptureError> {
     Err(EbpfError::NotBuilt(env!("TAPWIRE_BPF_MISSING")).into())
 }

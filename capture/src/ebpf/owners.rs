@@ -11,8 +11,10 @@
 //! when the container is gone, well after its processes).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The owner of a socket or the author of an event.
@@ -247,6 +249,32 @@ impl Processes {
             binary_path: self.binary_path(pid),
             command_line: self.command_line(pid),
         }
+    }
+}
+
+/// Who sent DNS queries from which address and port, as the eBPF source saw
+/// them: the packet source names the process of a query it derives from
+/// the same address and port. Shared by the sources of one agent.
+#[derive(Debug, Clone, Default)]
+pub struct DnsSenders(Arc<Mutex<HashMap<(IpAddr, u16), Owner>>>);
+
+/// Senders remembered before the map starts over.
+const MAX_SENDERS: usize = 50_000;
+
+impl DnsSenders {
+    /// `owner` sent a query from `client`.
+    pub fn note(&self, client: (IpAddr, u16), owner: Owner) {
+        if let Ok(mut map) = self.0.lock() {
+            if map.len() >= MAX_SENDERS {
+                map.clear();
+            }
+            map.insert(client, owner);
+        }
+    }
+
+    /// Who sent from `client`, if the eBPF source saw it.
+    pub fn owner(&self, client: (IpAddr, u16)) -> Option<Owner> {
+        self.0.lock().ok()?.get(&client).cloned()
     }
 }
 

@@ -18,6 +18,10 @@ pub const TW_FILE: u32 = 4;
 pub const TW_UDP_CONNECT: u32 = 5;
 /// A `getaddrinfo` call and its result.
 pub const TW_DNS_LOOKUP: u32 = 6;
+/// A datagram sent to a DNS port.
+pub const TW_DNS_SEND: u32 = 7;
+/// Payload bytes a DNS send record carries at most.
+pub const DNS_PAYLOAD: usize = 512;
 /// Addresses a lookup record carries at most.
 pub const LOOKUP_ADDRS: usize = 8;
 
@@ -210,6 +214,39 @@ pub struct LookupEvent {
     pub name: [u8; 256],
 }
 
+/// `struct tw_dns_send_event`: a datagram sent to port 53 or 5353, read at
+/// the send's return.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsSendEvent {
+    /// [`TW_DNS_SEND`].
+    pub kind: u32,
+    /// Tgid.
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// The sending task.
+    pub task: TaskIds,
+    /// Inode of the socket's network namespace.
+    pub netns: u32,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// Source port.
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// Payload bytes copied.
+    pub len: u16,
+    /// Source address.
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// `comm` of the process.
+    pub comm: [u8; 16],
+    /// The datagram's first bytes.
+    pub payload: [u8; DNS_PAYLOAD],
+}
+
 /// A record of the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -223,6 +260,8 @@ pub enum Event {
     Udp(UdpEvent),
     /// A name lookup.
     Lookup(Box<LookupEvent>),
+    /// A datagram to a DNS port.
+    DnsSend(Box<DnsSendEvent>),
 }
 
 /// A record that does not decode (wrong kind or length).
@@ -342,6 +381,23 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
                 name: arr(b, offset_of!(LookupEvent, name)),
             })))
         }
+        TW_DNS_SEND if b.len() >= size_of::<DnsSendEvent>() => {
+            Ok(Event::DnsSend(Box::new(DnsSendEvent {
+                kind,
+                pid: u32_at(b, offset_of!(DnsSendEvent, pid)),
+                ts_ns: u64_at(b, offset_of!(DnsSendEvent, ts_ns)),
+                task: task_at(b, offset_of!(DnsSendEvent, task)),
+                netns: u32_at(b, offset_of!(DnsSendEvent, netns)),
+                family: u16_at(b, offset_of!(DnsSendEvent, family)),
+                sport: u16_at(b, offset_of!(DnsSendEvent, sport)),
+                dport: u16_at(b, offset_of!(DnsSendEvent, dport)),
+                len: u16_at(b, offset_of!(DnsSendEvent, len)),
+                saddr: arr(b, offset_of!(DnsSendEvent, saddr)),
+                daddr: arr(b, offset_of!(DnsSendEvent, daddr)),
+                comm: arr(b, offset_of!(DnsSendEvent, comm)),
+                payload: arr(b, offset_of!(DnsSendEvent, payload)),
+            })))
+        }
         _ => Err(err),
     }
 }
@@ -444,6 +500,23 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         name
     ));
     v.extend(fields!(
+        DnsSendEvent,
+        "tw_dns_send_event",
+        kind,
+        pid,
+        ts_ns,
+        task,
+        netns,
+        family,
+        sport,
+        dport,
+        len,
+        saddr,
+        daddr,
+        comm,
+        payload
+    ));
+    v.extend(fields!(
         TaskIds,
         "tw_task_ids",
         cgroup_id,
@@ -484,6 +557,7 @@ mod tests {
             ("tw_udp_event", size_of::<UdpEvent>()),
             ("tw_task_ids", size_of::<TaskIds>()),
             ("tw_lookup_event", size_of::<LookupEvent>()),
+            ("tw_dns_send_event", size_of::<DnsSendEvent>()),
         ] {
             let header = format!("STRUCT '{name}' size=");
             let start = btf
