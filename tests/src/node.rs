@@ -57,6 +57,8 @@ pub struct Node {
     subnet: [u8; 2],
     cgroup_root: PathBuf,
     pods: Vec<Pod>,
+    /// Pods ever added (names their namespaces, links and addresses).
+    added: u8,
     children: Mutex<Vec<Child>>,
 }
 
@@ -136,6 +138,7 @@ impl Node {
             subnet,
             cgroup_root,
             pods: Vec::new(),
+            added: 0,
             children: Mutex::new(Vec::new()),
         };
         let made = ip_cmd(&["link", "add", &node.bridge, "type", "bridge"])
@@ -150,8 +153,15 @@ impl Node {
     /// Adds a pod `namespace/name` (best-effort QoS) with one container
     /// `app`, and returns it.
     pub fn add_pod(&mut self, namespace: &str, name: &str) -> Pod {
-        let i = self.pods.len();
-        let ip = Ipv4Addr::new(10, self.subnet[0], self.subnet[1], 10 + i as u8);
+        let ip = Ipv4Addr::new(10, self.subnet[0], self.subnet[1], 10 + self.added);
+        self.add_pod_at(namespace, name, ip)
+    }
+
+    /// Adds a pod with address `ip` (one a removed pod had: addresses are
+    /// reused).
+    pub fn add_pod_at(&mut self, namespace: &str, name: &str, ip: Ipv4Addr) -> Pod {
+        let i = self.added;
+        self.added += 1;
         let netns = format!("twp{}-{i}", self.tag);
         let (host_veth, pod_veth) = (
             format!("twv{}h{i}", self.tag),
@@ -209,12 +219,36 @@ impl Node {
             host_veth: host_veth.clone(),
             netns,
         };
+        // A reused address: the others forget the old pod's link address,
+        // as a CNI's gratuitous ARP makes them.
+        for other in &self.pods {
+            let _ = ip_cmd(&[
+                "netns",
+                "exec",
+                &other.netns,
+                "ip",
+                "neigh",
+                "flush",
+                "to",
+                &ip.to_string(),
+            ]);
+        }
+        let _ = ip_cmd(&["neigh", "flush", "to", &ip.to_string()]);
         // Kept before checking, so that drop removes what was made.
         self.pods.push(pod.clone());
         if let Err(e) = made {
             panic!("building pod {namespace}/{name}: {e}");
         }
         pod
+    }
+
+    /// Deletes `pod` as the kubelet would: its processes killed, its cgroup,
+    /// network namespace and links removed. Its address is free again.
+    pub fn remove_pod(&mut self, pod: &Pod) {
+        if let Some(at) = self.pods.iter().position(|p| p.netns == pod.netns) {
+            let pod = self.pods.remove(at);
+            remove(&pod);
+        }
     }
 
     /// Makes `server` the DNS server of `pod` (its `/etc/resolv.conf`, as
@@ -357,6 +391,17 @@ fn kill_cgroup(dir: &Path) {
     }
 }
 
+/// Removes a pod's processes, cgroup, namespace and resolver file.
+fn remove(pod: &Pod) {
+    kill_cgroup(&pod.cgroup);
+    let _ = std::fs::remove_dir(&pod.cgroup);
+    if let Some(slice) = pod.cgroup.parent() {
+        let _ = std::fs::remove_dir(slice);
+    }
+    let _ = ip_cmd(&["netns", "delete", &pod.netns]);
+    let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&pod.netns));
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         if let Ok(mut children) = self.children.lock() {
@@ -366,13 +411,7 @@ impl Drop for Node {
             }
         }
         for pod in &self.pods {
-            kill_cgroup(&pod.cgroup);
-            let _ = std::fs::remove_dir(&pod.cgroup);
-            if let Some(slice) = pod.cgroup.parent() {
-                let _ = std::fs::remove_dir(slice);
-            }
-            let _ = ip_cmd(&["netns", "delete", &pod.netns]);
-            let _ = std::fs::remove_dir_all(Path::new("/etc/netns").join(&pod.netns));
+            remove(pod);
         }
         // Shared by every node: removed only when empty (another test's node
         // may still use them).

@@ -141,6 +141,53 @@ fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
     }
 }
 
+/// Pods come and go while the agent runs: a pod listening on 8080 is
+/// deleted and a new one gets its address and listens on 8080 in a new
+/// namespace; accepts before name the old pod's server, after the new one's.
+#[test]
+fn a_new_pod_on_a_reused_address_and_port_is_the_new_owner() {
+    let Some(mut node) = Node::create("node-box") else {
+        return;
+    };
+    let client = node.add_pod("shop", "caller");
+    let old = node.add_pod("shop", "api-old");
+    let old_pid = serve(&node, &old, 8080);
+    let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
+        return;
+    };
+    let url = format!("http://{}:8080/", old.ip);
+    let curl = |node: &Node| {
+        let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", &url]);
+        assert!(ok, "curl {url}: {err}");
+    };
+    curl(&node);
+    node.remove_pod(&old);
+    let new = node.add_pod_at("shop", "api-new", old.ip);
+    let new_pid = serve(&node, &new, 8080);
+    curl(&node);
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(
+        ok,
+        "the agent ran through it and stopped cleanly on SIGTERM"
+    );
+    let accepts: Vec<(u32, Option<String>)> = l4_events(&broker.address())
+        .into_iter()
+        .filter(|e| {
+            e.kind == L4Kind::NetworkAccept && e.dst.ip.0 == old.ip && e.src.ip.0 == client.ip
+        })
+        .map(|e| (e.pid, e.container_id))
+        .collect();
+    // `serve` checks the new server with a request of its own, from the new
+    // pod itself (not the caller): not among these.
+    assert_eq!(
+        accepts,
+        [
+            (old_pid, Some(old.container_id.clone())),
+            (new_pid, Some(new.container_id.clone()))
+        ]
+    );
+}
+
 /// A UDP query from a pod, eBPF alone: the connect carries the pod's
 /// address and the port the kernel bound, not 0.0.0.0:0, and the pod's
 /// container; the query itself is a `dns_query` of the pod's `dig`.
