@@ -72,6 +72,22 @@ static __always_inline __u32 netns_of(struct sock *sk)
 	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
+/* The socket's local and peer addresses (16 bytes each, 4 used for IPv4). */
+static __always_inline void sock_addrs(struct sock *sk, __u16 family, __u8 *saddr, __u8 *daddr)
+{
+	__builtin_memset(saddr, 0, 16);
+	__builtin_memset(daddr, 0, 16);
+	if (family == 2) {
+		__u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(saddr, &src, 4);
+		__builtin_memcpy(daddr, &dst, 4);
+	} else {
+		bpf_probe_read_kernel(saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
+		bpf_probe_read_kernel(daddr, 16, &sk->__sk_common.skc_v6_daddr);
+	}
+}
+
 SEC("tracepoint/sock/inet_sock_set_state")
 int tw_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 {
@@ -439,17 +455,7 @@ int tw_connect_exit(struct trace_event_raw_sys_exit *ctx)
 	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->dport = __builtin_bswap16(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	e->pad = 0;
-	__builtin_memset(e->saddr, 0, 16);
-	__builtin_memset(e->daddr, 0, 16);
-	if (e->family == 2) {
-		__u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e->saddr, &src, 4);
-		__builtin_memcpy(e->daddr, &dst, 4);
-	} else {
-		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
-	}
+	sock_addrs(sk, e->family, e->saddr, e->daddr);
 	process_comm(e->comm);
 	bpf_ringbuf_submit(e, 0);
 	return 0;
@@ -672,17 +678,7 @@ static __always_inline int send_exit(long ret)
 	e->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	e->sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	e->dport = call.dport;
-	__builtin_memset(e->saddr, 0, 16);
-	__builtin_memset(e->daddr, 0, 16);
-	if (e->family == 2) {
-		__u32 src = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 dst = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e->saddr, &src, 4);
-		__builtin_memcpy(e->daddr, &dst, 4);
-	} else {
-		bpf_probe_read_kernel(e->saddr, 16, &sk->__sk_common.skc_v6_rcv_saddr);
-		bpf_probe_read_kernel(e->daddr, 16, &sk->__sk_common.skc_v6_daddr);
-	}
+	sock_addrs(sk, e->family, e->saddr, e->daddr);
 	if (call.has_addr)
 		__builtin_memcpy(e->daddr, call.daddr, 16);
 	process_comm(e->comm);

@@ -78,17 +78,6 @@ fn ip_cmd(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Where cgroup v2 is mounted (`/sys/fs/cgroup` or, on hybrid hosts,
-/// `/sys/fs/cgroup/unified`).
-pub fn cgroup2_root() -> Option<PathBuf> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().find_map(|line| {
-        let (left, right) = line.split_once(" - ")?;
-        (right.split_whitespace().next()? == "cgroup2")
-            .then(|| left.split_whitespace().nth(4).map(PathBuf::from))?
-    })
-}
-
 fn hex_of(parts: &[&str], words: usize) -> String {
     (0..words)
         .map(|i| {
@@ -119,7 +108,7 @@ impl Node {
         .and_then(|()| {
             crate::require(
                 "a cgroup v2 hierarchy",
-                cgroup2_root(),
+                tapwire_capture::ebpf::owners::cgroup2_root(),
                 "mount cgroup2 (unified or hybrid)",
             )
         });

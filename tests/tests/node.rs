@@ -35,11 +35,34 @@ fn serve(node: &Node, pod: &Pod, port: u16) -> u32 {
     pid
 }
 
-fn l4_events(broker: &str) -> Vec<L4Event> {
-    tapwire_tests::read_topic(broker, topics::L4_RAW, Duration::from_secs(3), |_| false)
-        .into_iter()
+/// Stops the agent (it must stop cleanly: it ran through whatever the test
+/// did) and reads everything it sent to `tapwire.l4.raw`.
+fn stop_and_read(agent: Lines, broker: &tapwire_tests::Broker) -> Vec<AnyEvent> {
+    let (ok, _) = agent.terminate(Duration::from_secs(15));
+    assert!(ok, "the agent stopped cleanly on SIGTERM");
+    tapwire_tests::read_topic(
+        &broker.address(),
+        topics::L4_RAW,
+        Duration::from_secs(3),
+        |_| false,
+    )
+}
+
+fn l4_events(events: &[AnyEvent]) -> Vec<&L4Event> {
+    events
+        .iter()
         .filter_map(|e| match e {
             AnyEvent::L4Event(l) => Some(l),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dns_events(events: &[AnyEvent]) -> Vec<&DnsEvent> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            AnyEvent::DnsEvent(d) => Some(d),
             _ => None,
         })
         .collect()
@@ -73,12 +96,10 @@ fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
         }
     }
     std::thread::sleep(Duration::from_secs(2));
-    let (ok, _) = agent.terminate(Duration::from_secs(15));
-    assert!(ok, "agent stopped on SIGTERM");
-
-    let events = l4_events(&broker.address());
+    let all = stop_and_read(agent, &broker);
+    let events = l4_events(&all);
     for (server, pid) in servers.iter().zip(&pids) {
-        let accepts: Vec<&L4Event> = events
+        let accepts: Vec<&&L4Event> = events
             .iter()
             .filter(|e| {
                 e.kind == L4Kind::NetworkAccept
@@ -103,7 +124,7 @@ fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
                 "{a:?}"
             );
         }
-        let connects: Vec<&L4Event> = events
+        let connects: Vec<&&L4Event> = events
             .iter()
             .filter(|e| e.kind == L4Kind::NetworkConnect && e.dst.ip.0 == server.ip)
             .collect();
@@ -165,17 +186,13 @@ fn a_new_pod_on_a_reused_address_and_port_is_the_new_owner() {
     let new = node.add_pod_at("shop", "api-new", old.ip);
     let new_pid = serve(&node, &new, 8080);
     curl(&node);
-    let (ok, _) = agent.terminate(Duration::from_secs(15));
-    assert!(
-        ok,
-        "the agent ran through it and stopped cleanly on SIGTERM"
-    );
-    let accepts: Vec<(u32, Option<String>)> = l4_events(&broker.address())
+    let all = stop_and_read(agent, &broker);
+    let accepts: Vec<(u32, Option<String>)> = l4_events(&all)
         .into_iter()
         .filter(|e| {
             e.kind == L4Kind::NetworkAccept && e.dst.ip.0 == old.ip && e.src.ip.0 == client.ip
         })
-        .map(|e| (e.pid, e.container_id))
+        .map(|e| (e.pid, e.container_id.clone()))
         .collect();
     // `serve` checks the new server with a request of its own, from the new
     // pod itself (not the caller): not among these.
@@ -213,23 +230,11 @@ fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
         }),
         "dnsmasq answers in the dns pod"
     );
-    let (ok, _) = agent.terminate(Duration::from_secs(15));
-    assert!(ok, "agent stopped on SIGTERM");
-    let events = tapwire_tests::read_topic(
-        &broker.address(),
-        topics::L4_RAW,
-        Duration::from_secs(3),
-        |_| false,
-    );
+    let events = stop_and_read(agent, &broker);
     // Without packet capture, the query itself is seen on its way out.
-    let queries: Vec<&DnsEvent> = events
-        .iter()
-        .filter_map(|e| match e {
-            AnyEvent::DnsEvent(d) if d.kind == DnsKind::DnsQuery && d.name == "api.shop.test" => {
-                Some(d)
-            }
-            _ => None,
-        })
+    let queries: Vec<&DnsEvent> = dns_events(&events)
+        .into_iter()
+        .filter(|d| d.kind == DnsKind::DnsQuery && d.name == "api.shop.test")
         .collect();
     assert!(!queries.is_empty(), "dig's query from eBPF: {events:#?}");
     for q in &queries {
@@ -246,14 +251,8 @@ fn a_udp_connect_from_a_pod_carries_its_address_and_port() {
         );
         assert_eq!(q.query_type, "A");
     }
-    let all: Vec<L4Event> = events
-        .into_iter()
-        .filter_map(|e| match e {
-            AnyEvent::L4Event(l) => Some(l),
-            _ => None,
-        })
-        .collect();
-    let udp: Vec<&L4Event> = all
+    let all = l4_events(&events);
+    let udp: Vec<&&L4Event> = all
         .iter()
         // Other tests' pods may query their own servers meanwhile.
         .filter(|e| {
@@ -336,21 +335,10 @@ fn lookups_and_the_connects_they_lead_to_name_the_pod() {
         ],
     );
     assert!(ok, "curl by name: {err}");
-    let (ok, _) = agent.terminate(Duration::from_secs(15));
-    assert!(ok, "agent stopped on SIGTERM");
-
-    let events = tapwire_tests::read_topic(
-        &broker.address(),
-        topics::L4_RAW,
-        Duration::from_secs(3),
-        |_| false,
-    );
-    let dns_events: Vec<&DnsEvent> = events
-        .iter()
-        .filter_map(|e| match e {
-            AnyEvent::DnsEvent(d) if d.name == "web.shop.test" => Some(d),
-            _ => None,
-        })
+    let events = stop_and_read(agent, &broker);
+    let dns_events: Vec<&DnsEvent> = dns_events(&events)
+        .into_iter()
+        .filter(|d| d.name == "web.shop.test")
         .collect();
     let lookups: Vec<&&DnsEvent> = dns_events
         .iter()
@@ -398,20 +386,20 @@ fn lookups_and_the_connects_they_lead_to_name_the_pod() {
     );
 }
 
-/// `tapwire run` on `node` with the live `sources`, capturing packets on
-/// every pod's veth; runs `traffic` once the sources are up and returns the
-/// report's edges of the pods named `count-*` as (source, destination,
-/// audit, enforce, other).
-fn run_and_count(
+/// `tapwire run` on `node` with the live `sources` (packets captured on
+/// the veths of `capture_on`), the node's listing and `extra` arguments;
+/// runs `traffic` once the sources are up and returns the report.
+fn run_on_node(
     node: &Node,
     sources: &[&str],
+    capture_on: &[&Pod],
+    extra: &[&std::ffi::OsStr],
     traffic: impl Fn(),
-) -> Vec<(String, String, u64, u64, u64)> {
+) -> Vec<String> {
     let dir = tempfile::tempdir().expect("tempdir");
     let listing = node.write_listing(dir.path());
     let config = dir.path().join("tapwire.toml");
-    let veths: Vec<String> = node
-        .pods()
+    let veths: Vec<String> = capture_on
         .iter()
         .map(|p| format!("\"{}\"", p.host_veth))
         .collect();
@@ -429,7 +417,7 @@ fn run_and_count(
     for s in sources {
         cmd.args(["--source", s]);
     }
-    cmd.arg("--cluster").arg(&listing);
+    cmd.arg("--cluster").arg(&listing).args(extra);
     let run = Lines::spawn(&mut cmd);
     let ready = |stderr: &str| {
         (!sources.contains(&"ebpf") || stderr.contains("ebpf attached"))
@@ -443,7 +431,20 @@ fn run_and_count(
     std::thread::sleep(Duration::from_millis(500));
     traffic();
     std::thread::sleep(Duration::from_secs(2));
-    let (_, report) = run.terminate(Duration::from_secs(30));
+    run.terminate(Duration::from_secs(30)).1
+}
+
+/// `tapwire run` on `node` with the live `sources`, capturing packets on
+/// every pod's veth; runs `traffic` once the sources are up and returns the
+/// report's edges of the pods named `count-*` as (source, destination,
+/// audit, enforce, other).
+fn run_and_count(
+    node: &Node,
+    sources: &[&str],
+    traffic: impl Fn(),
+) -> Vec<(String, String, u64, u64, u64)> {
+    let pods: Vec<&Pod> = node.pods().iter().collect();
+    let report = run_on_node(node, sources, &pods, &[], traffic);
     let at = report
         .iter()
         .position(|l| l.starts_with("Edges"))
@@ -544,47 +545,24 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
     node.set_resolver(&client, dns.ip);
     let web_pid = serve(&node, &web, 8080);
     let dir = tempfile::tempdir().expect("tempdir");
-    let listing = node.write_listing(dir.path());
     let cef = dir.path().join("cef.log");
-    let config = dir.path().join("tapwire.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[capture]\nnode_name = \"{}\"\n[capture.packets]\ninterfaces = [\"{}\"]\n",
-            node.name, client.host_veth
-        ),
-    )
-    .expect("config");
-    let run = Lines::spawn(
-        std::process::Command::new(tapwire_tests::tapwire_binary())
-            .arg("-c")
-            .arg(&config)
-            .args(["run", "--source", "ebpf", "--source", "packets"])
-            .arg("--cluster")
-            .arg(&listing)
-            .arg("--cef-out")
-            .arg(&cef),
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || run
-            .stderr()
-            .contains("ebpf attached")
-            && run.stderr().contains("packets capturing")),
-        "run started:\n{}",
-        run.stderr()
-    );
-    std::thread::sleep(Duration::from_millis(500));
     let server = format!("@{}", dns.ip);
-    let (ok, out, err) = node.run(
-        &client,
-        &["dig", "+short", "+tries=1", &server, "cart.shop.test"],
-    );
-    assert!(ok && out.trim() == "10.9.9.9", "dig: {out} {err}");
     let url = "http://web.shop.test:8080/cart";
-    let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", url]);
-    assert!(ok, "curl: {err}");
-    std::thread::sleep(Duration::from_secs(2));
-    let (_, report) = run.terminate(Duration::from_secs(30));
+    let report = run_on_node(
+        &node,
+        &["ebpf", "packets"],
+        &[&client],
+        &["--cef-out".as_ref(), cef.as_os_str()],
+        || {
+            let (ok, out, err) = node.run(
+                &client,
+                &["dig", "+short", "+tries=1", &server, "cart.shop.test"],
+            );
+            assert!(ok && out.trim() == "10.9.9.9", "dig: {out} {err}");
+            let (ok, _, err) = node.run(&client, &["curl", "-s", "-o", "/dev/null", url]);
+            assert!(ok, "curl: {err}");
+        },
+    );
 
     let lines = cef_lines(&cef);
     let query = lines
