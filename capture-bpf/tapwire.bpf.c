@@ -401,12 +401,9 @@ int tw_lchown(struct trace_event_raw_sys_enter *ctx)
 
 #define SOCK_DGRAM_ 2
 
-/* Remembers the socket of a UDP connect() until the syscall returns: only
- * then are the local address and port bound. */
-SEC("tracepoint/syscalls/sys_enter_connect")
-int tw_connect(struct trace_event_raw_sys_enter *ctx)
+/* The struct sock of fd when it is a datagram socket, else 0. */
+static __always_inline __u64 udp_sock(int fd)
 {
-	int fd = ctx->args[0];
 	if (fd < 0 || fd > 65535)
 		return 0;
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -417,13 +414,25 @@ int tw_connect(struct trace_event_raw_sys_enter *ctx)
 	struct socket *sock = BPF_CORE_READ(f, private_data);
 	if (!sock || BPF_CORE_READ(sock, type) != SOCK_DGRAM_)
 		return 0;
+	struct sock *sk = BPF_CORE_READ(sock, sk);
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != 2 && family != 10)
+		return 0;
+	return (__u64)sk;
+}
+
+/* Remembers the socket of a UDP connect() until the syscall returns: only
+ * then are the local address and port bound. */
+SEC("tracepoint/syscalls/sys_enter_connect")
+int tw_connect(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 sk = udp_sock(ctx->args[0]);
+	if (!sk)
+		return 0;
 	__u16 family = 0;
 	if (bpf_probe_read_user(&family, sizeof(family), (void *)ctx->args[1]))
 		return 0;
 	if (family != 2 && family != 10)
-		return 0;
-	__u64 sk = (__u64)BPF_CORE_READ(sock, sk);
-	if (!sk)
 		return 0;
 	__u64 id = bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&udp_connecting, &id, &sk, BPF_ANY);
@@ -560,26 +569,6 @@ struct {
 	__type(key, __u64);
 	__type(value, struct tw_send_call);
 } sending SEC(".maps");
-
-/* The struct sock of fd when it is a datagram socket, else 0. */
-static __always_inline __u64 udp_sock(int fd)
-{
-	if (fd < 0 || fd > 65535)
-		return 0;
-	struct task_struct *task = bpf_get_current_task_btf();
-	struct file **fds = BPF_CORE_READ(task, files, fdt, fd);
-	struct file *f = 0;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return 0;
-	struct socket *sock = BPF_CORE_READ(f, private_data);
-	if (!sock || BPF_CORE_READ(sock, type) != SOCK_DGRAM_)
-		return 0;
-	struct sock *sk = BPF_CORE_READ(sock, sk);
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != 2 && family != 10)
-		return 0;
-	return (__u64)sk;
-}
 
 static __always_inline int is_dns_port(__u16 port)
 {
