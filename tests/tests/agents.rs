@@ -1,4 +1,5 @@
-//! Issue 15, agent liveness: a capture agent's heartbeats (500 ms apart)
+//! Issue 15, agent liveness: a capture agent's heartbeats (1 s apart; a
+//! busy test machine can delay one by half a second)
 //! through a real broker to `tapwire cef` (syslog-ng over TCP) and
 //! `tapwire aggregate` (ClickHouse). Killed with SIGKILL, the agent is
 //! reported disconnected (`AG-002`) within two intervals and the liveness
@@ -13,7 +14,7 @@ use tapwire_tests::cef::{CefMessage, parse_line};
 use tapwire_tests::{Broker, Lines, Storage, SyslogNg, run_ok, tapwire, wait_until};
 
 const SENSOR: &str = "sensor-ag";
-const INTERVAL_MS: u64 = 500;
+const INTERVAL_MS: u64 = 1000;
 
 fn agent(brokers: &str) -> Lines {
     Lines::spawn(tapwire(brokers).args([
@@ -204,7 +205,7 @@ async fn a_killed_agent_is_disconnected_within_two_intervals_and_reconnects() {
     assert_eq!(down.get("outcome"), Some("Error"));
     assert!(
         down.get("reason")
-            .is_some_and(|r| r.contains("no heartbeat for 1000 ms")),
+            .is_some_and(|r| r.contains(&format!("no heartbeat for {} ms", 2 * INTERVAL_MS))),
         "{down:?}"
     );
     assert_eq!(down.get("source"), Some(SENSOR));

@@ -445,17 +445,23 @@ fn run_and_count(
 ) -> Vec<(String, String, u64, u64, u64)> {
     let pods: Vec<&Pod> = node.pods().iter().collect();
     let report = run_on_node(node, sources, &pods, &[], traffic);
+    edges(&report, "/count-")
+}
+
+/// The edges of a `tapwire run` report whose source or destination name
+/// contains `marker`, as (source, destination, audit, enforce, other).
+fn edges(report: &[String], marker: &str) -> Vec<(String, String, u64, u64, u64)> {
     let at = report
         .iter()
         .position(|l| l.starts_with("Edges"))
-        .unwrap_or_else(|| panic!("no edges in the report of {sources:?}: {report:#?}"));
+        .unwrap_or_else(|| panic!("no edges in the report: {report:#?}"));
     let mut edges: Vec<(String, String, u64, u64, u64)> = report[at + 2..]
         .iter()
         .take_while(|l| !l.trim().is_empty())
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             let n = |i: usize| f.get(i).and_then(|v| v.parse().ok());
-            (f.len() == 5 && f[0].contains("/count-"))
+            (f.len() == 5 && (f[0].contains(marker) || f[1].contains(marker)))
                 .then(|| Some((f[0].to_owned(), f[1].to_owned(), n(2)?, n(3)?, n(4)?)))?
         })
         .collect();
@@ -509,6 +515,100 @@ fn the_same_traffic_counts_the_same_whichever_sources_see_it() {
         let edges = run_and_count(&node, sources, traffic);
         assert_eq!(edges, expected, "edges with {sources:?}");
     }
+}
+
+/// Policies of the `probe` namespace: probe-web admits only
+/// probe-frontend (enforce-mode ingress), probe-client may talk only to
+/// probe-web (audit-mode egress).
+const PROBE_POLICIES: &str = "\
+apiVersion: tapwire.io/v1
+kind: NetworkPolicy
+metadata: {name: web-ingress, namespace: probe}
+spec:
+  mode: enforce
+  selector: {matchLabels: {app: probe-web}}
+  ingress:
+    - name: from-frontend
+      from: [{pod: {namespace: probe, matchLabels: {app: probe-frontend}}}]
+      ports: [8080]
+---
+apiVersion: tapwire.io/v1
+kind: NetworkPolicy
+metadata: {name: client-egress, namespace: probe}
+spec:
+  mode: audit
+  selector: {matchLabels: {app: probe-client}}
+  egress:
+    - name: to-web
+      to: [{pod: {namespace: probe, matchLabels: {app: probe-web}}}]
+";
+
+/// Live traffic under policies of both ends: each connection lands in the
+/// tab of the most severe of the source's egress and the destination's
+/// ingress decision, and a probe from the node (seen by eBPF as a connect
+/// on the host and an accept in the pod) counts once.
+#[test]
+fn live_connections_land_in_the_tab_both_ends_decide_and_host_probes_count_once() {
+    let Some(mut node) = Node::create("node-probe") else {
+        return;
+    };
+    let web = node.add_pod("probe", "probe-web");
+    let other = node.add_pod("probe", "probe-other");
+    let frontend = node.add_pod("probe", "probe-frontend");
+    let client = node.add_pod("probe", "probe-client");
+    serve(&node, &web, 8080);
+    serve(&node, &other, 8080);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policies = dir.path().join("policies.yaml");
+    std::fs::write(&policies, PROBE_POLICIES).expect("policies");
+    let curl = |from: Option<&Pod>, to: &Pod, times: usize| {
+        let url = format!("http://{}:8080/", to.ip);
+        for _ in 0..times {
+            let argv = ["curl", "-s", "-o", "/dev/null", url.as_str()];
+            let ok = match from {
+                Some(pod) => node.run(pod, &argv).0,
+                // The node itself, as a kubelet probe.
+                None => std::process::Command::new("curl")
+                    .args(&argv[1..])
+                    .status()
+                    .is_ok_and(|s| s.success()),
+            };
+            assert!(ok, "curl {url}");
+        }
+    };
+    let report = run_on_node(
+        &node,
+        &["ebpf"],
+        &[],
+        &["--policies".as_ref(), policies.as_os_str()],
+        || {
+            curl(Some(&frontend), &web, 2);
+            curl(Some(&client), &web, 1);
+            curl(Some(&client), &other, 1);
+            curl(Some(&frontend), &other, 1);
+            curl(None, &web, 2);
+        },
+    );
+    let got = edges(&report, "probe/");
+    let edge = |src: &str, dst: &str, audit, enforce, other| {
+        (src.to_owned(), dst.to_owned(), audit, enforce, other)
+    };
+    assert_eq!(
+        got,
+        vec![
+            // Not from probe-frontend: the destination's enforce-mode ingress
+            // violation decides, over the node's lack of policy.
+            edge("node-probe", "probe/probe-web", 0, 2, 0),
+            // Audit-mode egress violation; probe-other has no ingress policy.
+            edge("probe/probe-client", "probe/probe-other", 1, 0, 0),
+            // Egress allowed (audit), ingress denied (enforce): enforce wins.
+            edge("probe/probe-client", "probe/probe-web", 0, 1, 0),
+            edge("probe/probe-frontend", "probe/probe-other", 0, 0, 1),
+            // Allowed by the enforce-mode ingress policy: the Enforce tab.
+            edge("probe/probe-frontend", "probe/probe-web", 0, 2, 0),
+        ],
+        "{report:#?}"
+    );
 }
 
 /// Lines of a CEF file written by `tapwire run`, parsed strictly.
