@@ -142,6 +142,20 @@ async fn every_analyst_query_answers_from_the_events() {
             next(),
         ));
     }
+    // Package managers run in cart-0 under an enforce-mode rule that no
+    // node enforced: violations that went through, not blocks.
+    for i in 0..3 {
+        let mut v = runtime(
+            "cart-0",
+            "/usr/bin/apt",
+            Mode::Enforce,
+            Outcome::NotPrevented,
+            base + 20 + i,
+            next(),
+        );
+        v.rule = Some("no-package-managers".to_owned());
+        extra.push(v);
+    }
     let mut stage = AggregateStage::new(c.clone());
     stage
         .handle(&messages(&f.verdicts, 0, 0))
@@ -334,4 +348,19 @@ async fn every_analyst_query_answers_from_the_events() {
         ),
         ("web-1", "blocked", 2)
     );
+
+    // What enforce did not prevent is its own list, and not among the blocks.
+    let through = r("12_enforce_violations_not_prevented");
+    let by_rule: Vec<(&str, &str, u64, u64)> = through
+        .iter()
+        .map(|row| {
+            (
+                text(&row["policy"]),
+                text(&row["rule"]),
+                num(&row["not_prevented"]),
+                num(&row["pods"]),
+            )
+        })
+        .collect();
+    assert_eq!(by_rule, [("shop/web-runtime", "no-package-managers", 3, 1)]);
 }

@@ -174,8 +174,8 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
     );
     assert_eq!(
         tool_db[1].outcome,
-        Outcome::Blocked,
-        "the accept: db's ingress"
+        Outcome::NotPrevented,
+        "the accept: db's enforce-mode ingress, which no node enforced"
     );
     for v in &tool_db[..2] {
         assert_eq!(v.connection_mode(), Mode::Enforce);
@@ -295,7 +295,11 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
     assert_eq!(sides.len(), 3, "connect, accept, flow: {sides:?}");
     for row in &sides[..2] {
         assert_eq!(row["side"], serde_json::json!(["ingress"]), "{row}");
-        assert_eq!(row["side_outcome"], serde_json::json!(["blocked"]), "{row}");
+        assert_eq!(
+            row["side_outcome"],
+            serde_json::json!(["not_prevented"]),
+            "{row}"
+        );
         assert_eq!(
             row["side_policy"],
             serde_json::json!(["shop/db-ingress"]),
@@ -322,7 +326,7 @@ async fn each_connection_counts_once_under_the_most_severe_side() {
             sides[0]["mode"].as_str(),
             sides[0]["outcome"].as_str()
         ),
-        (Some("ingress"), Some("enforce"), Some("blocked"))
+        (Some("ingress"), Some("enforce"), Some("not_prevented"))
     );
     let pair = query::Pair {
         src_namespace: "shop".into(),

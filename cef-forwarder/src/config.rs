@@ -161,7 +161,8 @@ pub struct CefConfig {
     /// Unset: no limit, nothing dropped.
     pub rate_limit_per_s: Option<u32>,
     /// KFL query selecting what is sent, e.g. `mode != "other"` or
-    /// `outcome == "blocked" or dns`; the fields are listed in
+    /// `outcome != "allowed" or dns` (every violation: audited, blocked,
+    /// not prevented); the fields are listed in
     /// `schemas/src/kfl.rs`. Unset: everything.
     pub filter: Option<String>,
     /// Consumer group.

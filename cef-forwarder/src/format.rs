@@ -9,8 +9,8 @@ use std::io::Write as _;
 use std::net::IpAddr;
 
 use tapwire_schemas::events::{
-    Direction, EventBody, EventHeader, L4Event, L4Kind, Mode, PeerContext, PeerKind, Protocol,
-    RuntimeEvent, RuntimeKind, Verdict,
+    Direction, EventBody, EventHeader, L4Event, L4Kind, Mode, Outcome, PeerContext, PeerKind,
+    Protocol, RuntimeEvent, RuntimeKind, Verdict,
 };
 use tapwire_schemas::signature::{
     AgentEventKind, EventKind, Signature, agent_signature, signature,
@@ -276,6 +276,14 @@ impl Formatter {
             },
             MAX_OUTCOME,
         );
+        // `outcome` carries the mode (the seed's rule); what became of an
+        // enforce-mode violation is said here, so no SIEM reads a block
+        // into a violation that went through.
+        match v.outcome {
+            Outcome::Blocked => x.str("reason", "blocked by the node", MAX_DEFAULT),
+            Outcome::NotPrevented => x.str("reason", "not prevented", MAX_DEFAULT),
+            Outcome::Allowed | Outcome::Audited => {}
+        }
         match &e.body {
             EventBody::L4(l4) => match l4.direction {
                 Direction::Egress => x.int("deviceDirection", 1),

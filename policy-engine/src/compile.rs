@@ -601,7 +601,9 @@ impl Decision<'_> {
         match (self.violation, self.policy.mode) {
             (false, _) => Outcome::Allowed,
             (true, PolicyMode::Audit) => Outcome::Audited,
-            (true, PolicyMode::Enforce) => Outcome::Blocked,
+            // Blocked only when the node's kernel says it refused the
+            // action (its own event); a judgement alone prevents nothing.
+            (true, PolicyMode::Enforce) => Outcome::NotPrevented,
         }
     }
 

@@ -63,7 +63,8 @@ pub struct Metadata {
 pub enum PolicyMode {
     /// Violations are reported (Audited).
     Audit,
-    /// Violations are blocked (Blocked).
+    /// Violations are blocked where the node enforces them (Blocked),
+    /// otherwise reported as not prevented (NotPrevented).
     Enforce,
 }
 

@@ -71,7 +71,7 @@ fn network_verdicts_by_mode_and_precedence() {
         summary(&v),
         (
             Mode::Enforce,
-            Outcome::Blocked,
+            Outcome::NotPrevented,
             Some("shop/web-egress"),
             None,
             "FNT-004",
@@ -93,7 +93,7 @@ fn network_verdicts_by_mode_and_precedence() {
         summary(&v),
         (
             Mode::Enforce,
-            Outcome::Blocked,
+            Outcome::NotPrevented,
             Some("shop/web-egress"),
             None,
             "FNT-004",
@@ -107,7 +107,7 @@ fn network_verdicts_by_mode_and_precedence() {
         summary(&v),
         (
             Mode::Enforce,
-            Outcome::Blocked,
+            Outcome::NotPrevented,
             Some("shop/web-egress"),
             None,
             "FNT-004",

@@ -67,7 +67,7 @@ pub struct Signature {
 
 /// The signature of an event of `kind` with `outcome`.
 pub fn signature(kind: EventKind, outcome: Outcome) -> Signature {
-    let violation = matches!(outcome, Outcome::Audited | Outcome::Blocked);
+    let violation = outcome.is_violation();
     let (plain, flagged, name) = match kind {
         EventKind::L4(k) => {
             let (p, f) = match k {

@@ -198,8 +198,12 @@ fn the_demo_runs_every_stage_on_bundled_traffic() {
     assert!(stdout.contains("CEF:0|tapwire|tapwire|"), "{stdout}");
     assert!(
         stdout.contains("|FNT-001|"),
-        "a blocked connection in CEF:\n{stdout}"
+        "an enforce-mode violation in CEF:\n{stdout}"
     );
+    // Nothing in a replay is blocked, and the demo says so.
+    assert!(stdout.contains("reason=not prevented"), "{stdout}");
+    assert!(!stdout.contains("reason=blocked"), "{stdout}");
+    assert!(stdout.contains("A replay stops nothing"), "{stdout}");
     for kind in ["[bad_magic]", "[unknown_fingerprint]", "[bad_body]"] {
         assert!(stdout.contains(kind), "{kind} missing:\n{stdout}");
     }

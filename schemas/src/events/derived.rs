@@ -183,8 +183,20 @@ pub enum Outcome {
     Allowed,
     /// A violation under an audit policy.
     Audited,
-    /// A violation under an enforce policy.
+    /// A violation under an enforce policy that the node's kernel refused
+    /// (only its own record of the refusal says so).
     Blocked,
+    /// A violation under an enforce policy that went through: the node did
+    /// not or could not stop it (the policy not applied there yet, a kind
+    /// the kernel cannot stop, no agent enforcing).
+    NotPrevented,
+}
+
+impl Outcome {
+    /// Whether a policy was violated (audited, blocked or not prevented).
+    pub fn is_violation(self) -> bool {
+        !matches!(self, Outcome::Allowed)
+    }
 }
 
 /// Which side of a connection a decision is about.
@@ -204,7 +216,7 @@ pub struct SideDecision {
     pub side: Side,
     /// The mode of the deciding policy.
     pub mode: Mode,
-    /// Allowed, audited or blocked.
+    /// Allowed, audited, blocked or not prevented.
     pub outcome: Outcome,
     /// namespace/name of the deciding policy.
     pub policy: Option<String>,
@@ -217,7 +229,7 @@ impl SideDecision {
     /// allow, an audit allow (higher is more severe); "other" is below all.
     pub fn severity_rank(&self) -> u8 {
         match (self.outcome, self.mode) {
-            (Outcome::Blocked, _) => 4,
+            (Outcome::Blocked | Outcome::NotPrevented, _) => 4,
             (Outcome::Audited, _) => 3,
             (Outcome::Allowed, Mode::Enforce) => 2,
             (Outcome::Allowed, Mode::Audit) => 1,
@@ -241,7 +253,7 @@ pub struct Verdict {
     pub signature_id: String,
     /// 0-10.
     pub severity: i32,
-    /// Allowed, audited or blocked.
+    /// Allowed, audited, blocked or not prevented.
     pub outcome: Outcome,
     /// For a connection: the decision of each side a policy covers (the
     /// source's egress, the destination's ingress), whichever side saw the

@@ -67,7 +67,10 @@ symbol_names! {
         Unresolved => "unresolved", None => "none", Service => "service",
     }
     Mode { Audit => "audit", Enforce => "enforce", Other => "other" }
-    Outcome { Allowed => "allowed", Audited => "audited", Blocked => "blocked" }
+    Outcome {
+        Allowed => "allowed", Audited => "audited", Blocked => "blocked",
+        NotPrevented => "not_prevented",
+    }
     Protocol { Tcp => "tcp", Udp => "udp" }
     Direction { Egress => "egress", Ingress => "ingress", None => "none" }
     FinalState {
@@ -108,7 +111,12 @@ mod symbol_name_tests {
         );
         check(&[Mode::Audit, Mode::Enforce, Mode::Other], Mode::as_str);
         check(
-            &[Outcome::Allowed, Outcome::Audited, Outcome::Blocked],
+            &[
+                Outcome::Allowed,
+                Outcome::Audited,
+                Outcome::Blocked,
+                Outcome::NotPrevented,
+            ],
             Outcome::as_str,
         );
         check(&[Protocol::Tcp, Protocol::Udp], Protocol::as_str);

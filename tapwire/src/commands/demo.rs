@@ -276,6 +276,10 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     let report: RunReport = pipeline(&config, inputs, CancellationToken::new()).await?;
     print_report(&report, &mut std::io::stdout())?;
     println!(
+        "\nA replay stops nothing: enforce-mode violations above went through and are recorded \
+         as not prevented (CEF reason=not prevented); only a node's kernel can block."
+    );
+    println!(
         "\nEverything is in {}; open the slices with Wireshark or `tapwire investigate {}`.",
         dir.display(),
         recordings.display()
