@@ -77,9 +77,10 @@
 //! consumers compile with [`compile_dissected`], which refuses `http2`,
 //! `grpc`, `gql`, `amqp`, `kafka`, `redis` and `tls` with a caret under the
 //! name rather than accept a query that could never match. Recorded streams
-//! also carry `tls` ([`RECORDED_ONLY`]: the ClientHello's `tls.sni`), so the
-//! recorder and `tapwire investigate` compile with [`compile_supported`] and
-//! their own list.
+//! also carry `tls` and `http2` ([`RECORDED_ONLY`]: the ClientHello's
+//! `tls.sni`; the cleartext HTTP/2 connection preface), so the recorder and
+//! `tapwire investigate` compile with [`compile_supported`] and their own
+//! list (`grpc`, `gql`, `amqp`, `kafka`, `redis` stay refused).
 //!
 //! # Semantics
 //!
@@ -154,9 +155,10 @@ pub const DISSECTED: &[&str] = &["http", "dns", "tcp", "udp"];
 
 /// The protocol macros only recorded streams satisfy (the recorder's
 /// queries and `tapwire investigate --kfl`), on top of [`DISSECTED`]: `tls`,
-/// from the ClientHello that opens a TLS stream. Pipeline events (CEF
+/// from the ClientHello that opens a TLS stream, and `http2`, from the
+/// connection preface of a cleartext HTTP/2 stream. Pipeline events (CEF
 /// filters, policy conditions) do not carry them.
-pub const RECORDED_ONLY: &[&str] = &["tls"];
+pub const RECORDED_ONLY: &[&str] = &["tls", "http2"];
 
 /// [`compile`], refusing a protocol macro outside [`DISSECTED`] (a query
 /// using one would silently never match), with a caret under it. What

@@ -15,6 +15,12 @@
 //! - TLS is recognised by content, on any port: a TCP stream whose client
 //!   bytes (up to the first gap) start with a ClientHello; its server name
 //!   and ALPN go to [`Dissection::tls`]. It has no exchanges.
+//! - Cleartext HTTP/2 (h2c with prior knowledge, as gRPC clients speak it)
+//!   is recognised by the client's connection preface
+//!   (`PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n`) at the stream's start;
+//!   [`Dissection::http2`]. Its frames (HPACK-compressed headers) are not
+//!   read: no exchanges. A stream upgraded from HTTP/1.1 (`Upgrade: h2c`)
+//!   stays HTTP: its upgrade request is its exchange.
 
 use tapwire_packet::dns;
 
@@ -40,7 +46,12 @@ pub struct Dissection {
     pub swapped: bool,
     /// The ClientHello, when the stream is TLS.
     pub tls: Option<TlsHello>,
+    /// Whether the client sent the HTTP/2 connection preface.
+    pub http2: bool,
 }
+
+/// What an HTTP/2 client sends first (RFC 9113, 3.4).
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// The exchanges of a stream.
 pub fn dissect(stream: &Stream) -> Dissection {
@@ -83,6 +94,14 @@ pub fn dissect(stream: &Stream) -> Dissection {
     if let Some(d) = tls(stream) {
         return d;
     }
+    let h2 = |p: &Payload| p.bytes.starts_with(H2_PREFACE);
+    if h2(&stream.client_data) || h2(&stream.server_data) {
+        return Dissection {
+            swapped: !h2(&stream.client_data),
+            http2: true,
+            ..Dissection::default()
+        };
+    }
     let (requests, swapped) = if starts_with_request(&stream.client_data.bytes) {
         (&stream.client_data, false)
     } else if starts_with_request(&stream.server_data.bytes) {
@@ -110,6 +129,7 @@ pub fn dissect(stream: &Stream) -> Dissection {
             .collect(),
         swapped,
         tls: None,
+        http2: false,
     }
 }
 
@@ -128,6 +148,7 @@ fn tls(stream: &Stream) -> Option<Dissection> {
                     sni: hello.sni,
                     alpn: hello.alpn,
                 }),
+                http2: false,
             })
         })
 }
@@ -481,6 +502,35 @@ mod tests {
         let r = c.response.as_ref().unwrap();
         assert_eq!((r.status, r.body_bytes), (200, 0), "no body after HEAD");
         assert_eq!(d.exchanges[0].summary(), "GET /a 200");
+    }
+
+    #[test]
+    fn a_cleartext_http2_stream_is_known_by_its_preface() {
+        let preface_and_settings: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0";
+        let settings: &[u8] = b"\0\0\0\x04\0\0\0\0\0";
+        let d = dissect(&stream(
+            Transport::Tcp,
+            50051,
+            payload(&[(preface_and_settings, 1)]),
+            payload(&[(settings, 2)]),
+        ));
+        assert!(d.http2 && !d.swapped && d.exchanges.is_empty(), "{d:?}");
+        // Sides guessed the other way round.
+        let d = dissect(&stream(
+            Transport::Tcp,
+            50051,
+            payload(&[(settings, 2)]),
+            payload(&[(preface_and_settings, 1)]),
+        ));
+        assert!(d.http2 && d.swapped, "{d:?}");
+        // HTTP/1.1 is not HTTP/2, even when it asks to upgrade.
+        let d = dissect(&stream(
+            Transport::Tcp,
+            80,
+            payload(&[(b"GET / HTTP/1.1\r\nUpgrade: h2c\r\n\r\n", 1)]),
+            payload(&[(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", 2)]),
+        ));
+        assert!(!d.http2 && d.exchanges.len() == 1, "{d:?}");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! | `src.name`, `src.namespace`, `src.pod.name`, `src.pod.namespace` (`dst.`) | the pod holding the address then; missing when unresolved |
 //! | `node.name`, `node.ip` | the capturing node |
 //! | `transport` | `tcp` / `udp` (macros `tcp`, `udp`) |
-//! | `protocol.name`, `protocol.abbr` | `http`/`HTTP`, `dns`/`DNS`, `tls`/`TLS`, else `tcp`/`TCP` or `udp`/`UDP` |
+//! | `protocol.name`, `protocol.abbr` | `http`/`HTTP`, `dns`/`DNS`, `tls`/`TLS`, `http2`/`HTTP/2` (a cleartext stream that sent the HTTP/2 preface, macro `http2`), else `tcp`/`TCP` or `udp`/`UDP` |
 //! | `timestamp` | the exchange's (else the stream's) first packet, epoch ms |
 //! | `request.method`, `.path`, `.url` (target), `.httpVersion`, `.host`, `.bodySize` | HTTP request |
 //! | `request.headers["Name"]` (case-insensitive), `request.queryString["k"]` | HTTP request |
@@ -238,13 +238,19 @@ fn http_response<'a>(h: &'a HttpExchange, rest: &[Segment]) -> Lookup<'a> {
     }
 }
 
+/// `protocol.abbr` of a stream that sent the HTTP/2 connection preface
+/// (what the `http2` macro tests).
+pub const HTTP2_ABBR: &str = "HTTP/2";
+
 impl StreamEntry<'_> {
     /// `(protocol.name, protocol.abbr)`.
     pub fn protocol(&self) -> (&'static str, &'static str) {
+        let http2 = self.stream.protocol.as_deref() == Some(HTTP2_ABBR);
         match (self.exchange, self.stream.transport) {
             (Some(Exchange::Http(_)), _) => ("http", "HTTP"),
             (Some(Exchange::Dns(_)), _) => ("dns", "DNS"),
             (None, _) if self.stream.tls.is_some() => ("tls", "TLS"),
+            (None, _) if http2 => ("http2", HTTP2_ABBR),
             (None, crate::index::TransportName::Tcp) => ("tcp", "TCP"),
             (None, crate::index::TransportName::Udp) => ("udp", "UDP"),
         }

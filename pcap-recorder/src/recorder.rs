@@ -400,15 +400,20 @@ pub fn stream_record(
             s
         })
         .or_else(|| dissection.tls.as_ref().map(|t| t.summary()))
+        .or_else(|| dissection.http2.then(|| "HTTP/2 (h2c)".to_owned()))
         .unwrap_or_default();
-    let protocol = dissection
-        .exchanges
-        .first()
-        .map(|e| match e {
-            crate::index::Exchange::Http(_) => "HTTP".to_owned(),
-            crate::index::Exchange::Dns(_) => "DNS".to_owned(),
-        })
-        .or_else(|| dissection.tls.as_ref().map(|_| "TLS".to_owned()));
+    let protocol = if dissection.http2 {
+        Some(crate::entry::HTTP2_ABBR.to_owned())
+    } else {
+        dissection
+            .exchanges
+            .first()
+            .map(|e| match e {
+                crate::index::Exchange::Http(_) => "HTTP".to_owned(),
+                crate::index::Exchange::Dns(_) => "DNS".to_owned(),
+            })
+            .or_else(|| dissection.tls.as_ref().map(|_| "TLS".to_owned()))
+    };
     let record = StreamRecord {
         id: stream.id,
         transport: match key.protocol {

@@ -482,14 +482,14 @@ fn a_protocol_nothing_dissects_is_refused_not_silently_unmatched() {
     assert!(stderr.contains("       ^"), "{stderr}");
     let dir = tempfile::tempdir().expect("tempdir");
     let out = tapwire()
-        .args(["record", "--kfl", "http2", "--directory"])
+        .args(["record", "--kfl", "redis", "--directory"])
         .arg(dir.path())
         .output()
         .expect("run");
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("record.queries.default") && stderr.contains("`http2`"),
+        stderr.contains("record.queries.default") && stderr.contains("`redis`"),
         "{stderr}"
     );
 }
