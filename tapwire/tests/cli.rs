@@ -569,6 +569,167 @@ fn investigate_reads_pcapng_and_tolerates_what_tshark_tolerates() {
     assert_eq!(found[0]["stream"], found[1]["stream"], "{found:?}");
 }
 
+/// A pcap file of `frames` with link type `link` (microsecond stamps).
+fn pcap_bytes(link: u32, frames: &[(i64, Vec<u8>)]) -> Vec<u8> {
+    let mut file = Vec::new();
+    file.extend(0xa1b2c3d4u32.to_le_bytes());
+    file.extend(2u16.to_le_bytes());
+    file.extend(4u16.to_le_bytes());
+    file.extend([0u8; 8]);
+    file.extend(65535u32.to_le_bytes());
+    file.extend(link.to_le_bytes());
+    for (ts, data) in frames {
+        let us = ts / 1_000;
+        file.extend(((us / 1_000_000) as u32).to_le_bytes());
+        file.extend(((us % 1_000_000) as u32).to_le_bytes());
+        file.extend((data.len() as u32).to_le_bytes());
+        file.extend((data.len() as u32).to_le_bytes());
+        file.extend(data);
+    }
+    file
+}
+
+/// A pcapng file with one interface per link type in `links`, and
+/// `(interface, time, bytes)` packets in that order.
+fn pcapng_bytes(links: &[u16], packets: &[(u32, i64, &[u8])]) -> Vec<u8> {
+    let block = |kind: u32, body: &[u8]| {
+        let mut b = Vec::new();
+        let padded = body.len().div_ceil(4) * 4;
+        let total = (12 + padded) as u32;
+        b.extend(kind.to_le_bytes());
+        b.extend(total.to_le_bytes());
+        b.extend(body);
+        b.resize(8 + padded, 0);
+        b.extend(total.to_le_bytes());
+        b
+    };
+    let mut shb = Vec::new();
+    shb.extend(0x1A2B3C4Du32.to_le_bytes());
+    shb.extend(1u16.to_le_bytes());
+    shb.extend(0u16.to_le_bytes());
+    shb.extend((-1i64).to_le_bytes());
+    let mut file = block(0x0A0D0D0A, &shb);
+    for link in links {
+        let mut idb = Vec::new();
+        idb.extend(link.to_le_bytes());
+        idb.extend(0u16.to_le_bytes());
+        idb.extend(65535u32.to_le_bytes());
+        file.extend(block(1, &idb));
+    }
+    for (interface, ts, data) in packets {
+        let us = (ts / 1_000) as u64;
+        let mut epb = Vec::new();
+        epb.extend(interface.to_le_bytes());
+        epb.extend(((us >> 32) as u32).to_le_bytes());
+        epb.extend((us as u32).to_le_bytes());
+        epb.extend((data.len() as u32).to_le_bytes());
+        epb.extend((data.len() as u32).to_le_bytes());
+        epb.extend(*data);
+        file.extend(block(6, &epb));
+    }
+    file
+}
+
+/// Issue 20: a pcapng capture from two interfaces of different link types
+/// (Ethernet and raw IP) investigates like the two pcap files of the same
+/// packets, one per link type.
+#[test]
+fn pcapng_with_two_link_types_investigates_like_its_pcap_equivalent() {
+    use tapwire_packet::synth;
+    const T0: i64 = 1_700_000_000_000_000_000;
+    let at = |s: &str| s.parse::<std::net::SocketAddr>().expect("addr");
+    let http = synth::tcp_session(
+        T0,
+        at("10.0.0.7:40000"),
+        at("10.0.0.9:8080"),
+        &[(
+            b"GET /eth HTTP/1.1\r\nHost: a\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        )],
+    );
+    // The raw-IP interface carries IP packets without a link header.
+    let raw: Vec<synth::Frame> = synth::tcp_session(
+        T0 + 500_000,
+        at("10.0.1.7:41000"),
+        at("10.0.1.9:80"),
+        &[(
+            b"GET /raw HTTP/1.1\r\nHost: b\r\n\r\n",
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+        )],
+    )
+    .into_iter()
+    .chain(synth::udp_exchange(
+        T0 + 700_000,
+        at("10.0.1.7:53000"),
+        at("10.0.1.53:53"),
+        &synth::dns_query(7, "example.com"),
+        &synth::dns_answer(7, "example.com", [93, 184, 215, 14].into()),
+    ))
+    .map(|f| synth::Frame {
+        ts_ns: f.ts_ns,
+        data: f.data[14..].to_vec(),
+    })
+    .collect();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let eth_pcap = dir.path().join("eth.pcap");
+    let raw_pcap = dir.path().join("raw.pcap");
+    let both = dir.path().join("both.pcapng");
+    let frames = |f: &[synth::Frame]| -> Vec<(i64, Vec<u8>)> {
+        f.iter().map(|f| (f.ts_ns, f.data.clone())).collect()
+    };
+    std::fs::write(&eth_pcap, pcap_bytes(1, &frames(&http))).expect("write");
+    std::fs::write(&raw_pcap, pcap_bytes(101, &frames(&raw))).expect("write");
+    let mut packets: Vec<(u32, i64, &[u8])> = http
+        .iter()
+        .map(|f| (0, f.ts_ns, f.data.as_slice()))
+        .chain(raw.iter().map(|f| (1, f.ts_ns, f.data.as_slice())))
+        .collect();
+    packets.sort_by_key(|p| p.1);
+    std::fs::write(&both, pcapng_bytes(&[1, 101], &packets)).expect("write");
+
+    // Rows without the stream id and slice name (numbered per file).
+    let rows = |file: &std::path::Path, kfl: &str| -> Vec<String> {
+        let out = tapwire()
+            .arg("investigate")
+            .arg(file)
+            .args(["--kfl", kfl, "--format", "json"])
+            .output()
+            .expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut rows: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+                let row = v.as_object_mut().expect("object");
+                row.remove("stream");
+                // Each link type has its own slice: `...-lt1.pcap`, `...-lt101.pcap`.
+                let slice = row.remove("slice").expect("slice");
+                let link = slice
+                    .as_str()
+                    .and_then(|s| s.rsplit("-lt").next())
+                    .unwrap_or("");
+                row.insert("link".into(), link.into());
+                v.to_string()
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    for kfl in ["tcp", "http or dns", "dns", r#"request.path == "/raw""#] {
+        let mut apart = rows(&eth_pcap, kfl);
+        apart.extend(rows(&raw_pcap, kfl));
+        apart.sort();
+        let together = rows(&both, kfl);
+        assert!(!together.is_empty(), "{kfl}");
+        assert_eq!(together, apart, "{kfl}");
+    }
+    assert_eq!(rows(&both, "http").len(), 2, "one exchange per interface");
+}
+
 #[test]
 fn an_invalid_cef_filter_is_refused_at_start_not_ignored() {
     let out = tapwire()
