@@ -114,23 +114,7 @@ impl From<SliceError> for PacketError {
 /// A [`PacketError`] saying why the frame is not a TCP/UDP packet. Any input
 /// gives a result; none panics.
 pub fn parse(link_type: u32, data: &[u8]) -> Result<Packet<'_>, PacketError> {
-    let sliced = match link_type {
-        LINKTYPE_ETHERNET => SlicedPacket::from_ethernet(data)?,
-        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => SlicedPacket::from_ip(data)?,
-        LINKTYPE_LINUX_SLL => SlicedPacket::from_linux_sll(data)?,
-        LINKTYPE_LINUX_SLL2 => {
-            if data.len() < SLL2_HEADER_LEN {
-                return Err(PacketError::Truncated {
-                    layer: "Linux Cooked Capture v2 header".to_owned(),
-                    required: SLL2_HEADER_LEN,
-                    available: data.len(),
-                });
-            }
-            let ether_type = EtherType(u16::from_be_bytes([data[0], data[1]]));
-            SlicedPacket::from_ether_type(ether_type, &data[SLL2_HEADER_LEN..])?
-        }
-        other => return Err(PacketError::UnsupportedLinkType(other)),
-    };
+    let sliced = slice(link_type, data)?;
     let (src_ip, dst_ip, fragmented, ip_number) = match &sliced.net {
         Some(NetSlice::Ipv4(v4)) => (
             IpAddr::V4(v4.header().source_addr()),
@@ -146,6 +130,53 @@ pub fn parse(link_type: u32, data: &[u8]) -> Result<Packet<'_>, PacketError> {
         ),
         Some(NetSlice::Arp(_)) | None => return Err(PacketError::NotIp),
     };
+    match sliced
+        .transport
+        .as_ref()
+        .and_then(|t| from_transport(src_ip, dst_ip, t))
+    {
+        Some(packet) => Ok(packet),
+        None if fragmented => Err(PacketError::Fragment),
+        None => Err(PacketError::UnsupportedTransport(ip_number)),
+    }
+}
+
+/// A reassembled IP payload (a whole TCP segment or UDP datagram of
+/// `protocol`) between `src_ip` and `dst_ip`, as a [`Packet`].
+///
+/// # Errors
+///
+/// [`PacketError::Malformed`] for a transport header that does not parse,
+/// [`PacketError::UnsupportedTransport`] for a protocol other than TCP and
+/// UDP.
+pub fn parse_transport(
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    protocol: u8,
+    bytes: &[u8],
+) -> Result<Packet<'_>, PacketError> {
+    let transport = match protocol {
+        6 => TransportSlice::Tcp(etherparse::TcpSlice::from_slice(bytes).map_err(|e| {
+            PacketError::Malformed(match e {
+                etherparse::err::tcp::HeaderSliceError::Len(l) => SliceError::Len(l),
+                etherparse::err::tcp::HeaderSliceError::Content(c) => SliceError::Tcp(c),
+            })
+        })?),
+        17 => TransportSlice::Udp(
+            etherparse::UdpSlice::from_slice(bytes)
+                .map_err(|e| PacketError::Malformed(SliceError::Len(e)))?,
+        ),
+        other => return Err(PacketError::UnsupportedTransport(other)),
+    };
+    from_transport(src_ip, dst_ip, &transport).ok_or(PacketError::UnsupportedTransport(protocol))
+}
+
+/// The packet of a TCP or UDP slice; `None` for other transports.
+fn from_transport<'a>(
+    src_ip: IpAddr,
+    dst_ip: IpAddr,
+    transport: &TransportSlice<'a>,
+) -> Option<Packet<'a>> {
     let flow = |protocol, src_port, dst_port| FlowKey {
         protocol,
         src_ip,
@@ -153,8 +184,8 @@ pub fn parse(link_type: u32, data: &[u8]) -> Result<Packet<'_>, PacketError> {
         dst_ip,
         dst_port,
     };
-    match &sliced.transport {
-        Some(TransportSlice::Tcp(tcp)) => Ok(Packet {
+    Some(match transport {
+        TransportSlice::Tcp(tcp) => Packet {
             flow: flow(Transport::Tcp, tcp.source_port(), tcp.destination_port()),
             tcp: Some(TcpInfo {
                 seq: tcp.sequence_number(),
@@ -167,15 +198,35 @@ pub fn parse(link_type: u32, data: &[u8]) -> Result<Packet<'_>, PacketError> {
                 window: tcp.window_size(),
             }),
             payload: tcp.payload(),
-        }),
-        Some(TransportSlice::Udp(udp)) => Ok(Packet {
+        },
+        TransportSlice::Udp(udp) => Packet {
             flow: flow(Transport::Udp, udp.source_port(), udp.destination_port()),
             tcp: None,
             payload: udp.payload(),
-        }),
-        _ if fragmented => Err(PacketError::Fragment),
-        _ => Err(PacketError::UnsupportedTransport(ip_number)),
-    }
+        },
+        _ => return None,
+    })
+}
+
+/// The headers of a frame of `link_type`, sliced.
+pub(crate) fn slice(link_type: u32, data: &[u8]) -> Result<SlicedPacket<'_>, PacketError> {
+    Ok(match link_type {
+        LINKTYPE_ETHERNET => SlicedPacket::from_ethernet(data)?,
+        LINKTYPE_RAW | LINKTYPE_IPV4 | LINKTYPE_IPV6 => SlicedPacket::from_ip(data)?,
+        LINKTYPE_LINUX_SLL => SlicedPacket::from_linux_sll(data)?,
+        LINKTYPE_LINUX_SLL2 => {
+            if data.len() < SLL2_HEADER_LEN {
+                return Err(PacketError::Truncated {
+                    layer: "Linux Cooked Capture v2 header".to_owned(),
+                    required: SLL2_HEADER_LEN,
+                    available: data.len(),
+                });
+            }
+            let ether_type = EtherType(u16::from_be_bytes([data[0], data[1]]));
+            SlicedPacket::from_ether_type(ether_type, &data[SLL2_HEADER_LEN..])?
+        }
+        other => return Err(PacketError::UnsupportedLinkType(other)),
+    })
 }
 
 #[cfg(test)]

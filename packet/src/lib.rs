@@ -28,6 +28,8 @@
 //!   link-type constants, [`TcpInfo`], [`PacketError`].
 //! - `flow`: [`FlowKey`] (the 5-tuple), [`Transport`], and
 //!   [`FlowKey::flow_hash`] with its exact byte layout.
+//! - [`defrag`]: IPv4 and IPv6 fragment reassembly with memory bounds;
+//!   [`parse_transport`] reads the reassembled payload.
 //! - [`dns`]: DNS messages ([`dns::parse`]) and the TCP length prefix
 //!   ([`dns::TcpFrames`]).
 //! - [`capture_file`]: the one reader of pcap and pcapng files
@@ -40,11 +42,12 @@ mod flow;
 mod frame;
 
 pub mod capture_file;
+pub mod defrag;
 pub mod dns;
 pub mod synth;
 
 pub use flow::{FlowKey, Transport};
 pub use frame::{
     LINKTYPE_ETHERNET, LINKTYPE_IPV4, LINKTYPE_IPV6, LINKTYPE_LINUX_SLL, LINKTYPE_LINUX_SLL2,
-    LINKTYPE_RAW, Packet, PacketError, TcpInfo, parse,
+    LINKTYPE_RAW, Packet, PacketError, TcpInfo, parse, parse_transport,
 };

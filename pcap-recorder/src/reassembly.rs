@@ -21,6 +21,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use tapwire_packet::defrag::{Defragmenter, Fragment, FragmentKey};
 use tapwire_packet::{FlowKey, Packet, PacketError, TcpInfo, Transport};
 
 use crate::index::{EndReason, ReassemblyStats};
@@ -336,7 +337,15 @@ pub struct ReassemblerStats {
     pub evicted: u64,
     /// Streams ended for [`ReassemblyConfig::max_packets_per_stream`].
     pub limited: u64,
+    /// IP datagrams put together from fragments.
+    pub defragmented: u64,
+    /// Fragments of datagrams that never completed (timeout, bound).
+    pub fragments_dropped: u64,
 }
+
+/// Fragmented datagrams pending at most, and for how long.
+const MAX_FRAGMENTED: usize = 4096;
+const FRAGMENT_TIMEOUT_NS: i64 = 30_000_000_000;
 
 /// Packets in, finished [`Stream`]s out.
 #[derive(Debug)]
@@ -345,6 +354,10 @@ pub struct Reassembler {
     conns: HashMap<FlowKey, Conn>,
     next_id: u64,
     stats: ReassemblerStats,
+    defrag: Defragmenter,
+    /// The frames of each pending datagram, written to its stream's slice
+    /// once it completes.
+    fragments: HashMap<FragmentKey, Vec<CapturedPacket>>,
 }
 
 /// Which side is the client when no SYN says: the first sender, unless it
@@ -367,6 +380,8 @@ impl Reassembler {
             conns: HashMap::new(),
             next_id: 1,
             stats: ReassemblerStats::default(),
+            defrag: Defragmenter::new(MAX_FRAGMENTED, FRAGMENT_TIMEOUT_NS),
+            fragments: HashMap::new(),
         }
     }
 
@@ -380,21 +395,78 @@ impl Reassembler {
         self.conns.len()
     }
 
-    /// Adds one frame; returns the id of the stream it joined. Streams that
-    /// end because of it (5-tuple reuse, bounds) are pushed to `ended`.
+    /// Adds one frame; returns the id of the stream it joined, or `None`
+    /// for an IP fragment whose datagram is not complete yet (it joins the
+    /// stream with the fragment that completes it). Streams that end
+    /// because of it (5-tuple reuse, bounds) are pushed to `ended`.
     ///
     /// # Errors
     ///
-    /// The [`PacketError`] of a frame that is not TCP/UDP over IP; it is
-    /// not kept.
+    /// The [`PacketError`] of a frame that is not TCP/UDP over IP (or a
+    /// fragment of one); it is not kept.
     pub fn push(
         &mut self,
         frame: CapturedPacket,
         ended: &mut Vec<Stream>,
-    ) -> Result<u64, PacketError> {
-        let packet = &tapwire_packet::parse(frame.link_type, &frame.data)?;
-        let key = packet.flow.canonical();
+    ) -> Result<Option<u64>, PacketError> {
         let ts = frame.timestamp_ns;
+        let key = match tapwire_packet::parse(frame.link_type, &frame.data) {
+            Ok(packet) => self.take(&packet, ts, ended),
+            Err(PacketError::Fragment) => return self.fragment(frame, ended),
+            Err(err) => return Err(err),
+        };
+        let conn = self.conns.get_mut(&key).expect("the stream take opened");
+        conn.packets.push(frame);
+        Ok(Some(conn.id))
+    }
+
+    /// A fragment: held until its datagram completes, then the datagram
+    /// goes to its stream with every fragment's frame.
+    fn fragment(
+        &mut self,
+        frame: CapturedPacket,
+        ended: &mut Vec<Stream>,
+    ) -> Result<Option<u64>, PacketError> {
+        let ts = frame.timestamp_ns;
+        let step = self.defrag.fragment(frame.link_type, &frame.data, ts);
+        let completed = match &step {
+            Ok(Fragment::Complete(d)) => self.fragments.remove(&d.key),
+            _ => None,
+        };
+        // Datagrams the defragmenter gave up on take their frames along.
+        let defrag = &self.defrag;
+        let dropped: usize = self
+            .fragments
+            .iter()
+            .filter(|(k, _)| !defrag.is_pending(k))
+            .map(|(_, f)| f.len())
+            .sum();
+        self.fragments.retain(|k, _| defrag.is_pending(k));
+        self.stats.fragments_dropped += dropped as u64;
+        match step? {
+            Fragment::Pending(key) => {
+                self.fragments.entry(key).or_default().push(frame);
+                Ok(None)
+            }
+            Fragment::Complete(datagram) => {
+                let mut frames = completed.unwrap_or_default();
+                frames.push(frame);
+                let k = datagram.key;
+                let packet =
+                    tapwire_packet::parse_transport(k.src, k.dst, k.protocol, &datagram.transport)?;
+                self.stats.defragmented += 1;
+                let key = self.take(&packet, ts, ended);
+                let conn = self.conns.get_mut(&key).expect("the stream take opened");
+                conn.packets.extend(frames);
+                Ok(Some(conn.id))
+            }
+        }
+    }
+
+    /// Adds a decoded packet to its stream (opening it when new); returns
+    /// the stream's key. The caller keeps the frame(s).
+    fn take(&mut self, packet: &Packet<'_>, ts: i64, ended: &mut Vec<Stream>) -> FlowKey {
+        let key = packet.flow.canonical();
         let config = self.config;
         // A new SYN on a closing connection, or with a different initial
         // sequence number, is a new connection reusing the 5-tuple.
@@ -465,9 +537,7 @@ impl Reassembler {
                 });
             }
         }
-        let id = conn.id;
-        conn.packets.push(frame);
-        Ok(id)
+        key
     }
 
     /// Ends streams idle at `now_ns` (closed ones after the linger).

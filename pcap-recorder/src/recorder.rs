@@ -79,6 +79,10 @@ pub struct RecorderStats {
     pub slices: u64,
     /// Streams ended early for the open-stream bound.
     pub streams_evicted: u64,
+    /// IP datagrams put together from fragments.
+    pub defragmented: u64,
+    /// Fragments dropped: their datagram never completed (timeout, bound).
+    pub fragments_dropped: u64,
     /// Reassembly counters summed over all ended streams.
     pub reassembly: ReassemblyStats,
 }
@@ -223,7 +227,9 @@ impl Recorder {
         };
         match self.reassembler.push(frame, &mut self.ended) {
             Err(err) => *self.stats.undecodable.entry(reason(&err)).or_default() += 1,
-            Ok(id) => {
+            // A fragment held until its datagram completes.
+            Ok(None) => {}
+            Ok(Some(id)) => {
                 if !self.nodes.contains_key(&id) && !record.header.node.is_empty() {
                     self.nodes.insert(
                         id,
@@ -308,7 +314,10 @@ impl Recorder {
     }
 
     fn process_ended(&mut self, pods: &dyn PodLookup) -> Result<(), RecorderError> {
-        self.stats.streams_evicted = self.reassembler.stats().evicted;
+        let r = self.reassembler.stats();
+        self.stats.streams_evicted = r.evicted;
+        self.stats.defragmented = r.defragmented;
+        self.stats.fragments_dropped = r.fragments_dropped;
         let ended = std::mem::take(&mut self.ended);
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
