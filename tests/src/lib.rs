@@ -633,6 +633,16 @@ pub fn packet_records(path: &str, node: &str) -> Vec<tapwire_schemas::events::Pa
     out
 }
 
+/// `Some(())` when `tool` is on `PATH`.
+pub fn on_path(tool: &str) -> Option<()> {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|_| ())
+}
+
 /// Whether this process runs as root.
 pub fn is_root() -> bool {
     Command::new("id")

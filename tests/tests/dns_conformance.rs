@@ -7,25 +7,9 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use tapwire_tests::{require, run_ok, tapwire};
+use tapwire_tests::{is_root, on_path, require, run_ok, tapwire};
 
 const NS: &str = "tw-dns-conformance";
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
-fn found(tool: &str) -> Option<()> {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|_| ())
-}
 
 /// Runs `args` inside the namespace.
 fn in_ns(args: &[&str]) -> Command {
@@ -61,7 +45,7 @@ fn investigate_finds_every_dns_exchange_tshark_finds() {
         return;
     }
     for tool in ["dnsmasq", "dig", "tcpdump", "tshark", "ip"] {
-        if require(tool, found(tool), "scripts/services.sh install").is_none() {
+        if require(tool, on_path(tool), "scripts/services.sh install").is_none() {
             return;
         }
     }
