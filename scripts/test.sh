@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need, starts the real services, and runs every check:
-# formatting, clippy (warnings are errors), all tests, and the docs.
+# formatting, that the default build needs no system library, clippy (warnings
+# are errors), all tests (with live capture, feature live-capture), and the docs.
 #
 # Usage: scripts/test.sh            (from any directory; root on Debian 12, as CI runs it)
 #
@@ -27,16 +28,26 @@ export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
+# Live packet capture links libpcap (feature live-capture); the tests use it.
+FEATURES=tapwire/live-capture
+
+step "the default build needs no system library: no libpcap in its dependency graph"
+if cargo tree -p tapwire -e normal --locked | grep -E ' pcap v[0-9]'; then
+    echo "the default build of tapwire depends on the pcap crate (libpcap)" >&2
+    exit 1
+fi
+
 step "cargo clippy (warnings are errors)"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked --features "$FEATURES" -- -D warnings
+cargo clippy -p tapwire-capture --all-targets --locked -- -D warnings
 
 step "cargo test"
-cargo test --workspace --locked
+cargo test --workspace --locked --features "$FEATURES"
 
 step "cargo test: OTLP trace export (feature otlp)"
-cargo test -p tapwire --features otlp --test otlp --locked
+cargo test -p tapwire --features otlp,live-capture --test otlp --locked
 
 step "cargo doc (warnings are errors)"
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked --features "$FEATURES"
 
 step "all checks passed"

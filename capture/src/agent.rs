@@ -221,7 +221,9 @@ impl Agent {
                     SourceSpec::Inventory | SourceSpec::Pcap { .. } => Ok(()),
                     SourceSpec::Packets => {
                         let missing = self.caps.missing_for_packets();
-                        if missing.is_empty() {
+                        if let Some(reason) = crate::live::missing_reason() {
+                            Err(reason.to_owned())
+                        } else if missing.is_empty() {
                             Ok(())
                         } else {
                             Err(format!(

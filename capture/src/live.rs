@@ -8,9 +8,15 @@
 //! Loss: frames the kernel dropped (ring full) and frames dropped because
 //! the agent's send queue was full are both added to one counter that the
 //! agent reports as loss records.
+//!
+//! Built only with the `live-capture` feature (libpcap is linked then);
+//! without it [`start`] fails with [`LiveError::NotBuilt`] and
+//! [`missing_reason`] says why, so the agent refuses the source at start.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
+#[cfg(feature = "live-capture")]
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 
 use tapwire_plumbing::shutdown::CancellationToken;
@@ -19,9 +25,32 @@ use tokio::sync::mpsc;
 use crate::config::PacketsConfig;
 use crate::replay::Frame;
 
+/// Why this build cannot capture live, when it cannot.
+pub fn missing_reason() -> Option<&'static str> {
+    if cfg!(feature = "live-capture") {
+        None
+    } else {
+        Some(NOT_BUILT)
+    }
+}
+
+const NOT_BUILT: &str = "this build has no live packet capture: build with `--features \
+    live-capture` (needs libpcap-dev), or use --source ebpf or pcap:FILE";
+
+#[cfg(feature = "live-capture")]
+type PcapError = pcap::Error;
+/// Stands in for libpcap's error type in builds without it.
+#[cfg(not(feature = "live-capture"))]
+#[derive(Debug, thiserror::Error)]
+#[error("libpcap is not in this build")]
+pub struct PcapError;
+
 /// Why live capture failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
+    /// Built without the `live-capture` feature.
+    #[error("{}", NOT_BUILT)]
+    NotBuilt,
     /// libpcap refused to open the interface.
     #[error("cannot capture on {interface}: {source}")]
     Open {
@@ -29,7 +58,7 @@ pub enum LiveError {
         interface: String,
         /// libpcap's reason.
         #[source]
-        source: pcap::Error,
+        source: PcapError,
     },
     /// The capture filter does not compile.
     #[error("capture filter {filter:?} on {interface}: {source}")]
@@ -40,7 +69,7 @@ pub enum LiveError {
         filter: String,
         /// libpcap's reason.
         #[source]
-        source: pcap::Error,
+        source: PcapError,
     },
     /// Reading failed.
     #[error("capture on {interface} stopped: {source}")]
@@ -49,12 +78,24 @@ pub enum LiveError {
         interface: String,
         /// libpcap's reason.
         #[source]
-        source: pcap::Error,
+        source: PcapError,
     },
+}
+
+/// Without libpcap in the build: says so.
+#[cfg(not(feature = "live-capture"))]
+pub fn start(
+    _config: &PacketsConfig,
+    _tx: mpsc::Sender<Frame>,
+    _lost: Arc<AtomicU64>,
+    _shutdown: CancellationToken,
+) -> Result<Vec<JoinHandle<Result<(), LiveError>>>, LiveError> {
+    Err(LiveError::NotBuilt)
 }
 
 /// Opens every interface (so that a bad name or filter fails at once) and
 /// starts one reader thread each, sending frames to `tx` until `shutdown`.
+#[cfg(feature = "live-capture")]
 pub fn start(
     config: &PacketsConfig,
     tx: mpsc::Sender<Frame>,
@@ -104,6 +145,7 @@ pub fn start(
         .collect())
 }
 
+#[cfg(feature = "live-capture")]
 fn read_loop(
     interface: String,
     mut cap: pcap::Capture<pcap::Active>,
