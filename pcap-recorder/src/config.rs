@@ -5,8 +5,9 @@
 //!
 //! Recording is on when at least one query is configured: `[record.queries]`
 //! names several, `RECORDING_KFL` (or `--kfl`) adds one named `default`
-//! (replacing a configured `default`). Without any query `tapwire record` says that
-//! recording is off and exits.
+//! (replacing a configured `default`). Without any query `tapwire record`
+//! keeps running, reads the packets and records nothing, and says so in its
+//! log and on `/healthz` (`ok: recording is off: ...`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

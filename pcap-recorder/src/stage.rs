@@ -46,7 +46,7 @@ use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError, decode_batch};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
-use tapwire_plumbing::telemetry::StageMetrics;
+use tapwire_plumbing::telemetry::{Health, StageMetrics};
 use tapwire_schemas::events::PacketRecord;
 use tapwire_schemas::topics;
 
@@ -89,6 +89,8 @@ impl Stage for RecordConfig {
         } else {
             Recorder::new(self.recorder_config(), named(&queries))?
         };
+        let health = cx.stage.health.clone();
+        health.set_note(queries.is_empty().then(|| RECORDING_OFF.to_owned()));
         let shutdown = &cx.stage.shutdown;
         let mut feed = ClusterFeed::open(&cx.bus, shutdown.child_token())?;
         let mut pods = OwnerIndex::new(self.max_pods, self.max_owners_per_ip);
@@ -117,7 +119,8 @@ impl Stage for RecordConfig {
             metrics,
         )
         .with_pods(pods, feed)
-        .watching(self.queries.clone(), self.queries_dir.clone());
+        .watching(self.queries.clone(), self.queries_dir.clone())
+        .reporting_to(health);
         handler.tick_every = Duration::from_millis(
             self.spool_retry_interval_ms
                 .min(self.slice_max_age_ms)
@@ -192,7 +195,12 @@ pub struct RecordHandler {
     durable: u64,
     tally: StageTally,
     reported_undecodable: u64,
+    /// Where "recording is off" is said beside `ok`.
+    health: Option<Health>,
 }
+
+/// The `/healthz` note of a recorder without any query.
+pub const RECORDING_OFF: &str = "recording is off: no recording query";
 
 impl RecordHandler {
     /// A handler recording with `recorder` into `uploader` under `prefix`,
@@ -219,6 +227,7 @@ impl RecordHandler {
             durable: 0,
             tally: StageTally::default(),
             reported_undecodable: 0,
+            health: None,
         }
     }
 
@@ -227,6 +236,12 @@ impl RecordHandler {
     pub fn with_pods(mut self, pods: OwnerIndex, feed: ClusterFeed) -> RecordHandler {
         self.pods = pods;
         self.feed = Some(feed);
+        self
+    }
+
+    /// Says on `/healthz` (a note beside `ok`) when recording is off.
+    pub fn reporting_to(mut self, health: Health) -> RecordHandler {
+        self.health = Some(health);
         self
     }
 
@@ -271,6 +286,9 @@ impl RecordHandler {
                 Err(e) => Err(e.to_string()),
             }
         });
+        if let (Ok(all), Some(health)) = (&applied, &self.health) {
+            health.set_note(all.is_empty().then(|| RECORDING_OFF.to_owned()));
+        }
         match applied {
             Ok(all) if all.is_empty() => tracing::warn!(dir = %source.dir.display(),
                 "recording is off: no recording query left; packets are read and not recorded"),

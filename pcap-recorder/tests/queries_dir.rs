@@ -77,6 +77,7 @@ async fn a_query_changed_on_disk_applies_without_a_restart() {
     );
     // No query yet: recording is off, packets are read.
     let recorder = Recorder::idle(Default::default());
+    let health = tapwire_plumbing::telemetry::Health::default();
     let mut handler = RecordHandler::new(
         recorder,
         uploader,
@@ -84,7 +85,18 @@ async fn a_query_changed_on_disk_applies_without_a_restart() {
         Duration::from_secs(3600),
         metrics,
     )
-    .watching(Default::default(), Some(queries.clone()));
+    .watching(Default::default(), Some(queries.clone()))
+    .reporting_to(health.clone());
+    // What the stage's build does for a recorder started without a query.
+    health.set_note(Some(tapwire_pcap_recorder::stage::RECORDING_OFF.to_owned()));
+    assert_eq!(
+        health.reply(),
+        (
+            true,
+            "ok: recording is off: no recording query\n".to_owned()
+        ),
+        "/healthz says recording is off"
+    );
     let batch = messages();
     assert!(handler.handle(&batch).await.expect("handled").is_empty());
     handler.checkpoint().await.expect("checkpoint");
@@ -96,6 +108,11 @@ async fn a_query_changed_on_disk_applies_without_a_restart() {
     // A DNS query appears on disk: the next tick applies it.
     std::fs::write(queries.join("dns.kfl"), "# DNS only\ndns\n").expect("write");
     handler.tick().await.expect("tick");
+    assert_eq!(
+        health.reply(),
+        (true, "ok\n".to_owned()),
+        "recording is on again"
+    );
     handler.handle(&batch).await.expect("handled");
     handler.checkpoint().await.expect("checkpoint");
     assert_eq!(recorded(&store_dir), ["DNS"]);
@@ -114,4 +131,23 @@ async fn a_query_changed_on_disk_applies_without_a_restart() {
     handler.handle(&batch).await.expect("handled");
     handler.checkpoint().await.expect("checkpoint");
     assert_eq!(recorded(&store_dir), ["DNS", "HTTP"]);
+
+    // Every query removed: recording is off again, and /healthz says so.
+    std::fs::remove_file(queries.join("dns.kfl")).expect("rm");
+    std::fs::remove_file(queries.join("web.kfl")).expect("rm");
+    handler.tick().await.expect("tick");
+    assert_eq!(
+        health.reply(),
+        (
+            true,
+            "ok: recording is off: no recording query\n".to_owned()
+        )
+    );
+    let _ = std::fs::remove_dir_all(&store_dir);
+    handler.handle(&batch).await.expect("handled");
+    handler.checkpoint().await.expect("checkpoint");
+    assert!(
+        recorded(&store_dir).is_empty(),
+        "nothing recorded while off"
+    );
 }

@@ -235,24 +235,50 @@ pub fn render_metrics() -> String {
     out
 }
 
-/// What `/healthz` reports: healthy, or failing with a reason.
+/// What `/healthz` reports: healthy, or failing with a reason; and, while
+/// healthy, a note on a state worth knowing (such as recording being off).
 #[derive(Clone, Default)]
-pub struct Health(Arc<Mutex<Option<String>>>);
+pub struct Health {
+    failure: Arc<Mutex<Option<String>>>,
+    note: Arc<Mutex<Option<String>>>,
+}
 
 impl Health {
     /// Marks healthy.
     pub fn set_ok(&self) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
     /// Marks failing with `reason`.
     pub fn set_failing(&self, reason: String) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
     }
 
     /// `None` when healthy.
     pub fn failure(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets (or, with `None`, clears) the note `/healthz` adds to `ok`.
+    pub fn set_note(&self, note: Option<String>) {
+        *self.note.lock().unwrap_or_else(|p| p.into_inner()) = note;
+    }
+
+    /// The note, if any.
+    pub fn note(&self) -> Option<String> {
+        self.note.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The `/healthz` reply: `ok` (with the note), or the failure.
+    pub fn reply(&self) -> (bool, String) {
+        match (self.failure(), self.note()) {
+            (None, None) => (true, "ok\n".to_owned()),
+            (None, Some(note)) => (true, format!("ok: {note}\n")),
+            (Some(reason), _) => (false, format!("failing: {reason}\n")),
+        }
     }
 }
 
@@ -284,12 +310,9 @@ pub async fn serve_admin(
             get(move || {
                 let health = health.clone();
                 async move {
-                    match health.failure() {
-                        None => (StatusCode::OK, "ok\n".to_owned()),
-                        Some(reason) => (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            format!("failing: {reason}\n"),
-                        ),
+                    match health.reply() {
+                        (true, body) => (StatusCode::OK, body),
+                        (false, body) => (StatusCode::SERVICE_UNAVAILABLE, body),
                     }
                 }
             }),
