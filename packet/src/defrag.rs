@@ -199,42 +199,14 @@ mod tests {
     use super::*;
     use crate::{LINKTYPE_RAW, parse, parse_transport};
 
-    /// An IPv4 UDP datagram of `payload` cut into fragments of `size` bytes
-    /// of IP payload (a multiple of 8), as raw IP frames.
-    pub(crate) fn ipv4_fragments(payload: &[u8], size: usize) -> Vec<Vec<u8>> {
-        let mut udp = Vec::new();
-        udp.extend(40000u16.to_be_bytes());
-        udp.extend(53u16.to_be_bytes());
-        udp.extend((8 + payload.len() as u16).to_be_bytes());
-        udp.extend([0, 0]);
-        udp.extend(payload);
-        udp.chunks(size)
-            .enumerate()
-            .map(|(i, chunk)| {
-                let more = (i + 1) * size < udp.len();
-                let flags_offset = (u16::from(more) << 13) | ((i * size / 8) as u16);
-                let mut ip = vec![0x45, 0];
-                ip.extend((20 + chunk.len() as u16).to_be_bytes());
-                ip.extend(0x1234u16.to_be_bytes());
-                ip.extend(flags_offset.to_be_bytes());
-                ip.extend([64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2]);
-                let sum = checksum(&ip);
-                ip[10..12].copy_from_slice(&sum.to_be_bytes());
-                ip.extend(chunk);
-                ip
-            })
-            .collect()
-    }
-
-    fn checksum(header: &[u8]) -> u16 {
-        let mut sum: u32 = header
-            .chunks(2)
-            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
-            .sum();
-        while sum > 0xffff {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-        !(sum as u16)
+    fn ipv4_fragments(payload: &[u8], size: usize) -> Vec<Vec<u8>> {
+        crate::synth::ipv4_fragments(
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            0x1234,
+            &crate::synth::udp_datagram(40000, 53, payload),
+            size,
+        )
     }
 
     #[test]

@@ -36,7 +36,8 @@
 //!   ([`capture_file::CaptureFile`]), for the agent's replay, investigate
 //!   and tests.
 //! - [`synth`]: synthetic frames (TCP sessions, refused connects, UDP and
-//!   DNS exchanges) for the demo, benchmarks and tests.
+//!   DNS exchanges, IPv4 and IPv6 fragments) for the demo, benchmarks and
+//!   tests.
 
 mod flow;
 mod frame;

@@ -237,6 +237,88 @@ pub fn dns_answer(id: u16, name: &str, address: std::net::Ipv4Addr) -> Vec<u8> {
     p.build_bytes_vec().unwrap_or_default()
 }
 
+/// A UDP datagram (header and payload; no checksum, which IPv4 allows).
+pub fn udp_datagram(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend(src_port.to_be_bytes());
+    u.extend(dst_port.to_be_bytes());
+    u.extend((8 + payload.len() as u16).to_be_bytes());
+    u.extend([0, 0]);
+    u.extend(payload);
+    u
+}
+
+/// The IPv4 header checksum of `header`.
+fn ipv4_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Raw IPv4 frames (link type 101) carrying `datagram` (a UDP datagram,
+/// protocol 17) in fragments of `piece` bytes of IP payload (a multiple of
+/// 8), in order.
+pub fn ipv4_fragments(
+    src: std::net::Ipv4Addr,
+    dst: std::net::Ipv4Addr,
+    id: u16,
+    datagram: &[u8],
+    piece: usize,
+) -> Vec<Vec<u8>> {
+    datagram
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let more = (i + 1) * piece < datagram.len();
+            let flags_offset = (u16::from(more) << 13) | ((i * piece / 8) as u16);
+            let mut ip = vec![0x45, 0];
+            ip.extend((20 + chunk.len() as u16).to_be_bytes());
+            ip.extend(id.to_be_bytes());
+            ip.extend(flags_offset.to_be_bytes());
+            ip.extend([64, 17, 0, 0]);
+            ip.extend(src.octets());
+            ip.extend(dst.octets());
+            let sum = ipv4_checksum(&ip);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            ip.extend(chunk);
+            ip
+        })
+        .collect()
+}
+
+/// Raw IPv6 frames carrying `datagram` (UDP) in fragments of `piece` bytes
+/// (a multiple of 8) behind a fragment header, in order.
+pub fn ipv6_fragments(
+    src: std::net::Ipv6Addr,
+    dst: std::net::Ipv6Addr,
+    id: u32,
+    datagram: &[u8],
+    piece: usize,
+) -> Vec<Vec<u8>> {
+    datagram
+        .chunks(piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let more = (i + 1) * piece < datagram.len();
+            let mut ip = vec![0x60, 0, 0, 0];
+            ip.extend((8 + chunk.len() as u16).to_be_bytes());
+            ip.extend([44, 64]); // next: fragment header; hop limit
+            ip.extend(src.octets());
+            ip.extend(dst.octets());
+            ip.extend([17, 0]);
+            ip.extend(((((i * piece / 8) as u16) << 3) | u16::from(more)).to_be_bytes());
+            ip.extend(id.to_be_bytes());
+            ip.extend(chunk);
+            ip
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
