@@ -5,6 +5,8 @@
 //! - `dns_query` for each DNS query on UDP 53 and 5353 (and TCP 53, one
 //!   message per segment): emitted when its answer arrives (with answers and
 //!   response code) or, unanswered, when it times out or the capture ends;
+//!   the same query again within half a second (a copy seen on a second
+//!   interface, before or after its answer) is not a second query;
 //! - TCP 853 connections as DNS over TLS: a `dns_query` with query type
 //!   `DOT`, no name and the resolver, since the payload is encrypted;
 //! - `network_connect` (the initiator's view, on the SYN or the first
@@ -112,12 +114,18 @@ struct PendingQuery {
     event: DnsEvent,
 }
 
+/// A query seen again within this long is a copy of the same packet.
+const DNS_COPY_WINDOW_NS: i64 = 500_000_000;
+
 /// Turns packets into events. Feed packets in capture order.
 #[derive(Debug)]
 pub struct Deriver {
     identity: Identity,
     flows: HashMap<FlowKey, Flow>,
     queries: HashMap<(FlowKey, u16), PendingQuery>,
+    /// Queries answered lately, by when: a copy of the query seen on a
+    /// second interface after its answer is not a new query.
+    answered: HashMap<(FlowKey, u16), i64>,
     /// Recently closed TCP flows: their trailing ACKs and retransmitted
     /// FINs, and copies of its packets seen on another interface, do not
     /// open a new flow (a SYN of another sequence number does).
@@ -139,6 +147,7 @@ impl Deriver {
             identity,
             flows: HashMap::new(),
             queries: HashMap::new(),
+            answered: HashMap::new(),
             closed: HashMap::new(),
             idle_timeout_ns,
             max_flows: max_flows.max(1),
@@ -333,6 +342,8 @@ impl Deriver {
             .collect();
         self.close_all(idle, out);
         self.closed.retain(|_, c| c.last_ns >= cutoff);
+        self.answered
+            .retain(|_, t| now_ns - *t < DNS_COPY_WINDOW_NS);
         let late: Vec<(FlowKey, u16)> = self
             .queries
             .iter()
@@ -399,6 +410,10 @@ impl Deriver {
             let answers: Vec<String> = message.answers.iter().map(|a| a.data.clone()).collect();
             let rcode = message.rcode_name().to_owned();
             if let Some(mut q) = self.queries.remove(&(canonical, message.id)) {
+                if self.answered.len() >= self.max_flows {
+                    self.answered.clear();
+                }
+                self.answered.insert((canonical, message.id), ts_ns);
                 q.event.answers = answers;
                 q.event.response_code = Some(rcode);
                 out.push(Derived::Dns(q.event));
@@ -413,6 +428,15 @@ impl Deriver {
             .map(|q| (q.name.clone(), q.qtype.clone()))
             .unwrap_or_default();
         let key = (canonical, message.id);
+        // The same query again within moments is a copy (the packet seen on
+        // a second interface: both pods' veths), not a retry: resolvers
+        // retry after a second or more, and only when unanswered.
+        let copy = |seen: i64| (ts_ns - seen).abs() < DNS_COPY_WINDOW_NS;
+        if self.queries.get(&key).is_some_and(|q| copy(q.ts_ns))
+            || self.answered.get(&key).is_some_and(|&t| copy(t))
+        {
+            return;
+        }
         let event = DnsEvent {
             header: self.identity.header(
                 ts_ns,
@@ -673,5 +697,51 @@ mod tests {
         };
         assert_eq!(kinds(L4Kind::NetworkConnect), 2, "{out:#?}");
         assert_eq!(kinds(L4Kind::NetworkFlow), 2);
+    }
+
+    #[test]
+    fn a_dns_query_seen_on_two_interfaces_is_one_query() {
+        let identity = Identity {
+            node: "n".to_owned(),
+            sensor_id: "s".to_owned(),
+            node_ip: None,
+        };
+        let mut d = Deriver::new(identity, 60_000_000_000, 100);
+        let frames = tapwire_packet::synth::udp_exchange(
+            0,
+            "10.0.0.7:40000".parse().unwrap(),
+            "10.0.0.53:53".parse().unwrap(),
+            &tapwire_packet::synth::dns_query(9, "copy.test"),
+            &tapwire_packet::synth::dns_answer(9, "copy.test", [10, 9, 9, 9].into()),
+        );
+        let (query, answer) = (&frames[0].data, &frames[1].data);
+        let mut out = Vec::new();
+        let mut feed = |t: i64, data: &Vec<u8>, out: &mut Vec<Derived>| {
+            let p = tapwire_packet::parse(1, data).expect("parses");
+            d.packet(t, &p, out);
+        };
+        // Query and answer each seen on both veths, the query's second
+        // copy even after the answer.
+        feed(1_000, query, &mut out);
+        feed(2_000, answer, &mut out);
+        feed(2_500, query, &mut out);
+        feed(3_000, answer, &mut out);
+        // A real retry, seconds later and unanswered.
+        feed(3_000_000_000, query, &mut out);
+        d.finish(&mut out);
+        let queries: Vec<(Vec<String>, Option<String>)> = out
+            .iter()
+            .filter_map(|e| match e {
+                Derived::Dns(q) => Some((q.answers.clone(), q.response_code.clone())),
+                Derived::L4(_) => None,
+            })
+            .collect();
+        assert_eq!(
+            queries,
+            [
+                (vec!["10.9.9.9".to_owned()], Some("NOERROR".to_owned())),
+                (vec![], None)
+            ]
+        );
     }
 }
