@@ -43,6 +43,10 @@ pub enum Fragment {
     Complete(Reassembled),
 }
 
+/// Expiry scans every pending datagram: at most this often (capture time),
+/// or once per timeout when that is shorter.
+const EXPIRE_EVERY_NS: i64 = 1_000_000_000;
+
 struct Partial {
     buf: IpDefragBuf,
     first_ns: i64,
@@ -53,6 +57,8 @@ pub struct Defragmenter {
     pending: HashMap<FragmentKey, Partial>,
     max_datagrams: usize,
     timeout_ns: i64,
+    /// Capture time of the last expiry scan (at most one per second).
+    expired_at: i64,
     /// Datagrams dropped: incomplete at the timeout, pushed out by the
     /// bound, or with inconsistent fragments.
     pub dropped: u64,
@@ -74,6 +80,7 @@ impl Defragmenter {
             pending: HashMap::new(),
             max_datagrams: max_datagrams.max(1),
             timeout_ns,
+            expired_at: i64::MIN,
             dropped: 0,
         }
     }
@@ -145,7 +152,9 @@ impl Defragmenter {
             }
             _ => return Err(PacketError::NotIp),
         };
-        self.expire(ts_ns);
+        if ts_ns.saturating_sub(self.expired_at) >= EXPIRE_EVERY_NS.min(self.timeout_ns) {
+            self.expire(ts_ns);
+        }
         if !self.pending.contains_key(&key)
             && self.pending.len() >= self.max_datagrams
             && let Some(oldest) = self
@@ -179,6 +188,7 @@ impl Defragmenter {
     /// Drops datagrams older than the timeout at `now_ns`; returns their
     /// keys.
     pub fn expire(&mut self, now_ns: i64) -> Vec<FragmentKey> {
+        self.expired_at = now_ns;
         let timeout = self.timeout_ns;
         let old: Vec<FragmentKey> = self
             .pending

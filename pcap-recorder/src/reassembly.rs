@@ -358,6 +358,8 @@ pub struct Reassembler {
     /// The frames of each pending datagram, written to its stream's slice
     /// once it completes.
     fragments: HashMap<FragmentKey, Vec<CapturedPacket>>,
+    /// `defrag.dropped` when `fragments` was last pruned.
+    defrag_dropped: u64,
 }
 
 /// Which side is the client when no SYN says: the first sender, unless it
@@ -382,6 +384,7 @@ impl Reassembler {
             stats: ReassemblerStats::default(),
             defrag: Defragmenter::new(MAX_FRAGMENTED, FRAGMENT_TIMEOUT_NS),
             fragments: HashMap::new(),
+            defrag_dropped: 0,
         }
     }
 
@@ -433,16 +436,20 @@ impl Reassembler {
             Ok(Fragment::Complete(d)) => self.fragments.remove(&d.key),
             _ => None,
         };
-        // Datagrams the defragmenter gave up on take their frames along.
-        let defrag = &self.defrag;
-        let dropped: usize = self
-            .fragments
-            .iter()
-            .filter(|(k, _)| !defrag.is_pending(k))
-            .map(|(_, f)| f.len())
-            .sum();
-        self.fragments.retain(|k, _| defrag.is_pending(k));
-        self.stats.fragments_dropped += dropped as u64;
+        // Datagrams the defragmenter gave up on take their frames along
+        // (looked for only when it gave some up).
+        if self.defrag.dropped != self.defrag_dropped {
+            self.defrag_dropped = self.defrag.dropped;
+            let defrag = &self.defrag;
+            let dropped: usize = self
+                .fragments
+                .iter()
+                .filter(|(k, _)| !defrag.is_pending(k))
+                .map(|(_, f)| f.len())
+                .sum();
+            self.fragments.retain(|k, _| defrag.is_pending(k));
+            self.stats.fragments_dropped += dropped as u64;
+        }
         match step? {
             Fragment::Pending(key) => {
                 self.fragments.entry(key).or_default().push(frame);

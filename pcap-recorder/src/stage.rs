@@ -90,7 +90,6 @@ impl Stage for RecordConfig {
             Recorder::new(self.recorder_config(), named(&queries))?
         };
         let health = cx.stage.health.clone();
-        health.set_note(queries.is_empty().then(|| RECORDING_OFF.to_owned()));
         let shutdown = &cx.stage.shutdown;
         let mut feed = ClusterFeed::open(&cx.bus, shutdown.child_token())?;
         let mut pods = OwnerIndex::new(self.max_pods, self.max_owners_per_ip);
@@ -239,10 +238,19 @@ impl RecordHandler {
         self
     }
 
-    /// Says on `/healthz` (a note beside `ok`) when recording is off.
+    /// Says on `/healthz` (a note beside `ok`) when recording is off, now
+    /// and whenever the watched queries change.
     pub fn reporting_to(mut self, health: Health) -> RecordHandler {
         self.health = Some(health);
+        self.report_recording();
         self
+    }
+
+    fn report_recording(&self) {
+        if let Some(health) = &self.health {
+            let off = self.recorder.queries().next().is_none();
+            health.set_note(off.then(|| RECORDING_OFF.to_owned()));
+        }
     }
 
     /// Watches `dir` (when set) for recording queries that join
@@ -286,9 +294,6 @@ impl RecordHandler {
                 Err(e) => Err(e.to_string()),
             }
         });
-        if let (Ok(all), Some(health)) = (&applied, &self.health) {
-            health.set_note(all.is_empty().then(|| RECORDING_OFF.to_owned()));
-        }
         match applied {
             Ok(all) if all.is_empty() => tracing::warn!(dir = %source.dir.display(),
                 "recording is off: no recording query left; packets are read and not recorded"),
@@ -300,6 +305,7 @@ impl RecordHandler {
             Err(reason) => tracing::error!(dir = %source.dir.display(), %reason,
                 "recording queries changed but are not valid; the previous queries stay in force"),
         }
+        self.report_recording();
     }
 
     /// Counters.

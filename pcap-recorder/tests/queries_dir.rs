@@ -87,8 +87,6 @@ async fn a_query_changed_on_disk_applies_without_a_restart() {
     )
     .watching(Default::default(), Some(queries.clone()))
     .reporting_to(health.clone());
-    // What the stage's build does for a recorder started without a query.
-    health.set_note(Some(tapwire_pcap_recorder::stage::RECORDING_OFF.to_owned()));
     assert_eq!(
         health.reply(),
         (

@@ -88,13 +88,6 @@ fn hex_of(parts: &[&str], words: usize) -> String {
         .collect()
 }
 
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
-
 impl Node {
     /// A node named `name` with no pods yet; `None` (the reason printed)
     /// without root or cgroup v2.
@@ -102,7 +95,7 @@ impl Node {
         static NEXT: AtomicU8 = AtomicU8::new(0);
         let found = crate::require(
             "root (network namespaces and cgroups need it)",
-            is_root().then_some(()),
+            crate::is_root().then_some(()),
             "run the tests as root, as CI does",
         )
         .and_then(|()| {

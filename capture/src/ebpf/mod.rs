@@ -110,6 +110,9 @@ fn monotonic_to_wall() -> i64 {
     ns(clock_gettime(ClockId::Realtime)) - ns(clock_gettime(ClockId::Monotonic))
 }
 
+/// Containers remembered as seen before the memo starts over.
+const MAX_CONTAINERS_SEEN: usize = 50_000;
+
 /// Process events to runtime events; remembers each live process's binary
 /// and command line (in [`Processes`]) so that its exit and its connections
 /// name them too.
@@ -217,19 +220,7 @@ fn file_event(
         _ => return None,
     };
     procs.seq += 1;
-    let status = std::fs::read_to_string(format!("/proc/{}/status", e.pid)).unwrap_or_default();
-    let ids = |key: &str| -> Vec<u32> {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))
-            .map(|v| {
-                v.split_whitespace()
-                    .filter_map(|x| x.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let (uids, gids, ppid) = (ids("Uid:"), ids("Gid:"), ids("PPid:"));
+    let [ppid, uid, euid, egid] = owners::proc_ids(e.pid);
     Some(RuntimeEvent {
         header: identity.header(
             ts_ns,
@@ -242,13 +233,14 @@ fn file_event(
         ),
         kind,
         pid: e.pid,
-        ppid: ppid.first().copied().unwrap_or(0),
-        uid: uids.first().copied().unwrap_or(0),
-        euid: uids.get(1).copied().unwrap_or(0),
-        egid: gids.get(1).copied().unwrap_or(0),
+        ppid: ppid.unwrap_or(0),
+        uid: uid.unwrap_or(0),
+        euid: euid.unwrap_or(0),
+        egid: egid.unwrap_or(0),
         binary: procs
             .procs
-            .binary_path(e.pid)
+            .program(e.pid)
+            .0
             .unwrap_or_else(|| c_str(&e.comm)),
         command_line: None,
         container_id: owners::proc_container(e.pid),
@@ -699,13 +691,17 @@ impl Reader {
                 self.tcp.handle(
                     &e,
                     e.ts_ns as i64 + self.offset,
-                    &procs.procs,
+                    &mut procs.procs,
                     &mut procs.cgroups,
                     &mut self.l4,
                 );
             }
             Ok(Event::Proc(e)) => {
                 let ev = self.procs.handle(&e, e.ts_ns as i64 + self.offset);
+                if self.procs.containers_seen.len() >= MAX_CONTAINERS_SEEN {
+                    // Their libraries stay probed (by inode); only the memo goes.
+                    self.procs.containers_seen.clear();
+                }
                 if ev.kind == RuntimeKind::ProcessExec
                     && let Some(id) = &ev.container_id
                     && self.procs.containers_seen.insert(id.clone())
@@ -719,9 +715,10 @@ impl Reader {
                 let owner = procs
                     .procs
                     .owner(&mut procs.cgroups, e.pid, c_str(&e.comm), &e.task);
-                let client = tcp::ip(e.family, &e.saddr);
-                self.senders.note((client.0, e.sport), owner.clone());
-                if !self.packets_dns {
+                if self.packets_dns {
+                    let client = tcp::ip(e.family, &e.saddr);
+                    self.senders.note((client.0, e.sport), owner);
+                } else {
                     procs.seq += 1;
                     if let Some(query) = dns_sent(
                         &self.identity,

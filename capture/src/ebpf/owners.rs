@@ -161,10 +161,33 @@ pub fn proc_container(pid: u32) -> Option<String> {
     container_in_path(cgroup_path(&text)?)
 }
 
-/// Executables and command lines of the processes the agent saw exec.
+/// Executables and command lines of the processes the agent saw exec (or
+/// read once from `/proc`, so a process that connects often costs no I/O
+/// per connection).
 #[derive(Debug, Default)]
 pub struct Processes {
-    by_pid: HashMap<u32, (String, Option<String>)>,
+    by_pid: HashMap<u32, (Option<String>, Option<String>)>,
+}
+
+/// Parent, real uid, effective uid and effective gid of a live process,
+/// from `/proc/PID/status` (`None` where it cannot be read).
+pub fn proc_ids(pid: u32) -> [Option<u32>; 4] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |key: &str, at: usize| -> Option<u32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))?
+            .split_whitespace()
+            .nth(at)?
+            .parse()
+            .ok()
+    };
+    [
+        field("PPid:", 0),
+        field("Uid:", 0),
+        field("Uid:", 1),
+        field("Gid:", 1),
+    ]
 }
 
 /// Processes remembered before the map starts over.
@@ -176,41 +199,46 @@ impl Processes {
         if self.by_pid.len() >= MAX_PROCESSES {
             self.by_pid.clear();
         }
-        self.by_pid.insert(pid, (path, command_line));
+        self.by_pid.insert(pid, (Some(path), command_line));
     }
 
-    /// `pid` exited: its executable, if it was seen.
+    /// `pid` exited: its executable, if it was known.
     pub fn exit(&mut self, pid: u32) -> Option<String> {
-        self.by_pid.remove(&pid).map(|(path, _)| path)
+        self.by_pid.remove(&pid).and_then(|(path, _)| path)
     }
 
-    /// The executable of `pid`, from its exec or `/proc/PID/exe`.
-    pub fn binary_path(&self, pid: u32) -> Option<String> {
-        self.by_pid.get(&pid).map(|(p, _)| p.clone()).or_else(|| {
-            std::fs::read_link(format!("/proc/{pid}/exe"))
-                .ok()
-                .map(|p| p.display().to_string())
-        })
-    }
-
-    /// The command line of `pid`, from its exec or `/proc/PID/cmdline`.
-    pub fn command_line(&self, pid: u32) -> Option<String> {
-        if let Some((_, line)) = self.by_pid.get(&pid) {
-            return line.clone();
+    /// The executable and command line of `pid`: from its exec, else read
+    /// from `/proc` once and kept.
+    pub fn program(&mut self, pid: u32) -> (Option<String>, Option<String>) {
+        if let Some(known) = self.by_pid.get(&pid) {
+            return known.clone();
         }
-        let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-        let line = join_args(&raw);
-        (!line.is_empty()).then_some(line)
+        let path = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .map(|p| p.display().to_string());
+        let line = std::fs::read(format!("/proc/{pid}/cmdline"))
+            .ok()
+            .map(|raw| join_args(&raw))
+            .filter(|l| !l.is_empty());
+        // A process already gone tells nothing: not kept, nothing to reuse.
+        if path.is_some() || line.is_some() {
+            if self.by_pid.len() >= MAX_PROCESSES {
+                self.by_pid.clear();
+            }
+            self.by_pid.insert(pid, (path.clone(), line.clone()));
+        }
+        (path, line)
     }
 
     /// The owner described by a kernel record's identity.
     pub fn owner(
-        &self,
+        &mut self,
         cgroups: &mut Cgroups,
         pid: u32,
         comm: String,
         task: &super::wire::TaskIds,
     ) -> Owner {
+        let (binary_path, command_line) = self.program(pid);
         Owner {
             pid,
             comm,
@@ -218,36 +246,28 @@ impl Processes {
             euid: Some(task.euid),
             egid: Some(task.egid),
             container_id: cgroups.container(task.cgroup_id, pid),
-            binary_path: self.binary_path(pid),
-            command_line: self.command_line(pid),
+            binary_path,
+            command_line,
         }
     }
 
     /// The owner of a live process, everything read from `/proc` (for
     /// sockets that predate the agent).
-    pub fn owner_from_proc(&self, cgroups: &mut Cgroups, pid: u32) -> Owner {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let field = |key: &str, at: usize| -> Option<u32> {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(key))?
-                .split_whitespace()
-                .nth(at)?
-                .parse()
-                .ok()
-        };
+    pub fn owner_from_proc(&mut self, cgroups: &mut Cgroups, pid: u32) -> Owner {
+        let [ppid, _, euid, egid] = proc_ids(pid);
         let comm = std::fs::read_to_string(format!("/proc/{pid}/comm"))
             .map(|c| c.trim_end_matches('\n').to_owned())
             .unwrap_or_default();
+        let (binary_path, command_line) = self.program(pid);
         Owner {
             pid,
             comm,
-            ppid: field("PPid:", 0),
-            euid: field("Uid:", 1),
-            egid: field("Gid:", 1),
+            ppid,
+            euid,
+            egid,
             container_id: cgroups.container(0, pid),
-            binary_path: self.binary_path(pid),
-            command_line: self.command_line(pid),
+            binary_path,
+            command_line,
         }
     }
 }

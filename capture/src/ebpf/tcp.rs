@@ -132,7 +132,7 @@ impl TcpTracker {
         &mut self,
         e: &TcpEvent,
         ts_ns: i64,
-        procs: &Processes,
+        procs: &mut Processes,
         cgroups: &mut Cgroups,
         out: &mut Vec<L4Event>,
     ) {
@@ -278,26 +278,26 @@ mod tests {
             node_ip: None,
         };
         let mut t = TcpTracker::new(id);
-        let (procs, mut cg) = (Processes::default(), Cgroups::new(None));
+        let (mut procs, mut cg) = (Processes::default(), Cgroups::new(None));
         let mut out = Vec::new();
         t.handle(
             &ev(CLOSE, LISTEN, 1, 8080, 0, 100, "server"),
             0,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
         t.handle(
             &ev(CLOSE, SYN_SENT, 2, 0, 8080, 200, "client"),
             10,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
         t.handle(
             &ev(SYN_SENT, ESTABLISHED, 2, 40000, 8080, 0, "swapper"),
             11,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
@@ -305,7 +305,7 @@ mod tests {
         t.handle(
             &ev(SYN_RECV, ESTABLISHED, 3, 8080, 40000, 999, "swapper"),
             12,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
@@ -313,22 +313,22 @@ mod tests {
         close.fin_received = 1;
         close.bytes_acked = 5002;
         close.bytes_received = 123_457;
-        t.handle(&close, 50, &procs, &mut cg, &mut out);
+        t.handle(&close, 50, &mut procs, &mut cg, &mut out);
         let mut close = ev(FIN_WAIT2, CLOSE, 3, 8080, 40000, 0, "");
         close.bytes_acked = 123_457;
         close.bytes_received = 5000;
-        t.handle(&close, 51, &procs, &mut cg, &mut out);
+        t.handle(&close, 51, &mut procs, &mut cg, &mut out);
         t.handle(
             &ev(CLOSE, SYN_SENT, 4, 0, 9, 200, "client"),
             60,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
         t.handle(
             &ev(SYN_SENT, CLOSE, 4, 40001, 9, 0, ""),
             61,
-            &procs,
+            &mut procs,
             &mut cg,
             &mut out,
         );
@@ -376,7 +376,7 @@ mod tests {
             node_ip: None,
         };
         let mut t = TcpTracker::new(id);
-        let (procs, mut cg) = (Processes::default(), Cgroups::new(None));
+        let (mut procs, mut cg) = (Processes::default(), Cgroups::new(None));
         let mut out = Vec::new();
         // Pod A's server predates the agent; pod B's listens while it runs.
         t.seed_listener(
@@ -391,11 +391,11 @@ mod tests {
         );
         let mut listen = ev(CLOSE, LISTEN, 1, 8080, 0, 200, "server-b");
         listen.netns = 4026532222;
-        t.handle(&listen, 0, &procs, &mut cg, &mut out);
+        t.handle(&listen, 0, &mut procs, &mut cg, &mut out);
         for (sk, netns) in [(10, 4026532222u32), (11, 4026531111), (12, 4026533333)] {
             let mut accept = ev(SYN_RECV, ESTABLISHED, sk, 8080, 40000, 999, "swapper");
             accept.netns = netns;
-            t.handle(&accept, 5, &procs, &mut cg, &mut out);
+            t.handle(&accept, 5, &mut procs, &mut cg, &mut out);
         }
         let accepts: Vec<(u32, &str)> = out
             .iter()
@@ -407,7 +407,7 @@ mod tests {
         // A listener that closes is forgotten in its namespace only.
         let mut close = ev(LISTEN, CLOSE, 1, 8080, 0, 200, "server-b");
         close.netns = 4026532222;
-        t.handle(&close, 9, &procs, &mut cg, &mut out);
+        t.handle(&close, 9, &mut procs, &mut cg, &mut out);
         assert_eq!(t.listeners(), 1);
     }
 }
