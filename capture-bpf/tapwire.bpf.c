@@ -6,6 +6,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
 #include "tapwire.h"
 
 #define IPPROTO_TCP_ 6
@@ -30,6 +31,41 @@ struct tw_udp_event _tw_udp_event = {};
 struct tw_task_ids _tw_task_ids = {};
 struct tw_lookup_event _tw_lookup_event = {};
 struct tw_dns_send_event _tw_dns_send_event = {};
+struct tw_block_event _tw_block_event = {};
+struct tw_net_key _tw_net_key = {};
+struct tw_net_verdict _tw_net_verdict = {};
+struct tw_exec_key _tw_exec_key = {};
+
+/* Enforcement state, written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64); /* cgroup id */
+	__type(value, __u32); /* enum tw_enforce_flags */
+} enforced SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, 1 << 18);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tw_net_key);
+	__type(value, struct tw_net_verdict);
+} net_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1 << 16);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct tw_exec_key);
+	__type(value, __u32); /* rule index */
+} exec_rules SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct tw_exec_key);
+} exec_scratch SEC(".maps");
 
 /* connect() calls on UDP sockets between sys_enter and sys_exit, by thread. */
 struct {
@@ -158,6 +194,8 @@ static __always_inline void fill_proc(struct tw_proc_event *e, __u32 kind)
 	e->egid = BPF_CORE_READ(task, cred, egid.val);
 	e->exit_code = 0;
 	e->args_len = 0;
+	e->blocked_rule = 0;
+	e->pad = 0;
 	e->filename[0] = 0;
 	e->args[0] = 0;
 	process_comm(e->comm);
@@ -174,6 +212,25 @@ int tw_exec(struct trace_event_raw_sched_process_exec *ctx)
 	fill_proc(e, TW_PROC_EXEC);
 	unsigned int off = ctx->__data_loc_filename & 0xFFFF;
 	bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), (void *)ctx + off);
+	/* Enforcement: a denied executable is killed here, before it runs
+	 * its first instruction (the signal is taken on the return to user
+	 * space). */
+	__u64 cg = e->cgroup_id;
+	__u32 *flags = bpf_map_lookup_elem(&enforced, &cg);
+	if (flags && (*flags & TW_ENFORCE_EXEC)) {
+		__u32 zero = 0;
+		struct tw_exec_key *k = bpf_map_lookup_elem(&exec_scratch, &zero);
+		if (k) {
+			__builtin_memset(k, 0, sizeof(*k));
+			k->cgroup_id = cg;
+			bpf_probe_read_kernel_str(k->path, sizeof(k->path), (void *)ctx + off);
+			__u32 *rule = bpf_map_lookup_elem(&exec_rules, k);
+			if (rule) {
+				bpf_send_signal(9);
+				e->blocked_rule = *rule + 1;
+			}
+		}
+	}
 	struct task_struct *task = bpf_get_current_task_btf();
 	unsigned long start = BPF_CORE_READ(task, mm, arg_start);
 	unsigned long end = BPF_CORE_READ(task, mm, arg_end);
@@ -699,3 +756,163 @@ int tw_sendmmsg_exit(struct trace_event_raw_sys_exit *ctx)
 }
 
 char LICENSE[] SEC("license") = "GPL";
+
+/* Network enforcement: cgroup programs attached to the cgroup v2 root (every
+ * process of the node), deciding by the "enforced" and "net_rules" maps. */
+
+static __always_inline struct tw_net_verdict *net_lookup(__u64 cg, __u8 direction, __u8 protocol,
+							 __u16 port, __u8 family, const __u8 *addr)
+{
+	struct tw_net_key key = {};
+	key.cgroup_lo = (__u32)cg;
+	key.cgroup_hi = (__u32)(cg >> 32);
+	key.direction = direction;
+	key.protocol = protocol;
+	key.family = family;
+	key.prefixlen = 128 + (family == 4 ? 32 : 128);
+	__builtin_memcpy(key.addr, addr, 16);
+	key.port = port;
+	struct tw_net_verdict *v = bpf_map_lookup_elem(&net_rules, &key);
+	if (v)
+		return v;
+	key.port = 0;
+	return bpf_map_lookup_elem(&net_rules, &key);
+}
+
+static __always_inline void blocked(__u64 cg, __u32 rule, __u8 direction, __u8 protocol, __u16 family,
+				    const __u8 *saddr, __u16 sport, const __u8 *daddr, __u16 dport,
+				    int in_task)
+{
+	struct tw_block_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count_loss();
+		return;
+	}
+	__builtin_memset(e, 0, sizeof(*e));
+	e->kind = TW_NET_BLOCKED;
+	e->ts_ns = bpf_ktime_get_ns();
+	if (in_task) {
+		e->pid = bpf_get_current_pid_tgid() >> 32;
+		task_ids(&e->task);
+		process_comm(e->comm);
+	}
+	e->task.cgroup_id = cg;
+	e->rule = rule;
+	e->family = family;
+	e->protocol = protocol;
+	e->direction = direction;
+	e->sport = sport;
+	e->dport = dport;
+	__builtin_memcpy(e->saddr, saddr, 16);
+	__builtin_memcpy(e->daddr, daddr, 16);
+	bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline int egress_check(struct bpf_sock_addr *ctx, __u8 family)
+{
+	__u64 cg = bpf_get_current_cgroup_id();
+	__u32 *flags = bpf_map_lookup_elem(&enforced, &cg);
+	if (!flags || !(*flags & TW_ENFORCE_EGRESS))
+		return 1;
+	__u8 protocol = ctx->protocol;
+	if (protocol != 6 && protocol != 17)
+		return 1;
+	__u8 addr[16] = {};
+	if (family == 4) {
+		__u32 ip = ctx->user_ip4;
+		__builtin_memcpy(addr, &ip, 4);
+	} else {
+		__u32 ip6[4];
+		ip6[0] = ctx->user_ip6[0];
+		ip6[1] = ctx->user_ip6[1];
+		ip6[2] = ctx->user_ip6[2];
+		ip6[3] = ctx->user_ip6[3];
+		__builtin_memcpy(addr, ip6, 16);
+	}
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	struct tw_net_verdict *v = net_lookup(cg, TW_DIR_EGRESS, protocol, port, family, addr);
+	if (!v || !v->deny)
+		return 1;
+	__u8 none[16] = {};
+	blocked(cg, v->rule, TW_DIR_EGRESS, protocol, family == 4 ? 2 : 10, none, 0, addr, port, 1);
+	return 0; /* EPERM to the caller */
+}
+
+SEC("cgroup/connect4")
+int tw_enforce_connect4(struct bpf_sock_addr *ctx)
+{
+	return egress_check(ctx, 4);
+}
+
+SEC("cgroup/connect6")
+int tw_enforce_connect6(struct bpf_sock_addr *ctx)
+{
+	return egress_check(ctx, 6);
+}
+
+SEC("cgroup/sendmsg4")
+int tw_enforce_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return egress_check(ctx, 4);
+}
+
+SEC("cgroup/sendmsg6")
+int tw_enforce_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return egress_check(ctx, 6);
+}
+
+/* Ingress: a new connection's first packet (TCP SYN without ACK, any UDP
+ * datagram) to an enforced cgroup's socket, from a denied peer, is dropped. */
+SEC("cgroup_skb/ingress")
+int tw_enforce_ingress(struct __sk_buff *skb)
+{
+	__u64 cg = bpf_skb_cgroup_id(skb);
+	__u32 *flags = bpf_map_lookup_elem(&enforced, &cg);
+	if (!flags || !(*flags & TW_ENFORCE_INGRESS))
+		return 1;
+	__u8 family, protocol;
+	__u8 saddr[16] = {}, daddr[16] = {};
+	__u32 l4;
+	if (skb->protocol == bpf_htons(0x0800)) {
+		struct iphdr ip;
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)) < 0)
+			return 1;
+		if (ip.frag_off & bpf_htons(0x1FFF))
+			return 1; /* a later fragment: no ports */
+		family = 4;
+		protocol = ip.protocol;
+		__builtin_memcpy(saddr, &ip.saddr, 4);
+		__builtin_memcpy(daddr, &ip.daddr, 4);
+		l4 = (ip.ihl & 0xF) * 4;
+	} else if (skb->protocol == bpf_htons(0x86DD)) {
+		struct ipv6hdr ip6;
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)) < 0)
+			return 1;
+		family = 6;
+		protocol = ip6.nexthdr; /* extension headers: not enforced */
+		__builtin_memcpy(saddr, &ip6.saddr, 16);
+		__builtin_memcpy(daddr, &ip6.daddr, 16);
+		l4 = sizeof(ip6);
+	} else {
+		return 1;
+	}
+	__u16 ports[2];
+	if (protocol == 6) {
+		__u8 tcpflags;
+		if (bpf_skb_load_bytes(skb, l4 + 13, &tcpflags, 1) < 0)
+			return 1;
+		if ((tcpflags & 0x12) != 0x02) /* not a SYN, or a SYN-ACK */
+			return 1;
+	} else if (protocol != 17) {
+		return 1;
+	}
+	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+		return 1;
+	__u16 sport = bpf_ntohs(ports[0]), dport = bpf_ntohs(ports[1]);
+	struct tw_net_verdict *v = net_lookup(cg, TW_DIR_INGRESS, protocol, dport, family, saddr);
+	if (!v || !v->deny)
+		return 1;
+	blocked(cg, v->rule, TW_DIR_INGRESS, protocol, family == 4 ? 2 : 10, saddr, sport, daddr, dport, 0);
+	return 0;
+}

@@ -19,7 +19,9 @@ enum tw_kind {
 	TW_UDP_CONNECT = 5,
 	TW_DNS_LOOKUP = 6,
 	TW_DNS_SEND = 7,
+	TW_NET_BLOCKED = 8,
 };
+
 
 enum tw_file_op {
 	TW_FILE_OPEN = 1, /* openat with write, create or truncate flags */
@@ -74,6 +76,8 @@ struct tw_proc_event {
 	__u32 egid;
 	__s32 exit_code;
 	__u32 args_len;
+	__u32 blocked_rule; /* exec: rule index + 1 when enforcement killed it */
+	__u32 pad;
 	char comm[TW_COMM_LEN];
 	char filename[TW_PATH_LEN];
 	char args[TW_ARGS_LEN]; /* NUL-separated argv, args_len bytes */
@@ -147,6 +151,67 @@ struct tw_dns_send_event {
 	__u8 daddr[16];
 	char comm[TW_COMM_LEN];
 	__u8 payload[TW_DNS_PAYLOAD];
+};
+
+
+/* Enforcement (cgroup programs and the exec tracepoint), by the agent's
+ * maps: which cgroups are enforced, and how. */
+enum tw_enforce_flags {
+	TW_ENFORCE_EGRESS = 1,
+	TW_ENFORCE_INGRESS = 2,
+	TW_ENFORCE_EXEC = 4,
+};
+
+enum tw_direction {
+	TW_DIR_EGRESS = 1,
+	TW_DIR_INGRESS = 2,
+};
+
+/* Key of the "net_rules" LPM trie: the fixed part (cgroup, direction,
+ * protocol, port, family: 128 bits) is always matched whole; the remote
+ * address by prefix, so prefixlen = 128 + the address prefix. Port 0: every
+ * port without entries of its own. */
+struct tw_net_key {
+	__u32 prefixlen;
+	__u32 cgroup_lo;
+	__u32 cgroup_hi;
+	__u8 direction;
+	__u8 protocol;
+	__u16 port; /* host order */
+	__u8 family; /* 4 or 6 */
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+struct tw_net_verdict {
+	__u32 deny;
+	__u32 rule; /* index into the agent's table of rule names */
+};
+
+/* Key of the "exec_rules" hash: an executable path (as exec names it,
+ * zero-padded) in one cgroup. */
+struct tw_exec_key {
+	__u64 cgroup_id;
+	char path[TW_PATH_LEN];
+};
+
+/* A connection the kernel refused: a connect or sendmsg that returned
+ * EPERM (egress), or a new inbound connection's packet dropped (ingress). */
+struct tw_block_event {
+	__u32 kind;
+	__u32 pid; /* 0 for ingress (softirq) */
+	__u64 ts_ns;
+	struct tw_task_ids task; /* zero for ingress but the cgroup id */
+	__u32 rule;
+	__u32 netns;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u8 protocol;
+	__u8 direction;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	char comm[TW_COMM_LEN];
 };
 
 #endif

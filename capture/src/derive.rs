@@ -540,6 +540,7 @@ fn l4(
         egid: None,
         binary_path: None,
         command_line: None,
+        blocked_by: None,
     }
 }
 

@@ -47,9 +47,9 @@ pub struct CompileError {
 }
 
 #[derive(Debug)]
-struct Selector {
-    namespace: Option<String>,
-    labels: Vec<(String, String)>,
+pub(crate) struct Selector {
+    pub(crate) namespace: Option<String>,
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 impl Selector {
@@ -70,33 +70,35 @@ impl Selector {
     }
 
     fn matches(&self, peer: &PeerContext) -> bool {
-        peer.kind == PeerKind::Pod
-            && self
-                .namespace
-                .as_deref()
-                .is_none_or(|ns| peer.namespace.as_deref() == Some(ns))
-            && self
-                .labels
-                .iter()
-                .all(|(k, v)| peer.labels.get(k) == Some(v))
+        peer.kind == PeerKind::Pod && self.matches_pod(peer.namespace.as_deref(), &peer.labels)
     }
 
-    fn specificity(&self) -> u32 {
+    /// Whether a pod of `namespace` with `labels` is selected.
+    pub(crate) fn matches_pod(
+        &self,
+        namespace: Option<&str>,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> bool {
+        self.namespace.as_deref().is_none_or(|ns| namespace == Some(ns))
+            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+    }
+
+    pub(crate) fn specificity(&self) -> u32 {
         u32::from(self.namespace.is_some()) + self.labels.len() as u32
     }
 }
 
 #[derive(Debug)]
-enum DnsPattern {
+pub(crate) enum DnsPattern {
     Exact(String),
     Suffix(String),
 }
 
 #[derive(Debug)]
-struct CompiledPeer {
-    pod: Option<Selector>,
-    cidr: Option<IpNet>,
-    dns: Option<DnsPattern>,
+pub(crate) struct CompiledPeer {
+    pub(crate) pod: Option<Selector>,
+    pub(crate) cidr: Option<IpNet>,
+    pub(crate) dns: Option<DnsPattern>,
 }
 
 impl CompiledPeer {
@@ -120,7 +122,7 @@ impl CompiledPeer {
             })
     }
 
-    fn specificity(&self) -> u32 {
+    pub(crate) fn specificity(&self) -> u32 {
         self.pod.as_ref().map_or(0, |s| 1 + s.specificity())
             + u32::from(self.cidr.is_some())
             + u32::from(self.dns.is_some())
@@ -128,13 +130,13 @@ impl CompiledPeer {
 }
 
 #[derive(Debug)]
-struct NetRule {
-    name: String,
-    action: Action,
-    peers: Vec<CompiledPeer>,
-    ports: Vec<u16>,
-    protocols: Vec<Protocol>,
-    when: Option<Filter>,
+pub(crate) struct NetRule {
+    pub(crate) name: String,
+    pub(crate) action: Action,
+    pub(crate) peers: Vec<CompiledPeer>,
+    pub(crate) ports: Vec<u16>,
+    pub(crate) protocols: Vec<Protocol>,
+    pub(crate) when: Option<Filter>,
 }
 
 impl NetRule {
@@ -175,12 +177,12 @@ impl NetRule {
 }
 
 #[derive(Debug)]
-struct RtRule {
-    name: String,
-    action: Action,
-    executables: Option<GlobSet>,
-    files: Option<(GlobSet, Vec<RuntimeKind>)>,
-    when: Option<Filter>,
+pub(crate) struct RtRule {
+    pub(crate) name: String,
+    pub(crate) action: Action,
+    pub(crate) executables: Option<GlobSet>,
+    pub(crate) files: Option<(GlobSet, Vec<RuntimeKind>)>,
+    pub(crate) when: Option<Filter>,
 }
 
 /// Whether a rule's KFL condition holds for `e` (no condition: it does).
@@ -209,12 +211,12 @@ fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter
 /// The network rules of one direction, indexed by port so that judging an
 /// event looks at the rules for its port and the port-less ones only.
 #[derive(Debug, Default)]
-struct NetRules {
-    rules: Vec<NetRule>,
+pub(crate) struct NetRules {
+    pub(crate) rules: Vec<NetRule>,
     by_port: HashMap<u16, Vec<usize>>,
     any_port: Vec<usize>,
     /// Any allow rule makes the direction an allow-list.
-    allow_list: bool,
+    pub(crate) allow_list: bool,
 }
 
 impl NetRules {
@@ -241,7 +243,7 @@ impl NetRules {
     }
 
     /// The rules that can match an event to `port`.
-    fn for_port(&self, port: u16) -> impl Iterator<Item = &NetRule> {
+    pub(crate) fn for_port(&self, port: u16) -> impl Iterator<Item = &NetRule> {
         self.by_port
             .get(&port)
             .map_or(&[][..], Vec::as_slice)
@@ -252,23 +254,23 @@ impl NetRules {
 }
 
 #[derive(Debug)]
-struct Policy {
-    name: String,
-    kind: Kind,
-    mode: PolicyMode,
-    selector: Selector,
-    egress: NetRules,
-    ingress: NetRules,
-    rules: Vec<RtRule>,
+pub(crate) struct Policy {
+    pub(crate) name: String,
+    pub(crate) kind: Kind,
+    pub(crate) mode: PolicyMode,
+    pub(crate) selector: Selector,
+    pub(crate) egress: NetRules,
+    pub(crate) ingress: NetRules,
+    pub(crate) rules: Vec<RtRule>,
     /// Some rule allows executables: exec is an allow-list.
-    exec_allow_list: bool,
+    pub(crate) exec_allow_list: bool,
 }
 
 /// Every policy, compiled.
 #[derive(Debug, Default)]
 pub struct PolicySet {
     /// In name order.
-    policies: Vec<Policy>,
+    pub(crate) policies: Vec<Policy>,
     /// Policies selecting pods of one namespace, by namespace (indices
     /// into `policies`, ascending).
     by_namespace: HashMap<String, Vec<usize>>,
@@ -510,7 +512,7 @@ impl PolicySet {
         let best = self.best(own, |p| decide(p, &event));
         // A connection also gets the other side's decision, so that it is
         // counted under the most severe of the two (`Verdict::sides`).
-        let sides = match &event.body {
+        let mut sides: Vec<SideDecision> = match &event.body {
             EventBody::L4(l4) if l4.direction != Direction::None => {
                 let other = match l4.direction {
                     Direction::Egress => Direction::Ingress,
@@ -532,10 +534,35 @@ impl PolicySet {
             }
             EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => Vec::new(),
         };
+        if let (Some(_), EventBody::L4(l4)) = (blocked_by(&event), &event.body) {
+            let own_side = if l4.direction == Direction::Ingress {
+                Side::Ingress
+            } else {
+                Side::Egress
+            };
+            for side in sides.iter_mut().filter(|s| s.side == own_side) {
+                side.mode = Mode::Enforce;
+                side.outcome = Outcome::Blocked;
+            }
+        }
         let kind = EventKind::of(&event);
-        let (mode, outcome, policy, rule) = match &best {
-            None => (Mode::Other, Outcome::Allowed, None, None),
-            Some(d) => (
+        let (mode, outcome, policy, rule) = match (&best, blocked_by(&event)) {
+            // The kernel refused it: that is what happened, whatever the
+            // policies say now (a policy may have changed since).
+            (Some(d), Some(_)) if d.violation && d.policy.mode == PolicyMode::Enforce => (
+                Mode::Enforce,
+                Outcome::Blocked,
+                Some(d.policy.name.clone()),
+                d.rule.map(str::to_owned),
+            ),
+            (_, Some((policy, rule))) => (
+                Mode::Enforce,
+                Outcome::Blocked,
+                Some(policy.to_owned()),
+                rule.map(str::to_owned),
+            ),
+            (None, None) => (Mode::Other, Outcome::Allowed, None, None),
+            (Some(d), None) => (
                 d.mode(),
                 d.outcome(),
                 Some(d.policy.name.clone()),
@@ -579,6 +606,22 @@ impl PolicySet {
             }
         }
         best.map(|(_, d)| d)
+    }
+}
+
+/// The policy (`namespace/name`) and rule of the kernel's refusal, when the
+/// event says the node refused it (`blocked_by` is `namespace/name/rule`, or
+/// `namespace/name` for an allow-list with no rule).
+fn blocked_by(event: &EnrichedEvent) -> Option<(&str, Option<&str>)> {
+    let by = match &event.body {
+        EventBody::L4(l4) => l4.blocked_by.as_deref(),
+        EventBody::Runtime(rt) => rt.blocked_by.as_deref(),
+        EventBody::Dns(_) => None,
+    }?;
+    let mut parts = by.splitn(3, '/');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(ns), Some(name), rule) => Some((&by[..ns.len() + 1 + name.len()], rule)),
+        _ => Some((by, None)),
     }
 }
 
@@ -632,7 +675,7 @@ impl Decision<'_> {
     }
 }
 
-fn pick<'p, I>(candidates: I, allow_list: bool) -> (Option<&'p str>, bool, u32)
+pub(crate) fn pick<'p, I>(candidates: I, allow_list: bool) -> (Option<&'p str>, bool, u32)
 where
     I: Iterator<Item = (&'p str, Action, u32)>,
 {

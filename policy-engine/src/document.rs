@@ -21,10 +21,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What a policy applies to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 pub enum Kind {
     /// Connections.
     NetworkPolicy,
@@ -33,7 +33,7 @@ pub enum Kind {
 }
 
 /// A policy document.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Document {
     /// Must be `tapwire.io/v1`.
@@ -47,7 +47,7 @@ pub struct Document {
 }
 
 /// Name and namespace of a policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {
     /// Policy name.
@@ -58,7 +58,7 @@ pub struct Metadata {
 }
 
 /// Audit or enforce.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PolicyMode {
     /// Violations are reported (Audited).
@@ -69,7 +69,7 @@ pub enum PolicyMode {
 }
 
 /// Pods by namespace and labels.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PodSelector {
     /// Namespace; `*` for any. Defaults to the policy's namespace for the
@@ -82,7 +82,7 @@ pub struct PodSelector {
 }
 
 /// The body of a policy.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
     /// Audit or enforce.
@@ -102,7 +102,7 @@ pub struct Spec {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
     /// Allowed; once a direction has allow rules, what none allows is a
@@ -114,7 +114,7 @@ pub enum Action {
 }
 
 /// A peer of a connection.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Peer {
     /// Pods.
@@ -129,7 +129,7 @@ pub struct Peer {
 }
 
 /// A network rule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct NetworkRule {
     /// Rule name, shown in verdicts.
@@ -155,7 +155,7 @@ pub struct NetworkRule {
 }
 
 /// File operations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FileOp {
     /// file_open
@@ -175,7 +175,7 @@ pub enum FileOp {
 }
 
 /// Files and operations a runtime rule covers.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileMatch {
     /// Glob patterns (`/etc/**`).
@@ -186,7 +186,7 @@ pub struct FileMatch {
 }
 
 /// A runtime rule.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeRule {
     /// Rule name, shown in verdicts.

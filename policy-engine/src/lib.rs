@@ -5,15 +5,17 @@
 //!   parsed strictly with file, line and field in every error;
 //! - [`compile`]: policies compiled once, coverage and precedence rules, and
 //!   [`compile::PolicySet::judge`];
+//! - [`enforce`]: enforce-mode policies as records for the node agents
+//!   (`tapwire.enforcement`), and the kernel tables an agent derives from
+//!   them for the pods of its node;
 //! - [`config`]: the `[policy]` section (group, files, reload interval);
 //! - [`stage`]: the policy stage (declared by [`PolicyConfig`]) and its
 //!   batch handler, reloading the policy files when they change.
-//!
-//! Not built yet: KFL conditions (`when`) in rules, and node enforcement.
 
 pub mod compile;
 pub mod config;
 pub mod document;
+pub mod enforce;
 pub mod stage;
 
 pub use compile::{CompileError, PolicySet};

@@ -207,6 +207,26 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         5,
         include_str!("../avro/history/Verdict.v5.avsc"),
     ),
+    (
+        SchemaKind::L4Event,
+        4,
+        include_str!("../avro/history/L4Event.v4.avsc"),
+    ),
+    (
+        SchemaKind::RuntimeEvent,
+        2,
+        include_str!("../avro/history/RuntimeEvent.v2.avsc"),
+    ),
+    (
+        SchemaKind::EnrichedEvent,
+        5,
+        include_str!("../avro/history/EnrichedEvent.v5.avsc"),
+    ),
+    (
+        SchemaKind::Verdict,
+        6,
+        include_str!("../avro/history/Verdict.v6.avsc"),
+    ),
 ];
 
 /// One known writer schema.

@@ -59,6 +59,7 @@ pub fn l4_flow(header: EventHeader, seq: u64) -> L4Event {
         egid: Some(0),
         binary_path: Some("/usr/bin/curl".to_owned()),
         command_line: Some("curl -s http://10.1.200.1:8080/".to_owned()),
+        blocked_by: None,
     }
 }
 
@@ -105,6 +106,7 @@ pub fn file_rename(header: EventHeader) -> RuntimeEvent {
         owner_uid: None,
         owner_gid: None,
         exit_code: None,
+        blocked_by: None,
     }
 }
 

@@ -18,6 +18,10 @@ pub const RUNTIME_ENRICHED: &str = "tapwire.runtime.enriched";
 pub const VERDICTS: &str = "tapwire.verdicts";
 /// Capture agents' heartbeats (`AgentHeartbeat`), key = sensor id.
 pub const AGENTS: &str = "tapwire.agents";
+/// Enforce-mode policies for the node agents, compacted, key = policy
+/// (`namespace/name`), value = JSON (`tapwire_policy_engine::enforce`); an
+/// empty value (tombstone) when the policy is deleted or no longer enforced.
+pub const ENFORCEMENT: &str = "tapwire.enforcement";
 /// Messages a stage could not decode or validate, with the reason in headers.
 pub const DLQ: &str = "tapwire.dlq";
 
@@ -67,6 +71,10 @@ pub const ALL: &[TopicSpec] = &[
     TopicSpec {
         name: AGENTS,
         compacted: false,
+    },
+    TopicSpec {
+        name: ENFORCEMENT,
+        compacted: true,
     },
     TopicSpec {
         name: DLQ,

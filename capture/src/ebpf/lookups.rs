@@ -241,6 +241,7 @@ mod tests {
             egid: None,
             binary_path: None,
             command_line: None,
+            blocked_by: None,
         }
     }
 

@@ -168,6 +168,7 @@ impl ProcTracker {
             owner_uid: None,
             owner_gid: None,
             exit_code: (!exec).then_some(e.exit_code >> 8),
+            blocked_by: None,
         }
     }
 }
@@ -250,6 +251,7 @@ fn file_event(
         owner_uid: (kind == RuntimeKind::FileChown).then_some(e.owner_uid),
         owner_gid: (kind == RuntimeKind::FileChown).then_some(e.owner_gid),
         exit_code: None,
+        blocked_by: None,
     })
 }
 
@@ -296,6 +298,7 @@ fn udp_connect(
         egid: owner.egid,
         binary_path: owner.binary_path,
         command_line: owner.command_line,
+        blocked_by: None,
     }
 }
 

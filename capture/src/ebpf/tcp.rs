@@ -123,6 +123,7 @@ impl TcpTracker {
             egid: conn.owner.egid,
             binary_path: conn.owner.binary_path.clone(),
             command_line: conn.owner.command_line.clone(),
+            blocked_by: None,
         }
     }
 

@@ -20,6 +20,18 @@ pub const TW_UDP_CONNECT: u32 = 5;
 pub const TW_DNS_LOOKUP: u32 = 6;
 /// A datagram sent to a DNS port.
 pub const TW_DNS_SEND: u32 = 7;
+/// `TW_NET_BLOCKED`: [`BlockEvent`].
+pub const TW_NET_BLOCKED: u32 = 8;
+/// `tw_enforce_flags`: a cgroup's connects and sends are checked.
+pub const ENFORCE_EGRESS: u32 = 1;
+/// `tw_enforce_flags`: new inbound connections to a cgroup's sockets are checked.
+pub const ENFORCE_INGRESS: u32 = 2;
+/// `tw_enforce_flags`: a cgroup's execs are checked.
+pub const ENFORCE_EXEC: u32 = 4;
+/// `tw_direction`: egress.
+pub const DIR_EGRESS: u8 = 1;
+/// `tw_direction`: ingress.
+pub const DIR_INGRESS: u8 = 2;
 /// Payload bytes a DNS send record carries at most.
 pub const DNS_PAYLOAD: usize = 512;
 /// Addresses a lookup record carries at most.
@@ -180,6 +192,10 @@ pub struct ProcEvent {
     pub exit_code: i32,
     /// Bytes of `args` used.
     pub args_len: u32,
+    /// Exec: the enforcement rule's index + 1 when the kernel killed it.
+    pub blocked_rule: u32,
+    /// Zero.
+    pub pad: u32,
     /// `comm`.
     pub comm: [u8; 16],
     /// Path given to exec.
@@ -247,6 +263,95 @@ pub struct DnsSendEvent {
     pub payload: [u8; DNS_PAYLOAD],
 }
 
+/// `struct tw_block_event`: a connection the kernel refused.
+#[repr(C)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockEvent {
+    /// [`TW_NET_BLOCKED`].
+    pub kind: u32,
+    /// Tgid (0 for ingress).
+    pub pid: u32,
+    /// CLOCK_MONOTONIC nanoseconds.
+    pub ts_ns: u64,
+    /// The task (egress); only the cgroup id for ingress.
+    pub task: TaskIds,
+    /// Index into the agent's rule names.
+    pub rule: u32,
+    /// Zero (not read by the programs).
+    pub netns: u32,
+    /// AF_INET or AF_INET6.
+    pub family: u16,
+    /// Source port (ingress; 0 for egress: not bound yet).
+    pub sport: u16,
+    /// Destination port.
+    pub dport: u16,
+    /// IP protocol number.
+    pub protocol: u8,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u8,
+    /// Source address (ingress; zero for egress).
+    pub saddr: [u8; 16],
+    /// Destination address.
+    pub daddr: [u8; 16],
+    /// `comm` of the process (egress).
+    pub comm: [u8; 16],
+}
+
+/// `struct tw_net_key`: a key of the `net_rules` LPM trie.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetKey {
+    /// 128 + the address prefix.
+    pub prefixlen: u32,
+    /// Low half of the cgroup id.
+    pub cgroup_lo: u32,
+    /// High half of the cgroup id.
+    pub cgroup_hi: u32,
+    /// [`DIR_EGRESS`] or [`DIR_INGRESS`].
+    pub direction: u8,
+    /// 6 or 17.
+    pub protocol: u8,
+    /// Port (host order); 0: ports with no entries of their own.
+    pub port: u16,
+    /// 4 or 6.
+    pub family: u8,
+    /// Zero.
+    pub pad: [u8; 3],
+    /// The address, IPv4 in the first 4 bytes.
+    pub addr: [u8; 16],
+}
+
+/// `struct tw_net_verdict`: a value of the `net_rules` trie.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct NetVerdict {
+    /// 1: refuse.
+    pub deny: u32,
+    /// Index into the agent's rule names.
+    pub rule: u32,
+}
+
+/// `struct tw_exec_key`: a key of the `exec_rules` hash.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecKey {
+    /// The cgroup.
+    pub cgroup_id: u64,
+    /// The path, zero-padded.
+    pub path: [u8; 256],
+}
+
+#[cfg(not(tapwire_no_bpf))]
+// SAFETY: plain `#[repr(C)]` data of integers and byte arrays, no padding
+// (checked against the object's BTF by the layout test).
+unsafe impl aya::Pod for NetKey {}
+#[cfg(not(tapwire_no_bpf))]
+// SAFETY: as for NetKey.
+unsafe impl aya::Pod for NetVerdict {}
+#[cfg(not(tapwire_no_bpf))]
+// SAFETY: as for NetKey.
+unsafe impl aya::Pod for ExecKey {}
+
 /// A record of the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
@@ -262,6 +367,8 @@ pub enum Event {
     Lookup(Box<LookupEvent>),
     /// A datagram to a DNS port.
     DnsSend(Box<DnsSendEvent>),
+    /// A connection the kernel refused.
+    Blocked(BlockEvent),
 }
 
 /// A record that does not decode (wrong kind or length).
@@ -332,6 +439,8 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
                 egid: u32_at(b, offset_of!(ProcEvent, egid)),
                 exit_code: u32_at(b, offset_of!(ProcEvent, exit_code)) as i32,
                 args_len: u32_at(b, offset_of!(ProcEvent, args_len)),
+                blocked_rule: u32_at(b, offset_of!(ProcEvent, blocked_rule)),
+                pad: 0,
                 comm: arr(b, offset_of!(ProcEvent, comm)),
                 filename: arr(b, offset_of!(ProcEvent, filename)),
                 args: arr(b, offset_of!(ProcEvent, args)),
@@ -398,6 +507,22 @@ pub fn decode(b: &[u8]) -> Result<Event, WireError> {
                 payload: arr(b, offset_of!(DnsSendEvent, payload)),
             })))
         }
+        TW_NET_BLOCKED if b.len() >= size_of::<BlockEvent>() => Ok(Event::Blocked(BlockEvent {
+            kind,
+            pid: u32_at(b, offset_of!(BlockEvent, pid)),
+            ts_ns: u64_at(b, offset_of!(BlockEvent, ts_ns)),
+            task: task_at(b, offset_of!(BlockEvent, task)),
+            rule: u32_at(b, offset_of!(BlockEvent, rule)),
+            netns: u32_at(b, offset_of!(BlockEvent, netns)),
+            family: u16_at(b, offset_of!(BlockEvent, family)),
+            sport: u16_at(b, offset_of!(BlockEvent, sport)),
+            dport: u16_at(b, offset_of!(BlockEvent, dport)),
+            protocol: b[offset_of!(BlockEvent, protocol)],
+            direction: b[offset_of!(BlockEvent, direction)],
+            saddr: arr(b, offset_of!(BlockEvent, saddr)),
+            daddr: arr(b, offset_of!(BlockEvent, daddr)),
+            comm: arr(b, offset_of!(BlockEvent, comm)),
+        })),
         _ => Err(err),
     }
 }
@@ -449,10 +574,45 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         egid,
         exit_code,
         args_len,
+        blocked_rule,
+        pad,
         comm,
         filename,
         args
     ));
+    v.extend(fields!(
+        BlockEvent,
+        "tw_block_event",
+        kind,
+        pid,
+        ts_ns,
+        task,
+        rule,
+        netns,
+        family,
+        sport,
+        dport,
+        protocol,
+        direction,
+        saddr,
+        daddr,
+        comm
+    ));
+    v.extend(fields!(
+        NetKey,
+        "tw_net_key",
+        prefixlen,
+        cgroup_lo,
+        cgroup_hi,
+        direction,
+        protocol,
+        port,
+        family,
+        pad,
+        addr
+    ));
+    v.extend(fields!(NetVerdict, "tw_net_verdict", deny, rule));
+    v.extend(fields!(ExecKey, "tw_exec_key", cgroup_id, path));
     v.extend(fields!(
         FileEvent,
         "tw_file_event",
@@ -558,6 +718,10 @@ mod tests {
             ("tw_task_ids", size_of::<TaskIds>()),
             ("tw_lookup_event", size_of::<LookupEvent>()),
             ("tw_dns_send_event", size_of::<DnsSendEvent>()),
+            ("tw_block_event", size_of::<BlockEvent>()),
+            ("tw_net_key", size_of::<NetKey>()),
+            ("tw_net_verdict", size_of::<NetVerdict>()),
+            ("tw_exec_key", size_of::<ExecKey>()),
         ] {
             let header = format!("STRUCT '{name}' size=");
             let start = btf

@@ -84,9 +84,11 @@ impl Sink for KafkaSink {
                     value: Some(value),
                 });
             }
-            let mut fr = FutureRecord::to(&record.topic)
-                .payload(&record.payload)
-                .headers(headers);
+            let mut fr = FutureRecord::to(&record.topic).headers(headers);
+            // An empty value is sent as null: a compaction tombstone.
+            if !record.payload.is_empty() {
+                fr = fr.payload(&record.payload);
+            }
             if let Some(key) = &record.key {
                 fr = fr.key(key);
             }

@@ -121,6 +121,10 @@ pub struct L4Event {
     /// The owner's arguments joined by spaces.
     #[serde(default)]
     pub command_line: Option<String>,
+    /// Set only when the node's kernel refused the connection (an
+    /// enforce-mode denial applied by the agent): `namespace/policy/rule`.
+    #[serde(default)]
+    pub blocked_by: Option<String>,
 }
 
 /// An [`L4Event`] read without copying its strings: the same schema and
@@ -148,6 +152,7 @@ pub struct L4EventView<'a> {
     pub egid: Option<u32>,
     pub binary_path: Option<&'a str>,
     pub command_line: Option<&'a str>,
+    pub blocked_by: Option<&'a str>,
 }
 
 /// An [`EventHeader`] with borrowed text.

@@ -63,4 +63,8 @@ pub struct RuntimeEvent {
     pub owner_gid: Option<u32>,
     /// Exit code for process_exit.
     pub exit_code: Option<i32>,
+    /// process_exec only: set when the node killed the process before its
+    /// first instruction (an enforce-mode denial): `namespace/policy/rule`.
+    #[serde(default)]
+    pub blocked_by: Option<String>,
 }
