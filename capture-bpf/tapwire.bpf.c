@@ -33,6 +33,7 @@ struct tw_lookup_event _tw_lookup_event = {};
 struct tw_dns_send_event _tw_dns_send_event = {};
 struct tw_block_event _tw_block_event = {};
 struct tw_net_key _tw_net_key = {};
+struct tw_net_match _tw_net_match = {};
 struct tw_net_verdict _tw_net_verdict = {};
 struct tw_exec_key _tw_exec_key = {};
 
@@ -764,18 +765,18 @@ static __always_inline struct tw_net_verdict *net_lookup(__u64 cg, __u8 directio
 							 __u16 port, __u8 family, const __u8 *addr)
 {
 	struct tw_net_key key = {};
-	key.cgroup_lo = (__u32)cg;
-	key.cgroup_hi = (__u32)(cg >> 32);
-	key.direction = direction;
-	key.protocol = protocol;
-	key.family = family;
+	key.m.cgroup_lo = (__u32)cg;
+	key.m.cgroup_hi = (__u32)(cg >> 32);
+	key.m.direction = direction;
+	key.m.protocol = protocol;
+	key.m.family = family;
 	key.prefixlen = 128 + (family == 4 ? 32 : 128);
-	__builtin_memcpy(key.addr, addr, 16);
-	key.port = port;
+	__builtin_memcpy(key.m.addr, addr, 16);
+	key.m.port = port;
 	struct tw_net_verdict *v = bpf_map_lookup_elem(&net_rules, &key);
 	if (v)
 		return v;
-	key.port = 0;
+	key.m.port = 0;
 	return bpf_map_lookup_elem(&net_rules, &key);
 }
 

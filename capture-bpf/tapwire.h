@@ -171,8 +171,7 @@ enum tw_direction {
  * protocol, port, family: 128 bits) is always matched whole; the remote
  * address by prefix, so prefixlen = 128 + the address prefix. Port 0: every
  * port without entries of its own. */
-struct tw_net_key {
-	__u32 prefixlen;
+struct tw_net_match {
 	__u32 cgroup_lo;
 	__u32 cgroup_hi;
 	__u8 direction;
@@ -181,6 +180,11 @@ struct tw_net_key {
 	__u8 family; /* 4 or 6 */
 	__u8 pad[3];
 	__u8 addr[16];
+};
+
+struct tw_net_key {
+	__u32 prefixlen;
+	struct tw_net_match m;
 };
 
 struct tw_net_verdict {

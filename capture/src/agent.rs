@@ -137,6 +137,10 @@ pub struct Summary {
     pub lost_packet_queue: AtomicU64,
     /// Heartbeats sent to `tapwire.agents`.
     pub heartbeats: AtomicU64,
+    /// Whether enforce-mode policies are applied at this node (the eBPF
+    /// source attached its cgroup programs and follows
+    /// `tapwire.enforcement`).
+    pub enforcing: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn metrics() -> &'static tapwire_plumbing::telemetry::StageMetrics {
@@ -162,6 +166,11 @@ impl Summary {
         metrics().dropped(reason, n);
     }
 
+    /// Records whether enforcement is on.
+    pub(crate) fn set_enforcing(&self, on: bool) {
+        self.enforcing.store(on, Ordering::Relaxed);
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
@@ -174,6 +183,7 @@ pub struct Agent {
     identity: Identity,
     sources: Vec<SourceSpec>,
     caps: Capabilities,
+    bus: Option<tapwire_plumbing::stage::Bus>,
 }
 
 impl Agent {
@@ -198,12 +208,20 @@ impl Agent {
             config,
             sources,
             caps: Capabilities::current(),
+            bus: None,
         }
     }
 
     /// Overrides the capability set (tests of the privilege checks).
     pub fn with_capabilities(mut self, caps: Capabilities) -> Self {
         self.caps = caps;
+        self
+    }
+
+    /// Follows `tapwire.enforcement` and `tapwire.pods` on `bus` to enforce
+    /// the enforce-mode policies at this node (eBPF source only).
+    pub fn with_bus(mut self, bus: tapwire_plumbing::stage::Bus) -> Self {
+        self.bus = Some(bus);
         self
     }
 
@@ -334,6 +352,7 @@ impl Agent {
                 }
                 SourceSpec::Ebpf => {
                     live_sources += 1;
+                    let bus = self.bus.clone();
                     tasks.spawn(async move {
                         let _running = guard;
                         crate::ebpf::run(
@@ -344,6 +363,7 @@ impl Agent {
                             &summary,
                             senders,
                             packets_dns,
+                            bus,
                         )
                         .await
                     });

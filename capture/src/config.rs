@@ -242,6 +242,12 @@ pub struct EbpfConfig {
     /// A connect this long after a lookup that named its address is its
     /// `dns_resolution`.
     pub resolution_window_ms: u64,
+    /// Apply the enforce-mode policies of `tapwire.enforcement` to this
+    /// node's pods: cgroup programs refuse denied connections (EPERM) and
+    /// new inbound connections, the exec tracepoint kills denied
+    /// executables. Needs CAP_BPF/CAP_SYS_ADMIN and a cgroup v2 hierarchy;
+    /// without them the agent says so and captures on.
+    pub enforce: bool,
 }
 
 /// Where C libraries live on the distributions nodes and images use
@@ -277,6 +283,7 @@ impl Default for EbpfConfig {
             lookups: true,
             lookup_libraries: LIBC_PATHS.map(str::to_owned).to_vec(),
             resolution_window_ms: 30_000,
+            enforce: true,
         }
     }
 }

@@ -122,6 +122,7 @@ impl Beats {
             sources,
             losses,
             stopping,
+            enforcing: summary.enforcing.load(std::sync::atomic::Ordering::Relaxed),
         };
         self.sequence += 1;
         beat

@@ -79,7 +79,9 @@ impl Selector {
         namespace: Option<&str>,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| namespace == Some(ns))
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| namespace == Some(ns))
             && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
     }
 

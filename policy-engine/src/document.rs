@@ -219,9 +219,17 @@ pub struct DocumentError {
     pub message: String,
 }
 
-/// Parses every document of a YAML text; `file` names it in errors.
+/// Parses every document of a YAML text; `file` names it in errors. A text
+/// of blank lines and comments only holds no document.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Document>, DocumentError> {
     let mut out = Vec::new();
+    // A file of comments only (every policy removed) holds no policy.
+    if text.lines().all(|l| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---"
+    }) {
+        return Ok(out);
+    }
     for de in serde_norway::Deserializer::from_str(text) {
         let doc = Document::deserialize(de).map_err(|e| {
             let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));

@@ -178,7 +178,14 @@ pub fn plan(
     let mut not_enforced = BTreeSet::new();
     for pod in local {
         for direction in [PlanDirection::Egress, PlanDirection::Ingress] {
-            network(set, cluster, pod, direction, &mut out.network, &mut not_enforced);
+            network(
+                set,
+                cluster,
+                pod,
+                direction,
+                &mut out.network,
+                &mut not_enforced,
+            );
         }
         executables(set, pod, candidates, &mut out.exec, &mut not_enforced);
     }
@@ -234,13 +241,17 @@ fn network(
     };
     let mut policies: Vec<&Policy> = Vec::new();
     for p in &set.policies {
-        if p.kind != Kind::NetworkPolicy || !covers(p, pod) || rules_of(p, direction).rules.is_empty()
+        if p.kind != Kind::NetworkPolicy
+            || !covers(p, pod)
+            || rules_of(p, direction).rules.is_empty()
         {
             continue;
         }
-        match rules_of(p, direction).rules.iter().find_map(|r| {
-            inexpressible(r).map(|why| (r.name.as_str(), why))
-        }) {
+        match rules_of(p, direction)
+            .rules
+            .iter()
+            .find_map(|r| inexpressible(r).map(|why| (r.name.as_str(), why)))
+        {
             Some((rule, why)) => {
                 not_enforced.insert(format!(
                     "{}: {label} not enforced in the kernel: rule {rule} has {why}",

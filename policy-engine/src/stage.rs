@@ -89,7 +89,8 @@ async fn published(cx: &BuildContext) -> Result<BTreeMap<String, Vec<u8>>, BoxEr
     follower
         .load(
             |m| {
-                let key = String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
+                let key =
+                    String::from_utf8_lossy(m.key.as_deref().unwrap_or_default()).into_owned();
                 if m.payload.is_empty() {
                     held.remove(&key);
                 } else {

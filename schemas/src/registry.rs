@@ -227,6 +227,11 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         6,
         include_str!("../avro/history/Verdict.v6.avsc"),
     ),
+    (
+        SchemaKind::AgentHeartbeat,
+        1,
+        include_str!("../avro/history/AgentHeartbeat.v1.avsc"),
+    ),
 ];
 
 /// One known writer schema.

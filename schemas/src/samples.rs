@@ -242,5 +242,6 @@ pub fn heartbeat(
             },
         ],
         stopping: false,
+        enforcing: false,
     }
 }

@@ -406,7 +406,9 @@ fn run_on_node(
     std::fs::write(
         &config,
         format!(
-            "[capture]\nnode_name = \"{}\"\n[capture.packets]\ninterfaces = [{}]\n",
+            // These tests count what happened; what enforcement refuses is
+            // tested in enforce.rs.
+            "[capture]\nnode_name = \"{}\"\n[capture.packets]\ninterfaces = [{}]\n[capture.ebpf]\nenforce = false\n",
             node.name,
             veths.join(", ")
         ),

@@ -11,6 +11,8 @@
 //! - [`lookups`]: `getaddrinfo` calls (uprobes on the C libraries of the
 //!   node and of each container) as `dns_lookup`, and the connects that
 //!   follow them as `dns_resolution`.
+//! - [`enforce`]: enforce-mode policies applied at the node (cgroup
+//!   programs, the exec kill) and the kernel's refusals as events.
 //! - exec/exit become runtime events here; UDP connects become
 //!   `network_connect` events with the local address the kernel bound.
 //!
@@ -19,6 +21,7 @@
 //! a loss record (source `ringbuf`) to `tapwire.l4.raw` and
 //! `tapwire.runtime.raw`.
 
+pub mod enforce;
 pub mod lookups;
 pub mod owners;
 pub mod tcp;
@@ -302,6 +305,79 @@ fn udp_connect(
     }
 }
 
+/// A client's retransmissions of a refused inbound connection within this
+/// long are the same refusal.
+const REFUSED_REPEAT_NS: i64 = 60_000_000_000;
+
+/// A connection the kernel refused, as a `network_connect` (egress: the
+/// connect or send returned EPERM) or `network_accept` (ingress: the new
+/// connection's packet was dropped) saying so in `blocked_by`. An egress
+/// refusal has no bound source yet: the source is the pod's address (port
+/// 0), when the pod is known.
+fn refused(
+    identity: &Identity,
+    seq: u64,
+    b: &wire::BlockEvent,
+    owner: Owner,
+    source: Option<std::net::IpAddr>,
+    rule: String,
+    ts_ns: i64,
+) -> tapwire_schemas::L4Event {
+    use tapwire_schemas::{Direction, Endpoint, Ip, L4Kind, Protocol};
+    let ingress = b.direction == wire::DIR_INGRESS;
+    let src_ip = match source {
+        Some(ip) => Ip(ip),
+        None => tcp::ip(b.family, &b.saddr),
+    };
+    tapwire_schemas::L4Event {
+        header: identity.header(
+            ts_ns,
+            &[
+                b"ebpf-refused",
+                &b.pid.to_le_bytes(),
+                &ts_ns.to_le_bytes(),
+                &seq.to_le_bytes(),
+            ],
+        ),
+        kind: if ingress {
+            L4Kind::NetworkAccept
+        } else {
+            L4Kind::NetworkConnect
+        },
+        pid: owner.pid,
+        binary: owner.comm,
+        container_id: owner.container_id,
+        src: Endpoint {
+            ip: src_ip,
+            port: b.sport,
+        },
+        dst: Endpoint {
+            ip: tcp::ip(b.family, &b.daddr),
+            port: b.dport,
+        },
+        protocol: if b.protocol == 17 {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        },
+        direction: if ingress {
+            Direction::Ingress
+        } else {
+            Direction::Egress
+        },
+        duration_ns: None,
+        bytes_sent: None,
+        bytes_received: None,
+        final_state: None,
+        ppid: owner.ppid,
+        euid: owner.euid,
+        egid: owner.egid,
+        binary_path: owner.binary_path,
+        command_line: owner.command_line,
+        blocked_by: Some(rule),
+    }
+}
+
 /// The `dns_query` a process sent, from the datagram's first bytes; `None`
 /// when they are not a DNS query (another protocol on the port, a reply).
 fn dns_sent(
@@ -390,6 +466,7 @@ pub async fn run<S: Sink>(
     summary: &Summary,
     senders: owners::DnsSenders,
     packets_dns: bool,
+    bus: Option<tapwire_plumbing::stage::Bus>,
 ) -> Result<(), CaptureError> {
     use aya::maps::{MapData, PerCpuArray, RingBuf};
     use aya::programs::TracePoint;
@@ -499,6 +576,33 @@ pub async fn run<S: Sink>(
             Err(err) => tracing::warn!(error = %err, "name lookups are not traced"),
         }
     }
+    // Enforcement before the reader starts: an agent (re)started enforces
+    // what the topic holds before it says it is attached.
+    let mut enforcer = None;
+    match (ec.enforce, &bus) {
+        (false, _) => eprintln!("capture: enforcement off: capture.ebpf.enforce is false"),
+        (true, None) => {
+            eprintln!("capture: enforcement off: no bus to follow tapwire.enforcement on")
+        }
+        (true, Some(bus)) => {
+            match enforce::Enforcer::start(&mut bpf, bus, &identity.node, &shutdown).await {
+                Ok(Some(e)) => {
+                    let (policies, pods) = e.summary();
+                    eprintln!(
+                        "capture: enforcement ready: {policies} enforce-mode policies, {pods} pods on node {}",
+                        identity.node
+                    );
+                    enforcer = Some(e);
+                }
+                Ok(None) => return Ok(()),
+                Err(reason) => {
+                    tracing::warn!(%reason, "enforcement off");
+                    eprintln!("capture: enforcement off: {reason}");
+                }
+            }
+        }
+    }
+    summary.set_enforcing(enforcer.is_some());
     let ring = RingBuf::try_from(
         bpf.take_map("events")
             .ok_or_else(|| EbpfError::Ring("no events map".into()))?,
@@ -534,6 +638,8 @@ pub async fn run<S: Sink>(
             ec.resolution_window_ms as i64 * 1_000_000,
         ),
         new_containers: Vec::new(),
+        names: enforcer.as_ref().map(|e| e.names.clone()),
+        refused: std::collections::HashMap::new(),
         senders,
         packets_dns,
         l4: Vec::new(),
@@ -585,7 +691,22 @@ pub async fn run<S: Sink>(
                     }
                 }
             }
+            changed = async {
+                match enforcer.as_mut() {
+                    Some(e) => e.next_change().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Err(err) = changed {
+                    tracing::error!(error = %err, "enforcement tables not written");
+                }
+            }
             _ = tick.tick() => {
+                if let Some(e) = enforcer.as_mut()
+                    && let Err(err) = e.tick()
+                {
+                    tracing::error!(error = %err, "enforcement tables not written");
+                }
                 let now = crate::inventory::now_ns();
                 reader.tcp.expire(now, stale_ns, &mut reader.l4);
                 let lost: u64 = lost_map.get(&0, 0).map(|v| v.iter().sum()).unwrap_or(0);
@@ -658,6 +779,12 @@ struct Reader {
     /// Processes of containers not seen before: their C libraries are to
     /// be probed.
     new_containers: Vec<u32>,
+    /// Rule names and pod addresses behind the kernel's refusals (when
+    /// enforcing).
+    names: Option<enforce::SharedNames>,
+    /// Inbound connections refused, by 4-tuple, with when: a client's
+    /// retransmitted SYNs are one refused connection.
+    refused: std::collections::HashMap<([u8; 16], u16, [u8; 16], u16), i64>,
     /// Who sent DNS queries from where, for the packet source.
     senders: owners::DnsSenders,
     /// Whether a packet source derives the queries (then they are only
@@ -700,7 +827,10 @@ impl Reader {
                 );
             }
             Ok(Event::Proc(e)) => {
-                let ev = self.procs.handle(&e, e.ts_ns as i64 + self.offset);
+                let mut ev = self.procs.handle(&e, e.ts_ns as i64 + self.offset);
+                if e.blocked_rule > 0 {
+                    ev.blocked_by = Some(self.rule_name(e.blocked_rule - 1));
+                }
                 if self.procs.containers_seen.len() >= MAX_CONTAINERS_SEEN {
                     // Their libraries stay probed (by inode); only the memo goes.
                     self.procs.containers_seen.clear();
@@ -768,9 +898,64 @@ impl Reader {
                     e.ts_ns as i64 + self.offset,
                 ));
             }
+            Ok(Event::Blocked(b)) => {
+                let ts_ns = b.ts_ns as i64 + self.offset;
+                let ingress = b.direction == wire::DIR_INGRESS;
+                if ingress {
+                    let tuple = (b.saddr, b.sport, b.daddr, b.dport);
+                    if self
+                        .refused
+                        .get(&tuple)
+                        .is_some_and(|t| ts_ns - t < REFUSED_REPEAT_NS)
+                    {
+                        return Ok(());
+                    }
+                    if self.refused.len() >= 10_000 {
+                        self.refused.retain(|_, t| ts_ns - *t < REFUSED_REPEAT_NS);
+                    }
+                    self.refused.insert(tuple, ts_ns);
+                }
+                let rule = self.rule_name(b.rule);
+                let procs = &mut self.procs;
+                procs.seq += 1;
+                let owner = if ingress {
+                    Owner {
+                        container_id: procs.cgroups.container(b.task.cgroup_id, 0),
+                        ..Owner::default()
+                    }
+                } else {
+                    procs
+                        .procs
+                        .owner(&mut procs.cgroups, b.pid, c_str(&b.comm), &b.task)
+                };
+                let source = (!ingress)
+                    .then(|| {
+                        self.names
+                            .as_ref()
+                            .and_then(|n| n.lock().ok()?.address(b.task.cgroup_id, b.family == 2))
+                    })
+                    .flatten();
+                self.l4.push(refused(
+                    &self.identity,
+                    procs.seq,
+                    &b,
+                    owner,
+                    source,
+                    rule,
+                    ts_ns,
+                ));
+            }
             Err(err) => tracing::warn!(error = %err, "undecodable ring buffer record"),
         }
         Ok(())
+    }
+
+    /// The `namespace/policy/rule` behind a refusal's rule index.
+    fn rule_name(&self, index: u32) -> String {
+        self.names
+            .as_ref()
+            .and_then(|n| n.lock().ok()?.rule(index).map(str::to_owned))
+            .unwrap_or_else(|| format!("-/unknown/rule-{index}"))
     }
 
     fn runtime(&mut self, ev: &RuntimeEvent) -> Result<(), CaptureError> {
@@ -869,6 +1054,7 @@ pub async fn run<S: Sink>(
     _summary: &Summary,
     _senders: owners::DnsSenders,
     _packets_dns: bool,
+    _bus: Option<tapwire_plumbing::stage::Bus>,
 ) -> Result<(), CaptureError> {
     Err(EbpfError::NotBuilt(env!("TAPWIRE_BPF_MISSING")).into())
 }

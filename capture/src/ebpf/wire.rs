@@ -297,12 +297,11 @@ pub struct BlockEvent {
     pub comm: [u8; 16],
 }
 
-/// `struct tw_net_key`: a key of the `net_rules` LPM trie.
+/// `struct tw_net_match`: the data of a `net_rules` key (`struct tw_net_key`
+/// is the prefix length, 128 + the address prefix, then this).
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct NetKey {
-    /// 128 + the address prefix.
-    pub prefixlen: u32,
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct NetMatch {
     /// Low half of the cgroup id.
     pub cgroup_lo: u32,
     /// High half of the cgroup id.
@@ -333,7 +332,7 @@ pub struct NetVerdict {
 
 /// `struct tw_exec_key`: a key of the `exec_rules` hash.
 #[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ExecKey {
     /// The cgroup.
     pub cgroup_id: u64,
@@ -341,16 +340,37 @@ pub struct ExecKey {
     pub path: [u8; 256],
 }
 
-#[cfg(not(tapwire_no_bpf))]
-// SAFETY: plain `#[repr(C)]` data of integers and byte arrays, no padding
-// (checked against the object's BTF by the layout test).
-unsafe impl aya::Pod for NetKey {}
-#[cfg(not(tapwire_no_bpf))]
-// SAFETY: as for NetKey.
-unsafe impl aya::Pod for NetVerdict {}
-#[cfg(not(tapwire_no_bpf))]
-// SAFETY: as for NetKey.
-unsafe impl aya::Pod for ExecKey {}
+impl NetMatch {
+    /// The bytes the kernel compares (the map's key data).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        let mut b = [0u8; 32];
+        b[0..4].copy_from_slice(&self.cgroup_lo.to_ne_bytes());
+        b[4..8].copy_from_slice(&self.cgroup_hi.to_ne_bytes());
+        b[8] = self.direction;
+        b[9] = self.protocol;
+        b[10..12].copy_from_slice(&self.port.to_ne_bytes());
+        b[12] = self.family;
+        b[16..32].copy_from_slice(&self.addr);
+        b
+    }
+}
+
+impl NetVerdict {
+    /// The map's value.
+    pub fn to_words(&self) -> [u32; 2] {
+        [self.deny, self.rule]
+    }
+}
+
+impl ExecKey {
+    /// The bytes of the map's key.
+    pub fn to_bytes(&self) -> [u8; 264] {
+        let mut b = [0u8; 264];
+        b[0..8].copy_from_slice(&self.cgroup_id.to_ne_bytes());
+        b[8..].copy_from_slice(&self.path);
+        b
+    }
+}
 
 /// A record of the ring buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,9 +619,8 @@ pub fn layout() -> Vec<(&'static str, &'static str, usize)> {
         comm
     ));
     v.extend(fields!(
-        NetKey,
-        "tw_net_key",
-        prefixlen,
+        NetMatch,
+        "tw_net_match",
         cgroup_lo,
         cgroup_hi,
         direction,
@@ -719,7 +738,7 @@ mod tests {
             ("tw_lookup_event", size_of::<LookupEvent>()),
             ("tw_dns_send_event", size_of::<DnsSendEvent>()),
             ("tw_block_event", size_of::<BlockEvent>()),
-            ("tw_net_key", size_of::<NetKey>()),
+            ("tw_net_match", size_of::<NetMatch>()),
             ("tw_net_verdict", size_of::<NetVerdict>()),
             ("tw_exec_key", size_of::<ExecKey>()),
         ] {

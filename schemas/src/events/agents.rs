@@ -26,6 +26,9 @@ pub struct AgentHeartbeat {
     pub losses: Vec<SourceLoss>,
     /// The last heartbeat of an agent stopping cleanly.
     pub stopping: bool,
+    /// Whether the agent applies enforce-mode policies at its node.
+    #[serde(default)]
+    pub enforcing: bool,
 }
 
 /// Events one loss counter of an agent lost since its previous heartbeat.

@@ -31,14 +31,16 @@ pub async fn run(
             })
             .collect::<Vec<_>>()
     });
-    let agent = Agent::new(cc, sources);
+    let alone = super::alone(config);
+    let agent =
+        Agent::new(cc, sources).with_bus(tapwire_plumbing::stage::Bus::Kafka(alone.kafka.clone()));
     let identity = agent.identity().clone();
     eprintln!(
         "capture: node {} sensor {}",
         identity.node, identity.sensor_id
     );
     let summary = Arc::new(Summary::default());
-    let result = produce_alone("capture", &super::alone(config), shutdown, |sink, stop| {
+    let result = produce_alone("capture", &alone, shutdown, |sink, stop| {
         agent.run(sink, stop, summary.clone())
     })
     .await

@@ -131,7 +131,9 @@ pub async fn pipeline(
     bus.sink().send_batch(preload).await?;
 
     let mut graph = Graph::new(bus.clone(), config.consumer.loop_settings());
-    let agent = Agent::new(config.capture.clone(), Some(inputs.sources.clone()));
+    // The agent enforces on this machine what the policy stage publishes.
+    let agent = Agent::new(config.capture.clone(), Some(inputs.sources.clone()))
+        .with_bus(tapwire_plumbing::stage::Bus::Memory(bus.clone()));
     let summary = Arc::new(Summary::default());
     let capture_summary = summary.clone();
     graph.producer("capture", CAPTURE_OUTPUTS, move |sink, stop| async move {
