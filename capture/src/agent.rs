@@ -361,9 +361,11 @@ impl Agent {
                             &sink,
                             stop,
                             &summary,
-                            senders,
-                            packets_dns,
-                            bus,
+                            crate::ebpf::With {
+                                senders,
+                                packets_dns,
+                                bus,
+                            },
                         )
                         .await
                     });

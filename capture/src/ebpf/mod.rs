@@ -450,6 +450,18 @@ fn seed_listeners(tcp: &mut tcp::TcpTracker, procs: &mut ProcTracker) -> usize {
     n
 }
 
+/// What the eBPF source shares with the agent's other sources and stages.
+pub struct With {
+    /// Who sent DNS queries from where, noted for the packet source.
+    pub senders: owners::DnsSenders,
+    /// Whether a packet source derives DNS queries (then the queries sent
+    /// are only noted in `senders`).
+    pub packets_dns: bool,
+    /// The bus to follow `tapwire.enforcement` and `tapwire.pods` on
+    /// (none: enforcement is off).
+    pub bus: Option<tapwire_plumbing::stage::Bus>,
+}
+
 /// Loads, attaches and reads until `shutdown`; open connections are then
 /// reported as stale flows.
 #[cfg(not(tapwire_no_bpf))]
@@ -457,18 +469,23 @@ fn seed_listeners(tcp: &mut tcp::TcpTracker, procs: &mut ProcTracker) -> usize {
 /// DNS queries sent by processes (UDP to 53 and 5353) are noted in
 /// `senders`; they become `dns_query` events here only when no packet
 /// source of the agent derives them (`packets_dns` false), since packets
-/// also carry the answers.
+/// also carry the answers. With a bus and `capture.ebpf.enforce`, the
+/// enforce-mode policies are applied ([`enforce`]) before the ring buffer
+/// is read.
 pub async fn run<S: Sink>(
     config: &CaptureConfig,
     identity: Identity,
     sink: &S,
     shutdown: CancellationToken,
     summary: &Summary,
-    senders: owners::DnsSenders,
-    packets_dns: bool,
-    bus: Option<tapwire_plumbing::stage::Bus>,
+    with: With,
 ) -> Result<(), CaptureError> {
     use aya::maps::{MapData, PerCpuArray, RingBuf};
+    let With {
+        senders,
+        packets_dns,
+        bus,
+    } = with;
     use aya::programs::TracePoint;
     use tokio::io::unix::AsyncFd;
 
@@ -1052,9 +1069,7 @@ pub async fn run<S: Sink>(
     _sink: &S,
     _shutdown: CancellationToken,
     _summary: &Summary,
-    _senders: owners::DnsSenders,
-    _packets_dns: bool,
-    _bus: Option<tapwire_plumbing::stage::Bus>,
+    _with: With,
 ) -> Result<(), CaptureError> {
     Err(EbpfError::NotBuilt(env!("TAPWIRE_BPF_MISSING")).into())
 }
