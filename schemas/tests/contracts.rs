@@ -705,12 +705,12 @@ fn a_verdict_of_v4_decodes_without_side_decisions() {
     );
 }
 
-/// Issue 15: the heartbeat is a new top-level record (its first version),
-/// on its own topic, keyed by sensor id.
+/// Issue 15: the heartbeat is a top-level record on its own topic, keyed by
+/// sensor id; v2 (issue 16) added `enforcing` (default false).
 #[test]
-fn the_heartbeat_is_a_first_version_on_its_own_topic() {
+fn the_heartbeat_is_on_its_own_topic() {
     let entry = registry().current(SchemaKind::AgentHeartbeat);
-    assert_eq!(entry.version, 1);
+    assert_eq!(entry.version, 2);
     assert!(
         topics::ALL
             .iter()
@@ -719,4 +719,33 @@ fn the_heartbeat_is_a_first_version_on_its_own_topic() {
     let hb = samples::heartbeat(hdr(12), 5, 0, 7);
     assert_eq!(hb.lost(), 7);
     assert_eq!(hb.silent_at_ns(), hb.header.timestamp_ns + 20_000_000_000);
+}
+
+/// A v1 heartbeat (before enforcement) decodes as an agent that does not
+/// enforce: nothing is claimed for a node whose agent never said so.
+#[test]
+fn a_heartbeat_of_v1_decodes_as_not_enforcing() {
+    let mut hb = samples::heartbeat(hdr(13), 2, 0, 0);
+    hb.enforcing = true;
+    let current = registry().current(SchemaKind::AgentHeartbeat);
+    let v1 = registry()
+        .version(SchemaKind::AgentHeartbeat, 1)
+        .expect("v1 kept");
+    let bytes = encode(&hb).expect("encode");
+    let value =
+        apache_avro::from_avro_datum(&current.apache, &mut &bytes[HEADER_LEN..], Some(&v1.apache))
+            .expect("v2 resolves down to v1");
+    let mut old = Vec::new();
+    apache_avro::GenericSingleObjectWriter::new_with_capacity(&v1.apache, 1024)
+        .expect("writer")
+        .write_value(value, &mut old)
+        .expect("apache-avro writes v1");
+    assert_eq!(old[2..HEADER_LEN], v1.fingerprint);
+    match decode_any(&old).expect("a v1 heartbeat decodes") {
+        AnyEvent::AgentHeartbeat(decoded) => {
+            assert!(!decoded.enforcing);
+            assert_eq!(decoded.sources, hb.sources);
+        }
+        other => panic!("decoded as {other:?}"),
+    }
 }
