@@ -219,25 +219,44 @@ pub struct DocumentError {
     pub message: String,
 }
 
-/// Parses every document of a YAML text; `file` names it in errors. A text
-/// of blank lines and comments only holds no document.
+/// Parses every document of a YAML text; `file` names it in errors. A
+/// document of blank lines and comments only (a file with every policy
+/// removed, a trailing `---`) holds no policy.
 pub fn parse(file: &str, text: &str) -> Result<Vec<Document>, DocumentError> {
     let mut out = Vec::new();
-    // A file of comments only (every policy removed) holds no policy.
-    if text.lines().all(|l| {
-        let l = l.trim();
-        l.is_empty() || l.starts_with('#') || l == "---"
-    }) {
-        return Ok(out);
+    // Documents one by one, split at `---` lines, so that an empty one (a
+    // file of comments only, a trailing `---`) holds no policy, as kubectl
+    // reads them; errors keep the file's line numbers.
+    let mut chunks: Vec<(usize, String)> = vec![(0, String::new())];
+    for (i, line) in text.lines().enumerate() {
+        if line.starts_with("---") {
+            chunks.push((i + 1, String::new()));
+        } else if let Some((_, chunk)) = chunks.last_mut() {
+            chunk.push_str(line);
+            chunk.push('\n');
+        }
     }
-    for de in serde_norway::Deserializer::from_str(text) {
+    for (offset, chunk) in chunks {
+        let empty = chunk.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        });
+        if empty {
+            continue;
+        }
+        let de = serde_norway::Deserializer::from_str(&chunk);
         let doc = Document::deserialize(de).map_err(|e| {
-            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            let (line, column) = e
+                .location()
+                .map_or((0, 0), |l| (l.line() + offset, l.column()));
             DocumentError {
                 file: file.to_owned(),
                 line,
                 column,
-                message: e.to_string(),
+                message: e.to_string().replace(
+                    &format!("line {}", e.location().map_or(0, |l| l.line())),
+                    &format!("line {line}"),
+                ),
             }
         })?;
         if doc.api_version != "tapwire.io/v1" {

@@ -201,6 +201,19 @@ fn runtime_verdicts_for_processes_and_files() {
     );
 }
 
+/// Comments only, empty documents, a trailing `---`: no policy, no error
+/// (a file whose policies were all removed withdraws them).
+#[test]
+fn empty_documents_hold_no_policy() {
+    assert_eq!(parse("e.yaml", "").expect("empty"), vec![]);
+    assert_eq!(
+        parse("e.yaml", "# none yet\n---\n\n---\n").expect("comments"),
+        vec![]
+    );
+    let one = "apiVersion: tapwire.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec:\n  mode: audit\n---\n";
+    assert_eq!(parse("e.yaml", one).expect("trailing separator").len(), 1);
+}
+
 #[test]
 fn invalid_documents_name_file_line_and_field() {
     let unknown = "apiVersion: tapwire.io/v1\nkind: NetworkPolicy\nmetadata: {name: x}\nspec:\n  mode: enforce\n  egres: []\n";
@@ -212,6 +225,15 @@ fn invalid_documents_name_file_line_and_field() {
     let err = parse("bad.yaml", bad_mode).expect_err("bad mode");
     assert_eq!(err.line, 5, "{err}");
     assert!(err.message.contains("block"), "{err}");
+
+    // In a second document, the line is the file's.
+    let second = format!(
+        "# two policies\n---\n{}---\n{unknown}---\n",
+        bad_mode.replace("block", "audit")
+    );
+    let err = parse("two.yaml", &second).expect_err("unknown field in the second");
+    assert_eq!(err.line, 14, "{err}");
+    assert!(err.message.contains("line 14"), "{err}");
 
     let bad_cidr = "apiVersion: tapwire.io/v1\nkind: NetworkPolicy\nmetadata: {name: x, namespace: ns}\nspec:\n  mode: audit\n  egress:\n    - name: r\n      to: [{cidr: 10.0.0.0/99}]\n";
     let docs = parse("bad.yaml", bad_cidr).expect("parses");

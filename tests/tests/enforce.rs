@@ -466,3 +466,149 @@ fn the_agent_follows_the_topic_across_restarts_and_deletions() {
     policy.terminate(Duration::from_secs(15));
     enrich.terminate(Duration::from_secs(15));
 }
+
+/// The Python interpreter itself: `python3` on the PATH may be a shell
+/// script (pyenv's shims), which the no-shells policy rightly kills.
+fn python() -> String {
+    let out = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A TCP connect from `pod` to `addr:port` with a 2 s timeout: `ok`, or the
+/// errno name it failed with (`EPERM`: refused by the kernel's program at
+/// connect; `timeout`: the SYN went unanswered, dropped on the way).
+fn connect(node: &Node, pod: &Pod, addr: &str, port: u16) -> String {
+    let script = format!(
+        "import socket, errno\n\
+         s = socket.socket()\n\
+         s.settimeout(2)\n\
+         try:\n    s.connect(('{addr}', {port}))\n    print('ok')\n\
+         except socket.timeout:\n    print('timeout')\n\
+         except OSError as e:\n    print(errno.errorcode.get(e.errno, e.errno))\n"
+    );
+    let out = node
+        .command(pod, &[&python(), "-c", &script])
+        .output()
+        .expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if text.is_empty() {
+        return format!(
+            "no answer: {:?} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    text
+}
+
+/// The example policies of `deploy/policies/` (enforce flavour), loaded
+/// together, do at the node what their comments say: the metadata address
+/// is refused, the egress allow-list lets only the database port through,
+/// namespace isolation drops connections from another namespace, shells
+/// are killed at exec, and a write under /etc goes through, reported as not
+/// prevented (a tracepoint cannot refuse it).
+#[test]
+fn the_example_policies_enforce_what_they_say() {
+    let Some(mut node) = Node::create("node-examples") else {
+        return;
+    };
+    let web = node.add_pod("shop", "web");
+    let db = node.add_pod("shop", "db");
+    let outsider = node.add_pod("other", "outsider");
+    let meta = node.add_pod("default", "meta-client");
+    serve(&node, &db, 5432);
+    serve(&node, &db, 8080);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policies");
+    let mut all = String::new();
+    for entry in std::fs::read_dir(&examples).expect("deploy/policies") {
+        let path = entry.expect("entry").path();
+        if path.to_string_lossy().ends_with(".enforce.yaml") {
+            all.push_str(&std::fs::read_to_string(&path).expect("policy"));
+            all.push_str("\n---\n");
+        }
+    }
+    let policies = dir.path().join("policies.yaml");
+    std::fs::write(&policies, all).expect("policies");
+    let marker = dir.path().join("shell-ran");
+    let etc_file = format!("/etc/tapwire-example-{}", std::process::id());
+    let mut seen = Vec::new();
+    let (stderr, _) = run_enforcing(&node, dir.path(), &policies, 5, || {
+        let db_ip = db.ip.to_string();
+        seen.push(("metadata", connect(&node, &meta, "169.254.169.254", 80)));
+        seen.push(("web->db:5432", connect(&node, &web, &db_ip, 5432)));
+        seen.push(("web->db:8080", connect(&node, &web, &db_ip, 8080)));
+        seen.push(("outsider->db:8080", connect(&node, &outsider, &db_ip, 8080)));
+        let shell = node
+            .command(
+                &web,
+                &["/bin/sh", "-c", &format!("touch {}", marker.display())],
+            )
+            .status()
+            .expect("shell");
+        seen.push((
+            "shell",
+            if shell.success() { "ran" } else { "killed" }.into(),
+        ));
+        let write = node.run(
+            &web,
+            &[
+                &python(),
+                "-c",
+                &format!("open('{etc_file}', 'w').write('x')"),
+            ],
+        );
+        seen.push((
+            "write /etc",
+            if write.0 { "written" } else { "failed" }.into(),
+        ));
+    });
+    let _ = std::fs::remove_file(&etc_file);
+    let seen: Vec<(&str, &str)> = seen.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("metadata", "EPERM"),
+            ("web->db:5432", "ok"),
+            ("web->db:8080", "EPERM"),
+            ("outsider->db:8080", "timeout"),
+            ("shell", "killed"),
+            ("write /etc", "written"),
+        ],
+        "{stderr}\n{}",
+        std::fs::read_to_string(dir.path().join("cef.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("blocked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(!marker.exists(), "the shell never ran");
+    let lines = cef_lines(&dir.path().join("cef.log"));
+    let reason = |pred: &dyn Fn(&tapwire_tests::cef::CefMessage) -> bool| {
+        lines
+            .iter()
+            .filter(|m| pred(m))
+            .filter_map(|m| m.get("reason"))
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        reason(&|m| m.get("dst") == Some("169.254.169.254")).contains(&"blocked by the node"),
+        "{lines:#?}"
+    );
+    // The refused inbound connection, on the accepting side.
+    assert!(
+        reason(&|m| m.get("dpt") == Some("8080")
+            && m.get("src") == Some(outsider.ip.to_string().as_str()))
+        .contains(&"blocked by the node"),
+        "{lines:#?}"
+    );
+    let write = reason(&|m| m.get("filePath") == Some(etc_file.as_str()));
+    assert!(
+        !write.is_empty() && write.iter().all(|r| *r == "not prevented"),
+        "the write under /etc is a violation that went through: {write:?}\n{lines:#?}"
+    );
+}
