@@ -612,3 +612,110 @@ fn the_example_policies_enforce_what_they_say() {
         "the write under /etc is a violation that went through: {write:?}\n{lines:#?}"
     );
 }
+
+/// Heartbeats on `tapwire.agents`.
+fn heartbeats(broker: &tapwire_tests::Broker) -> Vec<tapwire_schemas::AgentHeartbeat> {
+    tapwire_tests::read_topic(
+        &broker.address(),
+        topics::AGENTS,
+        Duration::from_secs(2),
+        |_| false,
+    )
+    .into_iter()
+    .filter_map(|e| match e {
+        AnyEvent::AgentHeartbeat(h) => Some(h),
+        _ => None,
+    })
+    .collect()
+}
+
+/// An agent that may load tracepoint programs (CAP_BPF, CAP_PERFMON) but
+/// not attach cgroup programs (no CAP_NET_ADMIN, no CAP_SYS_ADMIN) says
+/// enforcement is off and why, captures on, and its heartbeats say it does
+/// not enforce; with every capability, they say it does.
+#[test]
+fn without_the_capabilities_enforcement_is_off_and_the_heartbeat_says_so() {
+    if tapwire_tests::require(
+        "root (eBPF needs it)",
+        tapwire_tests::is_root().then_some(()),
+        "run the tests as root, as CI does",
+    )
+    .and_then(|()| {
+        tapwire_tests::require(
+            "setpriv (util-linux)",
+            tapwire_tests::on_path("setpriv"),
+            "apt-get install util-linux",
+        )
+    })
+    .is_none()
+    {
+        return;
+    }
+    let Some(broker) = tapwire_tests::Broker::start(tapwire_tests::Storage::Memory) else {
+        return;
+    };
+    tapwire_tests::run_ok(tapwire_tests::tapwire(&broker.address()).args([
+        "topics",
+        "create",
+        "--partitions",
+        "1",
+    ]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        "[capture]\nheartbeat_interval_ms = 500\n[capture.ebpf]\nfiles = false\nlookups = false\n",
+    )
+    .expect("config");
+    let agent = |sensor: &str, drop_caps: bool| {
+        let mut cmd = std::process::Command::new("setpriv");
+        if drop_caps {
+            cmd.args(["--bounding-set", "-net_admin,-sys_admin"]);
+        }
+        cmd.arg("--")
+            .arg(tapwire_tests::tapwire_binary())
+            .args(["--brokers", &broker.address(), "-c"])
+            .arg(&config)
+            .args(["capture", "--source", "ebpf", "--sensor-id", sensor])
+            .env_remove("TAPWIRE_CONFIG");
+        Lines::spawn(&mut cmd)
+    };
+    let limited = agent("limited", true);
+    assert!(
+        wait_until(Duration::from_secs(30), || limited
+            .stderr()
+            .contains("ebpf attached")),
+        "the agent captures without enforcement:\n{}",
+        limited.stderr()
+    );
+    assert!(
+        limited.stderr().contains("capture: enforcement off: "),
+        "{}",
+        limited.stderr()
+    );
+    let full = agent("full", false);
+    assert!(
+        wait_until(Duration::from_secs(30), || full
+            .stderr()
+            .contains("enforcement ready")),
+        "{}",
+        full.stderr()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    limited.terminate(Duration::from_secs(15));
+    full.terminate(Duration::from_secs(15));
+    let beats = heartbeats(&broker);
+    let of = |sensor: &str| -> Vec<bool> {
+        beats
+            .iter()
+            .filter(|h| h.header.sensor_id == sensor && !h.sources.is_empty())
+            .map(|h| h.enforcing)
+            .collect()
+    };
+    let (limited, full) = (of("limited"), of("full"));
+    assert!(
+        limited.len() >= 2 && limited.iter().all(|e| !e),
+        "{limited:?}"
+    );
+    assert!(full.last() == Some(&true), "{full:?}");
+}
