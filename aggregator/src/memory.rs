@@ -20,6 +20,8 @@ use crate::rows::{CountRow, Counts};
 pub struct MemoryConnections {
     counts: Counts,
     verdicts: u64,
+    blocked: u64,
+    not_prevented: u64,
 }
 
 impl Default for MemoryConnections {
@@ -27,6 +29,8 @@ impl Default for MemoryConnections {
         MemoryConnections {
             counts: Counts::whole_run(),
             verdicts: 0,
+            blocked: 0,
+            not_prevented: 0,
         }
     }
 }
@@ -36,12 +40,23 @@ impl MemoryConnections {
     /// ClickHouse ingest, without minute buckets).
     pub fn add(&mut self, v: &Verdict) {
         self.verdicts += 1;
+        match v.outcome {
+            tapwire_schemas::events::Outcome::Blocked => self.blocked += 1,
+            tapwire_schemas::events::Outcome::NotPrevented => self.not_prevented += 1,
+            _ => {}
+        }
         self.counts.add(v, 0, 0);
     }
 
     /// Verdicts seen (connections or not).
     pub fn verdicts(&self) -> u64 {
         self.verdicts
+    }
+
+    /// Enforce-mode violations counted: (refused by a node's kernel, went
+    /// through), over every event kind.
+    pub fn enforce_outcomes(&self) -> (u64, u64) {
+        (self.blocked, self.not_prevented)
     }
 
     /// The view: tabs sorted like the ClickHouse view, at most `limit` rows

@@ -167,6 +167,17 @@ fn the_demo_runs_every_stage_on_bundled_traffic() {
     assert!(cef.contains("7 events lost upstream"), "{cef}");
     assert!(cef.contains(" 0 dead-lettered"), "{cef}");
     assert!(!stdout.contains("[wrong_schema]"), "{stdout}");
+    // A replay refuses nothing: its enforce-mode violations went through,
+    // and the report says so.
+    let enforce = stdout
+        .lines()
+        .find(|l| l.starts_with("Enforce-mode violations: "))
+        .unwrap_or_else(|| panic!("enforce line:\n{stdout}"));
+    assert!(
+        enforce.contains(": 0 blocked by the node's kernel, "),
+        "{enforce}"
+    );
+    assert!(!enforce.contains(", 0 not prevented"), "{enforce}");
     // Every CEF message is in cef.log beside the traffic.
     let lines = std::fs::read_to_string(dir.path().join("cef.log")).expect("cef.log");
     assert!(lines.lines().count() > 100, "{lines}");

@@ -69,6 +69,8 @@ pub struct RunReport {
     pub stages: Vec<StageReport>,
     /// The connections view over everything seen.
     pub view: ConnectionsView,
+    /// Enforce-mode violations: (blocked by a node's kernel, not prevented).
+    pub enforce_outcomes: (u64, u64),
     /// CEF messages sent.
     pub cef_lines: u64,
     /// One CEF line per signature (from a file target).
@@ -186,7 +188,10 @@ pub async fn pipeline(
         .iter()
         .filter_map(DeadLetter::from_message)
         .collect();
-    let view = counts.lock().unwrap_or_else(|p| p.into_inner()).view(100);
+    let (view, enforce_outcomes) = {
+        let counts = counts.lock().unwrap_or_else(|p| p.into_inner());
+        (counts.view(100), counts.enforce_outcomes())
+    };
     Ok(RunReport {
         captured: (
             Summary::get(&summary.packets),
@@ -196,6 +201,7 @@ pub async fn pipeline(
         capture_error,
         stages: report.stages,
         view,
+        enforce_outcomes,
         cef_lines,
         cef_samples,
         slices,
@@ -262,6 +268,11 @@ pub fn print_report(r: &RunReport, out: &mut impl Write) -> std::io::Result<()> 
     }
     writeln!(out)?;
     write!(out, "{}", super::aggregate::table(&r.view, None))?;
+    let (blocked, not_prevented) = r.enforce_outcomes;
+    writeln!(
+        out,
+        "\nEnforce-mode violations: {blocked} blocked by the node's kernel, {not_prevented} not prevented (went through)"
+    )?;
     writeln!(out, "\nCEF ({} lines; one per signature):", r.cef_lines)?;
     for line in &r.cef_samples {
         writeln!(out, "  {line}")?;
