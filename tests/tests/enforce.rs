@@ -389,6 +389,15 @@ fn the_agent_follows_the_topic_across_restarts_and_deletions() {
     publish_listing(&broker, &listing);
     let enrich = stage(&["enrich"]);
     let policy = stage(&["policy", "--policies", policies.to_str().unwrap()]);
+    // The CEF forwarder to a real syslog receiver, as a SIEM gets it.
+    let receiver = tapwire_tests::SyslogNg::start();
+    let cef = receiver.as_ref().map(|r| {
+        stage(&[
+            "cef",
+            "--target",
+            &format!("tcp://127.0.0.1:{}", r.tcp_port),
+        ])
+    });
     let agent = || stage(&["capture", "--source", "ebpf"]);
     let denied = format!("http://{}:9000/", web.ip);
 
@@ -422,6 +431,26 @@ fn the_agent_follows_the_topic_across_restarts_and_deletions() {
         blocked[0].policy.as_deref(),
         Some("enf/client-egress-enforce")
     );
+    if let Some(receiver) = &receiver {
+        let ip = web.ip.to_string();
+        let blocked_line = |l: &String| {
+            l.contains("reason=blocked by the node") && l.contains(&format!("dst={ip} dpt=9000"))
+        };
+        assert!(
+            wait_until(Duration::from_secs(20), || receiver
+                .received("tcp")
+                .iter()
+                .any(blocked_line)),
+            "the SIEM receives the blocked connection:\n{:#?}",
+            receiver.received("tcp")
+        );
+        let line = receiver
+            .received("tcp")
+            .into_iter()
+            .find(blocked_line)
+            .expect("line");
+        assert!(line.contains("|FNT-001|") && line.contains("|7|"), "{line}");
+    }
 
     // Restart: the block holds before the agent says it is ready.
     first.terminate(Duration::from_secs(15));
@@ -463,6 +492,9 @@ fn the_agent_follows_the_topic_across_restarts_and_deletions() {
         second.stderr()
     );
     second.terminate(Duration::from_secs(15));
+    if let Some(cef) = cef {
+        cef.terminate(Duration::from_secs(15));
+    }
     policy.terminate(Duration::from_secs(15));
     enrich.terminate(Duration::from_secs(15));
 }

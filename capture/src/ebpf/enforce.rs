@@ -644,6 +644,8 @@ impl Enforcer {
 #[cfg(not(tapwire_no_bpf))]
 fn apply_policy(state: &mut EnforceState, m: &tapwire_plumbing::bus::Message) {
     if let Err(err) = state.policy_record(m.key.as_deref(), &m.payload) {
+        // tapwire_messages_dropped_total{stage="capture",reason="enforcement_record"}
+        crate::agent::metrics().dropped("enforcement_record", 1);
         tracing::warn!(
             partition = m.partition,
             offset = m.offset,
