@@ -217,12 +217,18 @@ fn measure(container: &str) -> anyhow::Result<Vec<Row>> {
         .build()?;
     let sink = bus.sink();
     runtime.block_on(sink.send_batch(vec![ClusterRecord::Pod(pod(container)).to_out_record()?]))?;
-    let mut config = CaptureConfig::default();
-    config.node_name = Some(NODE.to_owned());
-    config.ebpf.connections = false;
-    config.ebpf.processes = false;
-    config.ebpf.files = false;
-    config.ebpf.lookups = false;
+    // Only the enforcement programs: no tracepoint adds its own cost.
+    let config = CaptureConfig {
+        node_name: Some(NODE.to_owned()),
+        ebpf: tapwire_capture::config::EbpfConfig {
+            connections: false,
+            processes: false,
+            files: false,
+            lookups: false,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
     let agent = Agent::new(config, Some(vec![SourceSpec::Ebpf])).with_bus(Bus::Memory(bus.clone()));
     let stop = CancellationToken::new();
     let summary = Arc::new(Summary::default());
