@@ -68,8 +68,15 @@ pub struct AggregateConfig {
     /// Days rows are kept, on servers with TTL (ClickHouse 20 and later);
     /// 0 keeps them forever. Older servers keep rows until dropped by hand.
     pub retention_days: u32,
-    /// Address of `tapwire serve`.
+    /// Address of `tapwire serve` (the API and the console).
     pub listen: String,
+    /// Bearer tokens of the API and the console: `{name, role, token}`,
+    /// role `viewer` or `admin`, secrets of 16 characters or more.
+    pub tokens: Vec<crate::console::ApiToken>,
+    /// A file of more tokens, one `NAME ROLE SECRET` per line (a mounted
+    /// Kubernetes Secret). With no token at all, `tapwire serve` makes a
+    /// one-time admin token and prints its sign-in link.
+    pub tokens_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AggregateConfig {
@@ -90,6 +97,8 @@ impl Default for AggregateConfig {
             flush_interval_ms: 1000,
             retention_days: 30,
             listen: "127.0.0.1:8080".to_owned(),
+            tokens: Vec::new(),
+            tokens_file: None,
         }
     }
 }

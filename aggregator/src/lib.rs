@@ -16,10 +16,13 @@
 //! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
 //!   paged API reads, listeners, flows, per-sensor summaries.
 //! - [`serve`]: `tapwire serve`, the HTTP JSON API over [`query`].
+//! - [`console`]: the web console served with it (files in `console/`,
+//!   built in) and the bearer-token sign-in of every API route.
 //! - `queries/*.sql` (crate root): analysts' SQL against the schema, each
 //!   run by a test.
 
 pub mod config;
+pub mod console;
 pub mod liveness;
 pub mod memory;
 pub mod query;

@@ -13,7 +13,14 @@
 //! | `GET /api/v1/network/udp-listeners?sensor_id=` | UDP listeners |
 //! | `GET /api/v1/network/flows?sensor_id=&limit=&state=completed` | completed flows, newest first (all of them without `limit`); `state=active`: open connections (connected, not closed yet) |
 //! | `GET /api/v1/network/summary` | per sensor: connection and listener counts, and the agent's liveness (`state`: connected, disconnected, reconnected; losses) |
+//! | `GET /api/v1/whoami` | the signed-in token's name and role |
+//! | `GET /api/v1/admin/tokens` | (admin) the tokens' names and roles |
+//! | `GET /` | the web console (`crate::console`) |
 //! | `GET /healthz` | `ok` |
+//!
+//! Every `/api/*` route needs `Authorization: Bearer TOKEN` (401 without a
+//! known token, 403 for a viewer on an admin route); the console's files
+//! and `/healthz` are open.
 //!
 //! Every `duration_ns` has a `duration_secs` beside it (null when unknown:
 //! a connection older than its sensor). A bad or unknown parameter is a
@@ -32,6 +39,7 @@ use axum::routing::get;
 use clickhouse::Client;
 use serde_json::json;
 
+use crate::console::{self, Auth};
 use crate::query::{self, QueryError, SocketKind};
 
 /// An API error reply.
@@ -431,9 +439,10 @@ async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
     Ok(Json(json!({ "sensors": sensors })).into_response())
 }
 
-/// The API's routes over `client` (its database selected).
-pub fn router(client: Client) -> Router {
-    Router::new()
+/// The API's routes over `client` (its database selected), behind the
+/// sign-in of `auth`, with the console's files and `/healthz` open.
+pub fn router(client: Client, auth: Auth) -> Router {
+    let api = Router::new()
         .route("/api/v1/network/connections-view", get(connections_view))
         .route("/api/v1/network/edge", get(edge))
         .route("/api/v1/events", get(events))
@@ -447,8 +456,16 @@ pub fn router(client: Client) -> Router {
         .route("/api/v1/network/udp-listeners", get(udp_listeners))
         .route("/api/v1/network/flows", get(flows))
         .route("/api/v1/network/summary", get(summary))
-        .route("/healthz", get(|| async { "ok" }))
         .with_state(client)
+        .merge(console::api_routes(auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(
+            auth,
+            console::require_token,
+        ));
+    Router::new()
+        .merge(api)
+        .merge(console::assets())
+        .route("/healthz", get(|| async { "ok" }))
 }
 
 /// Serves the API on `addr` until `shutdown`; reports the bound address
@@ -456,12 +473,13 @@ pub fn router(client: Client) -> Router {
 pub async fn serve(
     addr: SocketAddr,
     client: Client,
+    auth: Auth,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     bound(listener.local_addr()?);
-    axum::serve(listener, router(client))
+    axum::serve(listener, router(client, auth))
         .with_graceful_shutdown(shutdown)
         .await
 }

@@ -195,6 +195,7 @@ async fn api_pages_and_errors() {
     let server = tokio::spawn(tapwire_aggregator::serve::serve(
         "127.0.0.1:0".parse().expect("addr"),
         c.clone(),
+        tapwire_tests::api_auth(),
         async move {
             let _ = stopped.await;
         },

@@ -585,11 +585,46 @@ impl Drop for Lines {
 /// `GET path` on an HTTP/1.1 server at `addr` (such as `tapwire serve`):
 /// the status and the JSON body.
 pub fn http_get_json(addr: std::net::SocketAddr, path: &str) -> (u16, serde_json::Value) {
+    http_get_json_as(addr, path, Some(API_TOKEN))
+}
+
+/// The admin token the tests give `tapwire serve` ([`api_auth`]).
+pub const API_TOKEN: &str = "test-admin-token-0123456789";
+/// The viewer token the tests give `tapwire serve` ([`api_auth`]).
+pub const API_VIEWER_TOKEN: &str = "test-viewer-token-0123456789";
+
+/// The API's sign-in for tests: an admin ([`API_TOKEN`]) and a viewer
+/// ([`API_VIEWER_TOKEN`]).
+pub fn api_auth() -> tapwire_aggregator::console::Auth {
+    use tapwire_aggregator::console::{ApiToken, Auth, Role};
+    Auth::new(vec![
+        ApiToken {
+            name: "test-admin".into(),
+            role: Role::Admin,
+            token: API_TOKEN.into(),
+        },
+        ApiToken {
+            name: "test-viewer".into(),
+            role: Role::Viewer,
+            token: API_VIEWER_TOKEN.into(),
+        },
+    ])
+    .expect("test tokens")
+}
+
+/// `GET path` with `token` as the bearer (none: no Authorization header):
+/// (status, body as JSON).
+pub fn http_get_json_as(
+    addr: std::net::SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("request");
     let mut raw = String::new();
@@ -682,6 +717,7 @@ pub fn ebpf_agent(config: &str, extra: &[&str]) -> Option<(Broker, Lines, tempfi
     Some((broker, agent, dir))
 }
 
+pub mod browser;
 pub mod cef;
 pub mod clickhouse;
 pub mod node;

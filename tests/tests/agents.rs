@@ -151,6 +151,7 @@ async fn a_killed_agent_is_disconnected_within_two_intervals_and_reconnects() {
     let server = tokio::spawn(tapwire_aggregator::serve::serve(
         "127.0.0.1:0".parse().expect("addr"),
         client.clone(),
+        tapwire_tests::api_auth(),
         async move {
             let _ = api_stopped.await;
         },

@@ -2,6 +2,7 @@
 //! side.
 
 use anyhow::Context;
+use tapwire_aggregator::console::{ApiToken, Auth, Role};
 use tapwire_aggregator::query::{self, Connection, ConnectionsView};
 use tapwire_aggregator::sink;
 use tapwire_aggregator::{AggregateConfig, serve::parse_window};
@@ -29,20 +30,52 @@ pub async fn run(
     super::stage_alone(config, a, shutdown).await
 }
 
+/// The tokens `tapwire serve` accepts: `aggregate.tokens` and the tokens
+/// file; with none, a one-time admin token whose sign-in link is printed
+/// (the second value).
+pub fn serve_tokens(
+    a: &tapwire_aggregator::config::AggregateConfig,
+) -> anyhow::Result<(Auth, Option<String>)> {
+    let mut tokens = a.tokens.clone();
+    if let Some(file) = &a.tokens_file {
+        tokens.extend(tapwire_aggregator::console::tokens_file(file)?);
+    }
+    let mut one_time = None;
+    if tokens.is_empty() {
+        let secret = tapwire_aggregator::console::random_secret().context("/dev/urandom")?;
+        tokens.push(ApiToken {
+            name: "one-time-admin".to_owned(),
+            role: Role::Admin,
+            token: secret.clone(),
+        });
+        one_time = Some(secret);
+    }
+    Ok((Auth::new(tokens)?, one_time))
+}
+
 /// `tapwire serve`: until shutdown.
 pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let a = &config.aggregate;
     let addr = a.listen.parse().context("aggregate.listen")?;
+    let (auth, one_time) = serve_tokens(a)?;
     let stop = shutdown.clone();
     tapwire_aggregator::serve::serve(
         addr,
         client(a),
+        auth.clone(),
         async move { stop.cancelled().await },
         |bound| {
             eprintln!(
-                "serving the network API on http://{bound} (ClickHouse {} database {})",
+                "serving the console and the network API on http://{bound}/ (ClickHouse {} database {})",
                 a.clickhouse_url, a.database
             );
+            match &one_time {
+                Some(secret) => eprintln!(
+                    "no tokens configured (aggregate.tokens, aggregate.tokens_file): sign in with this run's \
+                     one-time admin link: http://{bound}/?token={secret}"
+                ),
+                None => eprintln!("{} API tokens accepted", auth.len()),
+            }
         },
     )
     .await
