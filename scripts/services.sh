@@ -57,7 +57,8 @@ SERVICES=(tansu clickhouse seaweedfs syslog-ng)
 # the eBPF toolchain (capture-bpf/); tcpdump dnsutils dnsmasq-base iproute2 util-linux:
 # real traffic, ss and setpriv for the capture tests.
 APT_PACKAGES=(clickhouse-server clickhouse-client syslog-ng-core tshark openssl
-    libpcap-dev clang llvm libbpf-dev bpftool tcpdump dnsutils dnsmasq-base iproute2 util-linux)
+    libpcap-dev clang llvm libbpf-dev bpftool tcpdump dnsutils dnsmasq-base iproute2 util-linux
+    chromium chromium-driver)
 TANSU_VERSION=0.6.0
 HELM_PYTHON_SDK_VERSION=0.2.2
 

@@ -104,9 +104,10 @@ pub enum Command {
     /// (schema migrated at start; offsets stored after each insert).
     #[command(after_help = AGGREGATE_EXAMPLES)]
     Aggregate(AggregateArgs),
-    /// HTTP JSON API over ClickHouse for a console: the connections view with
-    /// its Audit-mode, Enforce-mode and Other tabs, paged connections,
-    /// listeners, flows and per-sensor summaries.
+    /// The web console and its HTTP JSON API over ClickHouse, behind sign-in
+    /// (open http://LISTEN/ in a browser): the network graph with its
+    /// Audit-mode, Enforce-mode and Other tabs, paged connections, listeners,
+    /// flows, per-sensor summaries and Investigate.
     #[command(after_help = SERVE_EXAMPLES)]
     Serve(ServeArgs),
     /// Print a view from ClickHouse as a table (e.g. the connections of the
@@ -456,12 +457,18 @@ every row carries, so counts are never inflated. Analysts' SQL examples:
 aggregator/queries/*.sql.";
 
 const SERVE_EXAMPLES: &str = "\
+The console is at http://LISTEN/ (default http://127.0.0.1:8080/). Every /api/* route
+needs a bearer token: aggregate.tokens = [{name, role = \"viewer\"|\"admin\", token}] or
+aggregate.tokens_file (lines NAME ROLE SECRET, e.g. a mounted Kubernetes Secret); with
+none configured, serve prints a one-time admin sign-in link. 401 without a known token,
+403 for a viewer on /api/v1/admin/*; /healthz stays open.
+
 Examples:
-  tapwire serve --listen 0.0.0.0:8080
-  curl 'http://127.0.0.1:8080/api/v1/network/connections-view?window=15m&mode=enforce'
-  curl 'http://127.0.0.1:8080/api/v1/network/edge?src_namespace=dev&src=tool-0&dst_namespace=shop&dst=db-0'
-  curl 'http://127.0.0.1:8080/api/v1/network/connections?sensor_id=node-a&page=2&page_size=100'
-  curl 'http://127.0.0.1:8080/api/v2/network/connections?limit=500&cursor=...'
+  tapwire serve --listen 0.0.0.0:8080            # then open http://HOST:8080/
+  T=...; curl -H \"Authorization: Bearer $T\" 'http://127.0.0.1:8080/api/v1/network/connections-view?window=15m&mode=enforce'
+  curl -H \"Authorization: Bearer $T\" 'http://127.0.0.1:8080/api/v1/network/edge?src_namespace=dev&src=tool-0&dst_namespace=shop&dst=db-0'
+  curl -H \"Authorization: Bearer $T\" 'http://127.0.0.1:8080/api/v1/network/connections?sensor_id=node-a&page=2&page_size=100'
+  curl -H \"Authorization: Bearer $T\" 'http://127.0.0.1:8080/api/v2/network/connections?limit=500&cursor=...'
 
 Routes and their parameters (every one optional unless marked; an unknown or bad
 parameter is a 400 with {\"error\": \"...\"} naming it; ClickHouse down is a 503):

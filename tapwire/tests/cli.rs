@@ -754,3 +754,62 @@ fn an_invalid_cef_filter_is_refused_at_start_not_ignored() {
         "{stderr}"
     );
 }
+
+/// `tapwire serve --help` names the console's address and the sign-in.
+#[test]
+fn serve_help_names_the_console() {
+    let out = tapwire().args(["serve", "--help"]).output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("The console is at http://LISTEN/"), "{help}");
+    assert!(help.contains("Authorization: Bearer"), "{help}");
+}
+
+/// `GET path` on `addr` with an optional bearer token: status and body.
+fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).expect("response");
+    let status = raw[9..12].parse().expect("status");
+    (
+        status,
+        raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned(),
+    )
+}
+
+/// With no token configured, `tapwire serve` prints a one-time admin
+/// sign-in link; the console's page is open, the API needs that token.
+#[test]
+fn serve_without_tokens_prints_a_one_time_sign_in_link() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut child = tapwire()
+        .args(["serve", "--listen", &addr])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let link = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find_map(|l| l.split_once("/?token=").map(|(_, t)| t.trim().to_owned()))
+        .expect("a sign-in link");
+    let (status, page) = get(&addr, "/", None);
+    assert_eq!(status, 200);
+    assert!(page.contains("console.js"), "{page}");
+    assert_eq!(get(&addr, "/api/v1/whoami", None).0, 401);
+    let (status, me) = get(&addr, "/api/v1/whoami", Some(&link));
+    assert_eq!(status, 200, "{me}");
+    assert!(me.contains("\"admin\""), "{me}");
+    let _ = child.kill();
+    let _ = child.wait();
+}
