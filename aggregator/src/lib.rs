@@ -12,7 +12,8 @@
 //! - [`liveness`]: each sensor's state (connected, disconnected,
 //!   reconnected) and recent losses from its heartbeats.
 //! - [`memory`]: the same counts and view in memory, for `tapwire run`
-//!   and `tapwire demo`.
+//!   and `tapwire demo`; [`memory_serve`]: the console over them
+//!   (`--serve`).
 //! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
 //!   paged API reads, listeners, flows, per-sensor summaries.
 //! - [`serve`]: `tapwire serve`, the HTTP JSON API over [`query`].
@@ -25,6 +26,7 @@ pub mod config;
 pub mod console;
 pub mod liveness;
 pub mod memory;
+pub mod memory_serve;
 pub mod query;
 pub mod rows;
 pub mod schema;

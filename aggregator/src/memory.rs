@@ -62,6 +62,12 @@ impl MemoryConnections {
     /// The view: tabs sorted like the ClickHouse view, at most `limit` rows
     /// each, and the edges.
     pub fn view(&self, limit: usize) -> ConnectionsView {
+        self.view_of(limit, None)
+    }
+
+    /// The view of the connections of one edge (`pair`, names as the
+    /// view's edges give them), or of all.
+    pub fn view_of(&self, limit: usize, pair: Option<&crate::query::Pair>) -> ConnectionsView {
         let counted: Vec<CountRow> = self.counts.iter().collect();
         let mut rows: Vec<Connection> = counted
             .iter()
@@ -86,6 +92,15 @@ impl MemoryConnections {
                 last_seen_ns: r.last_seen_ns,
             })
             .collect();
+        if let Some(pair) = pair {
+            rows.retain(|r| {
+                let (src, dst) = edge_names(r);
+                r.src_namespace == pair.src_namespace
+                    && src == pair.src
+                    && r.dst_namespace == pair.dst_namespace
+                    && dst == pair.dst
+            });
+        }
         rows.sort_by(|a, b| {
             b.connections
                 .cmp(&a.connections)
@@ -114,21 +129,7 @@ impl MemoryConnections {
         };
         let mut edges: HashMap<(String, String, String, String), Edge> = HashMap::new();
         for r in &rows {
-            let or = |a: &str, b: &str| {
-                if a.is_empty() {
-                    b.to_owned()
-                } else {
-                    a.to_owned()
-                }
-            };
-            let src = or(
-                &r.src_workload,
-                &or(&r.src_pod, &or(&r.src_domain, &r.src_ip)),
-            );
-            let dst = or(
-                &r.dst_workload,
-                &or(&r.dst_pod, &or(&r.dst_domain, &r.dst_ip)),
-            );
+            let (src, dst) = edge_names(r);
             let e = edges
                 .entry((
                     r.src_namespace.clone(),
@@ -171,6 +172,28 @@ impl MemoryConnections {
             edges,
         }
     }
+}
+
+/// The names an edge gives a connection's ends: workload, else pod, else
+/// domain name, else address (as ClickHouse's view names them).
+fn edge_names(r: &Connection) -> (String, String) {
+    let or = |a: &str, b: &str| {
+        if a.is_empty() {
+            b.to_owned()
+        } else {
+            a.to_owned()
+        }
+    };
+    (
+        or(
+            &r.src_workload,
+            &or(&r.src_pod, &or(&r.src_domain, &r.src_ip)),
+        ),
+        or(
+            &r.dst_workload,
+            &or(&r.dst_pod, &or(&r.dst_domain, &r.dst_ip)),
+        ),
+    )
 }
 
 /// The aggregate stage of `tapwire run`: verdicts counted into shared

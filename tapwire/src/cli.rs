@@ -266,6 +266,10 @@ pub struct DemoArgs {
     /// (default: a new directory under the system's temp dir).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Then serve the web console over the results on ADDR (e.g.
+    /// 127.0.0.1:8080) until Ctrl-C, printing a one-time sign-in link.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 const RUN_EXAMPLES: &str = "\
@@ -310,6 +314,10 @@ pub struct RunArgs {
     /// Recording query (default: $RECORDING_KFL, else "http or dns").
     #[arg(long, value_name = "QUERY")]
     pub kfl: Option<String>,
+    /// Serve the web console over the run's counts on ADDR while it runs,
+    /// printing a one-time sign-in link (no ClickHouse needed).
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 #[derive(Debug, Args)]

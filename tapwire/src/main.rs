@@ -100,7 +100,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Topics(TopicsCommand::Tail(args)) => {
             commands::topics::tail(config, &args, shutdown).await
         }
-        Command::Demo(args) => commands::demo::run(config, &args).await,
+        Command::Demo(args) => commands::demo::run(config, &args, shutdown).await,
         Command::Cef(_) => commands::cef::run(config, shutdown).await,
         Command::Enrich(_) => commands::enrich::run(config, shutdown).await,
         Command::K8sWatch(args) => commands::enrich::k8s_watch(config, &args, shutdown).await,

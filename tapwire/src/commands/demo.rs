@@ -16,10 +16,12 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
+use tapwire_aggregator::memory::MemoryConnections;
 use tapwire_capture::agent::SourceSpec;
 use tapwire_cluster::ClusterRecord;
 use tapwire_packet::synth::{self, Frame};
@@ -237,7 +239,11 @@ fn injected() -> anyhow::Result<Vec<OutRecord>> {
 }
 
 /// Runs the demo and prints what happened.
-pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    args: &DemoArgs,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let dir: PathBuf = args.out.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("tapwire-demo-{}", std::process::id()))
     });
@@ -253,6 +259,7 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
     config.capture.node_name = Some("node-a".into());
     config.capture.sensor_id = Some("demo-sensor".into());
     config.cef.cluster_name = Some("demo".into());
+    let counts = Arc::new(Mutex::new(MemoryConnections::default()));
     let inputs = RunInputs {
         sources: vec![SourceSpec::Pcap {
             path: pcap.clone(),
@@ -265,6 +272,7 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
             recordings.clone(),
             BTreeMap::from([("demo".to_owned(), "http or dns".to_owned())]),
         )),
+        counts: Some(counts.clone()),
         inject: injected()?,
     };
     println!(
@@ -284,7 +292,16 @@ pub async fn run(config: &Config, args: &DemoArgs) -> anyhow::Result<()> {
         dir.display(),
         recordings.display()
     );
-    check(&report, args.events)
+    check(&report, args.events)?;
+    if let Some(addr) = &args.serve {
+        super::run::console(addr, &counts, &cluster(), shutdown.clone()).await?;
+        println!(
+            "\nThe console serves this run's results (sign-in link above, on stderr; open it in a \
+             browser): the network graph and its tabs. Ctrl-C stops it."
+        );
+        shutdown.cancelled().await;
+    }
+    Ok(())
 }
 
 /// The demo's own accounting: what this traffic must produce.

@@ -54,6 +54,9 @@ pub struct RunInputs {
     pub cef: CefOut,
     /// Record matching streams into this directory with these queries.
     pub record: Option<(PathBuf, BTreeMap<String, String>)>,
+    /// Where the connection counts go (shared with a console serving them
+    /// while the run goes on); a fresh one when `None`.
+    pub counts: Option<Arc<Mutex<MemoryConnections>>>,
     /// Extra messages put on the bus before the stages start (the demo's
     /// malformed ones).
     pub inject: Vec<OutRecord>,
@@ -114,6 +117,62 @@ fn record_stage(config: &Config, dir: &Path, queries: &BTreeMap<String, String>)
     }
 }
 
+/// Serves the console over `counts` and the pods of `cluster` on `addr`
+/// until `shutdown`, with a one-time admin token whose sign-in link is
+/// printed (on stderr, so that stdout stays the report's or CEF's).
+pub async fn console(
+    addr: &str,
+    counts: &Arc<Mutex<MemoryConnections>>,
+    cluster: &[ClusterRecord],
+    shutdown: CancellationToken,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use tapwire_aggregator::console::{ApiToken, Auth, Role, random_secret};
+    use tapwire_aggregator::memory_serve::{self, MemoryData};
+    let addr: std::net::SocketAddr = addr.parse().with_context(|| format!("--serve {addr}"))?;
+    let secret = random_secret().context("/dev/urandom")?;
+    let auth = Auth::new(vec![ApiToken {
+        name: "one-time-admin".to_owned(),
+        role: Role::Admin,
+        token: secret.clone(),
+    }])?;
+    let data = MemoryData {
+        counts: counts.clone(),
+        pods: Arc::new(
+            cluster
+                .iter()
+                .filter_map(|r| match r {
+                    ClusterRecord::Pod(p) => Some(p.clone()),
+                    _ => None,
+                })
+                .collect(),
+        ),
+    };
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("--serve {addr}"))?;
+    let bound = listener.local_addr()?;
+    drop(listener);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let served = memory_serve::serve(
+            bound,
+            data,
+            auth,
+            async move { shutdown.cancelled().await },
+            move |a| {
+                let _ = tx.send(a);
+            },
+        )
+        .await;
+        if let Err(err) = served {
+            eprintln!("console on {bound} stopped: {err}");
+        }
+    });
+    let bound = rx.await.context("the console did not start")?;
+    eprintln!("console: sign in at http://{bound}/?token={secret}#/graph");
+    Ok(bound)
+}
+
 /// Runs the whole pipeline until the sources are done (or `shutdown`).
 pub async fn pipeline(
     config: &Config,
@@ -152,7 +211,10 @@ pub async fn pipeline(
         policy.files = inputs.policy_files.clone();
     }
     graph.stage::<PolicyConfig>(policy);
-    let counts = Arc::new(Mutex::new(MemoryConnections::default()));
+    let counts = inputs
+        .counts
+        .clone()
+        .unwrap_or_else(|| Arc::new(Mutex::new(MemoryConnections::default())));
     graph.stage(MemoryCounts {
         group: config.aggregate.group.clone(),
         counts: counts.clone(),
@@ -331,6 +393,10 @@ pub async fn run(
             })?
         }
     };
+    let counts = Arc::new(Mutex::new(MemoryConnections::default()));
+    if let Some(addr) = &args.serve {
+        console(addr, &counts, &cluster, shutdown.clone()).await?;
+    }
     let scratch = tempfile::tempdir().context("a directory for the CEF samples")?;
     let cef = match args.cef_out.as_deref() {
         None => CefOut::Samples(scratch.path().to_path_buf()),
@@ -355,6 +421,7 @@ pub async fn run(
             policy_files: args.policies.clone(),
             cef,
             record,
+            counts: Some(counts),
             inject: Vec::new(),
         },
         shutdown,
