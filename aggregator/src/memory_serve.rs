@@ -36,22 +36,20 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn limit(p: &HashMap<String, String>) -> Result<usize, Response> {
+fn limit(p: &HashMap<String, String>) -> Result<usize, String> {
     match p.get("limit") {
         None => Ok(500),
-        Some(v) => v.parse::<usize>().map(|n| n.clamp(1, 10_000)).map_err(|_| {
-            error(
-                StatusCode::BAD_REQUEST,
-                format!("limit: {v:?} is not a number"),
-            )
-        }),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| n.clamp(1, 10_000))
+            .map_err(|_| format!("limit: {v:?} is not a number")),
     }
 }
 
 async fn connections_view(State(d): State<MemoryData>, Query(p): Params) -> Response {
     let limit = match limit(&p) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let view = d
         .counts
@@ -64,7 +62,7 @@ async fn connections_view(State(d): State<MemoryData>, Query(p): Params) -> Resp
 async fn edge(State(d): State<MemoryData>, Query(p): Params) -> Response {
     let limit = match limit(&p) {
         Ok(l) => l,
-        Err(r) => return r,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
     let text = |k: &str| p.get(k).cloned().unwrap_or_default();
     if text("src").is_empty() || text("dst").is_empty() {
