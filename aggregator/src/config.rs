@@ -77,6 +77,12 @@ pub struct AggregateConfig {
     /// Kubernetes Secret). With no token at all, `tapwire serve` makes a
     /// one-time admin token and prints its sign-in link.
     pub tokens_file: Option<std::path::PathBuf>,
+    /// HTTPS: the certificate chain (PEM) `tapwire serve` presents; with
+    /// `tls_key_file`. Without them it serves plain HTTP (behind a TLS
+    /// proxy or on loopback).
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// HTTPS: the private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for AggregateConfig {
@@ -99,6 +105,8 @@ impl Default for AggregateConfig {
             listen: "127.0.0.1:8080".to_owned(),
             tokens: Vec::new(),
             tokens_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }

@@ -17,6 +17,7 @@
 //! - [`query`]: the connections view (Audit/Enforce/Other tabs, edges), the
 //!   paged API reads, listeners, flows, per-sensor summaries.
 //! - [`serve`]: `tapwire serve`, the HTTP JSON API over [`query`].
+//! - [`tls`]: HTTPS for `tapwire serve` (rustls, certificate from files).
 //! - [`console`]: the web console served with it (files in `console/`,
 //!   built in) and the bearer-token sign-in of every API route.
 //! - `queries/*.sql` (crate root): analysts' SQL against the schema, each
@@ -32,5 +33,6 @@ pub mod rows;
 pub mod schema;
 pub mod serve;
 pub mod sink;
+pub mod tls;
 
 pub use config::AggregateConfig;

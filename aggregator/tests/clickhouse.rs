@@ -196,6 +196,7 @@ async fn api_pages_and_errors() {
         "127.0.0.1:0".parse().expect("addr"),
         c.clone(),
         tapwire_tests::api_auth(),
+        None,
         async move {
             let _ = stopped.await;
         },

@@ -59,6 +59,7 @@ async fn served(url: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Str
         "127.0.0.1:0".parse().expect("addr"),
         c,
         tapwire_tests::api_auth(),
+        None,
         async move {
             let _ = stopped.await;
         },

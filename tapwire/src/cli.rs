@@ -469,7 +469,8 @@ The console is at http://LISTEN/ (default http://127.0.0.1:8080/). Every /api/* 
 needs a bearer token: aggregate.tokens = [{name, role = \"viewer\"|\"admin\", token}] or
 aggregate.tokens_file (lines NAME ROLE SECRET, e.g. a mounted Kubernetes Secret); with
 none configured, serve prints a one-time admin sign-in link. 401 without a known token,
-403 for a viewer on /api/v1/admin/*; /healthz stays open.
+403 for a viewer on /api/v1/admin/*; /healthz stays open. HTTPS: aggregate.tls_cert_file
+and aggregate.tls_key_file (PEM).
 
 Examples:
   tapwire serve --listen 0.0.0.0:8080            # then open http://HOST:8080/

@@ -813,3 +813,94 @@ fn serve_without_tokens_prints_a_one_time_sign_in_link() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `tapwire serve` over HTTPS with a certificate from files: curl trusting
+/// the test bed's CA gets the console and a signed-in answer; plain HTTP
+/// to the same port gets nothing.
+#[test]
+fn serve_speaks_https_with_a_certificate_from_files() {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let tls = std::path::PathBuf::from(
+        std::env::var("TAPWIRE_SYSLOG_DIR")
+            .unwrap_or_else(|_| format!("{home}/.cache/tapwire-services")),
+    )
+    .join("tls");
+    if !tls.join("server.pem").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "the test bed's TLS material is missing: scripts/services.sh start makes it"
+        );
+        eprintln!(
+            "skipped: no TLS material in {} (scripts/services.sh start makes it)",
+            tls.display()
+        );
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aggregate]\nlisten = \"127.0.0.1:{port}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+             tokens = [{{name = \"soc\", role = \"viewer\", token = \"viewer-secret-0123456789\"}}]\n",
+            tls.join("server.pem").display(),
+            tls.join("server.key").display()
+        ),
+    )
+    .expect("config");
+    let mut child = tapwire()
+        .arg("-c")
+        .arg(&config)
+        .arg("serve")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
+        .map_while(Result::ok)
+        .find(|l| l.contains("serving the console"))
+        .expect("serve starts");
+    assert!(
+        line.contains(&format!("https://127.0.0.1:{port}/")),
+        "{line}"
+    );
+    let curl = |args: &[&str]| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "5"])
+            .args(args)
+            .output()
+            .expect("curl")
+    };
+    let base = format!("https://127.0.0.1:{port}");
+    let ca = tls.join("ca.pem");
+    let page = curl(&["--cacert", ca.to_str().expect("path"), &format!("{base}/")]);
+    assert!(
+        page.status.success(),
+        "{}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+    assert!(String::from_utf8_lossy(&page.stdout).contains("console.js"));
+    let me = curl(&[
+        "--cacert",
+        ca.to_str().expect("path"),
+        "-H",
+        "Authorization: Bearer viewer-secret-0123456789",
+        &format!("{base}/api/v1/whoami"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&me.stdout).contains("\"soc\""),
+        "{me:?}"
+    );
+    let plain = curl(&[&format!("http://127.0.0.1:{port}/healthz")]);
+    assert!(
+        !plain.status.success(),
+        "plain HTTP is not served on the TLS port"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

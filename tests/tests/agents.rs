@@ -152,6 +152,7 @@ async fn a_killed_agent_is_disconnected_within_two_intervals_and_reconnects() {
         "127.0.0.1:0".parse().expect("addr"),
         client.clone(),
         tapwire_tests::api_auth(),
+        None,
         async move {
             let _ = api_stopped.await;
         },

@@ -58,21 +58,28 @@ pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     let a = &config.aggregate;
     let addr = a.listen.parse().context("aggregate.listen")?;
     let (auth, one_time) = serve_tokens(a)?;
+    let tls = match (&a.tls_cert_file, &a.tls_key_file) {
+        (Some(cert), Some(key)) => Some(tapwire_aggregator::tls::server_config(cert, key)?),
+        (None, None) => None,
+        _ => anyhow::bail!("aggregate.tls_cert_file and aggregate.tls_key_file go together"),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let stop = shutdown.clone();
     tapwire_aggregator::serve::serve(
         addr,
         client(a),
         auth.clone(),
+        tls,
         async move { stop.cancelled().await },
         |bound| {
             eprintln!(
-                "serving the console and the network API on http://{bound}/ (ClickHouse {} database {})",
+                "serving the console and the network API on {scheme}://{bound}/ (ClickHouse {} database {})",
                 a.clickhouse_url, a.database
             );
             match &one_time {
                 Some(secret) => eprintln!(
                     "no tokens configured (aggregate.tokens, aggregate.tokens_file): sign in with this run's \
-                     one-time admin link: http://{bound}/?token={secret}"
+                     one-time admin link: {scheme}://{bound}/?token={secret}"
                 ),
                 None => eprintln!("{} API tokens accepted", auth.len()),
             }
