@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::events::{
-    AgentHeartbeat, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event, LossRecord,
-    NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
+    AgentHeartbeat, ApiRequest, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event,
+    LossRecord, NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
@@ -80,6 +80,7 @@ impl AnyEvent {
             AnyEvent::NodeMetadata(e) => &e.header,
             AnyEvent::ServiceMetadata(e) => &e.header,
             AnyEvent::AgentHeartbeat(e) => &e.header,
+            AnyEvent::ApiRequest(e) => &e.header,
         })
     }
 }

@@ -35,6 +35,7 @@ macro_rules! for_each_schema_kind {
             NodeMetadata => "node_metadata.avsc",
             ServiceMetadata => "service_metadata.avsc",
             AgentHeartbeat => "agent_heartbeat.avsc",
+            ApiRequest => "api_request.avsc",
         }
     };
 }

@@ -216,6 +216,25 @@ pub fn flow_verdict(header: EventHeader, seq: u64) -> Verdict {
     )
 }
 
+/// A request of `user` to `route`, answered `status`.
+pub fn api_request(header: EventHeader, user: &str, route: &str, status: i32) -> ApiRequest {
+    ApiRequest {
+        header,
+        user: user.to_owned(),
+        role: if user.is_empty() {
+            String::new()
+        } else {
+            "viewer".to_owned()
+        },
+        source_ip: Some(Ip("127.0.0.1".parse().expect("literal"))),
+        method: "GET".to_owned(),
+        route: route.to_owned(),
+        query: "window=15m".to_owned(),
+        status,
+        duration_ns: 1_500_000,
+    }
+}
+
 /// A heartbeat of an agent started at `started_ns`, the `sequence`th, sent
 /// at `header`'s time, with `ringbuf` lost events since the previous one.
 pub fn heartbeat(

@@ -141,6 +141,21 @@ pub enum AgentEventKind {
     Loss,
 }
 
+/// The signature of an API request (seed's `API` family): `API-001` when it
+/// succeeded (severity 3), `API-002` on an error (severity 8).
+pub fn api_signature(succeeded: bool) -> Signature {
+    let (id, severity) = if succeeded {
+        ("API-001", 3)
+    } else {
+        ("API-002", 8)
+    };
+    Signature {
+        id,
+        name: "API",
+        severity,
+    }
+}
+
 /// The signature of an agent event: `AG-001` (connected, 5), `AG-002`
 /// (disconnected, 10), `AG-003` (events lost, 10).
 pub fn agent_signature(kind: AgentEventKind) -> Signature {

@@ -18,6 +18,8 @@ pub const RUNTIME_ENRICHED: &str = "tapwire.runtime.enriched";
 pub const VERDICTS: &str = "tapwire.verdicts";
 /// Capture agents' heartbeats (`AgentHeartbeat`), key = sensor id.
 pub const AGENTS: &str = "tapwire.agents";
+/// Requests to the API (`ApiRequest`), key = user: the audit trail.
+pub const AUDIT: &str = "tapwire.audit";
 /// Enforce-mode policies for the node agents, compacted, key = policy
 /// (`namespace/name`), value = JSON (`tapwire_policy_engine::enforce`); an
 /// empty value (tombstone) when the policy is deleted or no longer enforced.
@@ -70,6 +72,10 @@ pub const ALL: &[TopicSpec] = &[
     },
     TopicSpec {
         name: AGENTS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: AUDIT,
         compacted: false,
     },
     TopicSpec {

@@ -105,6 +105,8 @@ fn every_record() -> Vec<AnyEvent> {
             stopping: true,
             ..samples::heartbeat(hdr(11), 1_700_000_000, 4, 0)
         }),
+        AnyEvent::ApiRequest(samples::api_request(hdr(30), "soc", "/api/v1/pod", 200)),
+        AnyEvent::ApiRequest(samples::api_request(hdr(31), "", "/api/v1/events", 401)),
     ]
 }
 
@@ -425,7 +427,7 @@ fn every_change_of_layout_starts_from_a_kept_version() {
 
 #[test]
 fn the_kind_table_names_each_file_and_record() {
-    assert_eq!(SchemaKind::ALL.len(), 12);
+    assert_eq!(SchemaKind::ALL.len(), 13);
     for kind in SchemaKind::ALL {
         let entry = registry().current(kind);
         let schema: serde_json::Value = serde_json::from_str(&entry.json).expect("json");

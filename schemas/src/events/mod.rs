@@ -2,6 +2,7 @@
 //! its `.avsc` file in `schemas/avro/`.
 
 mod agents;
+mod api;
 mod derived;
 mod network;
 mod pods;
@@ -10,6 +11,7 @@ mod runtime;
 use serde::{Deserialize, Serialize};
 
 pub use agents::{AgentHeartbeat, SILENT_INTERVALS, SourceLoss, alive_at, silent_at_ns};
+pub use api::ApiRequest;
 pub use derived::{
     EnrichedEvent, EventBody, Mode, Outcome, PeerContext, PeerKind, Side, SideDecision, Verdict,
 };
