@@ -51,8 +51,13 @@ impl Stage for CefConfig {
     /// (`AG` messages, [`crate::liveness`]).
     fn inputs(&self) -> Vec<String> {
         let mut topics = self.topics.clone();
-        if !topics.iter().any(|t| t == tapwire_schemas::topics::AGENTS) {
-            topics.push(tapwire_schemas::topics::AGENTS.to_owned());
+        for always in [
+            tapwire_schemas::topics::AGENTS,
+            tapwire_schemas::topics::AUDIT,
+        ] {
+            if !topics.iter().any(|t| t == always) {
+                topics.push(always.to_owned());
+            }
         }
         topics
     }
@@ -81,6 +86,7 @@ pub struct CefStage {
     /// Agent events not delivered yet (a failed send), by id.
     pending: Vec<AgentEvent>,
     agent_messages: u64,
+    api_messages: u64,
 }
 
 /// How often silent sensors are looked for.
@@ -114,6 +120,7 @@ impl CefStage {
             agents: AgentTracker::default(),
             pending: Vec::new(),
             agent_messages: 0,
+            api_messages: 0,
         })
     }
 
@@ -151,6 +158,7 @@ impl BatchHandler for CefStage {
             rejections,
             losses,
             heartbeats,
+            api,
         } = decode_verdicts(batch);
         let mut changes = Vec::new();
         for hb in &heartbeats {
@@ -187,6 +195,13 @@ impl BatchHandler for CefStage {
         // Agent events pass no filter and no rate limit: they are few, and
         // the SIEM must see them.
         let mut cut = self.format_pending();
+        // The API's audit trail, like agent events: no filter, no limit.
+        for request in &api {
+            let start = self.buf.len();
+            cut += u64::from(self.formatter.format_api(request, &mut self.buf));
+            self.ranges.push(start..self.buf.len());
+        }
+        self.api_messages += api.len() as u64;
         let mut filtered = 0u64;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -273,8 +288,8 @@ impl BatchHandler for CefStage {
 
     fn report(&self) -> String {
         format!(
-            "{} CEF messages sent, {} events lost upstream, {} agent messages",
-            self.sent, self.lost_upstream, self.agent_messages
+            "{} CEF messages sent, {} events lost upstream, {} agent messages, {} API requests",
+            self.sent, self.lost_upstream, self.agent_messages, self.api_messages
         )
     }
 }
@@ -285,6 +300,7 @@ struct Decoded {
     rejections: Vec<Rejection>,
     losses: Vec<LossRecord>,
     heartbeats: Vec<AgentHeartbeat>,
+    api: Vec<tapwire_schemas::events::ApiRequest>,
 }
 
 /// Verdicts, and enriched events forwarded as they are (a topic such as
@@ -295,10 +311,12 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
     let mut rejections = Vec::new();
     let mut losses = Vec::new();
     let mut heartbeats = Vec::new();
+    let mut api = Vec::new();
     for (index, message) in batch.iter().enumerate() {
         match decode_any(&message.payload) {
             Ok(AnyEvent::Verdict(v)) => verdicts.push(v),
             Ok(AnyEvent::AgentHeartbeat(hb)) => heartbeats.push(hb),
+            Ok(AnyEvent::ApiRequest(r)) => api.push(r),
             Ok(AnyEvent::LossRecord(loss)) => losses.push(loss),
             Ok(AnyEvent::EnrichedEvent(event)) => {
                 let sig = signature(EventKind::of(&event), Outcome::Allowed);
@@ -315,7 +333,7 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
             }
             Ok(other) => rejections.push(Rejection::wrong_schema(
                 index,
-                "cef forwards verdicts, enriched events and agent heartbeats",
+                "cef forwards verdicts, enriched events, agent heartbeats and API requests",
                 other.kind(),
             )),
             Err(err) => rejections.push(Rejection::undecodable(index, &err)),
@@ -326,6 +344,7 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
         rejections,
         losses,
         heartbeats,
+        api,
     }
 }
 
