@@ -98,6 +98,7 @@ impl Default for AggregateConfig {
                 tapwire_schemas::topics::INVENTORY.to_owned(),
                 tapwire_schemas::topics::AGENTS.to_owned(),
                 tapwire_schemas::topics::PODS.to_owned(),
+                tapwire_schemas::topics::AUDIT.to_owned(),
             ],
             batch_max_messages: 50_000,
             flush_interval_ms: 1000,

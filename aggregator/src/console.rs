@@ -204,8 +204,140 @@ pub async fn require_token(State(auth): State<Auth>, mut req: Request, next: Nex
         role: token.role,
     };
     tracing::debug!(user = %caller.name, path = %req.uri().path(), "api request");
-    req.extensions_mut().insert(caller);
-    next.run(req).await
+    req.extensions_mut().insert(caller.clone());
+    let mut response = next.run(req).await;
+    // For the audit layer outside this one.
+    response.extensions_mut().insert(caller);
+    response
+}
+
+/// The API's audit trail: every `/api/*` request (who, from where, what,
+/// the status) as an `ApiRequest` on `tapwire.audit`, sent in batches by a
+/// background task. A full queue or a failed send is counted and logged,
+/// never blocks an answer (`tapwire_messages_dropped_total{stage="serve",
+/// reason="audit"}`).
+#[derive(Clone)]
+pub struct AuditLog {
+    tx: tokio::sync::mpsc::Sender<tapwire_schemas::events::ApiRequest>,
+    node: String,
+    instance: String,
+    seq: Arc<std::sync::atomic::AtomicU64>,
+    metrics: tapwire_plumbing::telemetry::StageMetrics,
+}
+
+impl AuditLog {
+    /// Sends to `sink`; `node` and `instance` name this server in the
+    /// records' headers.
+    pub fn start<S>(sink: S, node: &str, instance: &str) -> AuditLog
+    where
+        S: tapwire_plumbing::bus::Sink + 'static,
+    {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<tapwire_schemas::events::ApiRequest>(10_000);
+        let metrics = tapwire_plumbing::telemetry::StageMetrics::new("serve");
+        let task_metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while rx.recv_many(&mut batch, 1000).await > 0 {
+                let records: Vec<_> = batch
+                    .drain(..)
+                    .filter_map(|r| {
+                        let payload = tapwire_schemas::encode(&r).ok()?;
+                        Some(tapwire_plumbing::bus::OutRecord::new(
+                            tapwire_schemas::topics::AUDIT,
+                            Some(r.user.clone().into_bytes()),
+                            payload,
+                        ))
+                    })
+                    .collect();
+                let n = records.len() as u64;
+                match sink.send_batch(records).await {
+                    Ok(()) => {
+                        task_metrics.messages_out.inc_by(n);
+                    }
+                    Err(err) => {
+                        task_metrics.dropped("audit", n);
+                        tracing::warn!(error = %err, requests = n, "API requests not written to the audit trail");
+                    }
+                }
+            }
+        });
+        AuditLog {
+            tx,
+            node: node.to_owned(),
+            instance: instance.to_owned(),
+            seq: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            metrics,
+        }
+    }
+
+    fn record(&self, mut r: tapwire_schemas::events::ApiRequest, at_ns: i64) {
+        let seq = self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r.header = tapwire_schemas::events::EventHeader {
+            id: tapwire_schemas::EventId::derive(&[
+                b"api",
+                self.node.as_bytes(),
+                self.instance.as_bytes(),
+                &at_ns.to_le_bytes(),
+                &seq.to_le_bytes(),
+            ]),
+            timestamp_ns: at_ns,
+            node: self.node.clone(),
+            sensor_id: self.instance.clone(),
+            node_ip: None,
+        };
+        if self.tx.try_send(r).is_err() {
+            self.metrics.dropped("audit", 1);
+            tracing::warn!("the audit trail's queue is full: an API request was not recorded");
+        }
+    }
+}
+
+/// The audit layer of the `/api/*` routes (outside the sign-in layer, so
+/// refusals are recorded too).
+pub async fn audit(State(log): State<Option<AuditLog>>, req: Request, next: Next) -> Response {
+    let Some(log) = log else {
+        return next.run(req).await;
+    };
+    let started = std::time::Instant::now();
+    let at_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let source_ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<crate::tls::TlsPeer>>()
+                .map(|c| c.0.0.ip())
+        })
+        .map(tapwire_schemas::Ip);
+    let method = req.method().to_string();
+    let route = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or_default().to_owned();
+    let response = next.run(req).await;
+    let caller = response.extensions().get::<Caller>();
+    log.record(
+        tapwire_schemas::events::ApiRequest {
+            header: Default::default(),
+            user: caller.map(|c| c.name.clone()).unwrap_or_default(),
+            role: caller
+                .map(|c| match c.role {
+                    Role::Viewer => "viewer".to_owned(),
+                    Role::Admin => "admin".to_owned(),
+                })
+                .unwrap_or_default(),
+            source_ip,
+            method,
+            route,
+            query,
+            status: i32::from(response.status().as_u16()),
+            duration_ns: started.elapsed().as_nanos() as i64,
+        },
+        at_ns,
+    );
+    response
 }
 
 async fn whoami(req: Request) -> Response {

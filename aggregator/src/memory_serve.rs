@@ -125,6 +125,10 @@ pub fn router(data: MemoryData, auth: Auth) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth,
             console::require_token,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            None::<console::AuditLog>,
+            console::audit,
         ));
     Router::new()
         .merge(api)

@@ -671,6 +671,48 @@ pub fn loss_row(l: &tapwire_schemas::events::LossRecord, partition: u32, offset:
     }
 }
 
+/// A row of `api_requests`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct ApiRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub event_id: String,
+    pub node: String,
+    pub instance: String,
+    pub user: String,
+    pub role: String,
+    pub source_ip: String,
+    pub method: String,
+    pub route: String,
+    pub query: String,
+    pub status: u16,
+    pub duration_ns: i64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one API request.
+pub fn api_row(r: &tapwire_schemas::events::ApiRequest, partition: u32, offset: u64) -> ApiRow {
+    ApiRow {
+        time: secs(r.header.timestamp_ns),
+        time_ns: r.header.timestamp_ns,
+        event_id: r.header.id.to_string(),
+        node: r.header.node.clone(),
+        instance: r.header.sensor_id.clone(),
+        user: r.user.clone(),
+        role: r.role.clone(),
+        source_ip: r.source_ip.map(|ip| ip.0.to_string()).unwrap_or_default(),
+        method: r.method.clone(),
+        route: r.route.clone(),
+        query: r.query.clone(),
+        status: u16::try_from(r.status).unwrap_or(0),
+        duration_ns: r.duration_ns,
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
 /// A row of `pods`: one record of `tapwire.pods` (0 for an unknown start or
 /// end).
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]

@@ -154,6 +154,12 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: losses,
         add_columns: &[],
     },
+    Migration {
+        version: 9,
+        description: "API requests (the console's and the API's audit trail)",
+        statements: api_requests,
+        add_columns: &[],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.
@@ -405,6 +411,33 @@ fn losses(db: &str, f: &Features, days: u32) -> Vec<String> {
 ) ENGINE = MergeTree()
 PARTITION BY toYYYYMM(time)
 ORDER BY (node, time_ns){ttl}",
+        ttl = ttl(f, "time", days),
+    )]
+}
+
+/// Issue 17: every request to the API (`tapwire.audit`): who, from where,
+/// what, the status.
+fn api_requests(db: &str, f: &Features, days: u32) -> Vec<String> {
+    let lc = lc(f);
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.api_requests (
+  time DateTime,
+  time_ns Int64,
+  event_id String,
+  node {lc},
+  instance {lc},
+  user {lc},
+  role {lc},
+  source_ip String,
+  method {lc},
+  route String,
+  query String,
+  status UInt16,
+  duration_ns Int64,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (user, time_ns){ttl}",
         ttl = ttl(f, "time", days),
     )]
 }

@@ -441,7 +441,7 @@ async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
 
 /// The API's routes over `client` (its database selected), behind the
 /// sign-in of `auth`, with the console's files and `/healthz` open.
-pub fn router(client: Client, auth: Auth) -> Router {
+pub fn router(client: Client, auth: Auth, audit: Option<console::AuditLog>) -> Router {
     let api = Router::new()
         .route("/api/v1/network/connections-view", get(connections_view))
         .route("/api/v1/network/edge", get(edge))
@@ -461,7 +461,8 @@ pub fn router(client: Client, auth: Auth) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             auth,
             console::require_token,
-        ));
+        ))
+        .layer(axum::middleware::from_fn_with_state(audit, console::audit));
     Router::new()
         .merge(api)
         .merge(console::assets())
@@ -475,6 +476,7 @@ pub async fn serve(
     client: Client,
     auth: Auth,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    audit: Option<console::AuditLog>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
@@ -482,14 +484,18 @@ pub async fn serve(
     bound(listener.local_addr()?);
     match tls {
         None => {
-            axum::serve(listener, router(client, auth))
-                .with_graceful_shutdown(shutdown)
-                .await
+            axum::serve(
+                listener,
+                router(client, auth, audit).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
         }
         Some(config) => {
             axum::serve(
                 crate::tls::TlsListener::new(listener, config),
-                router(client, auth),
+                router(client, auth, audit)
+                    .into_make_service_with_connect_info::<crate::tls::TlsPeer>(),
             )
             .with_graceful_shutdown(shutdown)
             .await

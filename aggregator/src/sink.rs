@@ -37,7 +37,7 @@ use crate::AggregateConfig;
 use crate::rows::{Counts, EventRows, heartbeat_row, loss_row, pod_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 9] = [
+pub const TABLES: [&str; 10] = [
     "connection_counts",
     "network_events",
     "flows",
@@ -47,6 +47,7 @@ pub const TABLES: [&str; 9] = [
     "agent_heartbeats",
     "pods",
     "losses",
+    "api_requests",
 ];
 
 /// Rows written per table.
@@ -55,7 +56,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 9],
+    pub rows: [u64; 10],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -264,7 +265,8 @@ has_source!(
     crate::rows::SocketRow,
     crate::rows::HeartbeatRow,
     crate::rows::PodRow,
-    crate::rows::LossRow
+    crate::rows::LossRow,
+    crate::rows::ApiRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -292,6 +294,7 @@ impl BatchHandler for AggregateStage {
         let mut heartbeats = Vec::new();
         let mut pods = Vec::new();
         let mut losses = Vec::new();
+        let mut api = Vec::new();
         for (index, m) in batch.iter().enumerate() {
             let (p, o) = (m.partition as u32, m.offset as u64);
             match decode_any(&m.payload) {
@@ -342,9 +345,14 @@ impl BatchHandler for AggregateStage {
                         losses.push(loss_row(&loss, p, o));
                     }
                 }
+                Ok(AnyEvent::ApiRequest(r)) => {
+                    if !self.holds(9, p, o) {
+                        api.push(crate::rows::api_row(&r, p, o));
+                    }
+                }
                 Ok(other) => rejections.push(Rejection::wrong_schema(
                     index,
-                    "aggregate reads verdicts, inventory snapshots, agent heartbeats and pod records",
+                    "aggregate reads verdicts, inventory snapshots, agent heartbeats, pod records and API requests",
                     other.kind(),
                 )),
                 Err(err) => rejections.push(Rejection::undecodable(index, &err)),
@@ -360,13 +368,14 @@ impl BatchHandler for AggregateStage {
         self.insert(6, heartbeats).await?;
         self.insert(7, pods).await?;
         self.insert(8, losses).await?;
+        self.insert(9, api).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records",
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records, {} API requests",
             w.connections_counted,
             w.rows[0],
             w.rows[1],
@@ -376,7 +385,8 @@ impl BatchHandler for AggregateStage {
             w.rows[5],
             w.rows[6],
             w.rows[7],
-            w.rows[8]
+            w.rows[8],
+            w.rows[9]
         )
     }
 }

@@ -67,9 +67,22 @@ impl TlsListener {
     }
 }
 
+/// The address of a TLS connection's peer (what `ConnectInfo` holds for
+/// [`TlsListener`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TlsPeer(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
+    for TlsPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
+        *stream.remote_addr()
+    }
+}
+
 impl axum::serve::Listener for TlsListener {
     type Io = TlsStream<TcpStream>;
-    type Addr = std::net::SocketAddr;
+    type Addr = TlsPeer;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
@@ -89,7 +102,7 @@ impl axum::serve::Listener for TlsListener {
             )
             .await;
             match handshake {
-                Ok(Ok(tls)) => return (tls, peer),
+                Ok(Ok(tls)) => return (tls, TlsPeer(peer)),
                 Ok(Err(e)) => tracing::info!(%peer, error = %e, "TLS handshake failed"),
                 Err(_) => tracing::info!(%peer, "TLS handshake timed out"),
             }
@@ -97,6 +110,6 @@ impl axum::serve::Listener for TlsListener {
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.tcp.local_addr()
+        self.tcp.local_addr().map(TlsPeer)
     }
 }

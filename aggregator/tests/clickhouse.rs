@@ -142,6 +142,7 @@ async fn migrations_are_idempotent() {
         tables,
         [
             "agent_heartbeats",
+            "api_requests",
             "connection_counts",
             "flows",
             "inventory_sockets",
@@ -196,6 +197,7 @@ async fn api_pages_and_errors() {
         "127.0.0.1:0".parse().expect("addr"),
         c.clone(),
         tapwire_tests::api_auth(),
+        None,
         None,
         async move {
             let _ = stopped.await;

@@ -60,6 +60,7 @@ async fn served(url: &str) -> (SocketAddr, tokio::sync::oneshot::Sender<()>, Str
         c,
         tapwire_tests::api_auth(),
         None,
+        None,
         async move {
             let _ = stopped.await;
         },

@@ -153,6 +153,7 @@ async fn a_killed_agent_is_disconnected_within_two_intervals_and_reconnects() {
         client.clone(),
         tapwire_tests::api_auth(),
         None,
+        None,
         async move {
             let _ = api_stopped.await;
         },

@@ -53,6 +53,13 @@ pub fn serve_tokens(
     Ok((Auth::new(tokens)?, one_time))
 }
 
+/// This host's name, for the audit trail's headers.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 /// `tapwire serve`: until shutdown.
 pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let a = &config.aggregate;
@@ -64,12 +71,18 @@ pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         _ => anyhow::bail!("aggregate.tls_cert_file and aggregate.tls_key_file go together"),
     };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    // Every API request on tapwire.audit (ClickHouse and the SIEM read it).
+    let sink = tapwire_plumbing::bus::kafka::KafkaSink::new(&config.kafka)
+        .context("a producer for the audit trail (tapwire.audit)")?;
+    let host = hostname();
+    let audit = tapwire_aggregator::console::AuditLog::start(sink, &host, &format!("serve-{host}"));
     let stop = shutdown.clone();
     tapwire_aggregator::serve::serve(
         addr,
         client(a),
         auth.clone(),
         tls,
+        Some(audit),
         async move { stop.cancelled().await },
         |bound| {
             eprintln!(
