@@ -196,13 +196,16 @@ pub async fn require_token(State(auth): State<Auth>, mut req: Request, next: Nex
             "sign in: this API needs a bearer token (Authorization: Bearer TOKEN)",
         );
     };
-    if req.uri().path().starts_with("/api/v1/admin/") && token.role != Role::Admin {
-        return refuse(StatusCode::FORBIDDEN, "this route needs an admin token");
-    }
     let caller = Caller {
         name: token.name.clone(),
         role: token.role,
     };
+    if req.uri().path().starts_with("/api/v1/admin/") && token.role != Role::Admin {
+        let mut refused = refuse(StatusCode::FORBIDDEN, "this route needs an admin token");
+        // Who was refused, for the audit trail.
+        refused.extensions_mut().insert(caller);
+        return refused;
+    }
     tracing::debug!(user = %caller.name, path = %req.uri().path(), "api request");
     req.extensions_mut().insert(caller.clone());
     let mut response = next.run(req).await;
