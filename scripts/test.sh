@@ -23,6 +23,10 @@ scripts/services.sh start
 eval "$(scripts/services.sh env)"
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/tapwire-target}
+# No rustc incremental caches: a cached target directory stays incremental
+# by crate (dependencies are built once), without gigabytes of per-build
+# session data piling up across runs.
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
 export CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
 
 step "cargo fmt --check"

@@ -553,6 +553,60 @@ async function investigatePage() {
   }
 }
 
+/// Recorded traffic (served by `tapwire investigate LOCATION --serve`):
+/// streams by KFL and time range, and their packets as one PCAP.
+async function recordingsPage() {
+  const p = params();
+  const root = page();
+  const kfl = el("input", { id: "rec-kfl", placeholder: "KFL, e.g. http and response.status >= 500", value: p.get("kfl") || "", size: 50 });
+  const since = el("input", { id: "rec-since", placeholder: "since (e.g. 2h, 2026-12-01T10:00:00Z)", value: p.get("since") || "" });
+  const until = el("input", { id: "rec-until", placeholder: "until", value: p.get("until") || "" });
+  const query = () => ({ kfl: kfl.value, since: since.value, until: until.value });
+  const form = el(
+    "form",
+    { class: "toolbar", onsubmit: (ev) => { ev.preventDefault(); location.hash = `#/recordings?${new URLSearchParams(query())}`; } },
+    el("h2", {}, "Recordings"), kfl, since, until, el("button", { type: "submit" }, "Search"),
+  );
+  root.replaceChildren(form);
+  let body;
+  try {
+    body = await api("/api/v1/recordings/streams", { kfl: p.get("kfl"), since: p.get("since"), until: p.get("until") });
+  } catch (e) {
+    const hint = /404/.test(e.message)
+      ? "Recordings are served by `tapwire investigate s3://BUCKET/PREFIX --serve ADDR` (or a directory, or a capture file)."
+      : e.message;
+    root.append(el("pre", { class: "error", id: "rec-error" }, hint));
+    return;
+  }
+  const rows = body.streams || [];
+  const download = el("button", { id: "rec-download", disabled: rows.length ? null : "" }, `Download PCAP (${rows.length} streams)`);
+  download.addEventListener("click", async () => {
+    const q = new URLSearchParams(Object.entries({ kfl: p.get("kfl") || "", since: p.get("since") || "", until: p.get("until") || "" }).filter(([, v]) => v));
+    const response = await fetch(`/api/v1/recordings/pcap?${q}`, { headers: { Authorization: `Bearer ${token()}` } });
+    if (!response.ok) {
+      root.append(el("p", { class: "error" }, `download: ${response.status}`));
+      return;
+    }
+    const blob = await response.blob();
+    document.body.dataset.downloaded = String(blob.size);
+    const a = el("a", { href: URL.createObjectURL(blob), download: "tapwire-recording.pcap" });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  });
+  root.append(
+    el("p", {}, download),
+    rows.length === 0
+      ? el("p", { class: "empty" }, "(no recorded stream matches)")
+      : el(
+          "table",
+          { id: "rec-streams" },
+          el("thead", {}, el("tr", {}, ["Time", "Source", "Destination", "Protocol", "Summary", "Packets"].map((h) => el("th", {}, h)))),
+          el("tbody", {}, rows.map((r) => el("tr", {}, el("td", {}, time(r.time_ns)), el("td", {}, r.source), el("td", {}, r.destination), el("td", {}, r.protocol), el("td", {}, r.summary), el("td", { class: "num" }, r.packets)))),
+        ),
+  );
+}
+
 const PAGES = {
   graph: graphPage,
   pod: podPage,
@@ -561,6 +615,7 @@ const PAGES = {
   flows: flowsPage,
   summary: summaryPage,
   investigate: investigatePage,
+  recordings: recordingsPage,
 };
 
 async function route() {

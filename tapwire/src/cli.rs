@@ -430,6 +430,11 @@ pub struct InvestigateArgs {
     /// No progress bar (it is shown on stderr only when that is a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Serve the console's Recordings page over LOCATION on ADDR instead
+    /// (search by KFL and time, download the merged PCAP), printing a
+    /// one-time sign-in link; until Ctrl-C.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -107,7 +107,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Policy(_) => commands::policy::run(config, shutdown).await,
         Command::Record(_) => commands::record::run(config, shutdown).await,
         Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
-        Command::Investigate(args) => commands::investigate::run(config, &args).await,
+        Command::Investigate(args) => commands::investigate::run(config, &args, shutdown).await,
         Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
         Command::Serve(_) => commands::aggregate::serve(config, shutdown).await,
         Command::Query(command) => commands::aggregate::query(config, &command).await,

@@ -11,7 +11,11 @@ use crate::cli::{InvestigateArgs, InvestigateFormat};
 use crate::config::Config;
 
 /// Runs one investigation.
-pub async fn run(config: &Config, args: &InvestigateArgs) -> anyhow::Result<()> {
+pub async fn run(
+    config: &Config,
+    args: &InvestigateArgs,
+    shutdown: tapwire_plumbing::shutdown::CancellationToken,
+) -> anyhow::Result<()> {
     let now_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as i64);
@@ -57,6 +61,9 @@ pub async fn run(config: &Config, args: &InvestigateArgs) -> anyhow::Result<()> 
             (store, String::new())
         }
     };
+    if let Some(addr) = &args.serve {
+        return super::recordings::serve(addr, store, prefix, shutdown).await;
+    }
     let findings = investigate::search(&store, &prefix, &criteria, show_progress).await?;
     for (key, reason) in &findings.skipped {
         eprintln!("warning: skipped {key}: {reason}");

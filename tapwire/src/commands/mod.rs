@@ -11,6 +11,7 @@ pub mod enrich;
 pub mod investigate;
 pub mod policy;
 pub mod record;
+pub mod recordings;
 pub mod run;
 pub mod tail;
 pub mod topics;
