@@ -860,3 +860,44 @@ fn misconfigurations_are_refused_with_the_value_to_set() {
         }
     }
 }
+
+/// `serve.tokens.existingSecret`: the Secret is mounted read-only and named
+/// by aggregate.tokens_file, so the console's sign-in comes from it.
+#[test]
+fn serve_signs_in_with_tokens_from_a_secret() {
+    let Some(helm) = helm() else { return };
+    let m = helm.template(
+        &[],
+        &["serve:\n  tokens:\n    existingSecret: api-tokens\n"],
+    );
+    let serve = m.expect("Deployment", &name("serve"));
+    let spec = &serve["spec"]["template"]["spec"];
+    let volume = seq(&spec["volumes"])
+        .iter()
+        .find(|v| v["name"] == "api-tokens")
+        .unwrap_or_else(|| panic!("no api-tokens volume: {spec:?}"));
+    assert_eq!(volume["secret"]["secretName"], "api-tokens");
+    let container = &seq(&spec["containers"])[0];
+    assert!(
+        seq(&container["volumeMounts"])
+            .iter()
+            .any(|v| v["name"] == "api-tokens"
+                && v["mountPath"] == "/etc/tapwire/tokens"
+                && v["readOnly"] == true),
+        "{container:?}"
+    );
+    assert_eq!(
+        env_of(container)
+            .get("TAPWIRE_AGGREGATE__TOKENS_FILE")
+            .map(String::as_str),
+        Some("/etc/tapwire/tokens/tokens")
+    );
+    // Without it, no such volume.
+    let plain = helm.template(&[], &[]);
+    let spec = &plain.expect("Deployment", &name("serve"))["spec"]["template"]["spec"];
+    assert!(
+        seq(&spec["volumes"])
+            .iter()
+            .all(|v| v["name"] != "api-tokens")
+    );
+}
