@@ -798,11 +798,10 @@ fn serve_without_tokens_prints_a_one_time_sign_in_link() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let link = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find_map(|l| l.split_once("/?token=").map(|(_, t)| t.trim().to_owned()))
-        .expect("a sign-in link");
+    let link = tapwire_tests::stderr_line(&mut child, |l| {
+        l.split_once("/?token=").map(|(_, t)| t.trim().to_owned())
+    })
+    .expect("a sign-in link");
     let (status, page) = get(&addr, "/", None);
     assert_eq!(status, 200);
     assert!(page.contains("console.js"), "{page}");
@@ -860,11 +859,10 @@ fn serve_speaks_https_with_a_certificate_from_files() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let line = std::io::BufRead::lines(std::io::BufReader::new(stderr))
-        .map_while(Result::ok)
-        .find(|l| l.contains("serving the console"))
-        .expect("serve starts");
+    let line = tapwire_tests::stderr_line(&mut child, |l| {
+        l.contains("serving the console").then(|| l.to_owned())
+    })
+    .expect("serve starts");
     assert!(
         line.contains(&format!("https://127.0.0.1:{port}/")),
         "{line}"

@@ -721,3 +721,27 @@ pub mod browser;
 pub mod cef;
 pub mod clickhouse;
 pub mod node;
+
+/// The first line of `child`'s standard error that `pick` accepts (what it
+/// returns), the rest drained by a thread: a child whose stderr pipe closed
+/// would fail its next write and stop.
+pub fn stderr_line<T: Send + 'static>(
+    child: &mut std::process::Child,
+    pick: impl Fn(&str) -> Option<T> + Send + 'static,
+) -> Option<T> {
+    use std::io::BufRead;
+    let stderr = child.stderr.take()?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(found) = tx.as_ref().and_then(|_| pick(&line)) {
+                let _ = tx.take().map(|t| t.send(found));
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).ok()
+}

@@ -4,7 +4,6 @@
 //! sidebar's tabs count what the API counts. Screenshots go to
 //! `target/console-screenshots/demo-*.png`.
 
-use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
@@ -32,12 +31,10 @@ fn the_demo_serves_the_console_over_its_results() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("demo");
-    let stderr = demo.stderr.take().expect("stderr");
-    let link = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("console: sign in at ").map(str::to_owned))
-        .expect("the demo prints a sign-in link");
+    let link = tapwire_tests::stderr_line(&mut demo, |l| {
+        l.strip_prefix("console: sign in at ").map(str::to_owned)
+    })
+    .expect("the demo prints a sign-in link");
     let token = link
         .split_once("?token=")
         .and_then(|(_, t)| t.split('#').next())

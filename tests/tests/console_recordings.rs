@@ -5,7 +5,7 @@
 //! in headless Chromium, lists them, downloads, and shows a bad query's
 //! caret.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
@@ -77,12 +77,10 @@ fn investigate_serves_the_recordings_page_offline() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("investigate --serve");
-    let stderr = server.stderr.take().expect("stderr");
-    let link = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|l| l.strip_prefix("console: sign in at ").map(str::to_owned))
-        .expect("a sign-in link");
+    let link = tapwire_tests::stderr_line(&mut server, |l| {
+        l.strip_prefix("console: sign in at ").map(str::to_owned)
+    })
+    .expect("a sign-in link");
     let token = link
         .split_once("?token=")
         .and_then(|(_, t)| t.split('#').next())
