@@ -411,6 +411,36 @@ pub fn assets() -> Router {
         )
 }
 
+/// The whole application around `data` (the data routes, their state
+/// applied): with the sign-in routes, behind the sign-in layer and, outside
+/// it, the audit layer (refusals are recorded too); the console's files and
+/// `/healthz` open. `tapwire serve`, `run/demo --serve` and `investigate
+/// --serve` all serve it.
+pub fn app(data: Router, auth: Auth, audit: Option<AuditLog>) -> Router {
+    let api = data
+        .merge(api_routes(auth.clone()))
+        .layer(axum::middleware::from_fn_with_state(auth, require_token))
+        .layer(axum::middleware::from_fn_with_state(audit, self::audit));
+    Router::new()
+        .merge(api)
+        .merge(assets())
+        .route("/healthz", get(|| async { "ok" }))
+}
+
+/// An admin token for this process only (the sign-in link a command prints
+/// when no token is configured), and its secret.
+pub fn one_time_admin() -> std::io::Result<(ApiToken, String)> {
+    let secret = random_secret()?;
+    Ok((
+        ApiToken {
+            name: "one-time-admin".to_owned(),
+            role: Role::Admin,
+            token: secret.clone(),
+        },
+        secret,
+    ))
+}
+
 /// A fresh 32-hex-digit secret from the kernel's random source.
 pub fn random_secret() -> std::io::Result<String> {
     use std::io::Read;

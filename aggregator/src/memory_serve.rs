@@ -120,20 +120,8 @@ pub fn router(data: MemoryData, auth: Auth) -> Router {
         .route("/api/v1/network/udp-listeners", get(needs_clickhouse))
         .route("/api/v1/network/flows", get(needs_clickhouse))
         .route("/api/v1/network/summary", get(needs_clickhouse))
-        .with_state(data)
-        .merge(console::api_routes(auth.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            console::require_token,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            None::<console::AuditLog>,
-            console::audit,
-        ));
-    Router::new()
-        .merge(api)
-        .merge(console::assets())
-        .route("/healthz", get(|| async { "ok" }))
+        .with_state(data);
+    console::app(api, auth, None)
 }
 
 /// Serves [`router`] on `addr` until `shutdown`; `bound` hears the address.

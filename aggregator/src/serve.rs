@@ -456,17 +456,8 @@ pub fn router(client: Client, auth: Auth, audit: Option<console::AuditLog>) -> R
         .route("/api/v1/network/udp-listeners", get(udp_listeners))
         .route("/api/v1/network/flows", get(flows))
         .route("/api/v1/network/summary", get(summary))
-        .with_state(client)
-        .merge(console::api_routes(auth.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            console::require_token,
-        ))
-        .layer(axum::middleware::from_fn_with_state(audit, console::audit));
-    Router::new()
-        .merge(api)
-        .merge(console::assets())
-        .route("/healthz", get(|| async { "ok" }))
+        .with_state(client);
+    console::app(api, auth, audit)
 }
 
 /// Serves the API on `addr` until `shutdown`; reports the bound address

@@ -209,19 +209,7 @@ fn in_browser(addr: SocketAddr) {
         .iter()
         .find(|e| e["src"] == "web-1" && e["dst"] == "db-0")
         .expect("web-1 -> db-0 in the fixture");
-    let point = b.eval(
-        "const p = [...document.querySelectorAll('#graph-svg path.edge')]\
-           .find(p => p.dataset.src === arguments[0] && p.dataset.dst === arguments[1]);\
-         for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {\
-           const m = p.getPointAtLength(p.getTotalLength() * f);\
-           const s = new DOMPoint(m.x, m.y).matrixTransform(p.getScreenCTM());\
-           const top = document.elementFromPoint(s.x, s.y);\
-           if (top && top.dataset.src === arguments[0] && top.dataset.dst === arguments[1]) return [s.x, s.y];\
-         }\
-         return null;",
-        json!(["web-1", "db-0"]),
-    );
-    let (x, y) = (point[0].as_f64().expect("x"), point[1].as_f64().expect("y"));
+    let (x, y) = b.edge_point("web-1", "db-0");
     b.pointer(x, y, false);
     let tip = b.wait_for(
         "the tooltip",

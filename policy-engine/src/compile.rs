@@ -536,7 +536,8 @@ impl PolicySet {
             }
             EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => Vec::new(),
         };
-        if let (Some(_), EventBody::L4(l4)) = (blocked_by(&event), &event.body) {
+        let refused = blocked_by(&event);
+        if let (Some(_), EventBody::L4(l4)) = (refused, &event.body) {
             let own_side = if l4.direction == Direction::Ingress {
                 Side::Ingress
             } else {
@@ -548,7 +549,7 @@ impl PolicySet {
             }
         }
         let kind = EventKind::of(&event);
-        let (mode, outcome, policy, rule) = match (&best, blocked_by(&event)) {
+        let (mode, outcome, policy, rule) = match (&best, refused) {
             // The kernel refused it: that is what happened, whatever the
             // policies say now (a policy may have changed since).
             (Some(d), Some(_)) if d.violation && d.policy.mode == PolicyMode::Enforce => (

@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use tapwire_schemas::events::{PodMetadata, Protocol};
 
 use crate::compile::{NetRule, NetRules, Policy, PolicySet, pick};
-use crate::document::{Action, Document, Kind, PolicyMode};
+use crate::document::{Document, Kind, PolicyMode};
 
 /// The version of [`EnforcementRecord`] this build writes and reads.
 pub const RECORD_VERSION: u32 = 1;
@@ -496,7 +496,6 @@ pub fn executable_patterns(documents: &[Document]) -> Vec<String> {
     documents
         .iter()
         .flat_map(|d| d.spec.rules.iter())
-        .filter(|r| r.action == Action::Deny || !r.executables.is_empty())
         .flat_map(|r| r.executables.iter().cloned())
         .collect()
 }

@@ -766,21 +766,8 @@ fn serve_help_names_the_console() {
 
 /// `GET path` on `addr` with an optional bearer token: status and body.
 fn get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let status = raw[9..12].parse().expect("status");
-    (
-        status,
-        raw.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned(),
-    )
+    let (status, body) = tapwire_tests::http_get(addr.parse().expect("addr"), path, token);
+    (status, String::from_utf8_lossy(&body).into_owned())
 }
 
 /// With no token configured, `tapwire serve` prints a one-time admin

@@ -192,6 +192,29 @@ impl Browser {
         self.call("DELETE", "/actions", None);
     }
 
+    /// A point of the viewport on the graph's edge `src` -> `dst` where
+    /// that edge is the topmost element (another edge may cross its middle).
+    pub fn edge_point(&self, src: &str, dst: &str) -> (f64, f64) {
+        let point = self.eval(
+            "const p = [...document.querySelectorAll('#graph-svg path.edge')]\
+               .find(p => p.dataset.src === arguments[0] && p.dataset.dst === arguments[1]);\
+             for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {\
+               const m = p.getPointAtLength(p.getTotalLength() * f);\
+               const s = new DOMPoint(m.x, m.y).matrixTransform(p.getScreenCTM());\
+               const top = document.elementFromPoint(s.x, s.y);\
+               if (top && top.dataset.src === arguments[0] && top.dataset.dst === arguments[1]) return [s.x, s.y];\
+             }\
+             return null;",
+            json!([src, dst]),
+        );
+        let at = |i: usize| {
+            point[i]
+                .as_f64()
+                .unwrap_or_else(|| panic!("no visible point on the edge {src} -> {dst}"))
+        };
+        (at(0), at(1))
+    }
+
     /// Clicks the first element matching `css`.
     pub fn click(&self, css: &str) {
         let found = self.call(
@@ -267,4 +290,19 @@ fn base64(text: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The sign-in link a console command prints on stderr (`console: sign in
+/// at URL`), and its token; the rest of `child`'s stderr is drained.
+pub fn sign_in_link(child: &mut Child) -> (String, String) {
+    let link = crate::stderr_line(child, |l| {
+        l.strip_prefix("console: sign in at ").map(str::to_owned)
+    })
+    .expect("a printed sign-in link");
+    let token = link
+        .split_once("?token=")
+        .and_then(|(_, t)| t.split('#').next())
+        .expect("a token in the link")
+        .to_owned();
+    (link, token)
 }

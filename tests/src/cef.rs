@@ -372,6 +372,16 @@ fn unescape_value(raw: &str) -> String {
     out
 }
 
+/// Every line of a CEF file (`tapwire run --cef-out FILE`), parsed strictly;
+/// none when the file does not exist yet.
+pub fn read_file(path: &std::path::Path) -> Vec<CefMessage> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| parse_line(l).unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -619,6 +619,17 @@ pub fn http_get_json_as(
     path: &str,
     token: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    let (status, body) = http_get(addr, path, token);
+    // A body that is not JSON (`/healthz`'s "ok", an empty 404) is null.
+    (
+        status,
+        serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// `GET path` with `token` as the bearer (none: no Authorization header):
+/// the status and the body (de-chunked).
+pub fn http_get(addr: std::net::SocketAddr, path: &str, token: Option<&str>) -> (u16, Vec<u8>) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("connect");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
@@ -627,16 +638,31 @@ pub fn http_get_json_as(
         "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("request");
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("response");
-    let status = raw[9..12].parse().expect("status");
-    let body = raw.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    // Chunked or not, the JSON is the one line that starts with { or [.
-    let json = body
-        .lines()
-        .find(|l| l.starts_with('{') || l.starts_with('['))
-        .unwrap_or("null");
-    (status, serde_json::from_str(json).expect("JSON body"))
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("response");
+    let at = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response headers");
+    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
+    let status = head[9..12].parse().expect("status");
+    let body = &raw[at + 4..];
+    if !head.contains("transfer-encoding: chunked") {
+        return (status, body.to_vec());
+    }
+    let (mut out, mut rest) = (Vec::new(), body);
+    while let Some(eol) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size = std::str::from_utf8(&rest[..eol])
+            .ok()
+            .and_then(|h| usize::from_str_radix(h.trim(), 16).ok())
+            .expect("chunk size");
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
+        rest = &rest[eol + 2 + size + 2..];
+    }
+    (status, out)
 }
 
 /// The frames of the classic pcap file `path` as the capture agent's packet

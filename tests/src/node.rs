@@ -283,6 +283,31 @@ impl Node {
         pid
     }
 
+    /// A Python HTTP server on `port` in `pod`, answering before this
+    /// returns; its pid.
+    pub fn serve_http(&self, pod: &Pod, port: u16) -> u32 {
+        let pid = self.spawn(
+            pod,
+            &[
+                "python3",
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "0.0.0.0",
+            ],
+        );
+        let url = format!("http://{}:{port}/", pod.ip);
+        assert!(
+            crate::wait_until(std::time::Duration::from_secs(15), || self
+                .run(pod, &["curl", "-s", "-o", "/dev/null", &url])
+                .0),
+            "server in {} answers on {port}",
+            pod.name
+        );
+        pid
+    }
+
     /// Runs `argv` in `pod` to completion; its output (stdout, stderr) and
     /// whether it succeeded.
     pub fn run(&self, pod: &Pod, argv: &[&str]) -> (bool, String, String) {

@@ -31,15 +31,7 @@ fn the_demo_serves_the_console_over_its_results() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("demo");
-    let link = tapwire_tests::stderr_line(&mut demo, |l| {
-        l.strip_prefix("console: sign in at ").map(str::to_owned)
-    })
-    .expect("the demo prints a sign-in link");
-    let token = link
-        .split_once("?token=")
-        .and_then(|(_, t)| t.split('#').next())
-        .expect("token")
-        .to_owned();
+    let (link, token) = tapwire_tests::browser::sign_in_link(&mut demo);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let api = |path: &str| -> Value {
         let (status, body) = http_get_json_as(addr, path, Some(&token));
@@ -84,19 +76,7 @@ fn the_demo_serves_the_console_over_its_results() {
         edge["src"].as_str().expect("src"),
         edge["dst"].as_str().expect("dst"),
     );
-    let point = b.eval(
-        "const p = [...document.querySelectorAll('#graph-svg path.edge')]\
-           .find(p => p.dataset.src === arguments[0] && p.dataset.dst === arguments[1]);\
-         for (const f of [0.5, 0.4, 0.6, 0.3, 0.7, 0.2, 0.8]) {\
-           const m = p.getPointAtLength(p.getTotalLength() * f);\
-           const s = new DOMPoint(m.x, m.y).matrixTransform(p.getScreenCTM());\
-           const top = document.elementFromPoint(s.x, s.y);\
-           if (top && top.dataset.src === arguments[0] && top.dataset.dst === arguments[1]) return [s.x, s.y];\
-         }\
-         return null;",
-        json!([src, dst]),
-    );
-    let (x, y) = (point[0].as_f64().expect("x"), point[1].as_f64().expect("y"));
+    let (x, y) = b.edge_point(src, dst);
     b.pointer(x, y, false);
     let tip = b.wait_for(
         "the tooltip",

@@ -5,51 +5,11 @@
 //! in headless Chromium, lists them, downloads, and shows a bad query's
 //! caret.
 
-use std::io::{Read, Write};
 use std::process::Stdio;
 
 use serde_json::{Value, json};
 use tapwire_tests::browser::Browser;
 use tapwire_tests::http_get_json_as;
-
-/// `GET path` with the bearer `token`: status and raw body.
-fn get_bytes(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, Vec<u8>) {
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-    )
-    .expect("request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("response");
-    let at = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("headers");
-    let head = String::from_utf8_lossy(&raw[..at]).to_ascii_lowercase();
-    let status = head[9..12].parse().expect("status");
-    let mut body = raw[at + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        let mut out = Vec::new();
-        let mut rest = &body[..];
-        loop {
-            let eol = rest
-                .windows(2)
-                .position(|w| w == b"\r\n")
-                .expect("chunk size");
-            let size =
-                usize::from_str_radix(std::str::from_utf8(&rest[..eol]).expect("hex").trim(), 16)
-                    .expect("chunk size");
-            if size == 0 {
-                break;
-            }
-            out.extend_from_slice(&rest[eol + 2..eol + 2 + size]);
-            rest = &rest[eol + 2 + size + 2..];
-        }
-        body = out;
-    }
-    (status, body)
-}
 
 #[test]
 fn investigate_serves_the_recordings_page_offline() {
@@ -77,15 +37,7 @@ fn investigate_serves_the_recordings_page_offline() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("investigate --serve");
-    let link = tapwire_tests::stderr_line(&mut server, |l| {
-        l.strip_prefix("console: sign in at ").map(str::to_owned)
-    })
-    .expect("a sign-in link");
-    let token = link
-        .split_once("?token=")
-        .and_then(|(_, t)| t.split('#').next())
-        .expect("token")
-        .to_owned();
+    let (link, token) = tapwire_tests::browser::sign_in_link(&mut server);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
 
     // The API equals the command line.
@@ -131,7 +83,8 @@ fn investigate_serves_the_recordings_page_offline() {
     );
 
     // The merged PCAP, read back by tshark.
-    let (status, pcap) = get_bytes(addr, "/api/v1/recordings/pcap?kfl=http", &token);
+    let (status, pcap) =
+        tapwire_tests::http_get(addr, "/api/v1/recordings/pcap?kfl=http", Some(&token));
     assert_eq!(status, 200);
     let file = dir.path().join("download.pcap");
     std::fs::write(&file, &pcap).expect("write");

@@ -12,27 +12,6 @@ use tapwire_schemas::{AnyEvent, Outcome, Verdict, topics};
 use tapwire_tests::node::{Node, Pod};
 use tapwire_tests::{Lines, wait_until};
 
-/// A Python HTTP server on `port` in `pod`, answering before this returns.
-fn serve(node: &Node, pod: &Pod, port: u16) {
-    node.spawn(
-        pod,
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "0.0.0.0",
-        ],
-    );
-    let url = format!("http://{}:{port}/", pod.ip);
-    assert!(
-        wait_until(Duration::from_secs(15), || curl(node, pod, &url).0),
-        "server in {} answers on {port}",
-        pod.name
-    );
-}
-
 /// `curl` from `pod`: whether it succeeded and its exit code.
 fn curl(node: &Node, pod: &Pod, url: &str) -> (bool, Option<i32>) {
     let out = node
@@ -79,14 +58,13 @@ spec:
 }
 
 /// `tapwire run --source ebpf` on `node` with its listing and `policies`,
-/// CEF into `cef`; waits until the agent enforces (`enforcing` is how many
-/// policies it should say it applies), runs `traffic`, stops, and returns
-/// the run's stderr and report.
-fn run_enforcing(
+/// CEF into `dir/cef.log`; waits until the run's stderr says `ready`, runs
+/// `traffic`, stops, and returns the run's stderr and report.
+fn run_on_node(
     node: &Node,
     dir: &Path,
     policies: &Path,
-    enforcing: usize,
+    ready: &str,
     traffic: impl FnOnce(),
 ) -> (String, Vec<String>) {
     let listing = node.write_listing(dir);
@@ -108,10 +86,9 @@ fn run_enforcing(
             .arg("--cef-out")
             .arg(&cef),
     );
-    let ready = format!("enforcing {enforcing} policies");
     assert!(
-        wait_until(Duration::from_secs(30), || run.stderr().contains(&ready)),
-        "the agent enforces {enforcing} policies:\n{}",
+        wait_until(Duration::from_secs(30), || run.stderr().contains(ready)),
+        "waiting for {ready:?}:\n{}",
         run.stderr()
     );
     traffic();
@@ -119,14 +96,6 @@ fn run_enforcing(
     let stderr = run.stderr();
     let (_, report) = run.terminate(Duration::from_secs(30));
     (stderr, report)
-}
-
-fn cef_lines(path: &Path) -> Vec<tapwire_tests::cef::CefMessage> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| tapwire_tests::cef::parse_line(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
 }
 
 /// Under an enforce-mode egress policy a pod cannot reach the denied port
@@ -141,8 +110,8 @@ fn run_enforces_egress_and_exec_denials_on_its_own_machine() {
     };
     let web = node.add_pod("enf", "enf-web");
     let client = node.add_pod("enf", "enf-client");
-    serve(&node, &web, 8080);
-    serve(&node, &web, 9000);
+    node.serve_http(&web, 8080);
+    node.serve_http(&web, 9000);
     let dir = tempfile::tempdir().expect("tempdir");
     let forbidden = dir.path().join("forbidden-touch");
     std::fs::copy("/usr/bin/touch", &forbidden).expect("copy touch");
@@ -160,25 +129,26 @@ fn run_enforces_egress_and_exec_denials_on_its_own_machine() {
     let allowed = format!("http://{}:8080/", web.ip);
     let denied = format!("http://{}:9000/", web.ip);
     let mut results = Vec::new();
-    let (stderr, report) = run_enforcing(&node, dir.path(), &policies, 2, || {
-        results.push(curl(&node, &client, &allowed));
-        results.push(curl(&node, &client, &denied));
-        let status = node
-            .command(
-                &client,
-                &[forbidden.to_str().unwrap(), marker.to_str().unwrap()],
-            )
-            .status()
-            .expect("forbidden tool");
-        results.push((status.success(), status.code()));
-    });
+    let (stderr, report) =
+        run_on_node(&node, dir.path(), &policies, "enforcing 2 policies", || {
+            results.push(curl(&node, &client, &allowed));
+            results.push(curl(&node, &client, &denied));
+            let status = node
+                .command(
+                    &client,
+                    &[forbidden.to_str().unwrap(), marker.to_str().unwrap()],
+                )
+                .status()
+                .expect("forbidden tool");
+            results.push((status.success(), status.code()));
+        });
     assert_eq!(results[0], (true, Some(0)), "the allowed port works");
     // curl's 7: could not connect (EPERM from connect).
     assert_eq!(results[1], (false, Some(7)), "the denied port is refused");
     assert!(!results[2].0, "the forbidden tool was killed");
     assert!(!marker.exists(), "the forbidden tool never ran");
 
-    let lines = cef_lines(&dir.path().join("cef.log"));
+    let lines = tapwire_tests::cef::read_file(&dir.path().join("cef.log"));
     let blocked: Vec<_> = lines
         .iter()
         .filter(|m| m.get("reason") == Some("blocked by the node"))
@@ -226,7 +196,7 @@ fn audit_mode_lets_everything_through_and_says_audited() {
     };
     let web = node.add_pod("enf", "aud-web");
     let client = node.add_pod("enf", "aud-client");
-    serve(&node, &web, 9000);
+    node.serve_http(&web, 9000);
     let dir = tempfile::tempdir().expect("tempdir");
     let forbidden = dir.path().join("forbidden-touch");
     std::fs::copy("/usr/bin/touch", &forbidden).expect("copy touch");
@@ -243,52 +213,25 @@ fn audit_mode_lets_everything_through_and_says_audited() {
     .expect("policies");
     let denied = format!("http://{}:9000/", web.ip);
     let mut results = Vec::new();
-    let listing = node.write_listing(dir.path());
-    let cef = dir.path().join("cef.log");
-    let config = dir.path().join("tapwire.toml");
-    std::fs::write(
-        &config,
-        format!("[capture]\nnode_name = \"{}\"\n", node.name),
-    )
-    .expect("config");
-    let run = Lines::spawn(
-        std::process::Command::new(tapwire_tests::tapwire_binary())
-            .arg("-c")
-            .arg(&config)
-            .args(["run", "--source", "ebpf", "--cluster"])
-            .arg(&listing)
-            .arg("--policies")
-            .arg(&policies)
-            .arg("--cef-out")
-            .arg(&cef),
-    );
-    assert!(
-        wait_until(Duration::from_secs(30), || run
-            .stderr()
-            .contains("enforcement ready")),
-        "{}",
-        run.stderr()
-    );
-    std::thread::sleep(Duration::from_secs(1));
-    results.push(curl(&node, &client, &denied));
-    let status = node
-        .command(
-            &client,
-            &[forbidden.to_str().unwrap(), marker.to_str().unwrap()],
-        )
-        .status()
-        .expect("tool");
-    results.push((status.success(), status.code()));
-    std::thread::sleep(Duration::from_secs(2));
-    let stderr = run.stderr();
-    run.terminate(Duration::from_secs(30));
+    let (stderr, _) = run_on_node(&node, dir.path(), &policies, "enforcement ready", || {
+        std::thread::sleep(Duration::from_secs(1));
+        results.push(curl(&node, &client, &denied));
+        let status = node
+            .command(
+                &client,
+                &[forbidden.to_str().unwrap(), marker.to_str().unwrap()],
+            )
+            .status()
+            .expect("tool");
+        results.push((status.success(), status.code()));
+    });
     assert_eq!(results, vec![(true, Some(0)), (true, Some(0))], "{stderr}");
     assert!(marker.exists(), "the audited tool ran");
     assert!(
         !stderr.contains("enforcing 1 policies") && !stderr.contains("enforcing 2 policies"),
         "audit policies are not enforced:\n{stderr}"
     );
-    let lines = cef_lines(&cef);
+    let lines = tapwire_tests::cef::read_file(&dir.path().join("cef.log"));
     let connect = lines
         .iter()
         .find(|m| m.get("dpt") == Some("9000") && m.get("act") == Some("egress"))
@@ -367,7 +310,7 @@ fn the_agent_follows_the_topic_across_restarts_and_deletions() {
     ]));
     let web = node.add_pod("enf", "fol-web");
     let client = node.add_pod("enf", "fol-client");
-    serve(&node, &web, 9000);
+    node.serve_http(&web, 9000);
     let dir = tempfile::tempdir().expect("tempdir");
     let listing = node.write_listing(dir.path());
     let policies = dir.path().join("policies.yaml");
@@ -551,8 +494,8 @@ fn the_example_policies_enforce_what_they_say() {
     let db = node.add_pod("shop", "db");
     let outsider = node.add_pod("other", "outsider");
     let meta = node.add_pod("default", "meta-client");
-    serve(&node, &db, 5432);
-    serve(&node, &db, 8080);
+    node.serve_http(&db, 5432);
+    node.serve_http(&db, 8080);
     let dir = tempfile::tempdir().expect("tempdir");
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/policies");
     let mut all = String::new();
@@ -568,7 +511,7 @@ fn the_example_policies_enforce_what_they_say() {
     let marker = dir.path().join("shell-ran");
     let etc_file = format!("/etc/tapwire-example-{}", std::process::id());
     let mut seen = Vec::new();
-    let (stderr, _) = run_enforcing(&node, dir.path(), &policies, 5, || {
+    let (stderr, _) = run_on_node(&node, dir.path(), &policies, "enforcing 5 policies", || {
         let db_ip = db.ip.to_string();
         seen.push(("metadata", connect(&node, &meta, "169.254.169.254", 80)));
         seen.push(("web->db:5432", connect(&node, &web, &db_ip, 5432)));
@@ -619,7 +562,7 @@ fn the_example_policies_enforce_what_they_say() {
             .join("\n")
     );
     assert!(!marker.exists(), "the shell never ran");
-    let lines = cef_lines(&dir.path().join("cef.log"));
+    let lines = tapwire_tests::cef::read_file(&dir.path().join("cef.log"));
     let reason = |pred: &dyn Fn(&tapwire_tests::cef::CefMessage) -> bool| {
         lines
             .iter()

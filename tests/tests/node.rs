@@ -11,30 +11,6 @@ use tapwire_schemas::{AnyEvent, DnsEvent, DnsKind, L4Event, L4Kind, Protocol, to
 use tapwire_tests::node::{Node, Pod};
 use tapwire_tests::{Lines, ebpf_agent, wait_until};
 
-/// A Python HTTP server on `port`, as a pod's server process.
-fn serve(node: &Node, pod: &Pod, port: u16) -> u32 {
-    let pid = node.spawn(
-        pod,
-        &[
-            "python3",
-            "-m",
-            "http.server",
-            &port.to_string(),
-            "--bind",
-            "0.0.0.0",
-        ],
-    );
-    let url = format!("http://{}:{port}/", pod.ip);
-    assert!(
-        wait_until(Duration::from_secs(15), || node
-            .run(pod, &["curl", "-s", "-o", "/dev/null", &url])
-            .0),
-        "server in {} answers",
-        pod.name
-    );
-    pid
-}
-
 /// Stops the agent (it must stop cleanly: it ran through whatever the test
 /// did) and reads everything it sent to `tapwire.l4.raw`.
 fn stop_and_read(agent: Lines, broker: &tapwire_tests::Broker) -> Vec<AnyEvent> {
@@ -83,7 +59,7 @@ fn three_pods_on_one_port_and_short_lived_clients_are_each_attributed() {
         .collect();
     let client = node.add_pod("shop", "client");
     // Warm-up requests of `serve` are made before the agent: not counted.
-    let pids: Vec<u32> = servers.iter().map(|s| serve(&node, s, 8080)).collect();
+    let pids: Vec<u32> = servers.iter().map(|s| node.serve_http(s, 8080)).collect();
 
     let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
         return;
@@ -172,7 +148,7 @@ fn a_new_pod_on_a_reused_address_and_port_is_the_new_owner() {
     };
     let client = node.add_pod("shop", "caller");
     let old = node.add_pod("shop", "api-old");
-    let old_pid = serve(&node, &old, 8080);
+    let old_pid = node.serve_http(&old, 8080);
     let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
         return;
     };
@@ -184,7 +160,7 @@ fn a_new_pod_on_a_reused_address_and_port_is_the_new_owner() {
     curl(&node);
     node.remove_pod(&old);
     let new = node.add_pod_at("shop", "api-new", old.ip);
-    let new_pid = serve(&node, &new, 8080);
+    let new_pid = node.serve_http(&new, 8080);
     curl(&node);
     let all = stop_and_read(agent, &broker);
     let accepts: Vec<(u32, Option<String>)> = l4_events(&all)
@@ -315,7 +291,7 @@ fn lookups_and_the_connects_they_lead_to_name_the_pod() {
     let client = node.add_pod("shop", "cart");
     dns_server(&node, &dns, &[("web.shop.test", &web.ip.to_string())]);
     node.set_resolver(&client, dns.ip);
-    serve(&node, &web, 8080);
+    node.serve_http(&web, 8080);
     let Some((broker, agent, _dir)) = ebpf_agent("", &[]) else {
         return;
     };
@@ -483,7 +459,7 @@ fn the_same_traffic_counts_the_same_whichever_sources_see_it() {
     let web = node.add_pod("shop", "count-web");
     let client = node.add_pod("shop", "count-client");
     dns_server(&node, &dns, &[("shop.test", "10.9.9.9")]);
-    serve(&node, &web, 8080);
+    node.serve_http(&web, 8080);
     let url = format!("http://{}:8080/", web.ip);
     let server = format!("@{}", dns.ip);
     let traffic = || {
@@ -558,8 +534,8 @@ fn live_connections_land_in_the_tab_both_ends_decide_and_host_probes_count_once(
     let other = node.add_pod("probe", "probe-other");
     let frontend = node.add_pod("probe", "probe-frontend");
     let client = node.add_pod("probe", "probe-client");
-    serve(&node, &web, 8080);
-    serve(&node, &other, 8080);
+    node.serve_http(&web, 8080);
+    node.serve_http(&other, 8080);
     let dir = tempfile::tempdir().expect("tempdir");
     let policies = dir.path().join("policies.yaml");
     std::fs::write(&policies, PROBE_POLICIES).expect("policies");
@@ -613,15 +589,6 @@ fn live_connections_land_in_the_tab_both_ends_decide_and_host_probes_count_once(
     );
 }
 
-/// Lines of a CEF file written by `tapwire run`, parsed strictly.
-fn cef_lines(path: &std::path::Path) -> Vec<tapwire_tests::cef::CefMessage> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .map(|l| tapwire_tests::cef::parse_line(l).unwrap_or_else(|e| panic!("{l}: {e}")))
-        .collect()
-}
-
 /// `tapwire run` on the node with the pods' listing: a `dig` from pod A
 /// (packets on pod A's veth, as a node agent captures) is a DNS query of pod
 /// A; a `curl` by name from pod A (eBPF) is a lookup, a resolution and a
@@ -645,7 +612,7 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
         ],
     );
     node.set_resolver(&client, dns.ip);
-    let web_pid = serve(&node, &web, 8080);
+    let web_pid = node.serve_http(&web, 8080);
     let dir = tempfile::tempdir().expect("tempdir");
     let cef = dir.path().join("cef.log");
     let server = format!("@{}", dns.ip);
@@ -666,7 +633,7 @@ fn cef_names_the_pod_and_process_of_dns_queries_and_connections() {
         },
     );
 
-    let lines = cef_lines(&cef);
+    let lines = tapwire_tests::cef::read_file(&cef);
     let query = lines
         .iter()
         .find(|m| m.get("dhost") == Some("cart.shop.test") && m.get("act").is_some())

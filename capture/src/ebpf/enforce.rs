@@ -154,29 +154,18 @@ impl EnforceState {
 
 /// cgroup v2 directories (id, path) of every container, by container id.
 pub fn container_cgroups(root: &Path) -> HashMap<String, Vec<(u64, PathBuf)>> {
-    use std::os::unix::fs::MetadataExt;
     let mut out: HashMap<String, Vec<(u64, PathBuf)>> = HashMap::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(meta) = entry.metadata() else { continue };
-            if !meta.is_dir() {
-                continue;
-            }
-            let path = entry.path();
-            if let Some(id) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(container_in_path)
-            {
-                out.entry(id).or_default().push((meta.ino(), path.clone()));
-            }
-            stack.push(path);
+    super::owners::each_cgroup(root, |id, path| {
+        if let Some(container) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(container_in_path)
+        {
+            out.entry(container)
+                .or_default()
+                .push((id, path.to_path_buf()));
         }
-    }
+    });
     out
 }
 

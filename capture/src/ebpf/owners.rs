@@ -135,22 +135,29 @@ impl Cgroups {
         if let Ok(meta) = std::fs::metadata(&root) {
             self.remember(meta.ino(), None);
         }
-        let mut stack = vec![root.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+        each_cgroup(&root, |id, path| {
+            let relative = path.strip_prefix(&root).unwrap_or(Path::new(""));
+            self.remember(id, container_in_path(&relative.to_string_lossy()));
+        });
+    }
+}
+
+/// Calls `f` with the id (inode) and path of every cgroup directory under
+/// `root` (not `root` itself).
+pub fn each_cgroup(root: &Path, mut f: impl FnMut(u64, &Path)) {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_dir() {
                 continue;
-            };
-            for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_dir() {
-                    continue;
-                }
-                let path = entry.path();
-                let relative = path.strip_prefix(&root).unwrap_or(Path::new(""));
-                let container = container_in_path(&relative.to_string_lossy());
-                self.remember(meta.ino(), container);
-                stack.push(path);
             }
+            let path = entry.path();
+            f(meta.ino(), &path);
+            stack.push(path);
         }
     }
 }

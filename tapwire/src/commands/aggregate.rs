@@ -2,7 +2,7 @@
 //! side.
 
 use anyhow::Context;
-use tapwire_aggregator::console::{ApiToken, Auth, Role};
+use tapwire_aggregator::console::Auth;
 use tapwire_aggregator::query::{self, Connection, ConnectionsView};
 use tapwire_aggregator::sink;
 use tapwire_aggregator::{AggregateConfig, serve::parse_window};
@@ -42,12 +42,9 @@ pub fn serve_tokens(
     }
     let mut one_time = None;
     if tokens.is_empty() {
-        let secret = tapwire_aggregator::console::random_secret().context("/dev/urandom")?;
-        tokens.push(ApiToken {
-            name: "one-time-admin".to_owned(),
-            role: Role::Admin,
-            token: secret.clone(),
-        });
+        let (admin, secret) =
+            tapwire_aggregator::console::one_time_admin().context("/dev/urandom")?;
+        tokens.push(admin);
         one_time = Some(secret);
     }
     Ok((Auth::new(tokens)?, one_time))

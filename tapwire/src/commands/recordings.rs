@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
-use tapwire_aggregator::console::{self, ApiToken, Auth, Role};
+use tapwire_aggregator::console::{self, Auth};
 use tapwire_pcap_recorder::investigate::{self, Criteria, parse_time};
 use tapwire_pcap_recorder::store::Store;
 use tapwire_plumbing::shutdown::CancellationToken;
@@ -131,12 +131,8 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let addr: SocketAddr = addr.parse().with_context(|| format!("--serve {addr}"))?;
-    let secret = console::random_secret().context("/dev/urandom")?;
-    let auth = Auth::new(vec![ApiToken {
-        name: "one-time-admin".to_owned(),
-        role: Role::Admin,
-        token: secret.clone(),
-    }])?;
+    let (admin, secret) = console::one_time_admin().context("/dev/urandom")?;
+    let auth = Auth::new(vec![admin])?;
     let slices = Slices {
         store: Arc::new(store),
         prefix: Arc::new(prefix),
@@ -144,13 +140,8 @@ pub async fn serve(
     let api = Router::new()
         .route("/api/v1/recordings/streams", get(streams))
         .route("/api/v1/recordings/pcap", get(pcap))
-        .with_state(slices)
-        .merge(console::api_routes(auth.clone()))
-        .layer(axum::middleware::from_fn_with_state(
-            auth,
-            console::require_token,
-        ));
-    let app = Router::new().merge(api).merge(console::assets());
+        .with_state(slices);
+    let app = console::app(api, auth, None);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("--serve {addr}"))?;

@@ -126,15 +126,11 @@ pub async fn console(
     cluster: &[ClusterRecord],
     shutdown: CancellationToken,
 ) -> anyhow::Result<std::net::SocketAddr> {
-    use tapwire_aggregator::console::{ApiToken, Auth, Role, random_secret};
+    use tapwire_aggregator::console::{Auth, one_time_admin};
     use tapwire_aggregator::memory_serve::{self, MemoryData};
     let addr: std::net::SocketAddr = addr.parse().with_context(|| format!("--serve {addr}"))?;
-    let secret = random_secret().context("/dev/urandom")?;
-    let auth = Auth::new(vec![ApiToken {
-        name: "one-time-admin".to_owned(),
-        role: Role::Admin,
-        token: secret.clone(),
-    }])?;
+    let (admin, secret) = one_time_admin().context("/dev/urandom")?;
+    let auth = Auth::new(vec![admin])?;
     let data = MemoryData {
         counts: counts.clone(),
         pods: Arc::new(
