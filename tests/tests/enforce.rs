@@ -236,7 +236,11 @@ fn audit_mode_lets_everything_through_and_says_audited() {
         .iter()
         .find(|m| m.get("dpt") == Some("9000") && m.get("act") == Some("egress"))
         .unwrap_or_else(|| panic!("no connect line in {lines:#?}"));
+    // Audited: an audit-mode violation (severity 7, mode Audit) that the
+    // node neither blocked nor was asked to prevent (no reason).
     assert_eq!(connect.severity, "7", "audited: {connect:?}");
+    assert_eq!(connect.get("outcome"), Some("Audit"), "{connect:?}");
+    assert_eq!(connect.get("reason"), None, "{connect:?}");
     assert!(
         lines
             .iter()
