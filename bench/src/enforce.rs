@@ -127,6 +127,7 @@ fn pod(container: &str) -> PodMetadata {
         workload: None,
         start_ns: None,
         end_ns: None,
+        security: None,
     }
 }
 

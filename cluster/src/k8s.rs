@@ -21,7 +21,8 @@ use kube::runtime::watcher;
 use tapwire_plumbing::bus::{OutRecord, Sink};
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_schemas::events::{
-    Container, EventHeader, NodeMetadata, PodMetadata, ServiceMetadata, Workload,
+    Container, ContainerSecurity, EventHeader, NodeMetadata, PodMetadata, PodSecurity,
+    ServiceMetadata, Workload,
 };
 use tapwire_schemas::{EventId, Ip};
 
@@ -213,7 +214,60 @@ pub fn pod_metadata(
         workload: workload(pod),
         start_ns: status.and_then(|s| s.start_time.as_ref()).map(ns),
         end_ns,
+        security: spec.map(pod_security),
     })
+}
+
+/// The spec's isolation and privilege settings, init containers first.
+fn pod_security(spec: &k8s_openapi::api::core::v1::PodSpec) -> PodSecurity {
+    let pod_context = spec.security_context.as_ref();
+    let limit = |c: &k8s_openapi::api::core::v1::Container, name: &str| {
+        c.resources
+            .as_ref()?
+            .limits
+            .as_ref()?
+            .get(name)
+            .map(|q| q.0.clone())
+    };
+    let containers = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&spec.containers)
+        .map(|c| {
+            let context = c.security_context.as_ref();
+            ContainerSecurity {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                privileged: context.and_then(|s| s.privileged).unwrap_or(false),
+                allow_privilege_escalation: context.and_then(|s| s.allow_privilege_escalation),
+                added_capabilities: context
+                    .and_then(|s| s.capabilities.as_ref())
+                    .and_then(|caps| caps.add.clone())
+                    .unwrap_or_default(),
+                run_as_non_root: context.and_then(|s| s.run_as_non_root),
+                run_as_user: context.and_then(|s| s.run_as_user),
+                read_only_root_filesystem: context
+                    .and_then(|s| s.read_only_root_filesystem)
+                    .unwrap_or(false),
+                cpu_limit: limit(c, "cpu"),
+                memory_limit: limit(c, "memory"),
+            }
+        })
+        .collect();
+    PodSecurity {
+        host_pid: spec.host_pid.unwrap_or(false),
+        host_ipc: spec.host_ipc.unwrap_or(false),
+        host_path_volumes: spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.host_path.as_ref().map(|h| h.path.clone()))
+            .collect(),
+        run_as_non_root: pod_context.and_then(|s| s.run_as_non_root),
+        run_as_user: pod_context.and_then(|s| s.run_as_user),
+        containers,
+    }
 }
 
 fn header(
@@ -559,6 +613,47 @@ mod tests {
         assert_eq!(m.start_ns, Some(1_795_428_000_000_000_000));
         assert_eq!(m.end_ns, None);
         assert!(!m.host_network);
+    }
+
+    #[test]
+    fn the_specs_security_settings_are_carried() {
+        let mut value: serde_json::Value = serde_json::from_str(POD).expect("pod json");
+        value["spec"] = serde_json::json!({
+            "nodeName": "node-a", "hostPID": true,
+            "securityContext": {"runAsUser": 0},
+            "volumes": [{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock"}},
+                        {"name": "tmp", "emptyDir": {}}],
+            "initContainers": [{"name": "init", "image": "busybox"}],
+            "containers": [{"name": "app", "image": "registry.example/web:1.4",
+                "securityContext": {"privileged": true, "capabilities": {"add": ["NET_ADMIN"]},
+                                    "readOnlyRootFilesystem": true},
+                "resources": {"limits": {"memory": "128Mi"}}}]
+        });
+        let pod: Pod = serde_json::from_value(value).expect("pod");
+        let security = pod_metadata(&pod, "w", 1, None)
+            .expect("record")
+            .security
+            .expect("security");
+        assert!(security.host_pid && !security.host_ipc);
+        assert_eq!(security.run_as_user, Some(0));
+        assert_eq!(
+            security.host_path_volumes,
+            ["/run/containerd/containerd.sock"]
+        );
+        let names: Vec<&str> = security
+            .containers
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(names, ["init", "app"]);
+        let app = &security.containers[1];
+        assert!(app.privileged && app.read_only_root_filesystem);
+        assert_eq!(app.added_capabilities, ["NET_ADMIN"]);
+        assert_eq!(
+            (app.cpu_limit.as_deref(), app.memory_limit.as_deref()),
+            (None, Some("128Mi"))
+        );
+        assert!(!security.containers[0].privileged);
     }
 
     #[test]

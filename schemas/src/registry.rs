@@ -149,6 +149,11 @@ const HISTORY_FILES: &[(SchemaKind, u32, &str)] = &[
         include_str!("../avro/history/PodMetadata.v1.avsc"),
     ),
     (
+        SchemaKind::PodMetadata,
+        2,
+        include_str!("../avro/history/PodMetadata.v2.avsc"),
+    ),
+    (
         SchemaKind::EnrichedEvent,
         1,
         include_str!("../avro/history/EnrichedEvent.v1.avsc"),

@@ -131,6 +131,19 @@ pub fn pod(header: EventHeader, name: &str, namespace: &str, ip: IpAddr) -> PodM
         }),
         start_ns: Some(header.timestamp_ns),
         end_ns: None,
+        security: Some(PodSecurity {
+            run_as_non_root: Some(true),
+            containers: vec![ContainerSecurity {
+                name: "app".to_owned(),
+                image: "registry.example/app:1.2".to_owned(),
+                allow_privilege_escalation: Some(false),
+                read_only_root_filesystem: true,
+                cpu_limit: Some("500m".to_owned()),
+                memory_limit: Some("256Mi".to_owned()),
+                ..ContainerSecurity::default()
+            }],
+            ..PodSecurity::default()
+        }),
         header,
     }
 }

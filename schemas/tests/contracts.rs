@@ -751,3 +751,38 @@ fn a_heartbeat_of_v1_decodes_as_not_enforcing() {
         other => panic!("decoded as {other:?}"),
     }
 }
+
+/// Issue 18: PodMetadata v3 carries the spec's security settings; a v2
+/// record (older watcher) decodes with none, so the misconfiguration
+/// scanner can say the record does not tell rather than "all clear".
+#[test]
+fn a_pod_record_of_v2_decodes_without_security_settings() {
+    let pod = samples::pod(
+        hdr(14),
+        "web-1",
+        "shop",
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, 4)),
+    );
+    assert!(pod.security.is_some());
+    let current = registry().current(SchemaKind::PodMetadata);
+    assert_eq!(current.version, 3);
+    let v2 = registry()
+        .version(SchemaKind::PodMetadata, 2)
+        .expect("v2 kept");
+    let bytes = encode(&pod).expect("encode");
+    let value =
+        apache_avro::from_avro_datum(&current.apache, &mut &bytes[HEADER_LEN..], Some(&v2.apache))
+            .expect("v3 resolves down to v2");
+    let mut old = Vec::new();
+    apache_avro::GenericSingleObjectWriter::new_with_capacity(&v2.apache, 1024)
+        .expect("writer")
+        .write_value(value, &mut old)
+        .expect("apache-avro writes v2");
+    match decode_any(&old).expect("a v2 pod record decodes") {
+        AnyEvent::PodMetadata(decoded) => {
+            assert_eq!(decoded.security, None);
+            assert_eq!(decoded.name, pod.name);
+        }
+        other => panic!("decoded as {other:?}"),
+    }
+}

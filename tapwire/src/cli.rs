@@ -127,6 +127,12 @@ pub enum Command {
     /// and the matching streams written as one PCAP.
     #[command(after_help = INVESTIGATE_EXAMPLES)]
     Investigate(InvestigateArgs),
+    /// Scan recorded traffic offline (S3, a directory of slices, or a
+    /// pcap/pcapng file), or a directory tree with --tree, for secrets
+    /// (credentials, keys, tokens, card numbers; excerpts redacted) and
+    /// malware (YARA rules: built-in, plus --rules); no Kafka needed.
+    #[command(after_help = SCAN_EXAMPLES)]
+    Scan(ScanArgs),
     /// Check KFL queries (the filter language of record, investigate, policy
     /// conditions and cef.filter).
     #[command(subcommand)]
@@ -393,6 +399,50 @@ pub struct RecordArgs {
     pub flags: RecordFlags,
 }
 
+const SCAN_EXAMPLES: &str = "\
+Examples:
+  # Every slice of a bucket (pod names from the slices' indexes)
+  tapwire scan s3://evidence/tapwire --endpoint http://127.0.0.1:8333 --path-style
+
+  # A capture file, with your own YARA rules, as JSON lines
+  tapwire scan capture.pcapng --rules ./rules/ --format json
+
+  # A container's filesystem as the node sees it
+  tapwire scan --tree /proc/4242/root
+
+Findings: kind (sensitive_data, malware), rule or detector, severity, object, where
+(stream endpoints and direction, or path), byte offset, frame number (tshark's
+frame.number) and a redacted excerpt: secrets themselves are never printed.
+Exit status: 0 without findings, 1 with findings, 2 when something could not be scanned.
+The built-in rules (the EICAR test string, reverse shells, miners, PHP web shells) are
+always loaded; --rules adds .yar/.yara files or directories of them.";
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// s3://BUCKET/PREFIX, a directory of slices or captures, or a capture
+    /// file; with --tree, a directory whose files are scanned.
+    #[arg(value_name = "s3://BUCKET/PREFIX | DIR | FILE")]
+    pub location: String,
+    /// Scan LOCATION as a filesystem tree (every regular file; links,
+    /// FIFOs, devices, /proc, /sys and /dev not followed).
+    #[arg(long)]
+    pub tree: bool,
+    /// YARA rules files or directories (.yar, .yara), added to the built-in rules.
+    #[arg(long, value_name = "PATH")]
+    pub rules: Vec<std::path::PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: InvestigateFormat,
+    /// Captures larger than this many MiB are not scanned (reported).
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub max_object_mib: u64,
+    #[command(flatten)]
+    pub s3: S3Flags,
+    /// No progress bar (it is shown on stderr only when that is a terminal).
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum InvestigateFormat {
     /// Aligned columns: time, source, destination, protocol, summary.
@@ -645,6 +695,7 @@ impl Cli {
             Command::Query(QueryCommand::Sql(a)) => ("aggregate", to_value(&a.clickhouse)),
             Command::Record(a) => ("record", to_value(&a.flags)),
             Command::Investigate(a) => ("record", to_value(&a.s3)),
+            Command::Scan(a) => ("record", to_value(&a.s3)),
             _ => ("", Value::Null),
         };
         if !flags.is_null() {

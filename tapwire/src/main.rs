@@ -68,10 +68,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(dispatch(cli.command, &config)) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            ExitCode::FAILURE
-        }
+        Err(err) => match err.downcast_ref::<commands::scan::Outcome>() {
+            Some(outcome) => ExitCode::from(outcome.code()),
+            None => {
+                eprintln!("error: {err:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 
@@ -108,6 +111,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Record(_) => commands::record::run(config, shutdown).await,
         Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
         Command::Investigate(args) => commands::investigate::run(config, &args, shutdown).await,
+        Command::Scan(args) => commands::scan::run(config, &args).await,
         Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
         Command::Serve(_) => commands::aggregate::serve(config, shutdown).await,
         Command::Query(command) => commands::aggregate::query(config, &command).await,

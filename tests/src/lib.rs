@@ -747,6 +747,7 @@ pub mod browser;
 pub mod cef;
 pub mod clickhouse;
 pub mod node;
+pub mod planted;
 
 /// The first line of `child`'s standard error that `pick` accepts (what it
 /// returns), the rest drained by a thread: a child whose stderr pipe closed

@@ -674,6 +674,7 @@ mod tests {
             workload: None,
             start_ns: None,
             end_ns: None,
+            security: None,
         }
     }
 

@@ -19,7 +19,9 @@ pub use network::{
     Direction, DnsEvent, DnsKind, Endpoint, EventHeaderView, FinalState, InventorySnapshot,
     L4Event, L4EventView, L4Kind, PacketRecord, Protocol, Socket,
 };
-pub use pods::{Container, NodeMetadata, PodMetadata, ServiceMetadata, Workload};
+pub use pods::{
+    Container, ContainerSecurity, NodeMetadata, PodMetadata, PodSecurity, ServiceMetadata, Workload,
+};
 pub use runtime::{RuntimeEvent, RuntimeKind};
 
 use crate::{EventId, Ip};

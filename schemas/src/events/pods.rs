@@ -54,6 +54,52 @@ pub struct PodMetadata {
     pub start_ns: Option<i64>,
     /// Deletion time, ns since the epoch.
     pub end_ns: Option<i64>,
+    /// The spec's security-relevant settings (v3); `None` from older
+    /// watchers.
+    #[serde(default)]
+    pub security: Option<PodSecurity>,
+}
+
+/// What a pod's spec says about isolation and privileges (`PodSecurity`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PodSecurity {
+    /// `hostPID`.
+    pub host_pid: bool,
+    /// `hostIPC`.
+    pub host_ipc: bool,
+    /// Host paths of `hostPath` volumes.
+    pub host_path_volumes: Vec<String>,
+    /// The pod's `securityContext.runAsNonRoot`.
+    pub run_as_non_root: Option<bool>,
+    /// The pod's `securityContext.runAsUser`.
+    pub run_as_user: Option<i64>,
+    /// Every container and init container, in spec order.
+    pub containers: Vec<ContainerSecurity>,
+}
+
+/// One container's security settings (`ContainerSecurity`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ContainerSecurity {
+    /// Container name.
+    pub name: String,
+    /// The image as the spec writes it (tag or digest).
+    pub image: String,
+    /// `securityContext.privileged`.
+    pub privileged: bool,
+    /// `securityContext.allowPrivilegeEscalation`.
+    pub allow_privilege_escalation: Option<bool>,
+    /// `securityContext.capabilities.add`.
+    pub added_capabilities: Vec<String>,
+    /// `securityContext.runAsNonRoot` (the container's own).
+    pub run_as_non_root: Option<bool>,
+    /// `securityContext.runAsUser` (the container's own).
+    pub run_as_user: Option<i64>,
+    /// `securityContext.readOnlyRootFilesystem`.
+    pub read_only_root_filesystem: bool,
+    /// `resources.limits.cpu`.
+    pub cpu_limit: Option<String>,
+    /// `resources.limits.memory`.
+    pub memory_limit: Option<String>,
 }
 
 /// A node (`node_metadata.avsc`).

@@ -13,6 +13,7 @@ pub mod policy;
 pub mod record;
 pub mod recordings;
 pub mod run;
+pub mod scan;
 pub mod tail;
 pub mod topics;
 
