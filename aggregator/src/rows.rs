@@ -713,6 +713,134 @@ pub fn api_row(r: &tapwire_schemas::events::ApiRequest, partition: u32, offset: 
     }
 }
 
+/// A row of `scan_status`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct ScanStatusRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub job_id: String,
+    pub object: String,
+    pub object_kind: String,
+    pub status: String,
+    pub attempt: u32,
+    pub scanner: String,
+    pub reason: String,
+    pub findings: u64,
+    pub bytes: u64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one status change.
+pub fn scan_status_row(
+    c: &tapwire_schemas::scan::StatusChange,
+    partition: u32,
+    offset: u64,
+) -> ScanStatusRow {
+    ScanStatusRow {
+        time: secs(c.at_ns),
+        time_ns: c.at_ns,
+        job_id: c.job_id.clone(),
+        object: c.object.clone(),
+        object_kind: c.object_kind.clone(),
+        status: c.status.as_str().to_owned(),
+        attempt: c.attempt,
+        scanner: c.scanner.clone(),
+        reason: c.reason.clone().unwrap_or_default(),
+        findings: c.findings.unwrap_or(0),
+        bytes: c.bytes.unwrap_or(0),
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
+/// A row of `scan_findings` (-1 for an unknown offset or frame).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct ScanFindingRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub finding_id: String,
+    pub job_id: String,
+    pub attempt: u32,
+    pub kind: String,
+    pub rule: String,
+    pub severity: String,
+    pub object: String,
+    pub location: String,
+    pub offset: i64,
+    pub frame: i64,
+    pub excerpt: String,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one finding.
+pub fn scan_finding_row(
+    r: &tapwire_schemas::scan::FindingRecord,
+    partition: u32,
+    offset: u64,
+) -> ScanFindingRow {
+    let f = &r.finding;
+    let signed = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok()).unwrap_or(-1);
+    ScanFindingRow {
+        time: secs(r.at_ns),
+        time_ns: r.at_ns,
+        finding_id: f.id.clone(),
+        job_id: r.job_id.clone(),
+        attempt: r.attempt,
+        kind: f.kind.as_str().to_owned(),
+        rule: f.rule.clone(),
+        severity: f.severity.as_str().to_owned(),
+        object: f.object.clone(),
+        location: f.location.clone(),
+        offset: signed(f.offset),
+        frame: signed(f.frame),
+        excerpt: f.excerpt.clone(),
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
+/// A row of `scanner_states`.
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct ScannerRow {
+    pub time: u32,
+    pub time_ns: i64,
+    pub scanner: String,
+    pub status: String,
+    pub job_id: String,
+    pub finished: u64,
+    pub rules: u64,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one scanner heartbeat.
+pub fn scanner_row(
+    s: &tapwire_schemas::scan::ScannerState,
+    partition: u32,
+    offset: u64,
+) -> ScannerRow {
+    ScannerRow {
+        time: secs(s.at_ns),
+        time_ns: s.at_ns,
+        scanner: s.scanner.clone(),
+        status: match s.status {
+            tapwire_schemas::scan::ScannerStatus::Free => "Free",
+            tapwire_schemas::scan::ScannerStatus::Busy => "Busy",
+        }
+        .to_owned(),
+        job_id: s.job_id.clone().unwrap_or_default(),
+        finished: s.finished,
+        rules: s.rules,
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
 /// A row of `pods`: one record of `tapwire.pods` (0 for an unknown start or
 /// end).
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]

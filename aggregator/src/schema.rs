@@ -160,6 +160,12 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: api_requests,
         add_columns: &[],
     },
+    Migration {
+        version: 10,
+        description: "object scans: job statuses (and the jobs' latest), findings, scanner heartbeats",
+        statements: scans,
+        add_columns: &[],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.
@@ -549,6 +555,87 @@ pub async fn migrate(
         now_applied.push(m.version);
     }
     Ok((f, now_applied))
+}
+
+/// Issue 18: the scan job queue. `scan_status` keeps every transition;
+/// `scan_jobs` is each job's latest; `scan_findings` is keyed by the
+/// finding's id (the same finding from a retried job replaces itself: read
+/// it with `FINAL` for exact counts); `scanner_states` the heartbeats.
+fn scans(db: &str, f: &Features, days: u32) -> Vec<String> {
+    let lc = lc(f);
+    vec![
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.scan_status (
+  time DateTime,
+  time_ns Int64,
+  job_id String,
+  object String,
+  object_kind {lc},
+  status {lc},
+  attempt UInt32,
+  scanner {lc},
+  reason String,
+  findings UInt64,
+  bytes UInt64,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (job_id, time_ns){ttl}",
+            ttl = ttl(f, "time", days),
+        ),
+        format!(
+            "CREATE VIEW IF NOT EXISTS {db}.scan_jobs AS
+SELECT
+  job_id,
+  any(object) AS object,
+  any(object_kind) AS object_kind,
+  argMax(status, time_ns) AS status,
+  max(attempt) AS attempts,
+  argMax(scanner, time_ns) AS scanner,
+  argMax(reason, time_ns) AS reason,
+  argMax(findings, time_ns) AS findings,
+  min(time_ns) AS created_ns,
+  max(time_ns) AS updated_ns
+FROM {db}.scan_status
+GROUP BY job_id"
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.scan_findings (
+  time DateTime,
+  time_ns Int64,
+  finding_id String,
+  job_id String,
+  attempt UInt32,
+  kind {lc},
+  rule {lc},
+  severity {lc},
+  object String,
+  location String,
+  offset Int64,
+  frame Int64,
+  excerpt String,
+  {SOURCE}
+) ENGINE = ReplacingMergeTree(time_ns)
+PARTITION BY toYYYYMM(time)
+ORDER BY (finding_id){ttl}",
+            ttl = ttl(f, "time", days),
+        ),
+        format!(
+            "CREATE TABLE IF NOT EXISTS {db}.scanner_states (
+  time DateTime,
+  time_ns Int64,
+  scanner {lc},
+  status {lc},
+  job_id String,
+  finished UInt64,
+  rules UInt64,
+  {SOURCE}
+) ENGINE = MergeTree()
+PARTITION BY toYYYYMM(time)
+ORDER BY (scanner, time_ns){ttl}",
+            ttl = ttl(f, "time", days),
+        ),
+    ]
 }
 
 #[cfg(test)]

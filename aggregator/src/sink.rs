@@ -37,7 +37,7 @@ use crate::AggregateConfig;
 use crate::rows::{Counts, EventRows, heartbeat_row, loss_row, pod_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 10] = [
+pub const TABLES: [&str; 13] = [
     "connection_counts",
     "network_events",
     "flows",
@@ -48,6 +48,9 @@ pub const TABLES: [&str; 10] = [
     "pods",
     "losses",
     "api_requests",
+    "scan_status",
+    "scan_findings",
+    "scanner_states",
 ];
 
 /// Rows written per table.
@@ -56,7 +59,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 10],
+    pub rows: [u64; 13],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -241,6 +244,49 @@ impl AggregateStage {
     }
 }
 
+/// Rows of the scan topics in one batch.
+#[derive(Default)]
+struct ScanRows {
+    status: Vec<crate::rows::ScanStatusRow>,
+    findings: Vec<crate::rows::ScanFindingRow>,
+    scanners: Vec<crate::rows::ScannerRow>,
+}
+
+impl AggregateStage {
+    /// A message of a scan topic (JSON) to its row, unless the table holds
+    /// it already.
+    fn scan_row(&self, m: &Message, rows: &mut ScanRows) -> Result<(), String> {
+        use tapwire_schemas::scan::{FindingRecord, ScannerState, StatusChange};
+        use tapwire_schemas::topics::{SCAN_FINDINGS, SCAN_SCANNERS, SCAN_STATUS};
+        let (p, o) = (m.partition as u32, m.offset as u64);
+        let bad = |e: serde_json::Error| format!("{}: not a scan message: {e}", m.topic);
+        match m.topic.as_str() {
+            SCAN_STATUS => {
+                let change: StatusChange = serde_json::from_slice(&m.payload).map_err(bad)?;
+                if !self.holds(10, p, o) {
+                    rows.status
+                        .push(crate::rows::scan_status_row(&change, p, o));
+                }
+            }
+            SCAN_FINDINGS => {
+                let record: FindingRecord = serde_json::from_slice(&m.payload).map_err(bad)?;
+                if !self.holds(11, p, o) {
+                    rows.findings
+                        .push(crate::rows::scan_finding_row(&record, p, o));
+                }
+            }
+            SCAN_SCANNERS => {
+                let state: ScannerState = serde_json::from_slice(&m.payload).map_err(bad)?;
+                if !self.holds(12, p, o) {
+                    rows.scanners.push(crate::rows::scanner_row(&state, p, o));
+                }
+            }
+            other => return Err(format!("{other}: aggregate does not store this scan topic")),
+        }
+        Ok(())
+    }
+}
+
 /// Where a row came from in Kafka.
 pub trait HasSource {
     /// `(partition, offset)`.
@@ -266,7 +312,10 @@ has_source!(
     crate::rows::HeartbeatRow,
     crate::rows::PodRow,
     crate::rows::LossRow,
-    crate::rows::ApiRow
+    crate::rows::ApiRow,
+    crate::rows::ScanStatusRow,
+    crate::rows::ScanFindingRow,
+    crate::rows::ScannerRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -295,8 +344,19 @@ impl BatchHandler for AggregateStage {
         let mut pods = Vec::new();
         let mut losses = Vec::new();
         let mut api = Vec::new();
+        let mut scans = ScanRows::default();
         for (index, m) in batch.iter().enumerate() {
             let (p, o) = (m.partition as u32, m.offset as u64);
+            if m.topic.starts_with("tapwire.scan.") {
+                if let Err(reason) = self.scan_row(m, &mut scans) {
+                    rejections.push(Rejection {
+                        index,
+                        error: "bad_scan_message",
+                        reason,
+                    });
+                }
+                continue;
+            }
             match decode_any(&m.payload) {
                 Ok(AnyEvent::Verdict(v)) => {
                     if !self.holds(0, p, o) {
@@ -369,13 +429,16 @@ impl BatchHandler for AggregateStage {
         self.insert(7, pods).await?;
         self.insert(8, losses).await?;
         self.insert(9, api).await?;
+        self.insert(10, scans.status).await?;
+        self.insert(11, scans.findings).await?;
+        self.insert(12, scans.scanners).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records, {} API requests",
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records, {} API requests, {} scan statuses, {} scan findings, {} scanner heartbeats",
             w.connections_counted,
             w.rows[0],
             w.rows[1],
@@ -386,7 +449,10 @@ impl BatchHandler for AggregateStage {
             w.rows[6],
             w.rows[7],
             w.rows[8],
-            w.rows[9]
+            w.rows[9],
+            w.rows[10],
+            w.rows[11],
+            w.rows[12]
         )
     }
 }

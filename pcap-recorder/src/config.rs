@@ -163,6 +163,9 @@ pub struct RecordConfig {
     pub tcp_idle_timeout_ms: u64,
     /// A UDP flow with no packet for this long ends (`idle`).
     pub udp_idle_timeout_ms: u64,
+    /// Queue a scan job (`tapwire.scan.jobs`) for every slice stored, for
+    /// the scanners (`tapwire scanner`) to look for secrets and malware.
+    pub scan_slices: bool,
     /// Where finished slices wait while S3 is unavailable. Survives
     /// restarts: its entries are uploaded first on the next start.
     pub spool_dir: PathBuf,
@@ -207,6 +210,7 @@ impl Default for RecordConfig {
             slice_max_age_ms: 60_000,
             tcp_idle_timeout_ms: 60_000,
             udp_idle_timeout_ms: 10_000,
+            scan_slices: true,
             spool_dir: PathBuf::from("/var/lib/tapwire/spool"),
             spool_max_bytes: 1 << 30,
             spool_retry_interval_ms: 5_000,

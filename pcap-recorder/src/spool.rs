@@ -108,6 +108,8 @@ pub struct Spool {
     next_seq: u64,
     entries: VecDeque<Entry>,
     stats: SpoolStats,
+    /// Keys of PCAP slices stored by [`Spool::drain`], until taken.
+    drained: Vec<String>,
 }
 
 const MANIFEST: &str = "manifest.json";
@@ -146,6 +148,7 @@ impl Spool {
             used_bytes: 0,
             entries: VecDeque::new(),
             stats: SpoolStats::default(),
+            drained: Vec::new(),
         };
         for (_, path) in found {
             let bytes = dir_bytes(&path)?;
@@ -246,6 +249,9 @@ impl Spool {
                     Err(source) => return Err(SpoolError::Io { path: file, source }.into()),
                 };
                 store.put(key, body).await?;
+                if key.ends_with(".pcap") {
+                    self.drained.push(key.clone());
+                }
                 std::fs::remove_file(&file).map_err(io(&file))?;
             }
             std::fs::remove_file(&manifest_path).map_err(io(&manifest_path))?;
@@ -295,6 +301,8 @@ pub struct Uploader {
     metrics: StageMetrics,
     fail_log: RateLimit,
     drop_log: RateLimit,
+    /// Keys of PCAP slices stored since [`Uploader::take_stored`].
+    stored: Vec<String>,
 }
 
 impl Uploader {
@@ -306,6 +314,7 @@ impl Uploader {
             metrics,
             fail_log: RateLimit::new(Duration::from_secs(10)),
             drop_log: RateLimit::new(Duration::from_secs(10)),
+            stored: Vec::new(),
         }
     }
 
@@ -343,7 +352,15 @@ impl Uploader {
                 }
             }
             match failed {
-                None => return Ok(Delivery::Uploaded),
+                None => {
+                    self.stored.extend(
+                        objects
+                            .iter()
+                            .filter(|o| o.key.ends_with(".pcap"))
+                            .map(|o| o.key.clone()),
+                    );
+                    return Ok(Delivery::Uploaded);
+                }
                 Some(err) => {
                     if let Some(suppressed) = self.fail_log.allow() {
                         tracing::warn!(error = %err, suppressed, store = %self.store.describe(),
@@ -368,6 +385,14 @@ impl Uploader {
             }
             Ok(Delivery::Dropped)
         }
+    }
+
+    /// Keys of the PCAP slices that reached the store (directly or from the
+    /// spool) since the last call, in the order they were stored.
+    pub fn take_stored(&mut self) -> Vec<String> {
+        let mut keys = std::mem::take(&mut self.spool.drained);
+        keys.append(&mut self.stored);
+        keys
     }
 
     /// Uploads what the spool holds, oldest first. A store failure leaves

@@ -28,6 +28,12 @@
 //! its own (a piece that starts in the middle of an HTTP body may not match
 //! `http`).
 //!
+//! # Scan jobs
+//!
+//! With `record.scan_slices` (the default), every slice that reaches the
+//! store, directly or from the spool, becomes a scan job on
+//! `tapwire.scan.jobs` (with its `Pending` status) for the scanners.
+//!
 //! # Bad input
 //!
 //! A message that is not an Avro `PacketRecord`, whose lengths disagree
@@ -42,18 +48,20 @@ use std::time::{Duration, Instant};
 use tapwire_cluster::OwnerIndex;
 use tapwire_cluster::feed::ClusterFeed;
 use tapwire_packet::PacketError;
-use tapwire_plumbing::bus::Message;
+use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::consumer::{BatchHandler, HandlerError, decode_batch};
 use tapwire_plumbing::dlq::Rejection;
-use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
+use tapwire_plumbing::stage::{BoxError, BuildContext, BusSink, Stage};
 use tapwire_plumbing::telemetry::{Health, StageMetrics};
 use tapwire_schemas::events::PacketRecord;
+use tapwire_schemas::scan::{ScanJob, ScanObject};
 use tapwire_schemas::topics;
 
 use crate::config::RecordConfig;
 use crate::recorder::{Recorder, RecorderError};
 use crate::slice::FinishedSlice;
 use crate::spool::{Delivery, Object, Spool, SpoolError, Uploader};
+use crate::store::Store;
 
 impl Stage for RecordConfig {
     type Handler = RecordHandler;
@@ -68,6 +76,14 @@ impl Stage for RecordConfig {
 
     fn inputs(&self) -> Vec<String> {
         vec![topics::PACKETS_RAW.into()]
+    }
+
+    fn outputs(&self) -> Vec<String> {
+        if self.scan_slices {
+            vec![topics::SCAN_STATUS.into(), topics::SCAN_JOBS.into()]
+        } else {
+            Vec::new()
+        }
     }
 
     /// Opens the store and the spool, compiles the queries, and loads the
@@ -120,6 +136,12 @@ impl Stage for RecordConfig {
         .with_pods(pods, feed)
         .watching(self.queries.clone(), self.queries_dir.clone())
         .reporting_to(health);
+        if self.scan_slices {
+            handler.scans = Some(ScanQueue {
+                sink: cx.output.clone(),
+                waiting: Vec::new(),
+            });
+        }
         handler.tick_every = Duration::from_millis(
             self.spool_retry_interval_ms
                 .min(self.slice_max_age_ms)
@@ -196,6 +218,15 @@ pub struct RecordHandler {
     reported_undecodable: u64,
     /// Where "recording is off" is said beside `ok`.
     health: Option<Health>,
+    /// Scan jobs for stored slices (`record.scan_slices`).
+    scans: Option<ScanQueue>,
+}
+
+/// Stored slices waiting to be queued as scan jobs.
+struct ScanQueue {
+    sink: BusSink,
+    /// Object names (`s3://bucket/key`, or a path) not yet queued.
+    waiting: Vec<String>,
 }
 
 /// The `/healthz` note of a recorder without any query.
@@ -227,6 +258,7 @@ impl RecordHandler {
             tally: StageTally::default(),
             reported_undecodable: 0,
             health: None,
+            scans: None,
         }
     }
 
@@ -428,7 +460,54 @@ impl RecordHandler {
         if self.last_checkpoint.elapsed() >= self.checkpoint_interval {
             self.checkpoint().await?;
         }
+        self.queue_scans().await;
         Ok(())
+    }
+
+    /// Queues a scan job for every slice stored since the last call. A bus
+    /// failure keeps them for the next tick (a slice is never lost to the
+    /// scanners, though a restart in between forgets the waiting ones).
+    async fn queue_scans(&mut self) {
+        let stored = self.uploader.take_stored();
+        let Some(scans) = &mut self.scans else {
+            return;
+        };
+        let name = match self.uploader.store() {
+            Store::S3(s3) => format!("s3://{}/", s3.bucket()),
+            Store::Local(local) => format!("{}/", local.root().display()),
+        };
+        scans
+            .waiting
+            .extend(stored.into_iter().map(|key| format!("{name}{key}")));
+        if scans.waiting.is_empty() {
+            return;
+        }
+        let now = wall_ns();
+        let jobs: Vec<ScanJob> = scans
+            .waiting
+            .iter()
+            .map(|url| {
+                let object = if url.starts_with("s3://") {
+                    ScanObject::Slice { url: url.clone() }
+                } else {
+                    ScanObject::File { path: url.clone() }
+                };
+                ScanJob::new(object, "record", now)
+            })
+            .collect();
+        for batch in tapwire_schemas::scan::enqueue_records(&jobs) {
+            let records = batch
+                .into_iter()
+                .map(|(topic, key, payload)| OutRecord::new(topic, Some(key), payload))
+                .collect();
+            if let Err(err) = scans.sink.send_batch(records).await {
+                tracing::warn!(error = %err, slices = jobs.len(),
+                    "scan jobs not queued; trying again at the next tick");
+                return;
+            }
+        }
+        tracing::info!(slices = jobs.len(), "scan jobs queued");
+        scans.waiting.clear();
     }
 }
 
@@ -517,7 +596,9 @@ impl BatchHandler for RecordHandler {
     }
 
     async fn finish(&mut self) -> Result<(), HandlerError> {
-        self.checkpoint().await.map_err(fatal)
+        self.checkpoint().await.map_err(fatal)?;
+        self.queue_scans().await;
+        Ok(())
     }
 
     fn report(&self) -> String {

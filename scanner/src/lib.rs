@@ -16,7 +16,12 @@
 //! - `files`: a filesystem tree (a container's root) to findings.
 //! - `podspec`: misconfigurations of a pod spec and image compliance.
 //! - `job`: the queue's messages and topics.
+//! - `queue`: the scanner stage: one job at a time from the scanners'
+//!   consumer group, statuses, retries, heartbeats; pod records become
+//!   jobs.
+//! - `config`: the `[scan]` section and the flags of `tapwire scanner`.
 
+pub mod config;
 pub mod content;
 pub mod detect;
 pub mod files;
@@ -24,6 +29,7 @@ pub mod finding;
 pub mod job;
 pub mod objects;
 pub mod podspec;
+pub mod queue;
 pub mod rules;
 pub mod traffic;
 

@@ -9,6 +9,8 @@
 //! - [`ids`]: [`EventId`] (stable across retries) and [`Ip`].
 //! - [`topics`]: topic names and how each is created.
 //! - [`samples`]: synthetic events for the load generator, benchmarks and tests.
+//! - [`scan`]: the scan job queue's JSON messages (jobs, statuses,
+//!   findings, scanner heartbeats).
 //! - [`signature`]: CEF signature ids, names and severities per event kind.
 //! - [`upgrade`]: conversions of older messages across layout changes that
 //!   Avro resolution cannot express.
@@ -21,6 +23,7 @@ pub mod ids;
 pub mod kfl;
 pub mod registry;
 pub mod samples;
+pub mod scan;
 pub mod signature;
 pub mod topics;
 pub mod upgrade;

@@ -27,6 +27,19 @@ pub const ENFORCEMENT: &str = "tapwire.enforcement";
 /// Messages a stage could not decode or validate, with the reason in headers.
 pub const DLQ: &str = "tapwire.dlq";
 
+/// Scan jobs (JSON `ScanJob`, key = job id): the scanners' queue, one
+/// consumer group.
+pub const SCAN_JOBS: &str = "tapwire.scan.jobs";
+
+/// Scan job status changes (JSON `StatusChange`, key = job id).
+pub const SCAN_STATUS: &str = "tapwire.scan.status";
+
+/// Scan findings (JSON `FindingRecord`, key = job id).
+pub const SCAN_FINDINGS: &str = "tapwire.scan.findings";
+
+/// Scanner heartbeats, Free or Busy (JSON `ScannerState`, key = scanner id).
+pub const SCAN_SCANNERS: &str = "tapwire.scan.scanners";
+
 /// A topic and how it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -81,6 +94,22 @@ pub const ALL: &[TopicSpec] = &[
     TopicSpec {
         name: ENFORCEMENT,
         compacted: true,
+    },
+    TopicSpec {
+        name: SCAN_JOBS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: SCAN_STATUS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: SCAN_FINDINGS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: SCAN_SCANNERS,
+        compacted: false,
     },
     TopicSpec {
         name: DLQ,

@@ -127,6 +127,12 @@ pub enum Command {
     /// and the matching streams written as one PCAP.
     #[command(after_help = INVESTIGATE_EXAMPLES)]
     Investigate(InvestigateArgs),
+    /// Run a scanner: take scan jobs one at a time from tapwire.scan.jobs
+    /// (the scanners share them as one consumer group), scan recorded
+    /// slices and pod specs (and with --node, the node's containers), and
+    /// publish statuses, findings and Free/Busy heartbeats.
+    #[command(after_help = SCANNER_EXAMPLES)]
+    Scanner(ScannerArgs),
     /// Scan recorded traffic offline (S3, a directory of slices, or a
     /// pcap/pcapng file), or a directory tree with --tree, for secrets
     /// (credentials, keys, tokens, card numbers; excerpts redacted) and
@@ -399,6 +405,28 @@ pub struct RecordArgs {
     pub flags: RecordFlags,
 }
 
+const SCANNER_EXAMPLES: &str = "\
+Examples:
+  # Two scanners share the queue (run each on its own machine or pod)
+  tapwire --brokers kafka:9092 scanner --id scanner-1 --rules /etc/tapwire/rules
+  tapwire --brokers kafka:9092 scanner --id scanner-2 --rules /etc/tapwire/rules
+
+  # Queue every slice of a bucket for the scanners
+  tapwire --brokers kafka:9092 scan s3://evidence/tapwire --enqueue
+
+A job's statuses (tapwire.scan.status): Pending -> In progress -> Parsing results ->
+Finished, or Error. An attempt without a result (time-out, store unreachable) goes back
+to Pending with its reason; the third is Error. Jobs of one partition start in the order
+they were queued; a retried job goes to the back of its partition.";
+
+#[derive(Debug, Args)]
+pub struct ScannerArgs {
+    #[command(flatten)]
+    pub flags: tapwire_scanner::config::ScanFlags,
+    #[command(flatten)]
+    pub s3: S3Flags,
+}
+
 const SCAN_EXAMPLES: &str = "\
 Examples:
   # Every slice of a bucket (pod names from the slices' indexes)
@@ -433,6 +461,11 @@ pub struct ScanArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: InvestigateFormat,
+    /// Queue one job per capture on tapwire.scan.jobs for the scanners
+    /// (`tapwire scanner`) instead of scanning here; the objects must be
+    /// reachable by the scanners (s3://, or paths they share).
+    #[arg(long, conflicts_with = "tree")]
+    pub enqueue: bool,
     /// Captures larger than this many MiB are not scanned (reported).
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub max_object_mib: u64,
@@ -696,10 +729,18 @@ impl Cli {
             Command::Record(a) => ("record", to_value(&a.flags)),
             Command::Investigate(a) => ("record", to_value(&a.s3)),
             Command::Scan(a) => ("record", to_value(&a.s3)),
+            Command::Scanner(a) => ("scan", to_value(&a.flags)),
             _ => ("", Value::Null),
         };
         if !flags.is_null() {
             layer.insert(section.into(), flags);
+        }
+        if let Command::Scanner(a) = &self.command {
+            // The scanner reads slices with [record]'s S3 settings.
+            let s3 = to_value(&a.s3);
+            if !s3.is_null() {
+                layer.insert("record".into(), s3);
+            }
         }
         Value::Object(layer)
     }

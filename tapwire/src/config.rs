@@ -12,6 +12,7 @@ use tapwire_plumbing::config::{
     ConfigError, ConsumerConfig, KafkaConfig, Sections, TelemetryConfig, TopicsConfig,
 };
 use tapwire_policy_engine::PolicyConfig;
+use tapwire_scanner::config::ScanConfig;
 
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
@@ -37,6 +38,8 @@ pub struct Config {
     pub record: RecordConfig,
     /// `tapwire capture`: the node agent.
     pub capture: CaptureConfig,
+    /// `tapwire scanner`: object scans from the job queue.
+    pub scan: ScanConfig,
 }
 
 impl Config {
@@ -73,6 +76,9 @@ impl Sections for Config {
             .map(|_| ())
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.aggregate
+            .validate()
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        self.scan
             .validate()
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         self.record

@@ -112,6 +112,7 @@ async fn dispatch(command: Command, config: &Config) -> anyhow::Result<()> {
         Command::Capture(args) => commands::capture::run(config, &args, shutdown).await,
         Command::Investigate(args) => commands::investigate::run(config, &args, shutdown).await,
         Command::Scan(args) => commands::scan::run(config, &args).await,
+        Command::Scanner(_) => commands::scan::scanner(config, shutdown).await,
         Command::Aggregate(args) => commands::aggregate::run(config, &args, shutdown).await,
         Command::Serve(_) => commands::aggregate::serve(config, shutdown).await,
         Command::Query(command) => commands::aggregate::query(config, &command).await,

@@ -2,6 +2,7 @@
 //! classic PCAP, and what a scanner must find in it: the scan tests' one
 //! source of truth for "exactly the planted findings".
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -132,4 +133,53 @@ pub fn frame(path: &Path, number: u64) -> Vec<u8> {
 /// Whether `haystack` contains `needle`.
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Every planted thing is found once, at a frame that holds it, and no
+/// excerpt shows a secret; nothing else is found.
+pub fn assert_exactly(findings: &[serde_json::Value], planted: &[Planted], pcap: &Path) {
+    let mut by_rule: BTreeMap<&str, Vec<&serde_json::Value>> = BTreeMap::new();
+    for f in findings {
+        by_rule
+            .entry(f["rule"].as_str().expect("rule"))
+            .or_default()
+            .push(f);
+    }
+    let mut expected: Vec<&str> = planted.iter().map(|p| p.rule).collect();
+    expected.sort_unstable();
+    let found: Vec<&str> = by_rule.keys().copied().collect();
+    assert_eq!(found, expected, "findings: {findings:#?}");
+    for p in planted {
+        let hits = &by_rule[p.rule];
+        assert_eq!(hits.len(), 1, "{}: {hits:#?}", p.rule);
+        let f = hits[0];
+        let number = f["frame"].as_u64().expect("frame number");
+        assert!(
+            contains(&frame(pcap, number), p.value.as_bytes()),
+            "{}: frame {number} does not hold {:?}",
+            p.rule,
+            p.value
+        );
+        let excerpt = f["excerpt"].as_str().expect("excerpt");
+        if p.secret {
+            assert!(
+                !excerpt.contains(p.value),
+                "{}: excerpt {excerpt:?} shows the secret",
+                p.rule
+            );
+        } else {
+            assert!(excerpt.contains(p.value), "{}: {excerpt:?}", p.rule);
+        }
+        let kind = if p.secret {
+            "sensitive_data"
+        } else {
+            "malware"
+        };
+        assert_eq!(f["kind"], kind, "{f}");
+        let location = f["location"].as_str().expect("location");
+        assert!(
+            location.starts_with("tcp 10.1.0.4:") || location.starts_with("udp 10.1.0.4:"),
+            "{location}"
+        );
+    }
 }

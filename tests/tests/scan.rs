@@ -2,11 +2,9 @@
 //! directories and filesystem trees; the scan job queue over Tansu with
 //! slices in SeaweedFS and results in ClickHouse.
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output};
 
-use tapwire_tests::planted::{self, Planted};
+use tapwire_tests::planted;
 use tapwire_tests::tapwire_binary;
 
 fn scan(args: &[&str]) -> Output {
@@ -26,55 +24,6 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Every planted thing is found once, at a frame that holds it, and no
-/// excerpt shows a secret; nothing else is found.
-fn assert_exactly_planted(findings: &[serde_json::Value], planted: &[Planted], pcap: &Path) {
-    let mut by_rule: BTreeMap<&str, Vec<&serde_json::Value>> = BTreeMap::new();
-    for f in findings {
-        by_rule
-            .entry(f["rule"].as_str().expect("rule"))
-            .or_default()
-            .push(f);
-    }
-    let mut expected: Vec<&str> = planted.iter().map(|p| p.rule).collect();
-    expected.sort_unstable();
-    let found: Vec<&str> = by_rule.keys().copied().collect();
-    assert_eq!(found, expected, "findings: {findings:#?}");
-    for p in planted {
-        let hits = &by_rule[p.rule];
-        assert_eq!(hits.len(), 1, "{}: {hits:#?}", p.rule);
-        let f = hits[0];
-        let frame = f["frame"].as_u64().expect("frame number");
-        assert!(
-            planted::contains(&planted::frame(pcap, frame), p.value.as_bytes()),
-            "{}: frame {frame} does not hold {:?}",
-            p.rule,
-            p.value
-        );
-        let excerpt = f["excerpt"].as_str().expect("excerpt");
-        if p.secret {
-            assert!(
-                !excerpt.contains(p.value),
-                "{}: excerpt {excerpt:?} shows the secret",
-                p.rule
-            );
-        } else {
-            assert!(excerpt.contains(p.value), "{}: {excerpt:?}", p.rule);
-        }
-        let kind = if p.secret {
-            "sensitive_data"
-        } else {
-            "malware"
-        };
-        assert_eq!(f["kind"], kind, "{f}");
-        let location = f["location"].as_str().expect("location");
-        assert!(
-            location.starts_with("tcp 10.1.0.4:") || location.starts_with("udp 10.1.0.4:"),
-            "{location}"
-        );
-    }
-}
-
 #[test]
 fn a_capture_yields_exactly_the_planted_findings() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -89,7 +38,7 @@ fn a_capture_yields_exactly_the_planted_findings() {
         String::from_utf8_lossy(&out.stderr)
     );
     let findings = json_lines(&out);
-    assert_exactly_planted(&findings, &planted, &pcap);
+    planted::assert_exactly(&findings, &planted, &pcap);
     // The same through the table: one line per finding and a header.
     let table = scan(&[pcap.to_str().expect("utf-8")]);
     let text = String::from_utf8_lossy(&table.stdout);

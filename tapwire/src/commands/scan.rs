@@ -11,6 +11,7 @@ use tapwire_pcap_recorder::investigate::{Location, progress};
 use tapwire_pcap_recorder::store::{LocalStore, S3Store, Store};
 use tapwire_scanner::detect::Detectors;
 use tapwire_scanner::files::{TreeLimits, scan_tree};
+use tapwire_scanner::job::{ScanJob, ScanObject};
 use tapwire_scanner::objects::{StoreReport, scan_store};
 use tapwire_scanner::rules::{RuleSet, describe};
 use tapwire_scanner::{ContentScanner, Finding};
@@ -46,8 +47,107 @@ impl std::fmt::Display for Outcome {
 
 impl std::error::Error for Outcome {}
 
+/// Runs a scanner until shutdown.
+pub async fn scanner(
+    config: &Config,
+    shutdown: tapwire_plumbing::shutdown::CancellationToken,
+) -> anyhow::Result<()> {
+    let mut scan = config.scan.clone();
+    scan.s3 = s3_template(config);
+    super::stage_alone(config, scan, shutdown).await
+}
+
+/// `[record]`'s S3 settings, the bucket left to each job.
+fn s3_template(config: &Config) -> Option<tapwire_pcap_recorder::store::S3Settings> {
+    let mut record = config.record.clone();
+    record.bucket = Some(String::new());
+    record.s3_settings()
+}
+
+/// Queues one job per capture under `location`.
+async fn enqueue(config: &Config, args: &ScanArgs) -> anyhow::Result<()> {
+    let (store, prefix, name) = open(config, &args.location).await?;
+    let keys: Vec<String> = store
+        .list(&prefix)
+        .await?
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| tapwire_scanner::objects::is_capture(k))
+        .collect();
+    if keys.is_empty() {
+        anyhow::bail!(
+            "no capture (.pcap, .pcapng, .cap) under {}{prefix}",
+            store.describe()
+        );
+    }
+    let now = tapwire_scanner::job::now_ns();
+    let jobs: Vec<ScanJob> = keys
+        .iter()
+        .map(|key| {
+            let url = format!("{name}{key}");
+            let object = if url.starts_with("s3://") {
+                ScanObject::Slice { url }
+            } else {
+                ScanObject::File { path: url }
+            };
+            ScanJob::new(object, "tapwire scan --enqueue", now)
+        })
+        .collect();
+    let bus = tapwire_plumbing::stage::Bus::Kafka(config.kafka.clone());
+    let sink = bus.sink()?;
+    tapwire_scanner::queue::enqueue(&sink, &jobs).await?;
+    sink.flush(Duration::from_secs(10))?;
+    for job in &jobs {
+        println!("{}\t{}", job.id, job.object.name());
+    }
+    eprintln!(
+        "{} jobs queued on {}",
+        jobs.len(),
+        tapwire_scanner::job::JOBS_TOPIC
+    );
+    Ok(())
+}
+
+/// The store, prefix and object-name prefix of a location argument.
+async fn open(config: &Config, location: &str) -> anyhow::Result<(Store, String, String)> {
+    Ok(match Location::parse(location)? {
+        Location::S3 { bucket, prefix } => {
+            let mut rc = config.record.clone();
+            rc.bucket = Some(bucket.clone());
+            rc.directory = None;
+            let settings = rc.s3_settings().context("no bucket")?;
+            (
+                Store::S3(S3Store::connect(&settings).await),
+                prefix,
+                format!("s3://{bucket}/"),
+            )
+        }
+        Location::Dir(dir) => {
+            let dir = std::path::absolute(&dir).unwrap_or(dir);
+            let name = format!("{}/", dir.display().to_string().trim_end_matches('/'));
+            (Store::Local(LocalStore::new(dir)), String::new(), name)
+        }
+        Location::File(path) => {
+            let path = std::path::absolute(&path).unwrap_or(path);
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), PathBuf::from);
+            let key = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = format!("{}/", dir.display().to_string().trim_end_matches('/'));
+            (Store::Local(LocalStore::new(dir)), key, name)
+        }
+    })
+}
+
 /// Runs one scan.
 pub async fn run(config: &Config, args: &ScanArgs) -> anyhow::Result<()> {
+    if args.enqueue {
+        return enqueue(config, args).await;
+    }
     let rules = RuleSet::load(&args.rules)?;
     eprintln!("{} YARA rules from {}", rules.len(), describe(&args.rules));
     let scanner = ContentScanner::new(
@@ -87,35 +187,7 @@ pub async fn run(config: &Config, args: &ScanArgs) -> anyhow::Result<()> {
         .await??
     } else {
         let max = args.max_object_mib << 20;
-        let (store, prefix, name) = match Location::parse(&args.location)? {
-            Location::S3 { bucket, prefix } => {
-                let mut rc = config.record.clone();
-                rc.bucket = Some(bucket.clone());
-                rc.directory = None;
-                let settings = rc.s3_settings().context("no bucket")?;
-                (
-                    Store::S3(S3Store::connect(&settings).await),
-                    prefix,
-                    format!("s3://{bucket}/"),
-                )
-            }
-            Location::Dir(dir) => {
-                let name = format!("{}/", dir.display().to_string().trim_end_matches('/'));
-                (Store::Local(LocalStore::new(dir)), String::new(), name)
-            }
-            Location::File(path) => {
-                let dir = path
-                    .parent()
-                    .filter(|p| !p.as_os_str().is_empty())
-                    .map_or_else(|| PathBuf::from("."), PathBuf::from);
-                let key = path
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let name = format!("{}/", dir.display());
-                (Store::Local(LocalStore::new(dir)), key, name)
-            }
-        };
+        let (store, prefix, name) = open(config, &args.location).await?;
         let report = scan_store(&store, &prefix, &name, max, &scanner, &bar).await?;
         if report.objects == 0 && report.failed.is_empty() {
             anyhow::bail!(

@@ -1,0 +1,804 @@
+//! Issue 18: the scan job queue over Tansu, with recorded slices in
+//! SeaweedFS and results in ClickHouse: the recorder queues a job per
+//! slice, scanners of one group share the jobs, a job whose object hangs
+//! goes through three attempts to Error, a scanner killed mid-job leaves
+//! its job to another, and statuses come in the documented order.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tapwire_plumbing::bus::kafka::KafkaSink;
+use tapwire_plumbing::bus::{OutRecord, Sink};
+use tapwire_plumbing::config::KafkaConfig;
+use tapwire_schemas::scan::{ScanJob, ScanObject, enqueue_records};
+use tapwire_schemas::{encode, topics};
+use tapwire_tests::{
+    Broker, Lines, Storage, env_or, planted, run_ok, s3_env, shared_service, tapwire, wait_until,
+};
+
+/// Every record of `topic` from its start, as JSON; returns when
+/// `done(records)` holds (checked while the topic is quiet) or after
+/// `limit`.
+fn read_json(
+    broker: &str,
+    topic: &str,
+    limit: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+
+    let deadline = Instant::now() + limit;
+    loop {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", broker)
+            .set("group.id", "tapwire-tests-json-reader")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let meta = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("metadata");
+        let mut tpl = TopicPartitionList::new();
+        for p in meta.topics()[0].partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+        consumer.assign(&tpl).expect("assign");
+        let mut out = Vec::new();
+        let mut idle_since = Instant::now();
+        // Until quiet, or (a topic that is never quiet, like heartbeats)
+        // the deadline.
+        while idle_since.elapsed() < Duration::from_millis(800) && Instant::now() < deadline {
+            if let Some(m) = consumer.poll(Duration::from_millis(100)) {
+                let m = m.expect("consume");
+                let value = serde_json::from_slice(m.payload().unwrap_or_default())
+                    .unwrap_or(serde_json::Value::Null);
+                out.push(value);
+                idle_since = Instant::now();
+            }
+        }
+        if done(&out) || Instant::now() >= deadline {
+            return out;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// Statuses of each job in topic order (one job's messages share a key,
+/// so a partition, so their order is the order they were written).
+fn by_job(statuses: &[serde_json::Value]) -> BTreeMap<String, Vec<serde_json::Value>> {
+    let mut jobs: BTreeMap<String, Vec<serde_json::Value>> = BTreeMap::new();
+    for s in statuses {
+        jobs.entry(s["job_id"].as_str().unwrap_or_default().to_owned())
+            .or_default()
+            .push(s.clone());
+    }
+    jobs
+}
+
+fn names(statuses: &[serde_json::Value]) -> Vec<String> {
+    statuses
+        .iter()
+        .map(|s| format!("{}#{}", s["status"].as_str().unwrap_or("?"), s["attempt"]))
+        .collect()
+}
+
+fn finished(statuses: &[serde_json::Value]) -> usize {
+    statuses
+        .iter()
+        .filter(|s| s["status"] == "Finished")
+        .count()
+}
+
+async fn send(broker: &str, records: Vec<OutRecord>) {
+    let sink = KafkaSink::new(&KafkaConfig {
+        brokers: broker.to_owned(),
+        ..KafkaConfig::default()
+    })
+    .expect("producer");
+    sink.send_batch(records).await.expect("send");
+}
+
+async fn enqueue(broker: &str, jobs: &[ScanJob]) {
+    for batch in enqueue_records(jobs) {
+        let records = batch
+            .into_iter()
+            .map(|(topic, key, payload)| OutRecord::new(topic, Some(key), payload))
+            .collect();
+        send(broker, records).await;
+    }
+}
+
+/// A scanner of `broker`'s queue (with the configuration file `config`, if
+/// not empty), waiting until it says it is ready.
+fn scanner(broker: &str, id: &str, extra: &[&str], config: &str) -> Lines {
+    let mut cmd = tapwire(broker);
+    if !config.is_empty() {
+        cmd.args(["--config", config]);
+    }
+    s3_env(&mut cmd)
+        .args(["scanner", "--id", id])
+        .args(extra)
+        .env("TAPWIRE_SCAN__HEARTBEAT_INTERVAL_MS", "500");
+    let lines = Lines::spawn(&mut cmd);
+    assert!(
+        wait_until(Duration::from_secs(60), || lines.stderr().contains("ready")),
+        "scanner {id} not ready: {}",
+        lines.stderr()
+    );
+    lines
+}
+
+fn s3_address() -> Option<String> {
+    shared_service(
+        "SeaweedFS S3",
+        env_or("TAPWIRE_S3_ENDPOINT", "http://127.0.0.1:8333").trim_start_matches("http://"),
+    )
+}
+
+fn curl(args: &[&str]) -> Vec<u8> {
+    let out = Command::new("curl")
+        .args(["-sf"])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {args:?}: {}", out.status);
+    out.stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_recorded_slice_yields_exactly_the_planted_findings_in_clickhouse() {
+    let Some(address) = s3_address() else {
+        return;
+    };
+    let Some(ch) = tapwire_tests::clickhouse::shared() else {
+        return;
+    };
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let brokers = broker.address();
+    let endpoint = format!("http://{address}");
+    let bucket = format!("tw-scan-{}", std::process::id());
+    tapwire_tests::create_bucket(&endpoint, &bucket);
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "2"]));
+
+    // The planted traffic, as the capture agent publishes packets.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("planted.pcap");
+    let (frames, planted_things) = planted::frames(1_700_000_000_000_000_000);
+    planted::write_pcap(&pcap, &frames);
+    let records = tapwire_tests::packet_records(pcap.to_str().expect("utf-8"), "node-a")
+        .into_iter()
+        .map(|p| {
+            OutRecord::new(
+                topics::PACKETS_RAW,
+                Some(b"node-a".to_vec()),
+                encode(&p).expect("encode"),
+            )
+        })
+        .collect();
+    send(&brokers, records).await;
+
+    let s3 = ["--endpoint", &endpoint, "--path-style"];
+    let scanner = scanner(&brokers, "scanner-a", &s3, "");
+    let spool = dir.path().join("spool");
+    let mut record = tapwire(&brokers);
+    s3_env(&mut record)
+        .args(["record", "--bucket", &bucket])
+        .args(s3)
+        .args(["--kfl", "tcp or udp", "--group", "scan-rec", "--spool-dir"])
+        .arg(&spool)
+        .env("TAPWIRE_RECORD__SLICE_MAX_AGE_MS", "1000");
+    let record = Lines::spawn(&mut record);
+
+    // The recorder queued the slice; the scanner finished it.
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(90),
+        |s| finished(s) >= 1,
+    );
+    let jobs = by_job(&statuses);
+    assert_eq!(
+        jobs.len(),
+        1,
+        "one slice, one job: {statuses:#?}\n{}\n{}",
+        record.stderr(),
+        scanner.stderr()
+    );
+    let (job_id, job) = jobs.iter().next().expect("a job");
+    assert_eq!(
+        names(job),
+        [
+            "Pending#1",
+            "In progress#1",
+            "Parsing results#1",
+            "Finished#1"
+        ],
+        "{job:#?}"
+    );
+    assert_eq!(job[0]["scanner"], "", "Pending is the recorder's");
+    assert_eq!(job[1]["scanner"], "scanner-a");
+    let object = job[0]["object"].as_str().expect("object").to_owned();
+    assert!(
+        object.starts_with(&format!("s3://{bucket}/")) && object.ends_with(".pcap"),
+        "{object}"
+    );
+    assert_eq!(job[3]["findings"], planted_things.len());
+
+    // Exactly the planted findings, each at a frame of the stored slice
+    // that holds it, no secret in an excerpt.
+    let findings = read_json(
+        &brokers,
+        topics::SCAN_FINDINGS,
+        Duration::from_secs(30),
+        |f| f.len() >= planted_things.len(),
+    );
+    assert!(findings.iter().all(|f| f["job_id"] == *job_id));
+    let found: Vec<serde_json::Value> = findings.iter().map(|f| f["finding"].clone()).collect();
+    let key = object.trim_start_matches(&format!("s3://{bucket}/"));
+    let slice = dir.path().join("slice.pcap");
+    std::fs::write(&slice, curl(&[&format!("{endpoint}/{bucket}/{key}")])).expect("write");
+    planted::assert_exactly(&found, &planted_things, &slice);
+
+    // ClickHouse: the job Finished, the findings once each.
+    let db = format!("scan_{}", std::process::id());
+    let aggregate = Lines::spawn(tapwire(&brokers).args([
+        "aggregate",
+        "--clickhouse-url",
+        &ch,
+        "--database",
+        &db,
+        "--group",
+        "scan-agg",
+    ]));
+    let count = |sql: &str| {
+        let sql = sql.to_owned();
+        let ch = ch.clone();
+        let db = db.clone();
+        std::panic::catch_unwind(move || tapwire_tests::clickhouse::scalar(&ch, &db, &sql)).ok()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || count(
+            "SELECT count() AS n FROM tapwire.scan_jobs WHERE status = 'Finished'"
+        ) == Some(1)),
+        "{}",
+        aggregate.stderr()
+    );
+    // The findings published again (a scanner that died after publishing
+    // them): still stored once each.
+    let again: Vec<OutRecord> = findings
+        .iter()
+        .map(|f| {
+            OutRecord::new(
+                topics::SCAN_FINDINGS,
+                Some(job_id.clone().into_bytes()),
+                serde_json::to_vec(f).expect("json"),
+            )
+        })
+        .collect();
+    send(&brokers, again).await;
+    assert!(wait_until(Duration::from_secs(30), || count(
+        "SELECT count() AS n FROM tapwire.scan_findings"
+    ) == Some(
+        2 * planted_things.len() as u64
+    )));
+    assert_eq!(
+        count("SELECT count() AS n FROM tapwire.scan_findings FINAL"),
+        Some(planted_things.len() as u64)
+    );
+    assert_eq!(
+        count(
+            "SELECT uniqExact(finding_id) AS n FROM tapwire.scan_findings WHERE kind = 'sensitive_data' AND excerpt LIKE '%AKIAIOSFODNN7EXAMPLE%'"
+        ),
+        Some(0)
+    );
+    aggregate.terminate(Duration::from_secs(15));
+    record.terminate(Duration::from_secs(15));
+    scanner.terminate(Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_scanners_share_200_jobs_and_each_is_finished_once_in_order() {
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let brokers = broker.address();
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "4"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..200u16 {
+        let body = if i % 10 == 0 {
+            planted::eicar()
+        } else {
+            format!("order {i} shipped")
+        };
+        let frames = tapwire_packet::synth::tcp_session(
+            1_700_000_000_000_000_000 + i64::from(i) * 1_000_000,
+            format!("10.1.0.4:{}", 30_000 + i).parse().expect("addr"),
+            "10.1.0.9:8080".parse().expect("addr"),
+            &[(b"GET /x HTTP/1.1\r\nHost: x\r\n\r\n", body.as_bytes())],
+        );
+        planted::write_pcap(&dir.path().join(format!("job-{i:03}.pcap")), &frames);
+    }
+    // One after the other: Tansu 0.6 can leave a group whose members join
+    // at the same moment without assignments (real Kafka rebalances).
+    let one = scanner(&brokers, "scanner-1", &[], "");
+    std::thread::sleep(Duration::from_secs(6));
+    let two = scanner(&brokers, "scanner-2", &[], "");
+    // Both in the group before the jobs come.
+    std::thread::sleep(Duration::from_secs(6));
+    let queued = run_ok(
+        tapwire(&brokers)
+            .args(["scan", "--enqueue", "--no-progress"])
+            .arg(dir.path()),
+    );
+    assert_eq!(queued.lines().count(), 200);
+
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(180),
+        |s| by_job(s).values().filter(|j| finished(j) >= 1).count() >= 200,
+    );
+    let jobs = by_job(&statuses);
+    assert_eq!(jobs.len(), 200);
+    let mut per_scanner: BTreeMap<String, usize> = BTreeMap::new();
+    for (id, job) in &jobs {
+        assert_eq!(
+            names(job),
+            [
+                "Pending#1",
+                "In progress#1",
+                "Parsing results#1",
+                "Finished#1"
+            ],
+            "job {id}: each job once, in the documented order"
+        );
+        *per_scanner
+            .entry(job[3]["scanner"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    eprintln!("jobs per scanner: {per_scanner:?}");
+    assert_eq!(
+        per_scanner.keys().cloned().collect::<Vec<_>>(),
+        ["scanner-1", "scanner-2"],
+        "both scanners took jobs: {per_scanner:?}"
+    );
+    let findings = read_json(
+        &brokers,
+        topics::SCAN_FINDINGS,
+        Duration::from_secs(20),
+        |f| f.len() >= 20,
+    );
+    let eicar: BTreeSet<&str> = findings
+        .iter()
+        .filter(|f| f["finding"]["rule"] == "eicar_test_file")
+        .filter_map(|f| f["finding"]["object"].as_str())
+        .collect();
+    assert_eq!(eicar.len(), 20, "every tenth capture holds the test string");
+    assert!(eicar.iter().all(|o| o.ends_with("0.pcap")), "{eicar:?}");
+    // Heartbeats: both scanners said Busy and Free.
+    let beats = read_json(
+        &brokers,
+        topics::SCAN_SCANNERS,
+        Duration::from_secs(5),
+        |_| true,
+    );
+    for id in ["scanner-1", "scanner-2"] {
+        for status in ["Busy", "Free"] {
+            assert!(
+                beats
+                    .iter()
+                    .any(|b| b["scanner"] == id && b["status"] == status),
+                "{id} never said {status}"
+            );
+        }
+    }
+    let (_, _) = one.terminate(Duration::from_secs(15));
+    let (_, _) = two.terminate(Duration::from_secs(15));
+}
+
+/// A TCP server that accepts and never answers: an object store that hangs.
+fn black_hole() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let handle = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().take(64) {
+            let Ok(mut stream) = stream else { break };
+            let mut buf = [0u8; 4096];
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(50)));
+            let _ = stream.read(&mut buf);
+            held.push(stream);
+        }
+    });
+    (port, handle)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_job_whose_object_hangs_goes_through_three_attempts_to_error() {
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let brokers = broker.address();
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "2"]));
+    let (port, _hole) = black_hole();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let scanner = scanner(
+        &brokers,
+        "scanner-h",
+        &[
+            "--endpoint",
+            &endpoint,
+            "--path-style",
+            "--job-timeout",
+            "1",
+        ],
+        "",
+    );
+    let job = ScanJob::new(
+        ScanObject::Slice {
+            url: "s3://hanging/slice.pcap".into(),
+        },
+        "test",
+        1,
+    );
+    enqueue(&brokers, std::slice::from_ref(&job)).await;
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(60),
+        |s| s.iter().any(|c| c["status"] == "Error"),
+    );
+    let jobs = by_job(&statuses);
+    let seen = &jobs[&job.id];
+    assert_eq!(
+        names(seen),
+        [
+            "Pending#1",
+            "In progress#1",
+            "Pending#1",
+            "In progress#2",
+            "Pending#2",
+            "In progress#3",
+            "Error#3"
+        ],
+        "{seen:#?}\n{}",
+        scanner.stderr()
+    );
+    for retry in [&seen[2], &seen[4]] {
+        assert!(
+            retry["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("E-TIMEOUT")),
+            "{retry}"
+        );
+    }
+    let reason = seen[6]["reason"].as_str().expect("reason");
+    assert!(
+        reason.starts_with("E-TIMEOUT") && reason.contains("attempt 3 of 3"),
+        "{reason}"
+    );
+    // The scanner goes on: a malformed capture is Error at once, with why.
+    let bad_dir = tempfile::tempdir().expect("tempdir");
+    let bad = bad_dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"definitely not a capture").expect("write");
+    let bad_job = ScanJob::new(
+        ScanObject::File {
+            path: bad.display().to_string(),
+        },
+        "test",
+        2,
+    );
+    enqueue(&brokers, std::slice::from_ref(&bad_job)).await;
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(30),
+        |s| {
+            by_job(s)
+                .get(&bad_job.id)
+                .is_some_and(|j| j.iter().any(|c| c["status"] == "Error"))
+        },
+    );
+    let seen = &by_job(&statuses)[&bad_job.id];
+    assert_eq!(names(seen), ["Pending#1", "In progress#1", "Error#1"]);
+    assert!(
+        seen[2]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("E-MALFORMED")),
+        "{}",
+        seen[2]
+    );
+    // A message that is not a job goes to the dead-letter topic.
+    send(
+        &brokers,
+        vec![OutRecord::new(
+            topics::SCAN_JOBS,
+            Some(b"x".to_vec()),
+            b"{not json".to_vec(),
+        )],
+    )
+    .await;
+    let dlq = read_json(&brokers, topics::DLQ, Duration::from_secs(20), |d| {
+        !d.is_empty()
+    });
+    assert_eq!(dlq.len(), 1, "the bad job was dead-lettered");
+    scanner.terminate(Duration::from_secs(15));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scanner_killed_mid_job_leaves_the_job_to_another() {
+    let Some(address) = s3_address() else {
+        return;
+    };
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let brokers = broker.address();
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "1"]));
+    let endpoint = format!("http://{address}");
+    let bucket = format!("tw-scan-kill-{}", std::process::id());
+    tapwire_tests::create_bucket(&endpoint, &bucket);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pcap = dir.path().join("planted.pcap");
+    let (frames, planted_things) = planted::frames(1_700_000_000_000_000_000);
+    planted::write_pcap(&pcap, &frames);
+    curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", pcap.display()),
+        &format!("{endpoint}/{bucket}/node-a/planted.pcap"),
+    ]);
+
+    // A dead member leaves the group when its session times out; the
+    // rebalance then waits for the others at most max.poll.interval.ms.
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        "[kafka.options]\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"20000\"\n",
+    )
+    .expect("write");
+    let config = config.display().to_string();
+    // Scanner A's store hangs: it is mid-job when it is killed.
+    let (port, _hole) = black_hole();
+    let hole = format!("http://127.0.0.1:{port}");
+    let a = scanner(
+        &brokers,
+        "scanner-a",
+        &["--endpoint", &hole, "--path-style", "--job-timeout", "15"],
+        &config,
+    );
+    let job = ScanJob::new(
+        ScanObject::Slice {
+            url: format!("s3://{bucket}/node-a/planted.pcap"),
+        },
+        "test",
+        1,
+    );
+    enqueue(&brokers, std::slice::from_ref(&job)).await;
+    read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(30),
+        |s| s.iter().any(|c| c["status"] == "In progress"),
+    );
+    a.kill();
+    // Tansu hands a dead member's partitions over once its session timed
+    // out, to members that join after that.
+    std::thread::sleep(Duration::from_secs(10));
+
+    let b = scanner(
+        &brokers,
+        "scanner-b",
+        &[
+            "--endpoint",
+            &endpoint,
+            "--path-style",
+            "--job-timeout",
+            "15",
+        ],
+        &config,
+    );
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(90),
+        |s| finished(s) >= 1,
+    );
+    let seen = &by_job(&statuses)[&job.id];
+    assert_eq!(
+        names(seen),
+        [
+            "Pending#1",
+            "In progress#1",
+            "In progress#2",
+            "Parsing results#2",
+            "Finished#2"
+        ],
+        "{seen:#?}\n{}",
+        b.stderr()
+    );
+    assert_eq!(seen[1]["scanner"], "scanner-a");
+    assert_eq!(seen[4]["scanner"], "scanner-b");
+    let findings = read_json(
+        &brokers,
+        topics::SCAN_FINDINGS,
+        Duration::from_secs(20),
+        |f| f.len() >= planted_things.len(),
+    );
+    let found: Vec<serde_json::Value> = findings.iter().map(|f| f["finding"].clone()).collect();
+    planted::assert_exactly(&found, &planted_things, &pcap);
+    b.terminate(Duration::from_secs(15));
+}
+
+/// A root filesystem with `/bin/sleep` (and the libraries it links) for a
+/// chrooted container process, and the planted files.
+fn container_root(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = dir.join("rootfs");
+    let sleep = std::fs::canonicalize("/bin/sleep").expect("sleep");
+    let ldd = Command::new("ldd").arg(&sleep).output().expect("ldd");
+    let mut files = vec![sleep.clone()];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(path) = line
+            .split_whitespace()
+            .find(|w| w.starts_with('/'))
+            .map(std::path::PathBuf::from)
+        {
+            files.push(path);
+        }
+    }
+    for file in files {
+        let target = root.join(file.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&file, &target).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    if !root.join("bin/sleep").exists() {
+        std::fs::copy(&sleep, root.join("bin/sleep")).expect("copy sleep");
+    }
+    std::fs::create_dir_all(root.join("etc/app")).expect("mkdir");
+    std::fs::write(
+        root.join("etc/app/key.pem"),
+        "-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .expect("write");
+    std::fs::create_dir_all(root.join("tmp")).expect("mkdir");
+    std::fs::write(root.join("tmp/payload.com"), planted::eicar()).expect("write");
+    root
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_node_scanner_finds_a_planted_key_in_a_container_and_a_privileged_pod() {
+    let Some(mut node) = tapwire_tests::node::Node::create("node-scan") else {
+        return;
+    };
+    let Some(broker) = Broker::start(Storage::Memory) else {
+        return;
+    };
+    let brokers = broker.address();
+    run_ok(tapwire(&brokers).args(["topics", "create", "--partitions", "2"]));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = container_root(dir.path());
+    let pod = node.add_pod("shop", "web");
+    let root_arg = root.display().to_string();
+    let pid = node.spawn(&pod, &["chroot", &root_arg, "/bin/sleep", "600"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|r| r == root)
+        }),
+        "the container process runs in its root"
+    );
+
+    // The pod as the API would show it, privileged.
+    let mut listing: serde_json::Value = serde_json::from_str(&node.listing()).expect("listing");
+    for item in listing["items"].as_array_mut().expect("items") {
+        if item["kind"] == "Pod" {
+            item["spec"]["containers"][0]["securityContext"] =
+                serde_json::json!({"privileged": true});
+        }
+    }
+    let records: Vec<OutRecord> =
+        tapwire_cluster::k8s::records_from_listing(&listing.to_string(), 1)
+            .expect("records")
+            .iter()
+            .map(|r| r.to_out_record().expect("record"))
+            .collect();
+    send(&brokers, records).await;
+
+    let scanner = scanner(&brokers, "scanner-node", &["--node", &node.name], "");
+    let statuses = read_json(
+        &brokers,
+        topics::SCAN_STATUS,
+        Duration::from_secs(60),
+        |s| by_job(s).values().filter(|j| finished(j) == 1).count() >= 2,
+    );
+    let jobs = by_job(&statuses);
+    let kinds: BTreeMap<String, Vec<String>> = jobs
+        .values()
+        .map(|j| {
+            (
+                j[0]["object_kind"].as_str().unwrap_or("?").to_owned(),
+                names(j),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds.get("container").map(Vec::as_slice),
+        Some(
+            &[
+                "Pending#1",
+                "In progress#1",
+                "Parsing results#1",
+                "Finished#1"
+            ]
+            .map(String::from)[..]
+        ),
+        "{statuses:#?}\n{}",
+        scanner.stderr()
+    );
+    assert_eq!(
+        kinds.get("pod").map(Vec::as_slice),
+        Some(
+            &[
+                "Pending#1",
+                "In progress#1",
+                "Parsing results#1",
+                "Finished#1"
+            ]
+            .map(String::from)[..]
+        )
+    );
+    let findings = read_json(
+        &brokers,
+        topics::SCAN_FINDINGS,
+        Duration::from_secs(20),
+        |f| f.len() >= 4,
+    );
+    let container_object = format!("container:{}", pod.container_id);
+    let mut in_container: Vec<(String, String)> = findings
+        .iter()
+        .map(|f| &f["finding"])
+        .filter(|f| f["object"] == container_object.as_str())
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap_or("").to_owned(),
+                f["location"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    in_container.sort();
+    assert_eq!(
+        in_container,
+        [
+            ("eicar_test_file".to_owned(), "/tmp/payload.com".to_owned()),
+            ("private-key".to_owned(), "/etc/app/key.pem".to_owned())
+        ]
+    );
+    let pod_object = format!("pod:{}/{}", pod.namespace, pod.name);
+    let privileged = findings
+        .iter()
+        .map(|f| &f["finding"])
+        .find(|f| f["object"] == pod_object.as_str() && f["rule"] == "privileged-container")
+        .expect("the privileged container is a misconfiguration");
+    assert_eq!(privileged["kind"], "misconfiguration");
+    assert_eq!(privileged["severity"], "critical");
+    assert!(
+        findings
+            .iter()
+            .map(|f| &f["finding"])
+            .any(|f| f["rule"] == "NCMP-001"
+                && f["object"] == "image:registry.local/app:1"
+                && f["excerpt"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("critical"))),
+        "the image is non-compliant because of it: {findings:#?}"
+    );
+    scanner.terminate(Duration::from_secs(15));
+}
