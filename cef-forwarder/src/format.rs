@@ -26,6 +26,7 @@ const MAX_ACT: usize = 63;
 const MAX_OUTCOME: usize = 63;
 const MAX_PROTO: usize = 31;
 const MAX_FILE_HASH: usize = 255;
+const MAX_DVCHOST: usize = 100;
 
 /// Where IPv6 addresses go by default: key, label key, label.
 const SRC_V6: (&str, &str, &str) = ("c6a2", "c6a2Label", "Source IPv6 Address");
@@ -181,6 +182,95 @@ impl Formatter {
             x.key("externalId");
             let _ = write!(x.out, "{}", h.id.to_hex());
         }
+        x.cut
+    }
+
+    /// Appends the syslog message for a scan job's status change (`SJ`
+    /// family) to `out`; nothing for `Parsing results`. Returns how many
+    /// values were cut.
+    pub fn format_scan_status(
+        &self,
+        c: &tapwire_schemas::scan::StatusChange,
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        let Some(sig) = tapwire_schemas::signature::scan_job_signature(c) else {
+            return 0;
+        };
+        let header = scan_header(&c.job_id, c.status.as_str(), c.at_ns, &c.scanner);
+        self.headers(&header, sig, out);
+        let mut x = Ext {
+            out,
+            first: true,
+            cut: 0,
+        };
+        x.int("rt", c.at_ns.div_euclid(1_000_000));
+        x.str("act", c.status.as_str(), MAX_ACT);
+        let failed = c.status == tapwire_schemas::scan::Status::Error;
+        x.str(
+            "outcome",
+            if failed { "Error" } else { "Success" },
+            MAX_OUTCOME,
+        );
+        x.str("fname", &c.object, MAX_DEFAULT);
+        if let Some(reason) = &c.reason {
+            x.str("reason", reason, MAX_DEFAULT);
+        }
+        x.str("cs3", &c.job_id, MAX_DEFAULT);
+        x.str("cs3Label", "Scan job", MAX_DEFAULT);
+        if !c.scanner.is_empty() {
+            x.str("dvchost", &c.scanner, MAX_DVCHOST);
+        }
+        x.int("cn1", i64::from(c.attempt));
+        x.str("cn1Label", "Attempt", MAX_DEFAULT);
+        if let Some(n) = c.findings {
+            x.int("cn2", n as i64);
+            x.str("cn2Label", "Findings", MAX_DEFAULT);
+        }
+        self.node_fields(&mut x, &header);
+        x.cut
+    }
+
+    /// Appends the syslog message for what happened after a scan (risk
+    /// accepted, expired, threat removed: `MLW`, `SD`, `MS`, `NCMP`;
+    /// compliance: `CMP-001`, `NCMP-001`) to `out`. Returns how many values
+    /// were cut.
+    pub fn format_scan_event(
+        &self,
+        e: &tapwire_schemas::scan::ScanEvent,
+        out: &mut Vec<u8>,
+    ) -> u32 {
+        let sig = tapwire_schemas::signature::scan_event_signature(e);
+        let header = scan_header(&e.id, e.event.as_str(), e.at_ns, "");
+        self.headers(&header, sig, out);
+        let mut x = Ext {
+            out,
+            first: true,
+            cut: 0,
+        };
+        x.int("rt", e.at_ns.div_euclid(1_000_000));
+        x.str("act", e.event.as_str(), MAX_ACT);
+        x.str(
+            "outcome",
+            if e.success { "Success" } else { "Error" },
+            MAX_OUTCOME,
+        );
+        if !e.user.is_empty() {
+            x.str("suser", &e.user, MAX_DEFAULT);
+        }
+        x.str("fname", &e.object, MAX_DEFAULT);
+        if !e.reason.is_empty() {
+            x.str("reason", &e.reason, MAX_DEFAULT);
+        }
+        if !e.finding_id.is_empty() {
+            x.str("cs3", &e.finding_id, MAX_DEFAULT);
+            x.str("cs3Label", "Finding", MAX_DEFAULT);
+            x.str("cs4", &e.rule, MAX_DEFAULT);
+            x.str("cs4Label", "Rule", MAX_DEFAULT);
+        }
+        if let Some(until) = e.until_ns {
+            x.int("end", until.div_euclid(1_000_000));
+        }
+        self.node_fields(&mut x, &header);
         x.cut
     }
 
@@ -660,6 +750,22 @@ impl Ext<'_> {
     }
 }
 
+/// A header for scan messages: no node (the scanner names itself in
+/// `dvchost`), the id derived from what the message is about.
+fn scan_header(id: &str, what: &str, at_ns: i64, sensor: &str) -> EventHeader {
+    EventHeader {
+        id: tapwire_schemas::EventId::derive(&[
+            id.as_bytes(),
+            what.as_bytes(),
+            &at_ns.to_le_bytes(),
+        ]),
+        timestamp_ns: at_ns,
+        node: String::new(),
+        sensor_id: sensor.to_owned(),
+        node_ip: None,
+    }
+}
+
 #[cfg(test)]
 mod api_tests {
     use tapwire_schemas::samples;
@@ -693,5 +799,86 @@ mod api_tests {
         assert!(refused.contains("|API-002|API|8|"), "{refused}");
         assert!(refused.contains("outcome=Error"), "{refused}");
         assert!(!refused.contains("suser="), "{refused}");
+    }
+
+    /// Issue 18: the scanner's events (`SJ`) and what happens after scans
+    /// (`MLW`, `SD`, `MS`, `CMP`, `NCMP`), with `fname`, `suser`,
+    /// `outcome` and `reason` as the seed's table says.
+    #[test]
+    fn scan_families_carry_the_object_the_user_and_the_outcome() {
+        use tapwire_schemas::scan::{
+            Finding, Kind, ScanEvent, ScanEventKind, ScanJob, ScanObject, Severity, Status,
+        };
+        let formatter = super::Formatter::new(&crate::CefConfig::default());
+        let job = ScanJob::new(
+            ScanObject::Slice {
+                url: "s3://evidence/a.pcap".into(),
+            },
+            "record",
+            1,
+        );
+        let status = |status, reason: Option<&str>| {
+            let mut buf = Vec::new();
+            let change = job.status(status, 3, "scanner-1", reason.map(str::to_owned));
+            formatter.format_scan_status(&change, &mut buf);
+            String::from_utf8(buf).expect("utf-8")
+        };
+        let queued = status(Status::Pending, None);
+        assert!(queued.contains("|SJ-001|Scan job|3|"), "{queued}");
+        assert!(queued.contains("fname=s3://evidence/a.pcap"), "{queued}");
+        let failed = status(Status::Error, Some("E-TIMEOUT: no result within 120 s"));
+        assert!(failed.contains("|SJ-005|Scan job|8|"), "{failed}");
+        assert!(failed.contains("outcome=Error"), "{failed}");
+        assert!(
+            failed.contains("reason=E-TIMEOUT: no result within 120 s"),
+            "{failed}"
+        );
+        assert!(
+            failed.contains("dvchost=scanner-1") && failed.contains("cn1=3"),
+            "{failed}"
+        );
+        assert!(status(Status::ParsingResults, None).is_empty());
+
+        let finding = Finding::new(
+            Kind::Malware,
+            "eicar_test_file",
+            Severity::High,
+            "container:abc",
+            "/tmp/x".into(),
+            Some(0),
+            None,
+            "X5O".into(),
+        );
+        let event = |kind, finding: Option<&Finding>, user: &str| {
+            let mut buf = Vec::new();
+            let e = ScanEvent::new(
+                kind,
+                "container:abc",
+                finding,
+                user,
+                "known test file".into(),
+            );
+            formatter.format_scan_event(&e, &mut buf);
+            String::from_utf8(buf).expect("utf-8")
+        };
+        let accepted = event(ScanEventKind::RiskAccepted, Some(&finding), "soc");
+        assert!(accepted.contains("|MLW-001|Malware|5|"), "{accepted}");
+        assert!(
+            accepted.contains("suser=soc") && accepted.contains("outcome=Success"),
+            "{accepted}"
+        );
+        assert!(accepted.contains("cs4=eicar_test_file"), "{accepted}");
+        let secret = Finding {
+            kind: Kind::SensitiveData,
+            ..finding.clone()
+        };
+        assert!(event(ScanEventKind::RiskExpired, Some(&secret), "").contains("|SD-002|"));
+        let misconf = Finding {
+            kind: Kind::Misconfiguration,
+            ..finding
+        };
+        assert!(event(ScanEventKind::ThreatRemoved, Some(&misconf), "soc").contains("|MS-003|"));
+        assert!(event(ScanEventKind::NonCompliant, None, "").contains("|NCMP-001|Compliance|7|"));
+        assert!(event(ScanEventKind::Compliant, None, "").contains("|CMP-001|Compliance|3|"));
     }
 }

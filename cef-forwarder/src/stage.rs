@@ -47,13 +47,17 @@ impl Stage for CefConfig {
         self.group.clone()
     }
 
-    /// `cef.topics`, and always `tapwire.agents`: the agents' liveness
-    /// (`AG` messages, [`crate::liveness`]).
+    /// `cef.topics`, and always `tapwire.agents` (the agents' liveness,
+    /// `AG` messages, [`crate::liveness`]), `tapwire.audit` (`API`),
+    /// `tapwire.scan.status` (`SJ`) and `tapwire.scan.events` (`MLW`, `SD`,
+    /// `MS`, `CMP`, `NCMP`).
     fn inputs(&self) -> Vec<String> {
         let mut topics = self.topics.clone();
         for always in [
             tapwire_schemas::topics::AGENTS,
             tapwire_schemas::topics::AUDIT,
+            tapwire_schemas::topics::SCAN_STATUS,
+            tapwire_schemas::topics::SCAN_EVENTS,
         ] {
             if !topics.iter().any(|t| t == always) {
                 topics.push(always.to_owned());
@@ -159,6 +163,8 @@ impl BatchHandler for CefStage {
             losses,
             heartbeats,
             api,
+            scan_status,
+            scan_events,
         } = decode_verdicts(batch);
         let mut changes = Vec::new();
         for hb in &heartbeats {
@@ -202,6 +208,20 @@ impl BatchHandler for CefStage {
             self.ranges.push(start..self.buf.len());
         }
         self.api_messages += api.len() as u64;
+        // The scanner's events and what happened after scans: no filter,
+        // no limit either.
+        for change in &scan_status {
+            let start = self.buf.len();
+            cut += u64::from(self.formatter.format_scan_status(change, &mut self.buf));
+            if self.buf.len() > start {
+                self.ranges.push(start..self.buf.len());
+            }
+        }
+        for event in &scan_events {
+            let start = self.buf.len();
+            cut += u64::from(self.formatter.format_scan_event(event, &mut self.buf));
+            self.ranges.push(start..self.buf.len());
+        }
         let mut filtered = 0u64;
         let now_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -301,6 +321,8 @@ struct Decoded {
     losses: Vec<LossRecord>,
     heartbeats: Vec<AgentHeartbeat>,
     api: Vec<tapwire_schemas::events::ApiRequest>,
+    scan_status: Vec<tapwire_schemas::scan::StatusChange>,
+    scan_events: Vec<tapwire_schemas::scan::ScanEvent>,
 }
 
 /// Verdicts, and enriched events forwarded as they are (a topic such as
@@ -312,7 +334,29 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
     let mut losses = Vec::new();
     let mut heartbeats = Vec::new();
     let mut api = Vec::new();
+    let mut scan_status = Vec::new();
+    let mut scan_events = Vec::new();
     for (index, message) in batch.iter().enumerate() {
+        // The scan queue's topics carry JSON.
+        let json = |e: serde_json::Error| Rejection {
+            index,
+            error: "bad_scan_message",
+            reason: format!("{}: not a scan message: {e}", message.topic),
+        };
+        if message.topic == tapwire_schemas::topics::SCAN_STATUS {
+            match serde_json::from_slice(&message.payload) {
+                Ok(change) => scan_status.push(change),
+                Err(e) => rejections.push(json(e)),
+            }
+            continue;
+        }
+        if message.topic == tapwire_schemas::topics::SCAN_EVENTS {
+            match serde_json::from_slice(&message.payload) {
+                Ok(event) => scan_events.push(event),
+                Err(e) => rejections.push(json(e)),
+            }
+            continue;
+        }
         match decode_any(&message.payload) {
             Ok(AnyEvent::Verdict(v)) => verdicts.push(v),
             Ok(AnyEvent::AgentHeartbeat(hb)) => heartbeats.push(hb),
@@ -345,6 +389,8 @@ fn decode_verdicts(batch: &[Message]) -> Decoded {
         losses,
         heartbeats,
         api,
+        scan_status,
+        scan_events,
     }
 }
 

@@ -50,8 +50,9 @@ use crate::content::ContentScanner;
 use crate::detect::Detectors;
 use crate::finding::{Finding, Kind, Severity};
 use crate::job::{
-    FINDINGS_TOPIC, FindingRecord, JOBS_TOPIC, MAX_ATTEMPTS, SCANNERS_TOPIC, STATUS_TOPIC, ScanJob,
-    ScanObject, ScannerState, ScannerStatus, Status, StatusChange, VERSION, now_ns,
+    EVENTS_TOPIC, FINDINGS_TOPIC, FindingRecord, JOBS_TOPIC, MAX_ATTEMPTS, SCANNERS_TOPIC,
+    STATUS_TOPIC, ScanEvent, ScanEventKind, ScanJob, ScanObject, ScannerState, ScannerStatus,
+    Status, StatusChange, VERSION, now_ns,
 };
 use crate::objects::{ObjectError, scan_slice};
 use crate::podspec;
@@ -124,6 +125,33 @@ pub struct Outcome {
     pub findings: Vec<Finding>,
     /// Bytes scanned.
     pub bytes: u64,
+    /// Compliance verdicts on images (`tapwire.scan.events`).
+    pub events: Vec<ScanEvent>,
+}
+
+/// A compliance event per image the findings judge: non-compliant with the
+/// reasons of its `NCMP-001` findings, compliant for the others of
+/// `images`.
+fn compliance_events(images: &[String], findings: &[Finding]) -> Vec<ScanEvent> {
+    let mut events = Vec::new();
+    for image in images {
+        let object = format!("image:{image}");
+        let reasons: Vec<&str> = findings
+            .iter()
+            .filter(|f| f.kind == Kind::NonCompliance && f.object == object)
+            .map(|f| f.excerpt.as_str())
+            .collect();
+        let (kind, reason) = if reasons.is_empty() {
+            (
+                ScanEventKind::Compliant,
+                "meets the requirements".to_owned(),
+            )
+        } else {
+            (ScanEventKind::NonCompliant, reasons.join("; "))
+        };
+        events.push(ScanEvent::new(kind, &object, None, "", reason));
+    }
+    events
 }
 
 /// Shared with the heartbeat task.
@@ -174,6 +202,7 @@ impl Stage for ScanConfig {
             FINDINGS_TOPIC.into(),
             JOBS_TOPIC.into(),
             SCANNERS_TOPIC.into(),
+            EVENTS_TOPIC.into(),
         ]
     }
 
@@ -462,6 +491,18 @@ impl Worker {
                 self.status(&job, Status::ParsingResults, attempt, None, Some(n), None)
                     .await?;
                 self.send(records).await?;
+                let events: Vec<OutRecord> = outcome
+                    .events
+                    .iter()
+                    .map(|e| {
+                        OutRecord::new(
+                            EVENTS_TOPIC,
+                            Some(e.object.clone().into_bytes()),
+                            serde_json::to_vec(e).expect("an event serializes"),
+                        )
+                    })
+                    .collect();
+                self.send(events).await?;
                 self.status(
                     &job,
                     Status::Finished,
@@ -523,9 +564,19 @@ impl Worker {
                         "E-NO-POD: no record of pod {pod} (uid {uid}) on tapwire.pods"
                     ))
                 })?;
-                pod_findings(&record, &self.config.requirements)
-                    .map(|findings| Outcome { findings, bytes: 0 })
-                    .map_err(|e| JobError::Fail(format!("E-NO-SPEC: {e}")))
+                let findings = pod_findings(&record, &self.config.requirements)
+                    .map_err(|e| JobError::Fail(format!("E-NO-SPEC: {e}")))?;
+                let mut images: Vec<String> = record
+                    .security
+                    .iter()
+                    .flat_map(|s| s.containers.iter().map(|c| c.image.clone()))
+                    .collect();
+                images.dedup();
+                Ok(Outcome {
+                    events: compliance_events(&images, &findings),
+                    findings,
+                    bytes: 0,
+                })
             }
             ScanObject::Container {
                 node, container_id, ..
@@ -583,6 +634,7 @@ impl Worker {
                     Outcome {
                         findings,
                         bytes: stats.bytes,
+                        events: Vec::new(),
                     }
                 })
                 .map_err(|e| JobError::Retry(format!("E-UNREADABLE: {e}")))
@@ -663,6 +715,7 @@ impl Worker {
             Ok((findings, stats)) => Ok(Outcome {
                 findings,
                 bytes: stats.bytes,
+                events: Vec::new(),
             }),
             Err(err) if err.is_transient() => {
                 Err(JobError::Retry(format!("{}: {err}", err.code())))

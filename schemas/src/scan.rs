@@ -148,8 +148,8 @@ impl Finding {
 pub const VERSION: u32 = 1;
 
 pub use crate::topics::{
-    SCAN_FINDINGS as FINDINGS_TOPIC, SCAN_JOBS as JOBS_TOPIC, SCAN_SCANNERS as SCANNERS_TOPIC,
-    SCAN_STATUS as STATUS_TOPIC,
+    SCAN_EVENTS as EVENTS_TOPIC, SCAN_FINDINGS as FINDINGS_TOPIC, SCAN_JOBS as JOBS_TOPIC,
+    SCAN_SCANNERS as SCANNERS_TOPIC, SCAN_STATUS as STATUS_TOPIC,
 };
 
 /// An attempt that ends without results this many times makes the job
@@ -416,6 +416,99 @@ impl ScanJob {
             reason,
             findings: None,
             bytes: None,
+        }
+    }
+}
+
+/// What happened to a finding or an image after a scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanEventKind {
+    /// A user accepted the finding's risk until `until_ns`.
+    RiskAccepted,
+    /// An acceptance reached its end: the finding counts again.
+    RiskExpired,
+    /// A user marked the threat removed (fixed, deleted).
+    ThreatRemoved,
+    /// An image met the compliance requirements.
+    Compliant,
+    /// An image did not (`reason` says which).
+    NonCompliant,
+}
+
+impl ScanEventKind {
+    /// The name as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScanEventKind::RiskAccepted => "risk_accepted",
+            ScanEventKind::RiskExpired => "risk_expired",
+            ScanEventKind::ThreatRemoved => "threat_removed",
+            ScanEventKind::Compliant => "compliant",
+            ScanEventKind::NonCompliant => "non_compliant",
+        }
+    }
+}
+
+/// One event on `tapwire.scan.events`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanEvent {
+    /// Message version.
+    pub version: u32,
+    /// Derived from what happened to what and when: a copy has the same id.
+    pub id: String,
+    /// What happened.
+    pub event: ScanEventKind,
+    /// The finding (risk events); empty for compliance events.
+    pub finding_id: String,
+    /// The finding's kind (risk events); `None` for compliance events.
+    pub kind: Option<Kind>,
+    /// The finding's rule or detector.
+    pub rule: String,
+    /// The object: the finding's, or `image:REF`.
+    pub object: String,
+    /// Who did it (the token's name); empty for the system.
+    pub user: String,
+    /// Until when an acceptance holds, ns since the epoch.
+    pub until_ns: Option<i64>,
+    /// Why (the user's words, the unmet requirements, the expiry).
+    pub reason: String,
+    /// Whether the action succeeded.
+    pub success: bool,
+    /// When, ns since the epoch.
+    pub at_ns: i64,
+}
+
+impl ScanEvent {
+    /// An event now, its id derived from what, which and when.
+    pub fn new(
+        event: ScanEventKind,
+        object: &str,
+        finding: Option<&Finding>,
+        user: &str,
+        reason: String,
+    ) -> ScanEvent {
+        let at_ns = now_ns();
+        let finding_id = finding.map(|f| f.id.clone()).unwrap_or_default();
+        let id = crate::EventId::derive(&[
+            event.as_str().as_bytes(),
+            object.as_bytes(),
+            finding_id.as_bytes(),
+            &at_ns.to_le_bytes(),
+        ])
+        .to_string();
+        ScanEvent {
+            version: VERSION,
+            id,
+            event,
+            finding_id,
+            kind: finding.map(|f| f.kind),
+            rule: finding.map(|f| f.rule.clone()).unwrap_or_default(),
+            object: object.to_owned(),
+            user: user.to_owned(),
+            until_ns: None,
+            reason,
+            success: true,
+            at_ns,
         }
     }
 }

@@ -156,6 +156,76 @@ pub fn api_signature(succeeded: bool) -> Signature {
     }
 }
 
+/// The signature of a scan job's status change (seed's `SJ` family, the
+/// scanner's events): `SJ-001` queued (3), `SJ-002` started (3), `SJ-003`
+/// finished (3, 5 with findings), `SJ-004` an attempt without a result, to
+/// be tried again (6), `SJ-005` failed for good (8). `Parsing results` is
+/// not sent (it is followed by `Finished` at once).
+pub fn scan_job_signature(change: &crate::scan::StatusChange) -> Option<Signature> {
+    use crate::scan::Status;
+    let (id, severity) = match change.status {
+        Status::Pending if change.reason.is_none() => ("SJ-001", 3),
+        Status::Pending => ("SJ-004", 6),
+        Status::InProgress => ("SJ-002", 3),
+        Status::ParsingResults => return None,
+        Status::Finished if change.findings.unwrap_or(0) > 0 => ("SJ-003", 5),
+        Status::Finished => ("SJ-003", 3),
+        Status::Error => ("SJ-005", 8),
+    };
+    Some(Signature {
+        id,
+        name: "Scan job",
+        severity,
+    })
+}
+
+/// The signature of what happened after a scan: risk accepted (`-001`),
+/// acceptance expired (`-002`), threat removed (`-003`) in the family of
+/// the finding's kind (`MLW` malware, `SD` sensitive data, `MS`
+/// misconfiguration, `NCMP` non-compliance); `CMP-001` an image meets the
+/// requirements, `NCMP-001` it does not.
+pub fn scan_event_signature(event: &crate::scan::ScanEvent) -> Signature {
+    use crate::scan::{Kind, ScanEventKind};
+    let family = |kind: Option<Kind>| match kind {
+        Some(Kind::Malware) => ("MLW", "Malware"),
+        Some(Kind::SensitiveData) => ("SD", "Sensitive data"),
+        Some(Kind::Misconfiguration) | None => ("MS", "Misconfiguration"),
+        Some(Kind::NonCompliance) => ("NCMP", "Non-compliance"),
+    };
+    let (id, name, severity) = match event.event {
+        ScanEventKind::Compliant => ("CMP-001", "Compliance", 3),
+        ScanEventKind::NonCompliant => ("NCMP-001", "Compliance", 7),
+        ScanEventKind::RiskAccepted | ScanEventKind::RiskExpired | ScanEventKind::ThreatRemoved => {
+            let (family, name) = family(event.kind);
+            let n = match event.event {
+                ScanEventKind::RiskAccepted => 1,
+                ScanEventKind::RiskExpired => 2,
+                _ => 3,
+            };
+            let id = match (family, n) {
+                ("MLW", 1) => "MLW-001",
+                ("MLW", 2) => "MLW-002",
+                ("MLW", _) => "MLW-003",
+                ("SD", 1) => "SD-001",
+                ("SD", 2) => "SD-002",
+                ("SD", _) => "SD-003",
+                ("NCMP", 1) => "NCMP-002",
+                ("NCMP", 2) => "NCMP-003",
+                ("NCMP", _) => "NCMP-004",
+                (_, 1) => "MS-001",
+                (_, 2) => "MS-002",
+                _ => "MS-003",
+            };
+            (id, name, if n == 3 { 3 } else { 5 })
+        }
+    };
+    Signature {
+        id,
+        name,
+        severity: if event.success { severity } else { 8 },
+    }
+}
+
 /// The signature of an agent event: `AG-001` (connected, 5), `AG-002`
 /// (disconnected, 10), `AG-003` (events lost, 10).
 pub fn agent_signature(kind: AgentEventKind) -> Signature {

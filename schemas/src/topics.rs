@@ -40,6 +40,11 @@ pub const SCAN_FINDINGS: &str = "tapwire.scan.findings";
 /// Scanner heartbeats, Free or Busy (JSON `ScannerState`, key = scanner id).
 pub const SCAN_SCANNERS: &str = "tapwire.scan.scanners";
 
+/// What happened to findings and images after scans (JSON `ScanEvent`,
+/// key = finding id or image): risk accepted, acceptance expired, threat
+/// removed, image compliant or not.
+pub const SCAN_EVENTS: &str = "tapwire.scan.events";
+
 /// A topic and how it is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TopicSpec {
@@ -109,6 +114,10 @@ pub const ALL: &[TopicSpec] = &[
     },
     TopicSpec {
         name: SCAN_SCANNERS,
+        compacted: false,
+    },
+    TopicSpec {
+        name: SCAN_EVENTS,
         compacted: false,
     },
     TopicSpec {
