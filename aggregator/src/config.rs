@@ -102,6 +102,7 @@ impl Default for AggregateConfig {
                 tapwire_schemas::topics::SCAN_STATUS.to_owned(),
                 tapwire_schemas::topics::SCAN_FINDINGS.to_owned(),
                 tapwire_schemas::topics::SCAN_SCANNERS.to_owned(),
+                tapwire_schemas::topics::SCAN_EVENTS.to_owned(),
             ],
             batch_max_messages: 50_000,
             flush_interval_ms: 1000,

@@ -30,6 +30,7 @@ pub mod memory;
 pub mod memory_serve;
 pub mod query;
 pub mod rows;
+pub mod scans;
 pub mod schema;
 pub mod serve;
 pub mod sink;

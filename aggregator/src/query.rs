@@ -653,7 +653,7 @@ fn bad_cursor() -> QueryError {
 
 /// A string literal for ClickHouse SQL built by hand (reads that are not
 /// bound parameters: `json_rows`, lists).
-fn sql_string(s: &str) -> String {
+pub(crate) fn sql_string(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 

@@ -803,6 +803,50 @@ pub fn scan_finding_row(
     }
 }
 
+/// A row of `scan_events` (0 for no acceptance end).
+#[derive(Debug, Clone, PartialEq, Row, Serialize)]
+#[allow(missing_docs)]
+pub struct ScanEventRow {
+    pub time: u32,
+    pub at_ns: i64,
+    pub id: String,
+    pub event: String,
+    pub finding_id: String,
+    pub kind: String,
+    pub rule: String,
+    pub object: String,
+    pub user: String,
+    pub until_ns: i64,
+    pub reason: String,
+    pub success: u8,
+    pub src_partition: u32,
+    pub src_offset: u64,
+}
+
+/// The row of one scan event.
+pub fn scan_event_row(
+    e: &tapwire_schemas::scan::ScanEvent,
+    partition: u32,
+    offset: u64,
+) -> ScanEventRow {
+    ScanEventRow {
+        time: secs(e.at_ns),
+        at_ns: e.at_ns,
+        id: e.id.clone(),
+        event: e.event.as_str().to_owned(),
+        finding_id: e.finding_id.clone(),
+        kind: e.kind.map(|k| k.as_str().to_owned()).unwrap_or_default(),
+        rule: e.rule.clone(),
+        object: e.object.clone(),
+        user: e.user.clone(),
+        until_ns: e.until_ns.unwrap_or(0),
+        reason: e.reason.clone(),
+        success: u8::from(e.success),
+        src_partition: partition,
+        src_offset: offset,
+    }
+}
+
 /// A row of `scanner_states`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]

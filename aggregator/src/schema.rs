@@ -166,6 +166,12 @@ pub const MIGRATIONS: &[Migration] = &[
         statements: scans,
         add_columns: &[],
     },
+    Migration {
+        version: 11,
+        description: "what happened after scans: risk accepted, expired, threat removed, image compliance",
+        statements: scan_events,
+        add_columns: &[],
+    },
 ];
 
 /// A column type that is `LowCardinality(String)` where supported.
@@ -555,6 +561,32 @@ pub async fn migrate(
         now_applied.push(m.version);
     }
     Ok((f, now_applied))
+}
+
+/// Issue 18: `tapwire.scan.events`, one row per event (a copy replaces
+/// itself: same id).
+fn scan_events(db: &str, f: &Features, days: u32) -> Vec<String> {
+    let lc = lc(f);
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {db}.scan_events (
+  time DateTime,
+  at_ns Int64,
+  id String,
+  event {lc},
+  finding_id String,
+  kind {lc},
+  rule {lc},
+  object String,
+  user {lc},
+  until_ns Int64,
+  reason String,
+  success UInt8,
+  {SOURCE}
+) ENGINE = ReplacingMergeTree(at_ns)
+PARTITION BY toYYYYMM(time)
+ORDER BY (id){ttl}",
+        ttl = ttl(f, "time", days),
+    )]
 }
 
 /// Issue 18: the scan job queue. `scan_status` keeps every transition;

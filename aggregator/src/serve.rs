@@ -43,7 +43,7 @@ use crate::console::{self, Auth};
 use crate::query::{self, QueryError, SocketKind};
 
 /// An API error reply.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl From<QueryError> for ApiError {
     fn from(err: QueryError) -> Self {
@@ -63,7 +63,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type Params = Query<HashMap<String, String>>;
+pub(crate) type Params = Query<HashMap<String, String>>;
 
 /// `value` as JSON with `duration_secs` (whole seconds; null when unknown,
 /// e.g. a connection older than its sensor) beside every `duration_ns`, at
@@ -88,14 +88,14 @@ fn with_seconds(value: impl serde::Serialize) -> serde_json::Value {
     walk(&mut v);
     v
 }
-type Reply = Result<Response, ApiError>;
+pub(crate) type Reply = Result<Response, ApiError>;
 
-fn bad(message: String) -> ApiError {
+pub(crate) fn bad(message: String) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message)
 }
 
 /// Rejects parameters the route does not know (a typo should not be ignored).
-fn only(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn only(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
     match params.keys().find(|k| !known.contains(&k.as_str())) {
         Some(k) => Err(bad(format!(
             "unknown parameter {k:?}; this route takes {}",
@@ -440,8 +440,18 @@ async fn summary(State(c): State<Client>, Query(p): Params) -> Reply {
 }
 
 /// The API's routes over `client` (its database selected), behind the
-/// sign-in of `auth`, with the console's files and `/healthz` open.
-pub fn router(client: Client, auth: Auth, audit: Option<console::AuditLog>) -> Router {
+/// sign-in of `auth`, with the console's files and `/healthz` open; with
+/// `scans` (a producer for `tapwire.scan.events`), the Scans routes too.
+pub fn router(
+    client: Client,
+    auth: Auth,
+    audit: Option<console::AuditLog>,
+    scans: Option<tapwire_plumbing::bus::kafka::KafkaSink>,
+) -> Router {
+    let scan_routes = match scans {
+        Some(sink) => crate::scans::routes(client.clone(), sink),
+        None => Router::new(),
+    };
     let api = Router::new()
         .route("/api/v1/network/connections-view", get(connections_view))
         .route("/api/v1/network/edge", get(edge))
@@ -456,28 +466,49 @@ pub fn router(client: Client, auth: Auth, audit: Option<console::AuditLog>) -> R
         .route("/api/v1/network/udp-listeners", get(udp_listeners))
         .route("/api/v1/network/flows", get(flows))
         .route("/api/v1/network/summary", get(summary))
-        .with_state(client);
+        .with_state(client)
+        .merge(scan_routes);
     console::app(api, auth, audit)
 }
 
+/// What the server writes to Kafka: the audit trail of every API request,
+/// and the Scans page's actions (`tapwire.scan.events`).
+pub struct Published {
+    /// `tapwire.audit`.
+    pub audit: console::AuditLog,
+    /// A producer for `tapwire.scan.events`.
+    pub scans: tapwire_plumbing::bus::kafka::KafkaSink,
+}
+
 /// Serves the API on `addr` until `shutdown`; reports the bound address
-/// through `bound` (useful with port 0).
+/// through `bound` (useful with port 0). Without `published` there is no
+/// audit trail and no Scans routes.
 pub async fn serve(
     addr: SocketAddr,
     client: Client,
     auth: Auth,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
-    audit: Option<console::AuditLog>,
+    published: Option<Published>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     bound: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
+    let (audit, scans) = match published {
+        Some(p) => {
+            let stop = crate::scans::expire_acceptances(client.clone(), p.scans.clone());
+            (Some(p.audit), Some((p.scans, stop)))
+        }
+        None => (None, None),
+    };
+    let _expiry = scans.as_ref().map(|(_, stop)| stop.clone().drop_guard());
+    let scans = scans.map(|(sink, _)| sink);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     bound(listener.local_addr()?);
     match tls {
         None => {
             axum::serve(
                 listener,
-                router(client, auth, audit).into_make_service_with_connect_info::<SocketAddr>(),
+                router(client, auth, audit, scans)
+                    .into_make_service_with_connect_info::<SocketAddr>(),
             )
             .with_graceful_shutdown(shutdown)
             .await
@@ -485,7 +516,7 @@ pub async fn serve(
         Some(config) => {
             axum::serve(
                 crate::tls::TlsListener::new(listener, config),
-                router(client, auth, audit)
+                router(client, auth, audit, scans)
                     .into_make_service_with_connect_info::<crate::tls::TlsPeer>(),
             )
             .with_graceful_shutdown(shutdown)

@@ -37,7 +37,7 @@ use crate::AggregateConfig;
 use crate::rows::{Counts, EventRows, heartbeat_row, loss_row, pod_row, socket_rows};
 
 /// The tables the handler writes, in insert order.
-pub const TABLES: [&str; 13] = [
+pub const TABLES: [&str; 14] = [
     "connection_counts",
     "network_events",
     "flows",
@@ -51,6 +51,7 @@ pub const TABLES: [&str; 13] = [
     "scan_status",
     "scan_findings",
     "scanner_states",
+    "scan_events",
 ];
 
 /// Rows written per table.
@@ -59,7 +60,7 @@ pub struct Written {
     /// Events that counted as connections.
     pub connections_counted: u64,
     /// Rows per table, in [`TABLES`] order.
-    pub rows: [u64; 13],
+    pub rows: [u64; 14],
     /// Loss records seen (passed on by the policy stage).
     pub loss_records: u64,
 }
@@ -250,6 +251,7 @@ struct ScanRows {
     status: Vec<crate::rows::ScanStatusRow>,
     findings: Vec<crate::rows::ScanFindingRow>,
     scanners: Vec<crate::rows::ScannerRow>,
+    events: Vec<crate::rows::ScanEventRow>,
 }
 
 impl AggregateStage {
@@ -257,7 +259,7 @@ impl AggregateStage {
     /// it already.
     fn scan_row(&self, m: &Message, rows: &mut ScanRows) -> Result<(), String> {
         use tapwire_schemas::scan::{FindingRecord, ScannerState, StatusChange};
-        use tapwire_schemas::topics::{SCAN_FINDINGS, SCAN_SCANNERS, SCAN_STATUS};
+        use tapwire_schemas::topics::{SCAN_EVENTS, SCAN_FINDINGS, SCAN_SCANNERS, SCAN_STATUS};
         let (p, o) = (m.partition as u32, m.offset as u64);
         let bad = |e: serde_json::Error| format!("{}: not a scan message: {e}", m.topic);
         match m.topic.as_str() {
@@ -279,6 +281,13 @@ impl AggregateStage {
                 let state: ScannerState = serde_json::from_slice(&m.payload).map_err(bad)?;
                 if !self.holds(12, p, o) {
                     rows.scanners.push(crate::rows::scanner_row(&state, p, o));
+                }
+            }
+            SCAN_EVENTS => {
+                let event: tapwire_schemas::scan::ScanEvent =
+                    serde_json::from_slice(&m.payload).map_err(bad)?;
+                if !self.holds(13, p, o) {
+                    rows.events.push(crate::rows::scan_event_row(&event, p, o));
                 }
             }
             other => return Err(format!("{other}: aggregate does not store this scan topic")),
@@ -315,7 +324,8 @@ has_source!(
     crate::rows::ApiRow,
     crate::rows::ScanStatusRow,
     crate::rows::ScanFindingRow,
-    crate::rows::ScannerRow
+    crate::rows::ScannerRow,
+    crate::rows::ScanEventRow
 );
 
 impl BatchHandler for AggregateStage {
@@ -432,13 +442,14 @@ impl BatchHandler for AggregateStage {
         self.insert(10, scans.status).await?;
         self.insert(11, scans.findings).await?;
         self.insert(12, scans.scanners).await?;
+        self.insert(13, scans.events).await?;
         Ok(rejections)
     }
 
     fn report(&self) -> String {
         let w = &self.written;
         format!(
-            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records, {} API requests, {} scan statuses, {} scan findings, {} scanner heartbeats",
+            "{} connections counted into {} rows, {} events, {} flows, {} verdicts, {} runtime events, {} inventory sockets, {} agent heartbeats, {} pod records, {} loss records, {} API requests, {} scan statuses, {} scan findings, {} scanner heartbeats, {} scan events",
             w.connections_counted,
             w.rows[0],
             w.rows[1],
@@ -452,7 +463,8 @@ impl BatchHandler for AggregateStage {
             w.rows[9],
             w.rows[10],
             w.rows[11],
-            w.rows[12]
+            w.rows[12],
+            w.rows[13]
         )
     }
 }

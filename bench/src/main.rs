@@ -35,6 +35,13 @@
 //!   no program attached; and the time from a policy change on
 //!   `tapwire.enforcement` to the kernel refusing (or letting through) the
 //!   connect (as root; skipped with the reason otherwise).
+//! - `scan.rs`: scanning recorded traffic on one core with 100 generated
+//!   YARA rules (plus the built-in ones) and the secret detectors:
+//!   `scan_capture` over a generated ~64 MiB HTTP pcap (planted secrets and
+//!   EICAR strings), payload and capture-file MB/s, against one
+//!   `Session::scan` over the same payload concatenated (no reassembly),
+//!   `grep -c -F -f` with the rules' literals and `yr scan` (yara-x's
+//!   command line, skipped with the reason when missing) on the same file.
 //!
 //! The peak RSS column is each benchmark's own (the peak is reset before
 //! each one; what the allocator kept from earlier ones still counts).
@@ -52,6 +59,7 @@ mod kafka;
 mod policy;
 mod record;
 mod report;
+mod scan;
 mod synth;
 
 use clap::{Parser, ValueEnum};
@@ -99,6 +107,7 @@ enum Which {
     Capture,
     Ebpf,
     Enforce,
+    Scan,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -143,6 +152,10 @@ fn main() -> anyhow::Result<()> {
     report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Enforce) {
         rows.extend(enforce::run()?);
+    }
+    report::reset_peak_rss();
+    if matches!(args.which, Which::All | Which::Scan) {
+        rows.extend(scan::run()?);
     }
     report::print(&rows);
     Ok(())

@@ -298,9 +298,204 @@ async fn a_recorded_slice_yields_exactly_the_planted_findings_in_clickhouse() {
         ),
         Some(0)
     );
+    actions_reach_clickhouse_and_the_siem(&brokers, &ch, &db, &findings);
     aggregate.terminate(Duration::from_secs(15));
     record.terminate(Duration::from_secs(15));
     scanner.terminate(Duration::from_secs(15));
+}
+
+/// `curl` POST with a bearer token: the status and the body.
+fn post(addr: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let out = Command::new("curl")
+        .args(["-s", "-X", "POST", "-w", "\n%{http_code}", "-H"])
+        .arg(format!("Authorization: Bearer {token}"))
+        .arg(format!("http://{addr}{path}"))
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("status line");
+    (
+        status.trim().parse().expect("status"),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+/// The Scans API of `tapwire serve` over what the queue stored: the queue
+/// view and findings; an admin accepts one finding's risk (briefly, so it
+/// expires), marks another removed; a viewer may not; the SIEM hears the
+/// scanner (SJ) and the actions (MLW/SD with suser and fname), ClickHouse
+/// keeps them.
+fn actions_reach_clickhouse_and_the_siem(
+    brokers: &str,
+    ch: &str,
+    db: &str,
+    findings: &[serde_json::Value],
+) {
+    let Some(receiver) = tapwire_tests::SyslogNg::start() else {
+        return;
+    };
+    let port = tapwire_tests::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("tapwire.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[aggregate]\nlisten = \"127.0.0.1:{port}\"\nclickhouse_url = \"{ch}\"\ndatabase = \"{db}\"\n\
+             tokens = [{{name = \"lead\", role = \"admin\", token = \"lead-secret-0123456789\"}},\
+             {{name = \"soc\", role = \"viewer\", token = \"soc-secret-0123456789\"}}]\n"
+        ),
+    )
+    .expect("config");
+    let serve = Lines::spawn(tapwire(brokers).arg("-c").arg(&config).arg("serve"));
+    assert!(
+        wait_until(Duration::from_secs(20), || serve
+            .stderr()
+            .contains("serving the console")),
+        "{}",
+        serve.stderr()
+    );
+    let cef = Lines::spawn(tapwire(brokers).args([
+        "cef",
+        "--target",
+        &format!("tcp://127.0.0.1:{}", receiver.tcp_port),
+        "--group",
+        "scan-cef",
+    ]));
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let viewer = Some("soc-secret-0123456789");
+    let (status, queue) = tapwire_tests::http_get_json_as(addr, "/api/v1/scans/queue", viewer);
+    assert_eq!(status, 200, "{queue}");
+    assert_eq!(queue["statuses"]["Finished"], 1, "{queue}");
+    assert_eq!(queue["scanners"][0]["scanner"], "scanner-a", "{queue}");
+    let (status, listed) = tapwire_tests::http_get_json_as(addr, "/api/v1/scans/findings", viewer);
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(
+        listed["findings"].as_array().map(Vec::len),
+        Some(findings.len())
+    );
+    let id_of = |rule: &str| {
+        findings
+            .iter()
+            .find(|f| f["finding"]["rule"] == rule)
+            .and_then(|f| f["finding"]["id"].as_str())
+            .expect("finding")
+            .to_owned()
+    };
+    let (eicar, card, aws) = (
+        id_of("eicar_test_file"),
+        id_of("card-number"),
+        id_of("aws-access-key"),
+    );
+    let addr = format!("127.0.0.1:{port}");
+    assert_eq!(
+        post(
+            &addr,
+            &format!("/api/v1/admin/scans/findings/{eicar}/accept?days=30&reason=test%20file"),
+            "soc-secret-0123456789"
+        )
+        .0,
+        403,
+        "a viewer may not accept a risk"
+    );
+    let (status, accepted) = post(
+        &addr,
+        &format!("/api/v1/admin/scans/findings/{eicar}/accept?days=30&reason=test%20file"),
+        "lead-secret-0123456789",
+    );
+    assert_eq!(status, 200, "{accepted}");
+    assert_eq!(accepted["event"]["user"], "lead");
+    // Expires within seconds.
+    let (status, _) = post(
+        &addr,
+        &format!("/api/v1/admin/scans/findings/{card}/accept?days=0.00005"),
+        "lead-secret-0123456789",
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &addr,
+        &format!("/api/v1/admin/scans/findings/{aws}/remove?reason=key%20rotated"),
+        "lead-secret-0123456789",
+    );
+    assert_eq!(status, 200);
+    assert_eq!(
+        post(
+            &addr,
+            "/api/v1/admin/scans/findings/nope/remove",
+            "lead-secret-0123456789"
+        )
+        .0,
+        400
+    );
+    let addr: std::net::SocketAddr = addr.parse().expect("addr");
+    let state_of = |id: &str| {
+        let (_, listed) = tapwire_tests::http_get_json_as(addr, "/api/v1/scans/findings", viewer);
+        listed["findings"]
+            .as_array()
+            .and_then(|all| all.iter().find(|f| f["finding_id"] == id))
+            .map(|f| f["state"].as_str().unwrap_or("").to_owned())
+            .unwrap_or_default()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || state_of(&eicar) == "accepted"
+            && state_of(&aws) == "removed"),
+        "{} {}",
+        state_of(&eicar),
+        state_of(&aws)
+    );
+    // The short acceptance expires: open again, and an SD-002 at the SIEM.
+    assert!(
+        wait_until(Duration::from_secs(40), || receiver
+            .received("tcp")
+            .iter()
+            .any(|l| l.contains("|SD-002|"))),
+        "{:#?}\n{}",
+        receiver.received("tcp"),
+        serve.stderr()
+    );
+    assert!(wait_until(Duration::from_secs(20), || state_of(&card) == "open"));
+    let lines = receiver.received("tcp");
+    let line = |sig: &str| {
+        lines
+            .iter()
+            .find(|l| l.contains(sig))
+            .unwrap_or_else(|| panic!("no {sig} line: {lines:#?}"))
+            .clone()
+    };
+    let mlw = line("|MLW-001|Malware|5|");
+    assert!(
+        mlw.contains("suser=lead")
+            && mlw.contains("outcome=Success")
+            && mlw.contains("reason=test file"),
+        "{mlw}"
+    );
+    assert!(mlw.contains("fname=s3://"), "{mlw}");
+    let removed = line("|SD-003|");
+    assert!(removed.contains("reason=key rotated"), "{removed}");
+    let finished = line("|SJ-003|Scan job|5|");
+    assert!(finished.contains("dvchost=scanner-a"), "{finished}");
+    line("|SJ-001|Scan job|3|");
+    assert!(!lines.iter().any(|l| l.contains("AKIAIOSFODNN7EXAMPLE")));
+    let stored = || {
+        tapwire_tests::clickhouse::scalar(
+            ch,
+            db,
+            "SELECT count() AS n FROM tapwire.scan_events FINAL \
+             WHERE event IN ('risk_accepted', 'threat_removed', 'risk_expired')",
+        )
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || stored() >= 4),
+        "accepted twice, removed, expired: {}",
+        stored()
+    );
+    let expired = tapwire_tests::clickhouse::scalar(
+        ch,
+        db,
+        "SELECT count() AS n FROM tapwire.scan_events FINAL WHERE event = 'risk_expired'",
+    );
+    assert_eq!(expired, 1, "one expiry, however often it was checked");
+    cef.terminate(Duration::from_secs(15));
+    serve.terminate(Duration::from_secs(15));
 }
 
 #[tokio::test(flavor = "multi_thread")]

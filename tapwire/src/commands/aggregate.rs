@@ -71,6 +71,7 @@ pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
     // Every API request on tapwire.audit (ClickHouse and the SIEM read it).
     let sink = tapwire_plumbing::bus::kafka::KafkaSink::new(&config.kafka)
         .context("a producer for the audit trail (tapwire.audit)")?;
+    let scan_sink = sink.clone();
     let host = hostname();
     let audit = tapwire_aggregator::console::AuditLog::start(sink, &host, &format!("serve-{host}"));
     let stop = shutdown.clone();
@@ -79,7 +80,10 @@ pub async fn serve(config: &Config, shutdown: CancellationToken) -> anyhow::Resu
         client(a),
         auth.clone(),
         tls,
-        Some(audit),
+        Some(tapwire_aggregator::serve::Published {
+            audit,
+            scans: scan_sink,
+        }),
         async move { stop.cancelled().await },
         |bound| {
             eprintln!(
