@@ -607,6 +607,80 @@ async function recordingsPage() {
   );
 }
 
+/// The scan job queue and what the scans found (served by `tapwire
+/// serve`): jobs per status, scanners Free or Busy, the latest jobs;
+/// findings by kind with their state, and for admins, accept a risk for a
+/// number of days or mark a threat removed.
+async function scansPage() {
+  const p = params();
+  const root = page();
+  const kind = el("select", { id: "scan-kind" },
+    ["", "sensitive_data", "malware", "misconfiguration", "non_compliance"].map((k) =>
+      el("option", { value: k, selected: p.get("kind") === k ? "" : null }, k || "all kinds")));
+  const state = el("select", { id: "scan-state" },
+    ["", "open", "accepted", "removed"].map((k) =>
+      el("option", { value: k, selected: p.get("state") === k ? "" : null }, k || "any state")));
+  const form = el(
+    "form",
+    { class: "toolbar", onsubmit: (ev) => { ev.preventDefault(); location.hash = `#/scans?${new URLSearchParams({ kind: kind.value, state: state.value })}`; } },
+    el("h2", {}, "Scans"), kind, state, el("button", { type: "submit" }, "Show"),
+  );
+  root.replaceChildren(form);
+  let queue;
+  let found;
+  try {
+    [queue, found] = await Promise.all([
+      api("/api/v1/scans/queue", { limit: 20 }),
+      api("/api/v1/scans/findings", { kind: p.get("kind"), state: p.get("state"), limit: 200 }),
+    ]);
+  } catch (e) {
+    const hint = /404/.test(e.message) ? "Scans are served by `tapwire serve` (ClickHouse and Kafka)." : e.message;
+    root.append(el("pre", { class: "error", id: "scan-error" }, hint));
+    return;
+  }
+  root.append(
+    el("h3", {}, "Queue"),
+    el("p", { id: "scan-statuses" }, Object.entries(queue.statuses).map(([s, n]) => el("span", { class: "count", "data-status": s }, `${s}: ${n}`))),
+    el("table", { id: "scan-scanners" },
+      el("thead", {}, el("tr", {}, ["Scanner", "State", "Job", "Finished", "Rules", "Last heard"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, (queue.scanners || []).map((s) => el("tr", { "data-scanner": s.scanner },
+        el("td", {}, s.scanner), el("td", {}, Number(s.alive) ? s.status : `${s.status} (not heard)`), el("td", {}, s.job_id),
+        el("td", { class: "num" }, s.finished), el("td", { class: "num" }, s.rules), el("td", {}, time(s.at_ns)))))),
+    el("table", { id: "scan-jobs" },
+      el("thead", {}, el("tr", {}, ["Object", "Kind", "Status", "Attempts", "Scanner", "Findings", "Reason", "Updated"].map((h) => el("th", {}, h)))),
+      el("tbody", {}, (queue.jobs || []).map((j) => el("tr", {},
+        el("td", {}, j.object), el("td", {}, j.object_kind), el("td", {}, j.status), el("td", { class: "num" }, j.attempts),
+        el("td", {}, j.scanner), el("td", { class: "num" }, j.findings), el("td", {}, j.reason), el("td", {}, time(j.updated_ns)))))),
+    el("h3", {}, "Findings"),
+    el("p", { id: "scan-open" }, Object.entries(found.open_by_kind || {}).map(([k, n]) => el("span", { class: "count", "data-kind": k }, `${k}: ${n} open`))),
+  );
+  const admin = /\(admin\)$/.test($("#user").textContent);
+  const act = async (id, action, query) => {
+    const q = new URLSearchParams(query);
+    const response = await fetch(`/api/v1/admin/scans/findings/${id}/${action}?${q}`, { method: "POST", headers: { Authorization: `Bearer ${token()}` } });
+    const body = await response.json().catch(() => ({}));
+    const note = $("#scan-note");
+    note.textContent = response.ok ? `${action}: recorded (${body.event ? body.event.event : ""})` : `${action}: ${response.status} ${body.error || ""}`;
+    note.dataset.status = String(response.status);
+  };
+  const rows = found.findings || [];
+  root.append(
+    el("p", { id: "scan-note" }),
+    rows.length === 0
+      ? el("p", { class: "empty" }, "(no finding)")
+      : el("table", { id: "scan-findings" },
+          el("thead", {}, el("tr", {}, ["Kind", "Rule", "Severity", "Object", "Where", "Frame", "Excerpt", "State", ""].map((h) => el("th", {}, h)))),
+          el("tbody", {}, rows.map((f) => el("tr", { "data-finding": f.finding_id, "data-rule": f.rule },
+            el("td", {}, f.kind), el("td", {}, f.rule), el("td", {}, f.severity), el("td", {}, f.object), el("td", {}, f.location),
+            el("td", { class: "num" }, Number(f.frame) >= 0 ? f.frame : ""), el("td", { class: "excerpt" }, f.excerpt),
+            el("td", { class: "state" }, f.state === "accepted" ? `accepted until ${time(f.until_ns)}` : f.state),
+            el("td", {}, admin && f.state === "open" ? [
+              el("button", { class: "accept", onclick: () => act(f.finding_id, "accept", { days: "30", reason: "accepted in the console" }) }, "Accept 30 days"),
+              el("button", { class: "remove", onclick: () => act(f.finding_id, "remove", { reason: "removed in the console" }) }, "Mark removed"),
+            ] : []))))),
+  );
+}
+
 const PAGES = {
   graph: graphPage,
   pod: podPage,
@@ -616,6 +690,7 @@ const PAGES = {
   summary: summaryPage,
   investigate: investigatePage,
   recordings: recordingsPage,
+  scans: scansPage,
 };
 
 async function route() {

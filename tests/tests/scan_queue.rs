@@ -494,8 +494,87 @@ fn actions_reach_clickhouse_and_the_siem(
         "SELECT count() AS n FROM tapwire.scan_events FINAL WHERE event = 'risk_expired'",
     );
     assert_eq!(expired, 1, "one expiry, however often it was checked");
+    scans_page(addr, &receiver_free_findings(addr, viewer));
     cef.terminate(Duration::from_secs(15));
     serve.terminate(Duration::from_secs(15));
+}
+
+/// The findings the API lists (all states).
+fn receiver_free_findings(addr: std::net::SocketAddr, token: Option<&str>) -> serde_json::Value {
+    let (status, listed) = tapwire_tests::http_get_json_as(addr, "/api/v1/scans/findings", token);
+    assert_eq!(status, 200, "{listed}");
+    listed
+}
+
+/// The console's Scans page in headless Chromium: the queue's counts and
+/// scanners, the findings with their states as the API gives them; an
+/// admin accepts an open finding's risk from the page.
+fn scans_page(addr: std::net::SocketAddr, listed: &serde_json::Value) {
+    if tapwire_tests::browser::chromium().is_none() {
+        return;
+    }
+    let shots =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console-screenshots");
+    let b = tapwire_tests::browser::Browser::start(&shots).expect("browser");
+    b.goto(&format!(
+        "http://{addr}/?token=lead-secret-0123456789#/scans"
+    ));
+    b.wait_for(
+        "the Scans page",
+        "return document.body.dataset.loaded === 'scans'",
+    );
+    let finished = b.eval(
+        "return document.querySelector('#scan-statuses [data-status=\"Finished\"]').textContent",
+        serde_json::json!([]),
+    );
+    assert_eq!(finished, "Finished: 1");
+    let scanner = b.eval(
+        "return document.querySelector('#scan-scanners tr[data-scanner=\"scanner-a\"]') !== null",
+        serde_json::json!([]),
+    );
+    assert_eq!(scanner, true);
+    let shown = b.eval(
+        "return [...document.querySelectorAll('#scan-findings tbody tr')].map(r => \
+         [r.dataset.finding, r.querySelector('.state').textContent.split(' ')[0]])",
+        serde_json::json!([]),
+    );
+    let mut want: Vec<serde_json::Value> = listed["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| serde_json::json!([f["finding_id"], f["state"]]))
+        .collect();
+    let mut got = shown.as_array().expect("rows").clone();
+    want.sort_by_key(serde_json::Value::to_string);
+    got.sort_by_key(serde_json::Value::to_string);
+    assert_eq!(got, want, "the page shows the API's findings and states");
+    b.screenshot("scans-01-queue-and-findings");
+    let open = b.eval(
+        "const row = document.querySelector('#scan-findings tr[data-rule=\"http-basic-auth\"]'); \
+         row.querySelector('button.accept').click(); return row.dataset.finding",
+        serde_json::json!([]),
+    );
+    let id = open.as_str().expect("finding id").to_owned();
+    b.wait_for(
+        "the action's answer",
+        "return document.querySelector('#scan-note').dataset.status === '200'",
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            receiver_free_findings(addr, Some("soc-secret-0123456789"))["findings"]
+                .as_array()
+                .and_then(|all| all.iter().find(|f| f["finding_id"] == id.as_str()))
+                .is_some_and(|f| f["state"] == "accepted")
+        }),
+        "accepted from the page"
+    );
+    b.goto(&format!("http://{addr}/#/scans"));
+    b.wait_for(
+        "the Scans page again",
+        "return document.body.dataset.loaded === 'scans'",
+    );
+    b.screenshot("scans-02-accepted");
+    assert!(b.console_errors().is_empty(), "{:?}", b.console_errors());
 }
 
 #[tokio::test(flavor = "multi_thread")]
