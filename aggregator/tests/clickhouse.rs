@@ -150,6 +150,11 @@ async fn migrations_are_idempotent() {
             "network_events",
             "pods",
             "runtime_events",
+            "scan_events",
+            "scan_findings",
+            "scan_jobs",
+            "scan_status",
+            "scanner_states",
             "schema_migrations",
             "verdicts"
         ]
