@@ -106,17 +106,11 @@ pub fn tshark() -> Option<PathBuf> {
     )
 }
 
-/// Every event of `topic` from its start (all partitions), decoded. Returns
-/// when nothing arrived for `idle`, when the topic is quiet and
-/// `done(events)` holds, or after 30 s.
-pub fn read_topic(
-    broker: &str,
-    topic: &str,
-    idle: Duration,
-    done: impl Fn(&[tapwire_schemas::AnyEvent]) -> bool,
-) -> Vec<tapwire_schemas::AnyEvent> {
+/// A consumer assigned every partition of `topic` from its first offset
+/// (no group membership, nothing committed).
+pub fn from_the_start(broker: &str, topic: &str) -> rdkafka::consumer::BaseConsumer {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", broker)
@@ -133,6 +127,21 @@ pub fn read_topic(
             .expect("partition");
     }
     consumer.assign(&tpl).expect("assign");
+    consumer
+}
+
+/// Every event of `topic` from its start (all partitions), decoded. Returns
+/// when nothing arrived for `idle`, when the topic is quiet and
+/// `done(events)` holds, or after 30 s.
+pub fn read_topic(
+    broker: &str,
+    topic: &str,
+    idle: Duration,
+    done: impl Fn(&[tapwire_schemas::AnyEvent]) -> bool,
+) -> Vec<tapwire_schemas::AnyEvent> {
+    use rdkafka::Message;
+
+    let consumer = from_the_start(broker, topic);
     let mut out = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut idle_since = Instant::now();

@@ -28,26 +28,11 @@ fn read_json(
     limit: Duration,
     done: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Vec<serde_json::Value> {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
+    use rdkafka::Message;
 
     let deadline = Instant::now() + limit;
     loop {
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", broker)
-            .set("group.id", "tapwire-tests-json-reader")
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let meta = consumer
-            .fetch_metadata(Some(topic), Duration::from_secs(10))
-            .expect("metadata");
-        let mut tpl = TopicPartitionList::new();
-        for p in meta.topics()[0].partitions() {
-            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
-                .expect("partition");
-        }
-        consumer.assign(&tpl).expect("assign");
+        let consumer = tapwire_tests::from_the_start(broker, topic);
         let mut out = Vec::new();
         let mut idle_since = Instant::now();
         // Until quiet, or (a topic that is never quiet, like heartbeats)
