@@ -500,8 +500,20 @@ impl Lines {
         let out = child.stdout.take().expect("stdout");
         let sink = lines.clone();
         let reader = std::thread::spawn(move || {
-            for line in BufReader::new(out).lines().map_while(Result::ok) {
-                sink.lock().expect("lines").push(line);
+            // Whole lines only: a process killed mid-write leaves a piece
+            // of a line without its end, which is not a line it printed.
+            let mut out = BufReader::new(out);
+            let mut buf = Vec::new();
+            while matches!(out.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                    let line = String::from_utf8_lossy(&buf).into_owned();
+                    sink.lock().expect("lines").push(line);
+                }
+                buf.clear();
             }
         });
         let err = child.stderr.take().expect("stderr");
