@@ -241,15 +241,30 @@ async fn the_demo_traffic_through_every_stage_as_separate_processes() {
     // Every verdict reached the SIEM, blocked ones with the violation family.
     let verdicts =
         tapwire_tests::clickhouse::scalar(&ch, &db, "SELECT count() AS n FROM tapwire.verdicts");
+    // The recorder queues a scan job per slice: the SIEM hears those as
+    // SJ-001, besides the verdicts.
+    let verdict_lines = || -> Vec<String> {
+        receiver
+            .received("tcp")
+            .into_iter()
+            .filter(|l| !l.contains("|SJ-00"))
+            .collect()
+    };
     assert!(
-        wait_until(Duration::from_secs(60), || receiver.received("tcp").len()
-            as u64
+        wait_until(Duration::from_secs(60), || verdict_lines().len() as u64
             >= verdicts),
         "CEF at the receiver: {} of {verdicts}",
-        receiver.received("tcp").len()
+        verdict_lines().len()
     );
-    let cef = receiver.received("tcp");
+    let cef = verdict_lines();
     assert_eq!(cef.len() as u64, verdicts, "one CEF message per verdict");
+    assert!(
+        receiver
+            .received("tcp")
+            .iter()
+            .any(|l| l.contains("|SJ-001|Scan job|")),
+        "the recorded slices were queued for scanning"
+    );
     let blocked = cef
         .iter()
         .filter(|l| l.contains("|FNT-001|") && l.contains("dst=169.254.169.254"))

@@ -106,13 +106,15 @@ fn cef_stage(config: &Config, out: &CefOut) -> CefConfig {
     }
 }
 
-/// The record section of `config`, into `dir` with `queries`.
+/// The record section of `config`, into `dir` with `queries`. No scan jobs:
+/// no scanner runs in the process (scan the slices with `tapwire scan DIR`).
 fn record_stage(config: &Config, dir: &Path, queries: &BTreeMap<String, String>) -> RecordConfig {
     RecordConfig {
         directory: Some(dir.to_path_buf()),
         bucket: None,
         queries: queries.clone(),
         spool_dir: dir.join(".spool"),
+        scan_slices: false,
         ..config.record.clone()
     }
 }
