@@ -486,14 +486,7 @@ impl RecordHandler {
         let jobs: Vec<ScanJob> = scans
             .waiting
             .iter()
-            .map(|url| {
-                let object = if url.starts_with("s3://") {
-                    ScanObject::Slice { url: url.clone() }
-                } else {
-                    ScanObject::File { path: url.clone() }
-                };
-                ScanJob::new(object, "record", now)
-            })
+            .map(|url| ScanJob::new(ScanObject::capture(url.clone()), "record", now))
             .collect();
         for batch in tapwire_schemas::scan::enqueue_records(&jobs) {
             let records = batch

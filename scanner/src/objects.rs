@@ -39,6 +39,13 @@ impl ObjectError {
         matches!(self, ObjectError::Store(e) if e.is_transient())
     }
 
+    /// Whether a job that ended on this error is tried again: the store
+    /// was unavailable, or YARA gave up (time-out) on a busy scanner; a
+    /// malformed or oversized object fails the same way every time.
+    pub fn is_retried(&self) -> bool {
+        self.is_transient() || matches!(self, ObjectError::Traffic(TrafficError::Scan { .. }))
+    }
+
     /// The reason code of a job that ends on this error.
     pub fn code(&self) -> &'static str {
         match self {

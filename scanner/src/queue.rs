@@ -54,7 +54,7 @@ use crate::job::{
     STATUS_TOPIC, ScanEvent, ScanEventKind, ScanJob, ScanObject, ScannerState, ScannerStatus,
     Status, StatusChange, VERSION, now_ns,
 };
-use crate::objects::{ObjectError, scan_slice};
+use crate::objects::scan_slice;
 use crate::podspec;
 use crate::rules::{Refresh, RuleSource};
 
@@ -681,16 +681,14 @@ impl Worker {
                 .collect()
         };
         if !fresh.is_empty() {
-            for job in &fresh {
-                apply(&self.views, &job.status(Status::Pending, 1, "", None));
-            }
             // Statuses only: the job itself stays on this node.
-            let pending = tapwire_schemas::scan::enqueue_records(&fresh)
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(topic, key, payload)| OutRecord::new(topic, Some(key), payload))
+            let pending = fresh
+                .iter()
+                .map(|job| {
+                    let change = job.status(Status::Pending, 1, "", None);
+                    apply(&self.views, &change);
+                    status_record(&change)
+                })
                 .collect();
             self.send(pending).await?;
             self.local.extend(fresh);
@@ -717,12 +715,7 @@ impl Worker {
                 bytes: stats.bytes,
                 events: Vec::new(),
             }),
-            Err(err) if err.is_transient() => {
-                Err(JobError::Retry(format!("{}: {err}", err.code())))
-            }
-            Err(ObjectError::Traffic(crate::traffic::TrafficError::Scan { reason, .. })) => {
-                Err(JobError::Retry(format!("E-RULES-TIMEOUT: {reason}")))
-            }
+            Err(err) if err.is_retried() => Err(JobError::Retry(format!("{}: {err}", err.code()))),
             Err(err) => Err(JobError::Fail(format!("{}: {err}", err.code()))),
         }
     }

@@ -191,6 +191,16 @@ pub enum ScanObject {
 }
 
 impl ScanObject {
+    /// A capture to scan: a slice in S3 (`s3://...`) or a file the
+    /// scanners can read.
+    pub fn capture(url: String) -> ScanObject {
+        if url.starts_with("s3://") {
+            ScanObject::Slice { url }
+        } else {
+            ScanObject::File { path: url }
+        }
+    }
+
     /// The name findings and tables use: the URL, the path,
     /// `container:ID`, `pod:NAMESPACE/NAME`.
     pub fn name(&self) -> String {

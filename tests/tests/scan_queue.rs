@@ -479,13 +479,13 @@ fn actions_reach_clickhouse_and_the_siem(
         "SELECT count() AS n FROM tapwire.scan_events FINAL WHERE event = 'risk_expired'",
     );
     assert_eq!(expired, 1, "one expiry, however often it was checked");
-    scans_page(addr, &receiver_free_findings(addr, viewer));
+    scans_page(addr, &listed_findings(addr, viewer));
     cef.terminate(Duration::from_secs(15));
     serve.terminate(Duration::from_secs(15));
 }
 
 /// The findings the API lists (all states).
-fn receiver_free_findings(addr: std::net::SocketAddr, token: Option<&str>) -> serde_json::Value {
+fn listed_findings(addr: std::net::SocketAddr, token: Option<&str>) -> serde_json::Value {
     let (status, listed) = tapwire_tests::http_get_json_as(addr, "/api/v1/scans/findings", token);
     assert_eq!(status, 200, "{listed}");
     listed
@@ -546,7 +546,7 @@ fn scans_page(addr: std::net::SocketAddr, listed: &serde_json::Value) {
     );
     assert!(
         wait_until(Duration::from_secs(20), || {
-            receiver_free_findings(addr, Some("soc-secret-0123456789"))["findings"]
+            listed_findings(addr, Some("soc-secret-0123456789"))["findings"]
                 .as_array()
                 .and_then(|all| all.iter().find(|f| f["finding_id"] == id.as_str()))
                 .is_some_and(|f| f["state"] == "accepted")

@@ -84,13 +84,11 @@ async fn enqueue(config: &Config, args: &ScanArgs) -> anyhow::Result<()> {
     let jobs: Vec<ScanJob> = keys
         .iter()
         .map(|key| {
-            let url = format!("{name}{key}");
-            let object = if url.starts_with("s3://") {
-                ScanObject::Slice { url }
-            } else {
-                ScanObject::File { path: url }
-            };
-            ScanJob::new(object, "tapwire scan --enqueue", now)
+            ScanJob::new(
+                ScanObject::capture(format!("{name}{key}")),
+                "tapwire scan --enqueue",
+                now,
+            )
         })
         .collect();
     let bus = tapwire_plumbing::stage::Bus::Kafka(config.kafka.clone());
