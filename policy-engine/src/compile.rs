@@ -16,19 +16,36 @@
 //! then an audit violation, then an enforce allow, then an audit allow; within
 //! one rank the more specific rule, then the policy name in order. The verdict
 //! names the deciding policy (`namespace/name`) and rule.
+//!
+//! Judging reads a borrowed view of the event ([`EnrichedEventView`]):
+//! [`PolicySet::judge_message`] decodes it from the message and writes the
+//! verdict by splicing the message's event datum, so a verdict costs no
+//! owned copy of its event; [`PolicySet::judge`] views an owned event the
+//! same way. A rule's KFL `when` condition is the one reader of the whole
+//! event: the owned event is decoded from the message only when a condition
+//! is reached, once per event. Indexes: policies by the namespace of the
+//! pod they select, rules by port, both in Fx hash maps (keys are short and
+//! come from our own configuration).
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::net::IpAddr;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use ipnet::IpNet;
+use rustc_hash::FxHasher;
+use smallvec::SmallVec;
 use tapwire_kfl::Filter;
+use tapwire_schemas::codec::{self, VerdictTail};
 use tapwire_schemas::events::{
-    Direction, EnrichedEvent, EventBody, L4Event, Mode, Outcome, PeerContext, PeerKind, Protocol,
-    RuntimeEvent, RuntimeKind, Side, SideDecision, Verdict,
+    Direction, EnrichedEvent, EnrichedEventView, EventBodyView, L4EventView, Labels, Mode, Outcome,
+    PeerKind, PeerView, Protocol, RuntimeEventView, RuntimeKind, Side, SideDecision, SideView,
+    Verdict,
 };
 use tapwire_schemas::kfl::EventEntry;
-use tapwire_schemas::signature::{EventKind, signature};
+use tapwire_schemas::signature::{EventKind, Signature, signature};
+use tapwire_schemas::{DecodeError, SchemaKind};
 
 use crate::document::{
     Action, Document, FileOp, Kind, NetworkRule, Peer, PodSelector, PolicyMode, RuntimeRule,
@@ -69,8 +86,8 @@ impl Selector {
         }
     }
 
-    fn matches(&self, peer: &PeerContext) -> bool {
-        peer.kind == PeerKind::Pod && self.matches_pod(peer.namespace.as_deref(), &peer.labels)
+    fn matches(&self, peer: &PeerView<'_>) -> bool {
+        peer.kind == PeerKind::Pod && self.selects(peer.namespace, |k| Labels::get(&peer.labels, k))
     }
 
     /// Whether a pod of `namespace` with `labels` is selected.
@@ -79,10 +96,23 @@ impl Selector {
         namespace: Option<&str>,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> bool {
+        self.selects(namespace, |k| labels.get(k).map(String::as_str))
+    }
+
+    /// Whether a pod of `namespace` whose label values `label` gives is
+    /// selected.
+    fn selects<'l>(
+        &self,
+        namespace: Option<&str>,
+        label: impl Fn(&str) -> Option<&'l str>,
+    ) -> bool {
         self.namespace
             .as_deref()
             .is_none_or(|ns| namespace == Some(ns))
-            && self.labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+            && self
+                .labels
+                .iter()
+                .all(|(k, v)| label(k) == Some(v.as_str()))
     }
 
     pub(crate) fn specificity(&self) -> u32 {
@@ -104,15 +134,11 @@ pub(crate) struct CompiledPeer {
 }
 
 impl CompiledPeer {
-    fn matches(&self, peer: &PeerContext, ip: IpAddr) -> bool {
+    fn matches(&self, peer: &PeerView<'_>, ip: IpAddr) -> bool {
         self.pod.as_ref().is_none_or(|s| s.matches(peer))
             && self.cidr.is_none_or(|net| net.contains(&ip))
             && self.dns.as_ref().is_none_or(|p| {
-                let name = peer
-                    .dns_name
-                    .as_deref()
-                    .unwrap_or_default()
-                    .trim_end_matches('.');
+                let name = peer.dns_name.unwrap_or_default().trim_end_matches('.');
                 match p {
                     DnsPattern::Exact(n) => name.eq_ignore_ascii_case(n),
                     DnsPattern::Suffix(s) => {
@@ -145,8 +171,8 @@ impl NetRule {
     /// The rule's specificity when it matches.
     fn matches(
         &self,
-        e: &EnrichedEvent,
-        peer: &PeerContext,
+        e: &Subject<'_, '_>,
+        peer: &PeerView<'_>,
         ip: IpAddr,
         port: u16,
         protocol: Protocol,
@@ -190,12 +216,43 @@ pub(crate) struct RtRule {
 /// Whether a rule's KFL condition holds for `e` (no condition: it does).
 /// `now()` in a condition is the event's own time, so a replayed event is
 /// judged as it was live.
-fn condition_holds(when: Option<&Filter>, e: &EnrichedEvent) -> bool {
+fn condition_holds(when: Option<&Filter>, e: &Subject<'_, '_>) -> bool {
     when.is_none_or(|f| {
-        let now_ms = e.header().timestamp_ns.div_euclid(1_000_000);
-        f.matches(&EventEntry::event(e), now_ms)
+        let now_ms = e.view.header().timestamp_ns.div_euclid(1_000_000);
+        e.owned()
+            .is_some_and(|owned| f.matches(&EventEntry::event(owned), now_ms))
     })
 }
+
+/// An event being judged: its view, and where the whole event comes from
+/// when a KFL condition needs it.
+pub(crate) struct Subject<'e, 'a> {
+    view: &'e EnrichedEventView<'a>,
+    owned: Owned<'e>,
+}
+
+enum Owned<'e> {
+    /// The caller's owned event.
+    Event(&'e EnrichedEvent),
+    /// Decoded from the message the first time a condition asks.
+    Message(&'e [u8], OnceCell<Option<EnrichedEvent>>),
+}
+
+impl Subject<'_, '_> {
+    /// The whole event (`None` only if a message whose view decoded does
+    /// not decode owned, which the codec tests rule out).
+    fn owned(&self) -> Option<&EnrichedEvent> {
+        match &self.owned {
+            Owned::Event(e) => Some(e),
+            Owned::Message(bytes, cell) => cell
+                .get_or_init(|| tapwire_schemas::decode(bytes).ok())
+                .as_ref(),
+        }
+    }
+}
+
+/// Hash maps keyed by our own short keys (ports, namespaces).
+type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter>, CompileError> {
     when.map(|q| {
@@ -215,7 +272,7 @@ fn condition(policy: &str, at: &str, when: Option<&str>) -> Result<Option<Filter
 #[derive(Debug, Default)]
 pub(crate) struct NetRules {
     pub(crate) rules: Vec<NetRule>,
-    by_port: HashMap<u16, Vec<usize>>,
+    by_port: FxMap<u16, Vec<usize>>,
     any_port: Vec<usize>,
     /// Any allow rule makes the direction an allow-list.
     pub(crate) allow_list: bool,
@@ -223,7 +280,7 @@ pub(crate) struct NetRules {
 
 impl NetRules {
     fn new(rules: Vec<NetRule>) -> Self {
-        let mut by_port: HashMap<u16, Vec<usize>> = HashMap::new();
+        let mut by_port: FxMap<u16, Vec<usize>> = FxMap::default();
         let mut any_port = Vec::new();
         for (i, r) in rules.iter().enumerate() {
             if r.ports.is_empty() {
@@ -275,7 +332,7 @@ pub struct PolicySet {
     pub(crate) policies: Vec<Policy>,
     /// Policies selecting pods of one namespace, by namespace (indices
     /// into `policies`, ascending).
-    by_namespace: HashMap<String, Vec<usize>>,
+    by_namespace: FxMap<String, Vec<usize>>,
     /// Policies selecting pods of every namespace.
     any_namespace: Vec<usize>,
 }
@@ -477,7 +534,7 @@ impl PolicySet {
             });
         }
         policies.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut by_namespace: HashMap<String, Vec<usize>> = HashMap::new();
+        let mut by_namespace: FxMap<String, Vec<usize>> = FxMap::default();
         let mut any_namespace = Vec::new();
         for (i, p) in policies.iter().enumerate() {
             match &p.selector.namespace {
@@ -504,18 +561,77 @@ impl PolicySet {
 
     /// The verdict for `event`.
     pub fn judge(&self, event: EnrichedEvent) -> Verdict {
+        let (mode, outcome, policy, rule, signature_id, severity, sides) = {
+            let view = event.view();
+            let j = self.judgement(&Subject {
+                view: &view,
+                owned: Owned::Event(&event),
+            });
+            (
+                j.mode,
+                j.outcome,
+                j.policy.map(str::to_owned),
+                j.rule.map(str::to_owned),
+                j.signature.id.to_owned(),
+                j.signature.severity,
+                j.sides.iter().map(owned_side).collect(),
+            )
+        };
+        Verdict {
+            event,
+            mode,
+            policy,
+            rule,
+            signature_id,
+            severity,
+            outcome,
+            sides,
+        }
+    }
+
+    /// Judges an `EnrichedEvent` message of the current schema version and
+    /// appends the verdict message to `out` (the event's datum copied as it
+    /// is: [`codec::write_verdict`]). `Ok(false)`, writing nothing, when the
+    /// message is not a current `EnrichedEvent` (decode it with
+    /// `decode_any` and use [`PolicySet::judge`]); an error when it is one
+    /// but does not decode.
+    pub fn judge_message(&self, message: &[u8], out: &mut Vec<u8>) -> Result<bool, DecodeError> {
+        if !codec::is_current(message, SchemaKind::EnrichedEvent) {
+            return Ok(false);
+        }
+        let view = codec::decode_enriched_view(message)?;
+        let subject = Subject {
+            view: &view,
+            owned: Owned::Message(message, OnceCell::new()),
+        };
+        let j = self.judgement(&subject);
+        let tail = VerdictTail {
+            mode: j.mode,
+            policy: j.policy,
+            rule: j.rule,
+            signature_id: j.signature.id,
+            severity: j.signature.severity,
+            outcome: j.outcome,
+            sides: &j.sides,
+        };
+        Ok(codec::write_verdict(message, &tail, out))
+    }
+
+    /// The decision about one event.
+    fn judgement<'x>(&'x self, subject: &Subject<'_, 'x>) -> Judgement<'x> {
+        let event = subject.view;
         // The event is judged from the side that saw it (the connect from the
         // source's egress policies, the accept from the destination's
         // ingress policies): that decides its mode, outcome and CEF.
         let own = match &event.body {
-            EventBody::L4(l4) if l4.direction != Direction::Egress => &event.dst,
-            EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => &event.src,
+            EventBodyView::L4(l4) if l4.direction != Direction::Egress => &event.dst,
+            EventBodyView::L4(_) | EventBodyView::Dns(_) | EventBodyView::Runtime(_) => &event.src,
         };
-        let best = self.best(own, |p| decide(p, &event));
+        let best = self.best(own, |p| decide(p, subject));
         // A connection also gets the other side's decision, so that it is
         // counted under the most severe of the two (`Verdict::sides`).
-        let mut sides: Vec<SideDecision> = match &event.body {
-            EventBody::L4(l4) if l4.direction != Direction::None => {
+        let mut sides: SmallVec<[SideView<'x>; 2]> = match &event.body {
+            EventBodyView::L4(l4) if l4.direction != Direction::None => {
                 let other = match l4.direction {
                     Direction::Egress => Direction::Ingress,
                     _ => Direction::Egress,
@@ -526,7 +642,7 @@ impl PolicySet {
                 };
                 let theirs = self.best(other_peer, |p| {
                     (p.kind == Kind::NetworkPolicy)
-                        .then(|| network(p, &event, l4, other))
+                        .then(|| network(p, subject, l4, other))
                         .flatten()
                 });
                 [(l4.direction, best.as_ref()), (other, theirs.as_ref())]
@@ -534,10 +650,12 @@ impl PolicySet {
                     .filter_map(|(direction, d)| d.map(|d| d.side(direction)))
                     .collect()
             }
-            EventBody::L4(_) | EventBody::Dns(_) | EventBody::Runtime(_) => Vec::new(),
+            EventBodyView::L4(_) | EventBodyView::Dns(_) | EventBodyView::Runtime(_) => {
+                SmallVec::new()
+            }
         };
-        let refused = blocked_by(&event);
-        if let (Some(_), EventBody::L4(l4)) = (refused, &event.body) {
+        let refused = blocked_by(event.body.blocked_by());
+        if let (Some(_), EventBodyView::L4(l4)) = (refused, &event.body) {
             let own_side = if l4.direction == Direction::Ingress {
                 Side::Ingress
             } else {
@@ -548,39 +666,30 @@ impl PolicySet {
                 side.outcome = Outcome::Blocked;
             }
         }
-        let kind = EventKind::of(&event);
+        let kind = match &event.body {
+            EventBodyView::L4(e) => EventKind::L4(e.kind),
+            EventBodyView::Dns(e) => EventKind::Dns(e.kind),
+            EventBodyView::Runtime(e) => EventKind::Runtime(e.kind),
+        };
         let (mode, outcome, policy, rule) = match (&best, refused) {
             // The kernel refused it: that is what happened, whatever the
             // policies say now (a policy may have changed since).
             (Some(d), Some(_)) if d.violation && d.policy.mode == PolicyMode::Enforce => (
                 Mode::Enforce,
                 Outcome::Blocked,
-                Some(d.policy.name.clone()),
-                d.rule.map(str::to_owned),
+                Some(d.policy.name.as_str()),
+                d.rule,
             ),
-            (_, Some((policy, rule))) => (
-                Mode::Enforce,
-                Outcome::Blocked,
-                Some(policy.to_owned()),
-                rule.map(str::to_owned),
-            ),
+            (_, Some((policy, rule))) => (Mode::Enforce, Outcome::Blocked, Some(policy), rule),
             (None, None) => (Mode::Other, Outcome::Allowed, None, None),
-            (Some(d), None) => (
-                d.mode(),
-                d.outcome(),
-                Some(d.policy.name.clone()),
-                d.rule.map(str::to_owned),
-            ),
+            (Some(d), None) => (d.mode(), d.outcome(), Some(d.policy.name.as_str()), d.rule),
         };
-        let sig = signature(kind, outcome);
-        Verdict {
-            event,
+        Judgement {
             mode,
+            outcome,
             policy,
             rule,
-            signature_id: sig.id.to_owned(),
-            severity: sig.severity,
-            outcome,
+            signature: signature(kind, outcome),
             sides,
         }
     }
@@ -590,12 +699,11 @@ impl PolicySet {
     /// index (earlier name) wins a tie in rank.
     fn best<'p>(
         &'p self,
-        local: &PeerContext,
+        local: &PeerView<'_>,
         decide: impl Fn(&'p Policy) -> Option<Decision<'p>>,
     ) -> Option<Decision<'p>> {
         let scoped = local
             .namespace
-            .as_deref()
             .and_then(|ns| self.by_namespace.get(ns))
             .map_or(&[][..], Vec::as_slice);
         let mut best: Option<(usize, Decision<'_>)> = None;
@@ -612,15 +720,32 @@ impl PolicySet {
     }
 }
 
+/// The decision about one event, borrowing the policies' and the event's
+/// text.
+struct Judgement<'x> {
+    mode: Mode,
+    outcome: Outcome,
+    policy: Option<&'x str>,
+    rule: Option<&'x str>,
+    signature: Signature,
+    sides: SmallVec<[SideView<'x>; 2]>,
+}
+
+fn owned_side(side: &SideView<'_>) -> SideDecision {
+    SideDecision {
+        side: side.side,
+        mode: side.mode,
+        outcome: side.outcome,
+        policy: side.policy.map(str::to_owned),
+        rule: side.rule.map(str::to_owned),
+    }
+}
+
 /// The policy (`namespace/name`) and rule of the kernel's refusal, when the
 /// event says the node refused it (`blocked_by` is `namespace/name/rule`, or
 /// `namespace/name` for an allow-list with no rule).
-fn blocked_by(event: &EnrichedEvent) -> Option<(&str, Option<&str>)> {
-    let by = match &event.body {
-        EventBody::L4(l4) => l4.blocked_by.as_deref(),
-        EventBody::Runtime(rt) => rt.blocked_by.as_deref(),
-        EventBody::Dns(_) => None,
-    }?;
+fn blocked_by(by: Option<&str>) -> Option<(&str, Option<&str>)> {
+    let by = by?;
     let mut parts = by.splitn(3, '/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(ns), Some(name), rule) => Some((&by[..ns.len() + 1 + name.len()], rule)),
@@ -635,7 +760,7 @@ struct Decision<'p> {
     specificity: u32,
 }
 
-impl Decision<'_> {
+impl<'p> Decision<'p> {
     fn mode(&self) -> Mode {
         match self.policy.mode {
             PolicyMode::Audit => Mode::Audit,
@@ -654,16 +779,16 @@ impl Decision<'_> {
     }
 
     /// This decision as the `direction` side of a connection.
-    fn side(&self, direction: Direction) -> SideDecision {
-        SideDecision {
+    fn side(&self, direction: Direction) -> SideView<'p> {
+        SideView {
             side: match direction {
                 Direction::Ingress => Side::Ingress,
                 Direction::Egress | Direction::None => Side::Egress,
             },
             mode: self.mode(),
             outcome: self.outcome(),
-            policy: Some(self.policy.name.clone()),
-            rule: self.rule.map(str::to_owned),
+            policy: Some(self.policy.name.as_str()),
+            rule: self.rule,
         }
     }
 
@@ -690,25 +815,29 @@ where
     }
 }
 
-fn decide<'p>(policy: &'p Policy, e: &EnrichedEvent) -> Option<Decision<'p>> {
-    match &e.body {
-        EventBody::L4(l4) => (policy.kind == Kind::NetworkPolicy)
+fn decide<'p>(policy: &'p Policy, e: &Subject<'_, '_>) -> Option<Decision<'p>> {
+    match &e.view.body {
+        EventBodyView::L4(l4) => (policy.kind == Kind::NetworkPolicy)
             .then(|| network(policy, e, l4, l4.direction))
             .flatten(),
-        EventBody::Dns(_) => (policy.kind == Kind::NetworkPolicy
-            && policy.selector.matches(&e.src))
+        EventBodyView::Dns(_) => (policy.kind == Kind::NetworkPolicy
+            && policy.selector.matches(&e.view.src))
         .then_some(Decision {
             policy,
             rule: None,
             violation: false,
             specificity: 0,
         }),
-        EventBody::Runtime(rt) => runtime(policy, e, rt),
+        EventBodyView::Runtime(rt) => runtime(policy, e, rt),
     }
 }
 
-fn runtime<'p>(policy: &'p Policy, e: &EnrichedEvent, rt: &RuntimeEvent) -> Option<Decision<'p>> {
-    if policy.kind != Kind::RuntimePolicy || !policy.selector.matches(&e.src) {
+fn runtime<'p>(
+    policy: &'p Policy,
+    e: &Subject<'_, '_>,
+    rt: &RuntimeEventView<'_>,
+) -> Option<Decision<'p>> {
+    if policy.kind != Kind::RuntimePolicy || !policy.selector.matches(&e.view.src) {
         return None;
     }
     let (rule, violation, specificity) =
@@ -717,14 +846,14 @@ fn runtime<'p>(policy: &'p Policy, e: &EnrichedEvent, rt: &RuntimeEvent) -> Opti
                 let matching =
                     policy.rules.iter().filter_map(|r| {
                         let set = r.executables.as_ref()?;
-                        (set.is_match(&rt.binary) && condition_holds(r.when.as_ref(), e))
+                        (set.is_match(rt.binary) && condition_holds(r.when.as_ref(), e))
                             .then_some((r.name.as_str(), r.action, 1 + u32::from(r.when.is_some())))
                     });
                 pick(matching, policy.exec_allow_list)
             }
             RuntimeKind::ProcessExit => (None, false, 0),
             kind => {
-                let path = rt.path.as_deref().unwrap_or_default();
+                let path = rt.path.unwrap_or_default();
                 let applies = |(set, ops): &(GlobSet, Vec<RuntimeKind>)| {
                     (ops.is_empty() || ops.contains(&kind)) && set.is_match(path)
                 };
@@ -757,14 +886,15 @@ fn runtime<'p>(policy: &'p Policy, e: &EnrichedEvent, rt: &RuntimeEvent) -> Opti
 /// (egress: the source's policies; ingress: the destination's).
 fn network<'p>(
     policy: &'p Policy,
-    e: &EnrichedEvent,
-    l4: &L4Event,
+    e: &Subject<'_, '_>,
+    l4: &L4EventView<'_>,
     direction: Direction,
 ) -> Option<Decision<'p>> {
+    let v = e.view;
     let (local, remote, remote_ip, rules) = match direction {
-        Direction::Egress => (&e.src, &e.dst, l4.dst.ip.0, &policy.egress),
-        Direction::Ingress => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
-        Direction::None => (&e.dst, &e.src, l4.src.ip.0, &policy.ingress),
+        Direction::Egress => (&v.src, &v.dst, l4.dst.ip.0, &policy.egress),
+        Direction::Ingress => (&v.dst, &v.src, l4.src.ip.0, &policy.ingress),
+        Direction::None => (&v.dst, &v.src, l4.src.ip.0, &policy.ingress),
     };
     if !policy.selector.matches(local) {
         return None;

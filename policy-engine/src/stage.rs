@@ -289,6 +289,28 @@ impl<K: Sink> BatchHandler for PolicyStage<K> {
         let mut out = Vec::with_capacity(batch.len());
         let mut rejections = Vec::new();
         for (index, message) in batch.iter().enumerate() {
+            // Enriched events of the current version: judged on a borrowed
+            // view, the verdict spliced from the message.
+            let mut payload = Vec::with_capacity(message.payload.len() + 64);
+            match self
+                .policies
+                .set()
+                .judge_message(&message.payload, &mut payload)
+            {
+                Ok(true) => {
+                    out.push(OutRecord::new(
+                        topics::VERDICTS,
+                        message.key.clone(),
+                        payload,
+                    ));
+                    continue;
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    rejections.push(Rejection::undecodable(index, &err));
+                    continue;
+                }
+            }
             match decode_any(&message.payload) {
                 Ok(AnyEvent::EnrichedEvent(event)) => {
                     let verdict = self.policies.set().judge(event);

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use serde::Deserialize;
 use tapwire_policy_engine::{PolicySet, parse};
 use tapwire_schemas::events::*;
-use tapwire_schemas::{Ip, samples};
+use tapwire_schemas::{Ip, encode, samples};
 
 const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
@@ -141,7 +141,24 @@ fn verdicts_match_the_golden_file() {
 
     let mut actual = String::new();
     for (seq, case) in cases.iter().enumerate() {
-        let verdict = set.judge(case.event(seq as u64 + 1));
+        let event = case.event(seq as u64 + 1);
+        let message = encode(&event).expect("encode the event");
+        let verdict = set.judge(event);
+        // The stage's path (a borrowed view, the verdict spliced from the
+        // message) writes exactly the verdict judged from the owned event.
+        let mut spliced = Vec::new();
+        assert!(
+            set.judge_message(&message, &mut spliced)
+                .expect("a current enriched event"),
+            "{}: spliced",
+            case.name
+        );
+        assert_eq!(
+            spliced,
+            encode(&verdict).expect("encode the verdict"),
+            "{}: the message path's verdict",
+            case.name
+        );
         writeln!(actual, "{}", line(&case.name, &verdict)).expect("write to a String");
     }
     let golden_path = format!("{DIR}/verdicts.golden");

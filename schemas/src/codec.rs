@@ -14,6 +14,7 @@ use crate::events::{
     AgentHeartbeat, ApiRequest, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event,
     LossRecord, NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
+use crate::events::{Mode, Outcome, Side, SideView};
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
 /// The two marker bytes that open a single-object encoded message.
@@ -249,10 +250,41 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// Messages of older versions (or other kinds) are an error: read them with
 /// [`decode`].
 pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, DecodeError> {
+    decode_view(bytes, SchemaKind::L4Event)
+}
+
+/// Reads a current-version `EnrichedEvent` message as a borrowed view (see
+/// [`crate::events::EnrichedEventView`]). Messages of older versions (or
+/// other kinds) are an error: read them with [`decode`].
+pub fn decode_enriched_view(
+    bytes: &[u8],
+) -> Result<crate::events::EnrichedEventView<'_>, DecodeError> {
+    decode_view(bytes, SchemaKind::EnrichedEvent)
+}
+
+/// Reads a current-version `Verdict` message as a borrowed view (see
+/// [`crate::events::VerdictView`]). Messages of older versions (or other
+/// kinds) are an error: read them with [`decode`].
+pub fn decode_verdict_view(bytes: &[u8]) -> Result<crate::events::VerdictView<'_>, DecodeError> {
+    decode_view(bytes, SchemaKind::Verdict)
+}
+
+/// Whether `bytes` is a message of the current version of `kind` (so that
+/// its view decodes and its datum can be spliced).
+pub fn is_current(bytes: &[u8], kind: SchemaKind) -> bool {
+    bytes.len() >= HEADER_LEN
+        && bytes[..2] == MAGIC
+        && bytes[2..HEADER_LEN] == registry().current(kind).fingerprint
+}
+
+fn decode_view<'a, V: serde::Deserialize<'a>>(
+    bytes: &'a [u8],
+    kind: SchemaKind,
+) -> Result<V, DecodeError> {
     let entry = writer_schema(bytes)?;
-    if entry.kind != SchemaKind::L4Event {
+    if entry.kind != kind {
         return Err(DecodeError::WrongSchema {
-            expected: SchemaKind::L4Event,
+            expected: kind,
             found: entry.kind,
         });
     }
@@ -266,6 +298,104 @@ pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, De
         .as_ref()
         .ok_or_else(|| body_error("an older version: decode it with `decode`".into()))?;
     strict_datum(&bytes[HEADER_LEN..], schema).map_err(body_error)
+}
+
+/// The fields of a verdict that follow its event, for [`write_verdict`].
+#[derive(Debug, Clone, Copy)]
+pub struct VerdictTail<'a> {
+    /// Audit, enforce or other.
+    pub mode: Mode,
+    /// namespace/name of the deciding policy.
+    pub policy: Option<&'a str>,
+    /// Name of the deciding rule.
+    pub rule: Option<&'a str>,
+    /// CEF signature id.
+    pub signature_id: &'a str,
+    /// 0-10.
+    pub severity: i32,
+    /// What the policy did.
+    pub outcome: Outcome,
+    /// Each side's decision.
+    pub sides: &'a [SideView<'a>],
+}
+
+/// Writes a `Verdict` about the event of `enriched_message` (a
+/// single-object encoded `EnrichedEvent` of the current version) without
+/// decoding and re-encoding that event: its datum is copied as it is, then
+/// `tail` is written. The bytes equal `encode(&Verdict { event, .. })`.
+/// Returns `false`, writing nothing, when the message is not a current
+/// `EnrichedEvent`.
+pub fn write_verdict(enriched_message: &[u8], tail: &VerdictTail<'_>, out: &mut Vec<u8>) -> bool {
+    if !is_current(enriched_message, SchemaKind::EnrichedEvent) {
+        return false;
+    }
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&registry().current(SchemaKind::Verdict).fingerprint);
+    out.extend_from_slice(&enriched_message[HEADER_LEN..]);
+    // Fields in `verdict.avsc` order; enums are their symbol's index, the
+    // optional strings `["null", "string"]` unions.
+    avro_long(out, mode_index(tail.mode));
+    avro_optional_str(out, tail.policy);
+    avro_optional_str(out, tail.rule);
+    avro_str(out, tail.signature_id);
+    avro_long(out, i64::from(tail.severity));
+    avro_long(out, outcome_index(tail.outcome));
+    if !tail.sides.is_empty() {
+        avro_long(out, tail.sides.len() as i64);
+        for side in tail.sides {
+            avro_long(out, i64::from(side.side == Side::Ingress));
+            avro_long(out, mode_index(side.mode));
+            avro_long(out, outcome_index(side.outcome));
+            avro_optional_str(out, side.policy);
+            avro_optional_str(out, side.rule);
+        }
+    }
+    avro_long(out, 0);
+    true
+}
+
+/// The symbol index of `mode` in `verdict.avsc`'s `Mode`.
+fn mode_index(mode: Mode) -> i64 {
+    match mode {
+        Mode::Audit => 0,
+        Mode::Enforce => 1,
+        Mode::Other => 2,
+    }
+}
+
+/// The symbol index of `outcome` in `verdict.avsc`'s `Outcome`.
+fn outcome_index(outcome: Outcome) -> i64 {
+    match outcome {
+        Outcome::Allowed => 0,
+        Outcome::Audited => 1,
+        Outcome::Blocked => 2,
+        Outcome::NotPrevented => 3,
+    }
+}
+
+/// An Avro `int`/`long`: zigzag, then 7 bits per byte, low bits first.
+fn avro_long(out: &mut Vec<u8>, v: i64) {
+    let mut n = ((v << 1) ^ (v >> 63)) as u64;
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn avro_str(out: &mut Vec<u8>, s: &str) {
+    avro_long(out, s.len() as i64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn avro_optional_str(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => avro_long(out, 0),
+        Some(s) => {
+            avro_long(out, 1);
+            avro_str(out, s);
+        }
+    }
 }
 
 /// The writer schema a message names in its header.

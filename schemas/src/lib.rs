@@ -2,10 +2,12 @@
 //!
 //! - `avro/*.avsc`: the Avro schemas, one file per named type; `avro/history/`
 //!   keeps earlier versions that readers must still resolve.
-//! - [`events`]: the Rust types, field for field the same as the schemas.
+//! - [`events`]: the Rust types, field for field the same as the schemas, and
+//!   borrowed views of enriched events and verdicts for the hot paths.
 //! - [`registry`](mod@registry): the embedded schemas, composed and fingerprinted.
 //! - [`codec`]: single-object encoding (`C3 01` + fingerprint + datum) and
-//!   decoding, including older writer schemas.
+//!   decoding, including older writer schemas; views and verdicts spliced
+//!   from an enriched message without re-encoding it.
 //! - [`ids`]: [`EventId`] (stable across retries) and [`Ip`].
 //! - [`topics`]: topic names and how each is created.
 //! - [`samples`]: synthetic events for the load generator, benchmarks and tests.

@@ -786,3 +786,132 @@ fn a_pod_record_of_v2_decodes_without_security_settings() {
         other => panic!("decoded as {other:?}"),
     }
 }
+
+/// An enriched event of `family` (0 L4, 1 DNS, 2 runtime) between two pods
+/// with labels and workloads.
+fn any_family(family: u8, seq: u64, blocked_by: Option<String>) -> EnrichedEvent {
+    let header = hdr(seq);
+    let body = match family {
+        0 => {
+            let mut e = samples::l4_flow(header, seq);
+            e.blocked_by = blocked_by;
+            EventBody::L4(e)
+        }
+        1 => EventBody::Dns(samples::dns_resolution(header)),
+        _ => {
+            let mut e = samples::file_rename(header);
+            e.blocked_by = blocked_by;
+            EventBody::Runtime(e)
+        }
+    };
+    let mut src = samples::pod_peer("web-1", "shop");
+    src.labels.insert("tier".into(), "front".into());
+    EnrichedEvent {
+        body,
+        src,
+        dst: samples::pod_peer("db-0", "data"),
+    }
+}
+
+fn arb_mode() -> impl Strategy<Value = Mode> {
+    prop_oneof![Just(Mode::Audit), Just(Mode::Enforce), Just(Mode::Other)]
+}
+
+fn arb_outcome() -> impl Strategy<Value = Outcome> {
+    prop_oneof![
+        Just(Outcome::Allowed),
+        Just(Outcome::Audited),
+        Just(Outcome::Blocked),
+        Just(Outcome::NotPrevented)
+    ]
+}
+
+fn arb_side() -> impl Strategy<Value = SideDecision> {
+    (
+        any::<bool>(),
+        arb_mode(),
+        arb_outcome(),
+        proptest::option::of("[a-z/]{0,20}"),
+        proptest::option::of("[a-z0-9-]{0,70}"),
+    )
+        .prop_map(|(ingress, mode, outcome, policy, rule)| SideDecision {
+            side: if ingress { Side::Ingress } else { Side::Egress },
+            mode,
+            outcome,
+            policy,
+            rule,
+        })
+}
+
+proptest! {
+    /// The borrowed views read what the owned decoding reads, and a verdict
+    /// spliced from the enriched message is byte for byte the encoded
+    /// verdict, whatever its fields.
+    #[test]
+    fn views_and_spliced_verdicts_match_the_owned_codec(
+        family in 0..3u8,
+        seq in 0..1_000_000u64,
+        blocked_by in proptest::option::of("[a-z/-]{0,30}"),
+        mode in arb_mode(),
+        outcome in arb_outcome(),
+        policy in proptest::option::of("[a-z/]{0,200}"),
+        rule in proptest::option::of("[a-z0-9]{0,10}"),
+        severity in -1000..1000i32,
+        sides in proptest::collection::vec(arb_side(), 0..3),
+    ) {
+        let event = any_family(family, seq, blocked_by);
+        let enriched = encode(&event).expect("encode");
+        prop_assert_eq!(codec::decode_enriched_view(&enriched).expect("view"), event.view());
+        let verdict = Verdict {
+            event,
+            mode,
+            policy,
+            rule,
+            signature_id: "NT-001".into(),
+            severity,
+            outcome,
+            sides,
+        };
+        let owned = encode(&verdict).expect("encode");
+        let view = verdict.view();
+        let tail = codec::VerdictTail {
+            mode,
+            policy: view.policy,
+            rule: view.rule,
+            signature_id: view.signature_id,
+            severity,
+            outcome,
+            sides: &view.sides,
+        };
+        let mut spliced = Vec::new();
+        prop_assert!(codec::write_verdict(&enriched, &tail, &mut spliced));
+        prop_assert_eq!(&spliced, &owned);
+        prop_assert_eq!(codec::decode_verdict_view(&owned).expect("view"), view);
+    }
+}
+
+#[test]
+fn views_refuse_other_kinds_and_old_versions() {
+    let verdict = encode(&samples::flow_verdict(hdr(3), 3)).expect("encode");
+    let err = codec::decode_enriched_view(&verdict).expect_err("a verdict is no enriched event");
+    assert_eq!(err.label(), "wrong_schema");
+    let mut spliced = Vec::new();
+    let tail = codec::VerdictTail {
+        mode: Mode::Other,
+        policy: None,
+        rule: None,
+        signature_id: "NT-001",
+        severity: 3,
+        outcome: Outcome::Allowed,
+        sides: &[],
+    };
+    assert!(!codec::write_verdict(&verdict, &tail, &mut spliced));
+    assert!(
+        spliced.is_empty(),
+        "nothing written for a message it cannot splice"
+    );
+    let old = encode_old(&AnyEvent::EnrichedEvent(enriched()), 3);
+    let err = codec::decode_enriched_view(&old).expect_err("v3 needs the owned decoder");
+    assert!(err.to_string().contains("older version"), "{err}");
+    assert!(!codec::write_verdict(&old, &tail, &mut spliced));
+}

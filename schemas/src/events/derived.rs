@@ -228,13 +228,18 @@ impl SideDecision {
     /// How severe: an enforce violation, an audit violation, an enforce
     /// allow, an audit allow (higher is more severe); "other" is below all.
     pub fn severity_rank(&self) -> u8 {
-        match (self.outcome, self.mode) {
-            (Outcome::Blocked | Outcome::NotPrevented, _) => 4,
-            (Outcome::Audited, _) => 3,
-            (Outcome::Allowed, Mode::Enforce) => 2,
-            (Outcome::Allowed, Mode::Audit) => 1,
-            (Outcome::Allowed, Mode::Other) => 0,
-        }
+        severity_rank(self.outcome, self.mode)
+    }
+}
+
+/// See [`SideDecision::severity_rank`].
+pub(crate) fn severity_rank(outcome: Outcome, mode: Mode) -> u8 {
+    match (outcome, mode) {
+        (Outcome::Blocked | Outcome::NotPrevented, _) => 4,
+        (Outcome::Audited, _) => 3,
+        (Outcome::Allowed, Mode::Enforce) => 2,
+        (Outcome::Allowed, Mode::Audit) => 1,
+        (Outcome::Allowed, Mode::Other) => 0,
     }
 }
 

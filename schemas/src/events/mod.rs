@@ -7,6 +7,7 @@ mod derived;
 mod network;
 mod pods;
 mod runtime;
+mod views;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +24,10 @@ pub use pods::{
     Container, ContainerSecurity, NodeMetadata, PodMetadata, PodSecurity, ServiceMetadata, Workload,
 };
 pub use runtime::{RuntimeEvent, RuntimeKind};
+pub use views::{
+    DnsEventView, EnrichedEventView, EventBodyView, Labels, PeerView, RuntimeEventView, SideView,
+    VerdictView, WorkloadView,
+};
 
 use crate::{EventId, Ip};
 
