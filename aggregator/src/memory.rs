@@ -45,7 +45,7 @@ impl MemoryConnections {
             tapwire_schemas::events::Outcome::NotPrevented => self.not_prevented += 1,
             _ => {}
         }
-        self.counts.add(v, 0, 0);
+        self.counts.add(&v.view(), 0, 0);
     }
 
     /// Verdicts seen (connections or not).

@@ -15,14 +15,20 @@
 //! destination's ingress decisions, whichever side saw it
 //! (`Verdict::connection_mode`): an enforce violation, then an audit
 //! violation, then an enforce allow, an audit allow, and other.
+//!
+//! Rows are built from borrowed views of verdicts
+//! ([`tapwire_schemas::events::VerdictView`]): the stage decodes each
+//! current-version message as a view, so only the strings a row keeps are
+//! copied; an owned verdict (older versions, the in-memory view) is viewed
+//! the same way.
 
 use std::collections::HashMap;
 
 use clickhouse::Row;
 use serde::Serialize;
 use tapwire_schemas::events::{
-    AgentHeartbeat, EventBody, FinalState, InventorySnapshot, L4Event, L4Kind, PeerContext,
-    PeerKind, Socket, Verdict,
+    AgentHeartbeat, EventBodyView, FinalState, InventorySnapshot, L4EventView, L4Kind, PeerKind,
+    PeerView, Socket, VerdictView,
 };
 use xxhash_rust::xxh3::Xxh3;
 
@@ -31,17 +37,18 @@ fn secs(ns: i64) -> u32 {
     u32::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0)
 }
 
-pub(crate) fn s(o: &Option<String>) -> String {
-    o.clone().unwrap_or_default()
+/// An optional borrowed text as an owned column value (empty when absent).
+fn o(text: Option<&str>) -> String {
+    text.unwrap_or_default().to_owned()
 }
 
 /// The domain name shown for a peer outside the pods: its DNS name, or a
 /// Service's `name.namespace.svc`, or the node of a host peer.
-pub(crate) fn domain(p: &PeerContext) -> String {
+pub(crate) fn domain<'a>(p: &PeerView<'a>) -> &'a str {
     match p.kind {
-        PeerKind::Pod => String::new(),
-        PeerKind::Host => s(&p.node),
-        _ => s(&p.dns_name),
+        PeerKind::Pod => "",
+        PeerKind::Host => p.node.unwrap_or_default(),
+        _ => p.dns_name.unwrap_or_default(),
     }
 }
 
@@ -107,26 +114,22 @@ impl Default for Counts {
 
 /// How the connections view names one end of an edge: workload, else pod,
 /// else domain, else address.
-pub(crate) fn edge_name(p: &PeerContext, addr: Option<std::net::IpAddr>) -> String {
-    if !workload(p).is_empty() {
-        return workload(p).to_owned();
+pub(crate) fn edge_name(p: &PeerView<'_>, addr: Option<std::net::IpAddr>) -> String {
+    if !p.workload_name().is_empty() {
+        return p.workload_name().to_owned();
     }
-    if let Some(pod) = p.pod.as_deref().filter(|n| !n.is_empty()) {
+    if let Some(pod) = p.pod.filter(|n| !n.is_empty()) {
         return pod.to_owned();
     }
     let name = domain(p);
     match addr {
         Some(ip) if name.is_empty() => ip.to_string(),
-        _ => name,
+        _ => name.to_owned(),
     }
 }
 
-pub(crate) fn workload(p: &PeerContext) -> &str {
-    p.workload.as_ref().map_or("", |w| w.name.as_str())
-}
-
 /// Whether an L4 event counts as a connection (see the module doc).
-pub fn counts_as_connection(l4: &L4Event, src: &PeerContext) -> bool {
+pub fn counts_as_connection(l4: &L4EventView<'_>, src: &PeerView<'_>) -> bool {
     let seen_from_inside = matches!(
         src.kind,
         PeerKind::Pod | PeerKind::Host | PeerKind::Unresolved
@@ -162,9 +165,11 @@ impl Counts {
     }
 
     /// Adds the verdict's event if it counts as a connection.
-    pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
+    pub fn add(&mut self, v: &VerdictView<'_>, partition: u32, offset: u64) {
         let e = &v.event;
-        let EventBody::L4(l4) = &e.body else { return };
+        let EventBodyView::L4(l4) = &e.body else {
+            return;
+        };
         if !counts_as_connection(l4, &e.src) {
             return;
         }
@@ -182,9 +187,9 @@ impl Counts {
             feed(&mut h, text);
         }
         for p in [&e.src, &e.dst] {
-            feed(&mut h, p.namespace.as_deref().unwrap_or_default());
-            feed(&mut h, workload(p));
-            feed(&mut h, p.pod.as_deref().unwrap_or_default());
+            feed(&mut h, p.namespace.unwrap_or_default());
+            feed(&mut h, p.workload_name());
+            feed(&mut h, p.pod.unwrap_or_default());
         }
         feed(&mut h, e.dst.kind.as_str());
         feed_ip(&mut h, l4.src.ip.0);
@@ -198,16 +203,16 @@ impl Counts {
                 mode: mode.as_str().to_owned(),
                 protocol: l4.protocol.as_str().to_owned(),
                 src_kind: e.src.kind.as_str().to_owned(),
-                src_namespace: s(&e.src.namespace),
-                src_workload: workload(&e.src).to_owned(),
-                src_pod: s(&e.src.pod),
+                src_namespace: o(e.src.namespace),
+                src_workload: e.src.workload_name().to_owned(),
+                src_pod: o(e.src.pod),
                 src_ip: l4.src.ip.to_string(),
                 src_port: l4.src.port,
-                src_domain: domain(&e.src),
+                src_domain: domain(&e.src).to_owned(),
                 dst_kind: e.dst.kind.as_str().to_owned(),
-                dst_namespace: s(&e.dst.namespace),
-                dst_workload: workload(&e.dst).to_owned(),
-                dst_pod: s(&e.dst.pod),
+                dst_namespace: o(e.dst.namespace),
+                dst_workload: e.dst.workload_name().to_owned(),
+                dst_pod: o(e.dst.pod),
                 dst_ip: l4.dst.ip.to_string(),
                 dst_port: l4.dst.port,
                 dst_domain: String::new(),
@@ -223,7 +228,7 @@ impl Counts {
         // The destination's domain name is part of the row, not of the key:
         // the first name seen is kept.
         if row.dst_domain.is_empty() {
-            row.dst_domain = domain(&e.dst);
+            domain(&e.dst).clone_into(&mut row.dst_domain);
         }
         row.connections += 1;
         counted.first_ns = counted.first_ns.min(ns);
@@ -439,38 +444,39 @@ pub struct EventRows {
 
 impl EventRows {
     /// Adds the rows of `v` (read at `partition`/`offset`).
-    pub fn add(&mut self, v: &Verdict, partition: u32, offset: u64) {
+    pub fn add(&mut self, v: &VerdictView<'_>, partition: u32, offset: u64) {
         let e = &v.event;
         let h = e.header();
         let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, h.id.to_hex());
-        let mode = v.mode.as_str().to_owned();
-        let outcome = v.outcome.as_str().to_owned();
+        let mode = v.mode.as_str();
+        let outcome = v.outcome.as_str();
         let kind = match &e.body {
-            EventBody::L4(l) => l.kind.as_str(),
-            EventBody::Dns(d) => d.kind.as_str(),
-            EventBody::Runtime(r) => r.kind.as_str(),
+            EventBodyView::L4(l) => l.kind.as_str(),
+            EventBodyView::Dns(d) => d.kind.as_str(),
+            EventBodyView::Runtime(r) => r.kind.as_str(),
         };
         let (src_addr, dst_addr) = match &e.body {
-            EventBody::L4(l) => (Some(l.src.ip.0), Some(l.dst.ip.0)),
-            EventBody::Dns(_) | EventBody::Runtime(_) => (None, None),
+            EventBodyView::L4(l) => (Some(l.src.ip.0), Some(l.dst.ip.0)),
+            EventBodyView::Dns(_) | EventBodyView::Runtime(_) => (None, None),
         };
+        let connection_mode = v.connection_mode().as_str();
         self.verdicts.push(VerdictRow {
             time,
             time_ns,
             event_id: event_id.clone(),
             kind: kind.to_owned(),
-            node: h.node.clone(),
-            mode: mode.clone(),
-            outcome: outcome.clone(),
-            policy: s(&v.policy),
-            rule: s(&v.rule),
-            signature_id: v.signature_id.clone(),
+            node: h.node.to_owned(),
+            mode: mode.to_owned(),
+            outcome: outcome.to_owned(),
+            policy: o(v.policy),
+            rule: o(v.rule),
+            signature_id: v.signature_id.to_owned(),
             severity: u8::try_from(v.severity).unwrap_or(u8::MAX),
-            src_namespace: s(&e.src.namespace),
-            src_pod: s(&e.src.pod),
-            dst_namespace: s(&e.dst.namespace),
-            dst_pod: s(&e.dst.pod),
-            dst_domain: domain(&e.dst),
+            src_namespace: o(e.src.namespace),
+            src_pod: o(e.src.pod),
+            dst_namespace: o(e.dst.namespace),
+            dst_pod: o(e.dst.pod),
+            dst_domain: domain(&e.dst).to_owned(),
             src_partition: partition,
             src_offset: offset,
             side: v
@@ -487,14 +493,14 @@ impl EventRows {
                 .iter()
                 .map(|d| d.outcome.as_str().to_owned())
                 .collect(),
-            side_policy: v.sides.iter().map(|d| s(&d.policy)).collect(),
-            side_rule: v.sides.iter().map(|d| s(&d.rule)).collect(),
-            connection_mode: v.connection_mode().as_str().to_owned(),
+            side_policy: v.sides.iter().map(|d| o(d.policy)).collect(),
+            side_rule: v.sides.iter().map(|d| o(d.rule)).collect(),
+            connection_mode: connection_mode.to_owned(),
             src_edge: edge_name(&e.src, src_addr),
             dst_edge: edge_name(&e.dst, dst_addr),
         });
         let (l4, dns, protocol, direction, src, dst) = match &e.body {
-            EventBody::L4(l) => (
+            EventBodyView::L4(l) => (
                 Some(l),
                 None,
                 l.protocol.as_str(),
@@ -502,27 +508,27 @@ impl EventRows {
                 Some(l.src),
                 Some(l.dst),
             ),
-            EventBody::Dns(d) => (None, Some(d), "udp", "egress", d.client, d.resolver),
-            EventBody::Runtime(r) => {
+            EventBodyView::Dns(d) => (None, Some(d), "udp", "egress", d.client, d.resolver),
+            EventBodyView::Runtime(r) => {
                 self.runtime.push(RuntimeRow {
                     time,
                     time_ns,
                     event_id,
                     kind: kind.to_owned(),
-                    node: h.node.clone(),
-                    sensor_id: h.sensor_id.clone(),
+                    node: h.node.to_owned(),
+                    sensor_id: h.sensor_id.to_owned(),
                     pid: r.pid,
                     ppid: r.ppid,
                     uid: r.uid,
-                    binary: r.binary.clone(),
-                    command_line: s(&r.command_line),
-                    container_id: s(&r.container_id),
-                    path: s(&r.path),
-                    old_path: s(&r.old_path),
-                    namespace: s(&e.src.namespace),
-                    pod: s(&e.src.pod),
-                    mode,
-                    outcome,
+                    binary: r.binary.to_owned(),
+                    command_line: o(r.command_line),
+                    container_id: o(r.container_id),
+                    path: o(r.path),
+                    old_path: o(r.old_path),
+                    namespace: o(e.src.namespace),
+                    pod: o(e.src.pod),
+                    mode: mode.to_owned(),
+                    outcome: outcome.to_owned(),
                     src_partition: partition,
                     src_offset: offset,
                 });
@@ -531,71 +537,33 @@ impl EventRows {
         };
         let (pid, binary, container_id) = (
             e.body.pid(),
-            e.body.binary().to_owned(),
-            e.body.container_id().unwrap_or_default().to_owned(),
+            e.body.binary(),
+            e.body.container_id().unwrap_or_default(),
         );
         let ep = |x: Option<tapwire_schemas::events::Endpoint>| {
             x.map_or((String::new(), 0), |x| (x.ip.to_string(), x.port))
         };
         let ((src_ip, src_port), (dst_ip, dst_port)) = (ep(src), ep(dst));
-        self.network.push(NetworkEventRow {
-            time,
-            time_ns,
-            event_id: event_id.clone(),
-            kind: kind.to_owned(),
-            node: h.node.clone(),
-            sensor_id: h.sensor_id.clone(),
-            pid,
-            binary: binary.clone(),
-            container_id,
-            protocol: protocol.to_owned(),
-            direction: direction.to_owned(),
-            src_ip: src_ip.clone(),
-            src_port,
-            dst_ip: dst_ip.clone(),
-            dst_port,
-            src_kind: e.src.kind.as_str().to_owned(),
-            src_namespace: s(&e.src.namespace),
-            src_pod: s(&e.src.pod),
-            dst_kind: e.dst.kind.as_str().to_owned(),
-            dst_namespace: s(&e.dst.namespace),
-            dst_pod: s(&e.dst.pod),
-            dst_domain: domain(&e.dst),
-            dns_name: dns.map(|d| d.name.clone()).unwrap_or_default(),
-            dns_type: dns.map(|d| d.query_type.clone()).unwrap_or_default(),
-            dns_answers: dns.map(|d| d.answers.clone()).unwrap_or_default(),
-            dns_rcode: dns
-                .and_then(|d| d.response_code.clone())
-                .unwrap_or_default(),
-            mode: mode.clone(),
-            outcome,
-            src_partition: partition,
-            src_offset: offset,
-            counted: u8::from(l4.is_some_and(|l| counts_as_connection(l, &e.src))),
-            connection_mode: v.connection_mode().as_str().to_owned(),
-            src_workload: workload(&e.src).to_owned(),
-            dst_workload: workload(&e.dst).to_owned(),
-            src_domain: domain(&e.src),
-        });
-        if let Some(l) = l4.filter(|l| l.kind == L4Kind::NetworkFlow) {
+        let flow = l4.filter(|l| l.kind == L4Kind::NetworkFlow);
+        if let Some(l) = flow {
             self.flows.push(FlowRow {
                 time,
                 time_ns,
-                event_id,
-                node: h.node.clone(),
-                sensor_id: h.sensor_id.clone(),
+                event_id: event_id.clone(),
+                node: h.node.to_owned(),
+                sensor_id: h.sensor_id.to_owned(),
                 pid,
-                binary,
+                binary: binary.to_owned(),
                 protocol: protocol.to_owned(),
-                src_ip,
+                src_ip: src_ip.clone(),
                 src_port,
-                dst_ip,
+                dst_ip: dst_ip.clone(),
                 dst_port,
-                src_namespace: s(&e.src.namespace),
-                src_pod: s(&e.src.pod),
-                dst_namespace: s(&e.dst.namespace),
-                dst_pod: s(&e.dst.pod),
-                dst_domain: domain(&e.dst),
+                src_namespace: o(e.src.namespace),
+                src_pod: o(e.src.pod),
+                dst_namespace: o(e.dst.namespace),
+                dst_pod: o(e.dst.pod),
+                dst_domain: domain(&e.dst).to_owned(),
                 duration_ns: l.duration_ns.map(|d| d as i64),
                 bytes_sent: l.bytes_sent.unwrap_or(0),
                 bytes_received: l.bytes_received.unwrap_or(0),
@@ -604,11 +572,50 @@ impl EventRows {
                     .map(FinalState::as_str)
                     .unwrap_or("")
                     .to_owned(),
-                mode,
+                mode: mode.to_owned(),
                 src_partition: partition,
                 src_offset: offset,
             });
         }
+        self.network.push(NetworkEventRow {
+            time,
+            time_ns,
+            event_id,
+            kind: kind.to_owned(),
+            node: h.node.to_owned(),
+            sensor_id: h.sensor_id.to_owned(),
+            pid,
+            binary: binary.to_owned(),
+            container_id: container_id.to_owned(),
+            protocol: protocol.to_owned(),
+            direction: direction.to_owned(),
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+            src_kind: e.src.kind.as_str().to_owned(),
+            src_namespace: o(e.src.namespace),
+            src_pod: o(e.src.pod),
+            dst_kind: e.dst.kind.as_str().to_owned(),
+            dst_namespace: o(e.dst.namespace),
+            dst_pod: o(e.dst.pod),
+            dst_domain: domain(&e.dst).to_owned(),
+            dns_name: o(dns.map(|d| d.name)),
+            dns_type: o(dns.map(|d| d.query_type)),
+            dns_answers: dns
+                .map(|d| d.answers.iter().map(|a| (*a).to_owned()).collect())
+                .unwrap_or_default(),
+            dns_rcode: o(dns.and_then(|d| d.response_code)),
+            mode: mode.to_owned(),
+            outcome: outcome.to_owned(),
+            src_partition: partition,
+            src_offset: offset,
+            counted: u8::from(l4.is_some_and(|l| counts_as_connection(l, &e.src))),
+            connection_mode: connection_mode.to_owned(),
+            src_workload: e.src.workload_name().to_owned(),
+            dst_workload: e.dst.workload_name().to_owned(),
+            src_domain: domain(&e.src).to_owned(),
+        });
     }
 }
 

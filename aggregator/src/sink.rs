@@ -30,7 +30,9 @@ use tapwire_plumbing::consumer::{BatchHandler, HandlerError, LoopSettings};
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_plumbing::stage::{BoxError, BuildContext, Stage};
-use tapwire_schemas::{AnyEvent, decode_any};
+use tapwire_schemas::codec::{decode_verdict_view, is_current};
+use tapwire_schemas::events::VerdictView;
+use tapwire_schemas::{AnyEvent, SchemaKind, decode_any};
 
 use crate::AggregateConfig;
 
@@ -219,29 +221,78 @@ impl AggregateStage {
         T: Row + Serialize + for<'a> Row<Value<'a> = T> + clickhouse::RowWrite + Send + Sync,
         T: HasSource,
     {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let table = TABLES[t];
-        let mut insert = self
-            .client
-            .insert::<T>(table)
-            .await
-            .map_err(|e| transient("insert", e))?;
-        for row in &rows {
-            insert
-                .write(row)
-                .await
-                .map_err(|e| transient("insert", e))?;
-        }
-        insert.end().await.map_err(|e| transient("insert", e))?;
-        for row in &rows {
+        write(&self.client, t, &rows).await?;
+        self.inserted(t, &rows);
+        Ok(())
+    }
+
+    /// Advances table `t`'s marks past `rows`, once they are written.
+    fn inserted<T: HasSource>(&mut self, t: usize, rows: &[T]) {
+        for row in rows {
             let (p, o) = row.source();
             let mark = self.marks[t].entry(p).or_insert(o);
             *mark = (*mark).max(o);
         }
         self.written.rows[t] += rows.len() as u64;
-        Ok(())
+    }
+}
+
+/// One `INSERT` of `rows` into table `t` (RowBinary; nothing when there
+/// are no rows).
+async fn write<T>(client: &Client, t: usize, rows: &[T]) -> Result<(), HandlerError>
+where
+    T: Row + Serialize + for<'a> Row<Value<'a> = T> + clickhouse::RowWrite + Send + Sync,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client
+        .insert::<T>(TABLES[t])
+        .await
+        .map_err(|e| transient("insert", e))?;
+    for row in rows {
+        insert
+            .write(row)
+            .await
+            .map_err(|e| transient("insert", e))?;
+    }
+    insert.end().await.map_err(|e| transient("insert", e))
+}
+
+impl AggregateStage {
+    /// Counts `v` and adds its per-event rows, to the tables that do not
+    /// hold its position yet.
+    fn verdict_rows(
+        &self,
+        v: &VerdictView<'_>,
+        p: u32,
+        o: u64,
+        counts: &mut Counts,
+        events: &mut EventRows,
+    ) {
+        if !self.holds(0, p, o) {
+            counts.add(v, p, o);
+        }
+        // Every per-event table is written in one go, so their marks move
+        // together; after a replay, check each anyway.
+        if (1..=4).all(|t| !self.holds(t, p, o)) {
+            events.add(v, p, o);
+            return;
+        }
+        let mut rows = EventRows::default();
+        rows.add(v, p, o);
+        if !self.holds(1, p, o) {
+            events.network.append(&mut rows.network);
+        }
+        if !self.holds(2, p, o) {
+            events.flows.append(&mut rows.flows);
+        }
+        if !self.holds(3, p, o) {
+            events.verdicts.append(&mut rows.verdicts);
+        }
+        if !self.holds(4, p, o) {
+            events.runtime.append(&mut rows.runtime);
+        }
     }
 }
 
@@ -367,27 +418,17 @@ impl BatchHandler for AggregateStage {
                 }
                 continue;
             }
+            // Verdicts of the current version are read as borrowed views.
+            if is_current(&m.payload, SchemaKind::Verdict) {
+                match decode_verdict_view(&m.payload) {
+                    Ok(v) => self.verdict_rows(&v, p, o, &mut counts, &mut events),
+                    Err(err) => rejections.push(Rejection::undecodable(index, &err)),
+                }
+                continue;
+            }
             match decode_any(&m.payload) {
                 Ok(AnyEvent::Verdict(v)) => {
-                    if !self.holds(0, p, o) {
-                        counts.add(&v, p, o);
-                    }
-                    // Every per-event table is written in one go, so their
-                    // marks move together; check each anyway.
-                    let mut rows = EventRows::default();
-                    rows.add(&v, p, o);
-                    if !self.holds(1, p, o) {
-                        events.network.append(&mut rows.network);
-                    }
-                    if !self.holds(2, p, o) {
-                        events.flows.append(&mut rows.flows);
-                    }
-                    if !self.holds(3, p, o) {
-                        events.verdicts.append(&mut rows.verdicts);
-                    }
-                    if !self.holds(4, p, o) {
-                        events.runtime.append(&mut rows.runtime);
-                    }
+                    self.verdict_rows(&v.view(), p, o, &mut counts, &mut events);
                 }
                 Ok(AnyEvent::InventorySnapshot(inv)) => {
                     if !self.holds(5, p, o) {
@@ -429,11 +470,23 @@ impl BatchHandler for AggregateStage {
             }
         }
         self.written.connections_counted += counts.events;
-        self.insert(0, counts.rows()).await?;
-        self.insert(1, events.network).await?;
-        self.insert(2, events.flows).await?;
-        self.insert(3, events.verdicts).await?;
-        self.insert(4, events.runtime).await?;
+        // The per-event tables and the counts are most of the rows: their
+        // inserts run side by side. Marks move only once all succeeded; after
+        // a failure the retried batch reads them from ClickHouse again, so
+        // an insert that went through is not repeated.
+        let counts = counts.rows();
+        tokio::try_join!(
+            write(&self.client, 0, &counts),
+            write(&self.client, 1, &events.network),
+            write(&self.client, 2, &events.flows),
+            write(&self.client, 3, &events.verdicts),
+            write(&self.client, 4, &events.runtime),
+        )?;
+        self.inserted(0, &counts);
+        self.inserted(1, &events.network);
+        self.inserted(2, &events.flows);
+        self.inserted(3, &events.verdicts);
+        self.inserted(4, &events.runtime);
         self.insert(5, sockets).await?;
         self.insert(6, heartbeats).await?;
         self.insert(7, pods).await?;
