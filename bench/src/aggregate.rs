@@ -28,6 +28,7 @@ use tapwire_aggregator::schema;
 use tapwire_aggregator::sink::{AggregateStage, client};
 use tapwire_plumbing::bus::Message;
 use tapwire_plumbing::consumer::BatchHandler;
+use tapwire_schemas::codec::decode_verdict_view;
 use tapwire_schemas::events::{EnrichedEvent, EventBody, L4Kind, Mode, Outcome, Verdict};
 use tapwire_schemas::{AnyEvent, Ip, decode_any, encode, samples, topics};
 
@@ -84,11 +85,27 @@ fn batch_of(pairs: u64) -> anyhow::Result<(Vec<Verdict>, Vec<Vec<u8>>)> {
 fn count_rows(payloads: &[Vec<u8>]) -> anyhow::Result<(u64, usize)> {
     let mut counts = Counts::default();
     for (o, p) in payloads.iter().enumerate() {
-        if let AnyEvent::Verdict(v) = decode_any(p)? {
-            counts.add(&v, 0, o as u64);
-        }
+        counts.add(&decode_verdict_view(p)?, 0, o as u64);
     }
     Ok((counts.events, counts.rows().len()))
+}
+
+/// The stage's per-message work without ClickHouse, for `perf record`:
+/// view decode, counts and per-event rows, batch after batch.
+pub fn profile(n: u64) -> anyhow::Result<()> {
+    let (_, payloads) = batch_of(1000)?;
+    for b in 0..n.div_ceil(BATCH as u64) {
+        let mut counts = Counts::default();
+        let mut rows = EventRows::default();
+        for (o, p) in payloads.iter().enumerate() {
+            let v = decode_verdict_view(p)?;
+            let offset = b * BATCH as u64 + o as u64;
+            counts.add(&v, 0, offset);
+            rows.add(&v, 0, offset);
+        }
+        black_box((counts.rows(), rows));
+    }
+    Ok(())
 }
 
 pub fn run(n: u64, clickhouse_n: u64) -> anyhow::Result<Vec<Row>> {
@@ -96,23 +113,25 @@ pub fn run(n: u64, clickhouse_n: u64) -> anyhow::Result<Vec<Row>> {
     let batches = n.div_ceil(BATCH as u64).max(1);
     let n = batches * BATCH as u64;
 
-    // Baseline: decoding alone.
+    // Before: each verdict decoded owned, then counted.
     let started = Instant::now();
-    for _ in 0..batches {
-        for p in &payloads {
-            black_box(decode_any(p)?);
+    for b in 0..batches {
+        let mut counts = Counts::default();
+        for (o, p) in payloads.iter().enumerate() {
+            if let AnyEvent::Verdict(v) = decode_any(p)? {
+                counts.add(&v.view(), 0, b * BATCH as u64 + o as u64);
+            }
         }
+        black_box(counts.rows());
     }
-    let decode = rate(n, started.elapsed());
+    let owned = rate(n, started.elapsed());
 
     let started = Instant::now();
     let mut rows_out = 0u64;
     for b in 0..batches {
         let mut counts = Counts::default();
         for (o, p) in payloads.iter().enumerate() {
-            if let AnyEvent::Verdict(v) = decode_any(p)? {
-                counts.add(&v, 0, b * BATCH as u64 + o as u64);
-            }
+            counts.add(&decode_verdict_view(p)?, 0, b * BATCH as u64 + o as u64);
         }
         rows_out += black_box(counts.rows()).len() as u64;
     }
@@ -135,8 +154,8 @@ pub fn run(n: u64, clickhouse_n: u64) -> anyhow::Result<Vec<Row>> {
         Row {
             stage: "aggregate: decode+count (1 core)".into(),
             events_per_s: ours,
-            baseline_name: "decode only".into(),
-            baseline_per_s: decode,
+            baseline_name: "before: owned decode+count".into(),
+            baseline_per_s: owned,
             peak_rss_mib: peak_rss_mib(),
         },
         Row {
@@ -194,7 +213,8 @@ fn through_clickhouse(
             .with_validation(false);
         let stage_db = format!("tapwire_bench_stage_{}", std::process::id());
         let bare_db = format!("tapwire_bench_bare_{}", std::process::id());
-        for db in [&stage_db, &bare_db] {
+        let before_db = format!("tapwire_bench_before_{}", std::process::id());
+        for db in [&stage_db, &bare_db, &before_db] {
             admin
                 .query(&format!("DROP DATABASE IF EXISTS {db}"))
                 .execute()
@@ -205,7 +225,7 @@ fn through_clickhouse(
             // Baseline: the bare insert of prebuilt rows.
             let mut rows = EventRows::default();
             for (o, v) in verdicts.iter().enumerate() {
-                rows.add(v, 0, o as u64);
+                rows.add(&v.view(), 0, o as u64);
             }
             let rows: Vec<NetworkEventRow> = rows.network;
             let bare_client = client(&url, &bare_db, "default", "");
@@ -223,6 +243,31 @@ fn through_clickhouse(
             }
             let bare = rate(n, bare_time);
             eprintln!("aggregate: bare insert {bare:.0} rows/s into ClickHouse");
+
+            // Before: the handler as it was, reproduced: owned decoding and
+            // one insert after another.
+            let before_client = client(&url, &before_db, "default", "");
+            let mut before_time = Duration::ZERO;
+            for b in 0..batches {
+                let started = Instant::now();
+                let mut counts = Counts::default();
+                let mut rows = EventRows::default();
+                for (i, p) in payloads.iter().enumerate() {
+                    if let AnyEvent::Verdict(v) = decode_any(p)? {
+                        let offset = b * BATCH as u64 + i as u64;
+                        counts.add(&v.view(), 0, offset);
+                        rows.add(&v.view(), 0, offset);
+                    }
+                }
+                insert_all(&before_client, "connection_counts", &counts.rows()).await?;
+                insert_all(&before_client, "network_events", &rows.network).await?;
+                insert_all(&before_client, "flows", &rows.flows).await?;
+                insert_all(&before_client, "verdicts", &rows.verdicts).await?;
+                insert_all(&before_client, "runtime_events", &rows.runtime).await?;
+                before_time += started.elapsed();
+            }
+            let before = rate(n, before_time);
+            eprintln!("aggregate: before (owned, inserts in turn) {before:.0} events/s");
 
             let mut stage = AggregateStage::new(client(&url, &stage_db, "default", ""));
             let mut stage_time = Duration::ZERO;
@@ -257,16 +302,17 @@ fn through_clickhouse(
             let ours = rate(n, stage_time);
             let out_per_s = rate(rows_out, stage_time);
             eprintln!(
-                "aggregate: stage {ours:.0} events/s in, {out_per_s:.0} rows/s out \
-                 (rows per table {:?})",
+                "aggregate: stage {ours:.0} events/s in, {out_per_s:.0} rows/s out, \
+                 {:.2} rows out per event in (rows per table {:?})",
+                rows_out as f64 / n as f64,
                 written.rows
             );
             Ok(vec![
                 Row {
                     stage: "aggregate: stage into ClickHouse, ev/s".into(),
                     events_per_s: ours,
-                    baseline_name: "bare insert, rows/s".into(),
-                    baseline_per_s: bare,
+                    baseline_name: "before: owned, inserts in turn".into(),
+                    baseline_per_s: before,
                     peak_rss_mib: peak_rss_mib(),
                 },
                 Row {
@@ -279,7 +325,7 @@ fn through_clickhouse(
             ])
         }
         .await;
-        for db in [&stage_db, &bare_db] {
+        for db in [&stage_db, &bare_db, &before_db] {
             let _ = admin
                 .query(&format!("DROP DATABASE IF EXISTS {db}"))
                 .execute()
@@ -287,4 +333,23 @@ fn through_clickhouse(
         }
         result
     })
+}
+
+/// One `INSERT` of `rows` into `table` (skipped when empty).
+async fn insert_all<T>(client: &clickhouse::Client, table: &str, rows: &[T]) -> anyhow::Result<()>
+where
+    T: clickhouse::Row
+        + for<'a> clickhouse::Row<Value<'a> = T>
+        + clickhouse::RowWrite
+        + Send
+        + Sync,
+{
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut insert = client.insert::<T>(table).await?;
+    for row in rows {
+        insert.write(row).await?;
+    }
+    Ok(insert.end().await?)
 }

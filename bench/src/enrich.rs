@@ -45,15 +45,50 @@ pub fn enricher() -> Enricher {
     Enricher::new(index, DnsCache::new(100_000), nets, Vec::new(), 100_000)
 }
 
-pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
-    let encoded: Vec<Vec<u8>> = (0..4096u64)
+/// The stage's per-message work for `n` messages: a borrowed view of the
+/// event, its pod contexts spliced in (or, when unresolved, the owned path).
+/// Returns the unresolved events and the bytes written.
+fn stage_path(enricher: &mut Enricher, encoded: &[Vec<u8>], n: u64) -> anyhow::Result<(u64, u64)> {
+    let mut out = Vec::with_capacity(1024);
+    let (mut unresolved, mut bytes) = (0u64, 0u64);
+    for i in 0..n {
+        let message = &encoded[(i % encoded.len() as u64) as usize];
+        let view = tapwire_schemas::codec::decode_l4_view(message)?;
+        out.clear();
+        if !enricher.enrich_l4_into(&view, message, &mut out) {
+            unresolved += 1;
+            let event: L4Event = decode(message)?;
+            let enriched = match enricher.enrich(Held::L4(event), false) {
+                Ok(e) => e,
+                Err(held) => enricher.finish(held),
+            };
+            encode_into(&enriched, &mut out)?;
+        }
+        bytes += out.len() as u64;
+        black_box(&out);
+    }
+    Ok((unresolved, bytes))
+}
+
+/// The raw L4 messages the benchmark enriches.
+fn raw_messages() -> anyhow::Result<Vec<Vec<u8>>> {
+    Ok((0..4096u64)
         .map(|i| {
             encode(&samples::l4_flow(
                 samples::header("node-a", "bench", i, i as i64),
                 i,
             ))
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_, _>>()?)
+}
+
+/// [`stage_path`] over the benchmark's pods, for `perf record`.
+pub fn profile(n: u64) -> anyhow::Result<()> {
+    stage_path(&mut enricher(), &raw_messages()?, n).map(drop)
+}
+
+pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
+    let encoded = raw_messages()?;
     let mut out = Vec::with_capacity(1024);
 
     // Baseline: the codec alone, decode an L4 event and encode an enriched
@@ -74,23 +109,17 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
 
     let mut enricher = enricher();
     let started = Instant::now();
-    let mut unresolved = 0u64;
-    for i in 0..n {
-        let message = &encoded[(i % 4096) as usize];
-        let view = tapwire_schemas::codec::decode_l4_view(message)?;
-        out.clear();
-        if !enricher.enrich_l4_into(&view, message, &mut out) {
-            unresolved += 1;
-            let event: L4Event = decode(message)?;
-            let enriched = match enricher.enrich(Held::L4(event), false) {
-                Ok(e) => e,
-                Err(held) => enricher.finish(held),
-            };
-            encode_into(&enriched, &mut out)?;
-        }
-        black_box(&out);
-    }
+    let (unresolved, enriched_bytes) = stage_path(&mut enricher, &encoded, n)?;
     let ours = rate(n, started.elapsed());
+    let raw_bytes: usize = encoded.iter().map(Vec::len).sum();
+    crate::report::size(
+        "tapwire.l4.raw (enrich input)",
+        raw_bytes as f64 / encoded.len() as f64,
+    );
+    crate::report::size(
+        "tapwire.l4.enriched (enrich output)",
+        enriched_bytes as f64 / n as f64,
+    );
     anyhow::ensure!(
         unresolved == 0,
         "{unresolved} events did not resolve: the benchmark's pods are wrong"

@@ -43,6 +43,14 @@
 //!   `grep -c -F -f` with the rules' literals and `yr scan` (yara-x's
 //!   command line, skipped with the reason when missing) on the same file.
 //!
+//! - `scale.rs`: the policy stage through Tansu with 1, 2 and 4 member
+//!   processes in one group on 8 partitions, total verdicts/s;
+//! - `profile.rs`: `perf stat` and `perf record` of the enrich, policy and
+//!   aggregate loops into `--profile-dir`, with the top symbols printed.
+//!
+//! Below the table: the average bytes per message of the topics the
+//! benchmarks read and write.
+//!
 //! The peak RSS column is each benchmark's own (the peak is reset before
 //! each one; what the allocator kept from earlier ones still counts).
 //!
@@ -57,8 +65,10 @@ mod enforce;
 mod enrich;
 mod kafka;
 mod policy;
+mod profile;
 mod record;
 mod report;
+mod scale;
 mod scan;
 mod synth;
 
@@ -92,6 +102,22 @@ struct Args {
     /// Seconds per offered rate in the eBPF benchmark.
     #[arg(long, default_value_t = 4)]
     ebpf_step_secs: u64,
+    /// Where `profile` (and `all`) writes perf data and reports.
+    #[arg(long, default_value = "target/bench-profiles")]
+    profile_dir: std::path::PathBuf,
+    /// Internal: run one stage's loop for `--codec-events` events (what
+    /// `profile` runs under perf).
+    #[arg(long, hide = true)]
+    profile_inner: Option<String>,
+    /// Internal: run as a member of the scaling benchmark's group.
+    #[arg(long, hide = true)]
+    scale_member: Option<String>,
+    /// Internal: the scaling member's brokers.
+    #[arg(long, hide = true, default_value = "")]
+    scale_brokers: String,
+    /// Internal: the scaling member's INPUT,OUTPUT topics.
+    #[arg(long, hide = true, default_value = "")]
+    scale_topics: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -108,10 +134,20 @@ enum Which {
     Ebpf,
     Enforce,
     Scan,
+    /// The policy stage through Tansu with 1, 2 and 4 processes.
+    Scale,
+    /// perf profiles of the enrich, policy and aggregate loops.
+    Profile,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(stage) = &args.profile_inner {
+        return profile::inner(stage, args.codec_events);
+    }
+    if let Some(group) = &args.scale_member {
+        return scale::member(group, &args.scale_brokers, &args.scale_topics);
+    }
     let mut rows = Vec::new();
     report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Codec) {
@@ -156,6 +192,13 @@ fn main() -> anyhow::Result<()> {
     report::reset_peak_rss();
     if matches!(args.which, Which::All | Which::Scan) {
         rows.extend(scan::run()?);
+    }
+    report::reset_peak_rss();
+    if matches!(args.which, Which::All | Which::Scale) {
+        rows.extend(scale::run(args.kafka_events)?);
+    }
+    if matches!(args.which, Which::All | Which::Profile) {
+        profile::run(&profile::STAGES, args.codec_events * 2, &args.profile_dir)?;
     }
     report::print(&rows);
     Ok(())

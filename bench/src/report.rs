@@ -39,6 +39,18 @@ pub fn reset_peak_rss() {
     }
 }
 
+/// Average bytes per message of the topics the benchmarks wrote or read.
+static SIZES: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes the average message size of `topic`, for [`print`].
+pub fn size(topic: &str, bytes_per_message: f64) {
+    eprintln!("{topic}: {bytes_per_message:.0} bytes per message");
+    SIZES
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((topic.to_owned(), bytes_per_message));
+}
+
 pub fn print(rows: &[Row]) {
     println!(
         "\n{:<44} {:>14} {:<40} {:>14} {:>7} {:>9}",
@@ -54,5 +66,12 @@ pub fn print(rows: &[Row]) {
             r.events_per_s / r.baseline_per_s,
             r.peak_rss_mib
         );
+    }
+    let sizes = SIZES.lock().unwrap_or_else(|p| p.into_inner());
+    if !sizes.is_empty() {
+        println!("\n{:<60} {:>14}", "topic", "bytes/message");
+        for (topic, bytes) in sizes.iter() {
+            println!("{topic:<60} {bytes:>14.0}");
+        }
     }
 }
