@@ -55,10 +55,11 @@ SYSLOG_TLS_LF_PORT=6515
 SERVICES=(tansu clickhouse seaweedfs syslog-ng)
 # libpcap-dev: live capture (tapwire-capture links libpcap); clang llvm libbpf-dev bpftool:
 # the eBPF toolchain (capture-bpf/); tcpdump dnsutils dnsmasq-base iproute2 util-linux:
-# real traffic, ss and setpriv for the capture tests.
+# real traffic, ss and setpriv for the capture tests. zookeeper (with a Java runtime): the
+# two-server ClickHouse cluster of tests/tests/clickhouse_cluster.rs.
 APT_PACKAGES=(clickhouse-server clickhouse-client syslog-ng-core tshark openssl
     libpcap-dev clang llvm libbpf-dev bpftool tcpdump dnsutils dnsmasq-base iproute2 util-linux
-    chromium chromium-driver)
+    chromium chromium-driver zookeeper)
 TANSU_VERSION=0.6.0
 HELM_PYTHON_SDK_VERSION=0.2.2
 

@@ -28,6 +28,11 @@ pub struct AggregateFlags {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// ClickHouse cluster to make the tables on, a name in the servers'
+    /// remote_servers (aggregate.cluster).
+    #[arg(long = "clickhouse-cluster", value_name = "NAME")]
+    #[serde(rename = "cluster", skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 /// The flags of `tapwire serve`.
@@ -51,6 +56,20 @@ pub struct AggregateConfig {
     pub clickhouse_url: String,
     /// Database that holds tapwire's tables; created when missing.
     pub database: String,
+    /// A ClickHouse cluster to make the tables on (a name in the servers'
+    /// `remote_servers`); unset, they are plain `MergeTree` tables on the one
+    /// server at `clickhouse_url`. With a cluster every migration runs
+    /// `ON CLUSTER`: each table is a `Replicated*MergeTree` `<table>_local`
+    /// on every server, under a `Distributed` table `<table>` that readers
+    /// and writers use, sharded by the Kafka partition a row came from, so
+    /// replays are still skipped (see `schema`); inserts wait for every
+    /// shard (`insert_distributed_sync = 1`). The servers need ZooKeeper (or
+    /// ClickHouse Keeper) and a `distributed_ddl` section, the macros
+    /// `{shard}` and `{replica}` (a replica name unique within its shard),
+    /// `internal_replication` on every shard, and all of them up while
+    /// migrations run. A database is made one way or the other: the
+    /// migrations refuse to switch it.
+    pub cluster: Option<String>,
     /// ClickHouse user.
     pub user: String,
     /// ClickHouse password (prefer the environment:
@@ -90,6 +109,7 @@ impl Default for AggregateConfig {
         AggregateConfig {
             clickhouse_url: "http://127.0.0.1:8123".to_owned(),
             database: "tapwire".to_owned(),
+            cluster: None,
             user: "default".to_owned(),
             password: String::new(),
             group: "tapwire-aggregate".to_owned(),
@@ -148,6 +168,18 @@ impl AggregateConfig {
         {
             return bad("database", "letters, digits and _ only");
         }
+        if let Some(cluster) = &self.cluster
+            && (cluster.is_empty()
+                || cluster.starts_with(|c: char| c.is_ascii_digit())
+                || !cluster
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return bad(
+                "cluster",
+                "a cluster name of the servers' remote_servers: letters, digits and _, not starting with a digit",
+            );
+        }
         if self.batch_max_messages == 0 || self.batch_max_messages > 1_000_000 {
             return bad(
                 "batch_max_messages",
@@ -161,5 +193,40 @@ impl AggregateConfig {
             return bad("listen", "an address like 127.0.0.1:8080");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_is_a_plain_name() {
+        let with = |name: &str| AggregateConfig {
+            cluster: Some(name.to_owned()),
+            ..AggregateConfig::default()
+        };
+        assert!(AggregateConfig::default().validate().is_ok(), "unset");
+        assert!(with("tapwire_2x1").validate().is_ok());
+        for bad in ["", "2shards", "my-cluster", "c; DROP TABLE x"] {
+            let err = with(bad).validate().expect_err(bad);
+            assert_eq!(err.key, "cluster", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cluster_flag_sets_its_key() {
+        use clap::Parser;
+        // `tapwire run --cluster` is a file of Kubernetes objects: this one
+        // names the ClickHouse cluster.
+        #[derive(Parser)]
+        struct Aggregate {
+            #[command(flatten)]
+            flags: AggregateFlags,
+        }
+        let parsed = Aggregate::try_parse_from(["aggregate", "--clickhouse-cluster", "tapwire"])
+            .expect("the flag");
+        let value = serde_json::to_value(&parsed.flags).expect("flags");
+        assert_eq!(value, serde_json::json!({"cluster": "tapwire"}));
     }
 }

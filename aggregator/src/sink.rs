@@ -18,7 +18,9 @@
 //! off (a start, a rebalance, a rewind) and advances them after each insert.
 //! Rows are therefore written once per table, with no reliance on background
 //! merges. The mark assumes one verdicts topic, one inventory topic and one
-//! agents topic per database.
+//! agents topic per database. On a ClickHouse cluster the same holds per
+//! shard: rows are sharded by their Kafka partition, so a partition's rows
+//! of a batch are one insert on one shard (see [`crate::schema`]).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -78,6 +80,12 @@ pub struct AggregateStage {
 }
 
 /// `client` with the database selected, no compression, no validation.
+///
+/// On a cluster (`aggregate.cluster`) an insert into a `Distributed` table
+/// returns once every shard wrote its part (`insert_distributed_sync`), so
+/// one insert per shard is as atomic as on one server, and reads of
+/// distributed tables inside `IN`/`JOIN` go to each shard once
+/// (`distributed_product_mode`); both are no-ops on a single server.
 pub fn client(url: &str, database: &str, user: &str, password: &str) -> Client {
     Client::default()
         .with_url(url)
@@ -85,6 +93,8 @@ pub fn client(url: &str, database: &str, user: &str, password: &str) -> Client {
         .with_password(password)
         .with_database(database)
         .with_validation(false)
+        .with_setting("insert_distributed_sync", "1")
+        .with_setting("distributed_product_mode", "global")
 }
 
 impl Stage for AggregateConfig {
@@ -149,7 +159,9 @@ pub async fn migrate(
         .with_validation(false);
     let mut delay = Duration::from_millis(500);
     loop {
-        match crate::schema::migrate(&admin, &a.database, a.retention_days).await {
+        match crate::schema::migrate_on(&admin, &a.database, a.retention_days, a.cluster.as_deref())
+            .await
+        {
             Ok((features, applied)) => {
                 tracing::info!(version = ?features.version, ?applied, database = %a.database,
                     "ClickHouse schema up to date");

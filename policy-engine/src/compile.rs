@@ -235,7 +235,7 @@ enum Owned<'e> {
     /// The caller's owned event.
     Event(&'e EnrichedEvent),
     /// Decoded from the message the first time a condition asks.
-    Message(&'e [u8], OnceCell<Option<EnrichedEvent>>),
+    Message(&'e [u8], OnceCell<Option<Box<EnrichedEvent>>>),
 }
 
 impl Subject<'_, '_> {
@@ -245,8 +245,8 @@ impl Subject<'_, '_> {
         match &self.owned {
             Owned::Event(e) => Some(e),
             Owned::Message(bytes, cell) => cell
-                .get_or_init(|| tapwire_schemas::decode(bytes).ok())
-                .as_ref(),
+                .get_or_init(|| tapwire_schemas::decode(bytes).ok().map(Box::new))
+                .as_deref(),
         }
     }
 }
