@@ -6,6 +6,11 @@
 //! `Value` path). A message from an older writer schema is resolved with
 //! apache-avro against the current schema, re-encoded, and then read the same
 //! way; that path is slow and only taken while old producers are still around.
+//!
+//! Hot paths read current-version L4 events, enriched events and verdicts as
+//! borrowed views (`decode_*_view`, read field by field by
+//! `events/read.rs`), and write a verdict by splicing the enriched message
+//! it judges ([`write_verdict`]).
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -14,6 +19,7 @@ use crate::events::{
     AgentHeartbeat, ApiRequest, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event,
     LossRecord, NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
+use crate::events::read::Reader;
 use crate::events::{Mode, Outcome, Side, SideView};
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
@@ -250,7 +256,7 @@ pub fn decode<T: Record>(bytes: &[u8]) -> Result<T, DecodeError> {
 /// Messages of older versions (or other kinds) are an error: read them with
 /// [`decode`].
 pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, DecodeError> {
-    decode_view(bytes, SchemaKind::L4Event)
+    read_view(bytes, SchemaKind::L4Event, Reader::l4)
 }
 
 /// Reads a current-version `EnrichedEvent` message as a borrowed view (see
@@ -259,14 +265,14 @@ pub fn decode_l4_view(bytes: &[u8]) -> Result<crate::events::L4EventView<'_>, De
 pub fn decode_enriched_view(
     bytes: &[u8],
 ) -> Result<crate::events::EnrichedEventView<'_>, DecodeError> {
-    decode_view(bytes, SchemaKind::EnrichedEvent)
+    read_view(bytes, SchemaKind::EnrichedEvent, Reader::enriched)
 }
 
 /// Reads a current-version `Verdict` message as a borrowed view (see
 /// [`crate::events::VerdictView`]). Messages of older versions (or other
 /// kinds) are an error: read them with [`decode`].
 pub fn decode_verdict_view(bytes: &[u8]) -> Result<crate::events::VerdictView<'_>, DecodeError> {
-    decode_view(bytes, SchemaKind::Verdict)
+    read_view(bytes, SchemaKind::Verdict, Reader::verdict)
 }
 
 /// Whether `bytes` is a message of the current version of `kind` (so that
@@ -277,9 +283,10 @@ pub fn is_current(bytes: &[u8], kind: SchemaKind) -> bool {
         && bytes[2..HEADER_LEN] == registry().current(kind).fingerprint
 }
 
-fn decode_view<'a, V: serde::Deserialize<'a>>(
+fn read_view<'a, V>(
     bytes: &'a [u8],
     kind: SchemaKind,
+    read: impl FnOnce(&mut Reader<'a>) -> Result<V, String>,
 ) -> Result<V, DecodeError> {
     let entry = writer_schema(bytes)?;
     if entry.kind != kind {
@@ -293,11 +300,13 @@ fn decode_view<'a, V: serde::Deserialize<'a>>(
         version: entry.version,
         reason,
     };
-    let schema = entry
-        .fast
-        .as_ref()
-        .ok_or_else(|| body_error("an older version: decode it with `decode`".into()))?;
-    strict_datum(&bytes[HEADER_LEN..], schema).map_err(body_error)
+    if entry.version != registry().current(kind).version {
+        return Err(body_error("an older version: decode it with `decode`".into()));
+    }
+    let mut reader = Reader::new(&bytes[HEADER_LEN..]);
+    let view = read(&mut reader).map_err(body_error)?;
+    reader.done().map_err(body_error)?;
+    Ok(view)
 }
 
 /// The fields of a verdict that follow its event, for [`write_verdict`].

@@ -915,3 +915,63 @@ fn views_refuse_other_kinds_and_old_versions() {
     assert!(err.to_string().contains("older version"), "{err}");
     assert!(!codec::write_verdict(&old, &tail, &mut spliced));
 }
+
+proptest! {
+    /// The hand-written view reader reads what the serde codec reads, for
+    /// raw L4 events with every optional field set or not.
+    #[test]
+    fn l4_views_match_the_owned_codec(
+        seq in 0..1_000_000u64,
+        optional in any::<bool>(),
+        v6 in any::<bool>(),
+        port in any::<u16>(),
+    ) {
+        let mut e = samples::l4_flow(hdr(seq), seq);
+        e.dst.port = port;
+        if v6 {
+            e.src.ip = Ip("fd00::1".parse().expect("v6"));
+        }
+        if optional {
+            e.ppid = Some(7);
+            e.euid = Some(1000);
+            e.egid = Some(1000);
+            e.binary_path = Some("/usr/bin/curl".into());
+            e.command_line = Some("curl -s http://x".into());
+            e.blocked_by = Some("shop/p/r".into());
+            e.header.node_ip = Some(Ip("10.0.0.1".parse().expect("v4")));
+        } else {
+            (e.duration_ns, e.bytes_sent, e.bytes_received, e.final_state) = (None, None, None, None);
+            e.container_id = None;
+        }
+        let bytes = encode(&e).expect("encode");
+        prop_assert_eq!(codec::decode_l4_view(&bytes).expect("view"), e.view());
+    }
+
+    /// No input makes the view readers panic.
+    #[test]
+    fn arbitrary_view_bodies_never_panic(
+        kind in 0..3usize,
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let kind = [SchemaKind::L4Event, SchemaKind::EnrichedEvent, SchemaKind::Verdict][kind];
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&registry().current(kind).fingerprint);
+        bytes.extend_from_slice(&body);
+        let _ = codec::decode_l4_view(&bytes);
+        let _ = codec::decode_enriched_view(&bytes);
+        let _ = codec::decode_verdict_view(&bytes);
+    }
+
+    /// Every cut of a valid verdict is an error for the view reader.
+    #[test]
+    fn truncated_views_are_errors(family in 0..3u8, cut in 0usize..2000) {
+        let verdict = samples::verdict(any_family(family, 9, None), Mode::Audit, Outcome::Audited);
+        let full = encode(&verdict).expect("encode");
+        let enriched = encode(&verdict.event).expect("encode");
+        prop_assert!(codec::decode_verdict_view(&full[..cut.min(full.len() - 1)]).is_err());
+        prop_assert!(codec::decode_enriched_view(&enriched[..cut.min(enriched.len() - 1)]).is_err());
+        let mut longer = full.clone();
+        longer.push(0);
+        prop_assert!(codec::decode_verdict_view(&longer).is_err(), "trailing bytes");
+    }
+}

@@ -6,6 +6,7 @@ mod api;
 mod derived;
 mod network;
 mod pods;
+pub(crate) mod read;
 mod runtime;
 mod views;
 

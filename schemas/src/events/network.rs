@@ -130,10 +130,9 @@ pub struct L4Event {
 /// An [`L4Event`] read without copying its strings: the same schema and
 /// fields, with text borrowed from the message (see
 /// [`crate::codec::decode_l4_view`]). For hot paths that only look.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct L4EventView<'a> {
-    #[serde(borrow)]
     pub header: EventHeaderView<'a>,
     pub kind: L4Kind,
     pub pid: u32,
@@ -156,7 +155,7 @@ pub struct L4EventView<'a> {
 }
 
 /// An [`EventHeader`] with borrowed text.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct EventHeaderView<'a> {
     pub id: crate::EventId,

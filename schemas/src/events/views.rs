@@ -1,16 +1,14 @@
 //! Borrowed views of enriched events and verdicts, for the stages that only
 //! look at them (policy, aggregate): the same schemas read with every text
 //! field borrowed from the message ([`crate::codec::decode_enriched_view`],
-//! [`crate::codec::decode_verdict_view`]) and fields no consumer reads
-//! (a peer's image, container, pod uid; a runtime event's uid, mode,
-//! owner; a DNS resolution's connection) skipped rather than copied.
+//! [`crate::codec::decode_verdict_view`], read by `read.rs`) and fields no
+//! consumer reads (a peer's image, container, pod uid; a runtime event's
+//! effective ids, mode, owner, exit code; a DNS resolution's connection)
+//! skipped rather than copied.
 //!
 //! An owned record gives the same view with `view()`, so one function over
 //! views serves both the borrowed hot path and records of older schema
 //! versions (which are decoded owned and upgraded first).
-
-use serde::Deserialize;
-use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::derived::{EnrichedEvent, EventBody, Mode, Outcome, PeerContext, PeerKind};
 use super::derived::{Side, SideDecision, Verdict};
@@ -30,28 +28,8 @@ impl<'a> Labels<'a> {
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for Labels<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Pairs;
-        impl<'de> Visitor<'de> for Pairs {
-            type Value = Labels<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a map of label names to values")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Labels<'de>, M::Error> {
-                let mut pairs = Vec::with_capacity(map.size_hint().unwrap_or(0));
-                while let Some(pair) = map.next_entry::<&'de str, &'de str>()? {
-                    pairs.push(pair);
-                }
-                Ok(Labels(pairs))
-            }
-        }
-        d.deserialize_map(Pairs)
-    }
-}
-
 /// A [`Workload`] with borrowed text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct WorkloadView<'a> {
     pub kind: &'a str,
@@ -59,16 +37,14 @@ pub struct WorkloadView<'a> {
 }
 
 /// The parts of a [`PeerContext`] the policy and aggregate stages read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct PeerView<'a> {
     pub kind: PeerKind,
     pub pod: Option<&'a str>,
     pub namespace: Option<&'a str>,
     pub node: Option<&'a str>,
-    #[serde(borrow)]
     pub labels: Labels<'a>,
-    #[serde(borrow)]
     pub workload: Option<WorkloadView<'a>>,
     pub dns_name: Option<&'a str>,
 }
@@ -81,10 +57,9 @@ impl PeerView<'_> {
 }
 
 /// The parts of a [`DnsEvent`] the policy and aggregate stages read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct DnsEventView<'a> {
-    #[serde(borrow)]
     pub header: EventHeaderView<'a>,
     pub kind: DnsKind,
     pub pid: u32,
@@ -92,19 +67,16 @@ pub struct DnsEventView<'a> {
     pub container_id: Option<&'a str>,
     pub name: &'a str,
     pub query_type: &'a str,
-    #[serde(borrow)]
     pub answers: Vec<&'a str>,
     pub resolver: Option<Endpoint>,
     pub response_code: Option<&'a str>,
-    #[serde(default)]
     pub client: Option<Endpoint>,
 }
 
 /// The parts of a [`RuntimeEvent`] the policy and aggregate stages read.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct RuntimeEventView<'a> {
-    #[serde(borrow)]
     pub header: EventHeaderView<'a>,
     pub kind: RuntimeKind,
     pub pid: u32,
@@ -115,19 +87,15 @@ pub struct RuntimeEventView<'a> {
     pub container_id: Option<&'a str>,
     pub path: Option<&'a str>,
     pub old_path: Option<&'a str>,
-    #[serde(default)]
     pub blocked_by: Option<&'a str>,
 }
 
 /// An [`EventBody`] of views (union branches named as in `EventBody`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub enum EventBodyView<'a> {
-    #[serde(rename = "L4Event", alias = "io.tapwire.L4Event", borrow)]
     L4(L4EventView<'a>),
-    #[serde(rename = "DnsEvent", alias = "io.tapwire.DnsEvent", borrow)]
     Dns(DnsEventView<'a>),
-    #[serde(rename = "RuntimeEvent", alias = "io.tapwire.RuntimeEvent", borrow)]
     Runtime(RuntimeEventView<'a>),
 }
 
@@ -179,14 +147,11 @@ impl<'a> EventBodyView<'a> {
 }
 
 /// An [`EnrichedEvent`] as the policy and aggregate stages read it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct EnrichedEventView<'a> {
-    #[serde(borrow)]
     pub body: EventBodyView<'a>,
-    #[serde(borrow)]
     pub src: PeerView<'a>,
-    #[serde(borrow)]
     pub dst: PeerView<'a>,
 }
 
@@ -198,7 +163,7 @@ impl<'a> EnrichedEventView<'a> {
 }
 
 /// A [`SideDecision`] with borrowed text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct SideView<'a> {
     pub side: Side,
@@ -216,10 +181,9 @@ impl SideView<'_> {
 }
 
 /// A [`Verdict`] as the aggregate stage reads it.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 #[allow(missing_docs)]
 pub struct VerdictView<'a> {
-    #[serde(borrow)]
     pub event: EnrichedEventView<'a>,
     pub mode: Mode,
     pub policy: Option<&'a str>,
@@ -227,7 +191,6 @@ pub struct VerdictView<'a> {
     pub signature_id: &'a str,
     pub severity: i32,
     pub outcome: Outcome,
-    #[serde(default, borrow)]
     pub sides: Vec<SideView<'a>>,
 }
 
