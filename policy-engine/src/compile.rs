@@ -130,13 +130,53 @@ pub(crate) enum DnsPattern {
 pub(crate) struct CompiledPeer {
     pub(crate) pod: Option<Selector>,
     pub(crate) cidr: Option<IpNet>,
+    /// `cidr` as bits to compare with one mask.
+    range: Option<Range>,
     pub(crate) dns: Option<DnsPattern>,
+}
+
+/// A CIDR as a masked 128-bit number (IPv4 in the low 32 bits).
+#[derive(Debug, Clone, Copy)]
+struct Range {
+    v4: bool,
+    network: u128,
+    mask: u128,
+}
+
+impl Range {
+    fn new(net: IpNet) -> Self {
+        let (v4, bits, width) = match net {
+            IpNet::V4(n) => (true, u128::from(u32::from(n.network())), 32),
+            IpNet::V6(n) => (false, u128::from(n.network()), 128),
+        };
+        let prefix = u32::from(net.prefix_len());
+        let ones = u128::MAX >> (128 - width);
+        let mask = if prefix == 0 {
+            0
+        } else {
+            (u128::MAX << (width - prefix)) & ones
+        };
+        Range {
+            v4,
+            network: bits & mask,
+            mask,
+        }
+    }
+
+    fn contains(&self, ip: IpAddr) -> bool {
+        let bits = match (self.v4, ip) {
+            (true, IpAddr::V4(a)) => u128::from(u32::from(a)),
+            (false, IpAddr::V6(a)) => u128::from(a),
+            _ => return false,
+        };
+        bits & self.mask == self.network
+    }
 }
 
 impl CompiledPeer {
     fn matches(&self, peer: &PeerView<'_>, ip: IpAddr) -> bool {
         self.pod.as_ref().is_none_or(|s| s.matches(peer))
-            && self.cidr.is_none_or(|net| net.contains(&ip))
+            && self.range.is_none_or(|r| r.contains(ip))
             && self.dns.as_ref().is_none_or(|p| {
                 let name = peer.dns_name.unwrap_or_default().trim_end_matches('.');
                 match p {
@@ -438,6 +478,7 @@ fn compile_peer(policy: &str, at: &str, p: &Peer) -> Result<CompiledPeer, Compil
     }
     Ok(CompiledPeer {
         pod: p.pod.as_ref().map(|s| Selector::new(s, None)),
+        range: cidr.map(Range::new),
         cidr,
         dns,
     })
@@ -918,4 +959,47 @@ fn network<'p>(
         violation,
         specificity,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_contain_what_their_cidr_contains() {
+        let nets = [
+            "0.0.0.0/0",
+            "10.0.0.0/8",
+            "10.1.2.0/24",
+            "10.1.2.3/32",
+            "169.254.169.254/32",
+            "::/0",
+            "fd00::/8",
+            "fd00::1:0/112",
+            "fd00::1/128",
+            "::ffff:10.0.0.0/104",
+        ];
+        let ips = [
+            "10.1.2.3",
+            "10.1.3.3",
+            "10.255.0.1",
+            "11.0.0.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "255.255.255.255",
+            "fd00::1",
+            "fd00::1:5",
+            "fe80::1",
+            "::ffff:10.0.0.1",
+            "::",
+        ];
+        for net in nets {
+            let net: IpNet = net.parse().expect("net");
+            let range = Range::new(net);
+            for ip in ips {
+                let ip: IpAddr = ip.parse().expect("ip");
+                assert_eq!(range.contains(ip), net.contains(&ip), "{net} {ip}");
+            }
+        }
+    }
 }

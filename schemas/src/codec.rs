@@ -15,11 +15,11 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::events::read::Reader;
 use crate::events::{
     AgentHeartbeat, ApiRequest, DnsEvent, EnrichedEvent, EventHeader, InventorySnapshot, L4Event,
     LossRecord, NodeMetadata, PacketRecord, PodMetadata, RuntimeEvent, ServiceMetadata, Verdict,
 };
-use crate::events::read::Reader;
 use crate::events::{Mode, Outcome, Side, SideView};
 use crate::registry::{SchemaEntry, SchemaKind, registry};
 
@@ -288,7 +288,12 @@ fn read_view<'a, V>(
     kind: SchemaKind,
     read: impl FnOnce(&mut Reader<'a>) -> Result<V, String>,
 ) -> Result<V, DecodeError> {
-    let entry = writer_schema(bytes)?;
+    let current = registry().current(kind);
+    let entry = if is_current(bytes, kind) {
+        current
+    } else {
+        writer_schema(bytes)?
+    };
     if entry.kind != kind {
         return Err(DecodeError::WrongSchema {
             expected: kind,
@@ -300,8 +305,10 @@ fn read_view<'a, V>(
         version: entry.version,
         reason,
     };
-    if entry.version != registry().current(kind).version {
-        return Err(body_error("an older version: decode it with `decode`".into()));
+    if entry.version != current.version {
+        return Err(body_error(
+            "an older version: decode it with `decode`".into(),
+        ));
     }
     let mut reader = Reader::new(&bytes[HEADER_LEN..]);
     let view = read(&mut reader).map_err(body_error)?;

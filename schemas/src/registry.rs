@@ -265,7 +265,8 @@ pub struct Registry {
     /// Named types written on their own by splicing encoders (no header).
     peer_context: serde_avro_fast::Schema,
     by_fingerprint: HashMap<[u8; 8], usize>,
-    current: HashMap<SchemaKind, usize>,
+    /// Index of each kind's current entry, by `kind as usize`.
+    current: Vec<usize>,
 }
 
 impl Registry {
@@ -279,7 +280,7 @@ impl Registry {
     /// The version this build writes.
     pub fn current(&self, kind: SchemaKind) -> &SchemaEntry {
         // Every kind has a current entry: `build` fails otherwise.
-        &self.entries[self.current[&kind]]
+        &self.entries[self.current[kind as usize]]
     }
 
     /// Version `version` of `kind`, current or historical.
@@ -328,13 +329,16 @@ fn build() -> Result<Registry, String> {
         library.insert(name, json);
     }
     let mut entries = Vec::new();
-    let mut current = HashMap::new();
-    for kind in SchemaKind::ALL {
+    let mut current = Vec::new();
+    for (i, kind) in SchemaKind::ALL.into_iter().enumerate() {
+        if kind as usize != i {
+            return Err(format!("{kind} is not at its place in SchemaKind::ALL"));
+        }
         let root = library
             .get(kind.full_name())
             .ok_or_else(|| format!("no file defines {kind}"))?;
         let previous = HISTORY_FILES.iter().filter(|(k, ..)| *k == kind).count() as u32;
-        current.insert(kind, entries.len());
+        current.push(entries.len());
         entries.push(entry(kind, previous + 1, true, root, &library)?);
     }
     for (kind, version, text) in HISTORY_FILES {

@@ -94,7 +94,19 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn long(&mut self) -> R<i64> {
+        // Most numbers (lengths, indexes, small ids) are one byte.
+        if let Some(&byte) = self.buf.get(self.at)
+            && byte < 0x80
+        {
+            self.at += 1;
+            return Ok(i64::from(byte >> 1) ^ -i64::from(byte & 1));
+        }
+        self.long_slow()
+    }
+
+    fn long_slow(&mut self) -> R<i64> {
         let mut n = 0u64;
         for shift in (0..70).step_by(7) {
             let byte = *self
@@ -110,6 +122,7 @@ impl<'a> Reader<'a> {
         Err("a number longer than 10 bytes".into())
     }
 
+    #[inline]
     fn int<T: TryFrom<i64>>(&mut self, what: &str) -> R<T> {
         let v = self.long()?;
         T::try_from(v).map_err(|_| format!("{what} {v} is out of range"))
@@ -153,6 +166,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A `["null", T]` union.
+    #[inline]
     fn opt<T>(&mut self, read: impl FnOnce(&mut Self) -> R<T>) -> R<Option<T>> {
         match self.long()? {
             0 => Ok(None),
@@ -379,7 +393,11 @@ mod tests {
                         && o.get("name").and_then(|n| n.as_str()) == Some(name)
                     {
                         let s = o.get("symbols")?.as_array()?;
-                        return Some(s.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
+                        return Some(
+                            s.iter()
+                                .filter_map(|x| x.as_str().map(str::to_owned))
+                                .collect(),
+                        );
                     }
                     o.values().find_map(|v| find(v, name))
                 }
@@ -432,7 +450,10 @@ mod tests {
         assert!(Reader::new(&[0x0a, b'a']).bytes().is_err(), "past the end");
         assert!(Reader::new(&[0x04, 0xff, 0xfe]).str().is_err(), "not UTF-8");
         assert!(Reader::new(&[0x08]).symbol(&MODES).is_err(), "index 4 of 3");
-        assert!(Reader::new(&[0x04]).opt(Reader::long).is_err(), "branch 2 of 2");
+        assert!(
+            Reader::new(&[0x04]).opt(Reader::long).is_err(),
+            "branch 2 of 2"
+        );
         assert_eq!(Reader::new(&[0x01]).long(), Ok(-1));
         assert_eq!(Reader::new(&[0xfe, 0x01]).long(), Ok(127));
     }
