@@ -22,7 +22,10 @@
 //! copied; an owned verdict (older versions, the in-memory view) is viewed
 //! the same way.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::IpAddr;
 
 use clickhouse::Row;
 use serde::Serialize;
@@ -32,6 +35,58 @@ use tapwire_schemas::events::{
 };
 use xxhash_rust::xxh3::Xxh3;
 
+/// Short text formatted on the stack (an address, an event id), written to
+/// ClickHouse as a `String` column.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Text<const N: usize> {
+    buf: [u8; N],
+    len: u8,
+}
+
+impl<const N: usize> Text<N> {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        // Only ever filled from `write!` of `Display` output (UTF-8).
+        std::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or_default()
+    }
+
+    fn format(args: std::fmt::Arguments<'_>) -> Self {
+        let mut buf = [0u8; N];
+        let mut cursor = std::io::Cursor::new(&mut buf[..]);
+        // N is the longest text of its kind; a longer one would be cut.
+        let _ = cursor.write_fmt(args);
+        let len = cursor.position() as u8;
+        Text { buf, len }
+    }
+}
+
+impl Text<45> {
+    /// An address as text (an IPv6 address with an embedded IPv4 address
+    /// is at most 45 characters).
+    pub fn ip(ip: IpAddr) -> Self {
+        Text::format(format_args!("{ip}"))
+    }
+}
+
+impl Text<32> {
+    /// An event id in hex.
+    pub fn id(id: &tapwire_schemas::EventId) -> Self {
+        Text::format(format_args!("{id}"))
+    }
+}
+
+impl<const N: usize> std::fmt::Debug for Text<N> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl<const N: usize> Serialize for Text<N> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// Seconds of a nanosecond timestamp, for `DateTime` columns.
 fn secs(ns: i64) -> u32 {
     u32::try_from(ns.div_euclid(1_000_000_000)).unwrap_or(0)
@@ -40,6 +95,11 @@ fn secs(ns: i64) -> u32 {
 /// An optional borrowed text as an owned column value (empty when absent).
 fn o(text: Option<&str>) -> String {
     text.unwrap_or_default().to_owned()
+}
+
+/// An optional borrowed text as a column value (empty when absent).
+fn u(text: Option<&str>) -> &str {
+    text.unwrap_or_default()
 }
 
 /// The domain name shown for a peer outside the pods: its DNS name, or a
@@ -114,17 +174,17 @@ impl Default for Counts {
 
 /// How the connections view names one end of an edge: workload, else pod,
 /// else domain, else address.
-pub(crate) fn edge_name(p: &PeerView<'_>, addr: Option<std::net::IpAddr>) -> String {
-    if !p.workload_name().is_empty() {
-        return p.workload_name().to_owned();
+pub(crate) fn edge_name<'a>(p: &PeerView<'a>, addr: Option<IpAddr>) -> Cow<'a, str> {
+    if let Some(w) = p.workload.filter(|w| !w.name.is_empty()) {
+        return Cow::Borrowed(w.name);
     }
     if let Some(pod) = p.pod.filter(|n| !n.is_empty()) {
-        return pod.to_owned();
+        return Cow::Borrowed(pod);
     }
     let name = domain(p);
     match addr {
-        Some(ip) if name.is_empty() => ip.to_string(),
-        _ => name.to_owned(),
+        Some(ip) if name.is_empty() => Cow::Owned(ip.to_string()),
+        _ => Cow::Borrowed(name),
     }
 }
 
@@ -274,72 +334,72 @@ impl Counts {
 /// A row of `network_events` (L4 and DNS events).
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]
-pub struct NetworkEventRow {
+pub struct NetworkEventRow<'a> {
     pub time: u32,
     pub time_ns: i64,
-    pub event_id: String,
-    pub kind: String,
-    pub node: String,
-    pub sensor_id: String,
+    pub event_id: Text<32>,
+    pub kind: &'a str,
+    pub node: &'a str,
+    pub sensor_id: &'a str,
     pub pid: u32,
-    pub binary: String,
-    pub container_id: String,
-    pub protocol: String,
-    pub direction: String,
-    pub src_ip: String,
+    pub binary: &'a str,
+    pub container_id: &'a str,
+    pub protocol: &'a str,
+    pub direction: &'a str,
+    pub src_ip: Text<45>,
     pub src_port: u16,
-    pub dst_ip: String,
+    pub dst_ip: Text<45>,
     pub dst_port: u16,
-    pub src_kind: String,
-    pub src_namespace: String,
-    pub src_pod: String,
-    pub dst_kind: String,
-    pub dst_namespace: String,
-    pub dst_pod: String,
-    pub dst_domain: String,
-    pub dns_name: String,
-    pub dns_type: String,
-    pub dns_answers: Vec<String>,
-    pub dns_rcode: String,
-    pub mode: String,
-    pub outcome: String,
+    pub src_kind: &'a str,
+    pub src_namespace: &'a str,
+    pub src_pod: &'a str,
+    pub dst_kind: &'a str,
+    pub dst_namespace: &'a str,
+    pub dst_pod: &'a str,
+    pub dst_domain: &'a str,
+    pub dns_name: &'a str,
+    pub dns_type: &'a str,
+    pub dns_answers: Vec<&'a str>,
+    pub dns_rcode: &'a str,
+    pub mode: &'a str,
+    pub outcome: &'a str,
     pub src_partition: u32,
     pub src_offset: u64,
     /// 1 when the event counts as a connection (see the module doc).
     pub counted: u8,
     /// The connection's mode (its tab), the most severe of its sides.
-    pub connection_mode: String,
-    pub src_workload: String,
-    pub dst_workload: String,
-    pub src_domain: String,
+    pub connection_mode: &'a str,
+    pub src_workload: &'a str,
+    pub dst_workload: &'a str,
+    pub src_domain: &'a str,
 }
 
 /// A row of `flows` (`network_flow` events).
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]
-pub struct FlowRow {
+pub struct FlowRow<'a> {
     pub time: u32,
     pub time_ns: i64,
-    pub event_id: String,
-    pub node: String,
-    pub sensor_id: String,
+    pub event_id: Text<32>,
+    pub node: &'a str,
+    pub sensor_id: &'a str,
     pub pid: u32,
-    pub binary: String,
-    pub protocol: String,
-    pub src_ip: String,
+    pub binary: &'a str,
+    pub protocol: &'a str,
+    pub src_ip: Text<45>,
     pub src_port: u16,
-    pub dst_ip: String,
+    pub dst_ip: Text<45>,
     pub dst_port: u16,
-    pub src_namespace: String,
-    pub src_pod: String,
-    pub dst_namespace: String,
-    pub dst_pod: String,
-    pub dst_domain: String,
+    pub src_namespace: &'a str,
+    pub src_pod: &'a str,
+    pub dst_namespace: &'a str,
+    pub dst_pod: &'a str,
+    pub dst_domain: &'a str,
     pub duration_ns: Option<i64>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    pub final_state: String,
-    pub mode: String,
+    pub final_state: &'a str,
+    pub mode: &'a str,
     pub src_partition: u32,
     pub src_offset: u64,
 }
@@ -347,61 +407,61 @@ pub struct FlowRow {
 /// A row of `verdicts`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]
-pub struct VerdictRow {
+pub struct VerdictRow<'a> {
     pub time: u32,
     pub time_ns: i64,
-    pub event_id: String,
-    pub kind: String,
-    pub node: String,
-    pub mode: String,
-    pub outcome: String,
-    pub policy: String,
-    pub rule: String,
-    pub signature_id: String,
+    pub event_id: Text<32>,
+    pub kind: &'a str,
+    pub node: &'a str,
+    pub mode: &'a str,
+    pub outcome: &'a str,
+    pub policy: &'a str,
+    pub rule: &'a str,
+    pub signature_id: &'a str,
     pub severity: u8,
-    pub src_namespace: String,
-    pub src_pod: String,
-    pub dst_namespace: String,
-    pub dst_pod: String,
-    pub dst_domain: String,
+    pub src_namespace: &'a str,
+    pub src_pod: &'a str,
+    pub dst_namespace: &'a str,
+    pub dst_pod: &'a str,
+    pub dst_domain: &'a str,
     pub src_partition: u32,
     pub src_offset: u64,
     /// Both sides' decisions of a connection (`egress`/`ingress`), in order.
-    pub side: Vec<String>,
-    pub side_mode: Vec<String>,
-    pub side_outcome: Vec<String>,
-    pub side_policy: Vec<String>,
-    pub side_rule: Vec<String>,
+    pub side: Vec<&'a str>,
+    pub side_mode: Vec<&'a str>,
+    pub side_outcome: Vec<&'a str>,
+    pub side_policy: Vec<&'a str>,
+    pub side_rule: Vec<&'a str>,
     /// The connection's mode (its tab).
-    pub connection_mode: String,
+    pub connection_mode: &'a str,
     /// The ends as the connections view names an edge (workload, else pod,
     /// else domain, else address).
-    pub src_edge: String,
-    pub dst_edge: String,
+    pub src_edge: Cow<'a, str>,
+    pub dst_edge: Cow<'a, str>,
 }
 
 /// A row of `runtime_events`.
 #[derive(Debug, Clone, PartialEq, Row, Serialize)]
 #[allow(missing_docs)]
-pub struct RuntimeRow {
+pub struct RuntimeRow<'a> {
     pub time: u32,
     pub time_ns: i64,
-    pub event_id: String,
-    pub kind: String,
-    pub node: String,
-    pub sensor_id: String,
+    pub event_id: Text<32>,
+    pub kind: &'a str,
+    pub node: &'a str,
+    pub sensor_id: &'a str,
     pub pid: u32,
     pub ppid: u32,
     pub uid: u32,
-    pub binary: String,
-    pub command_line: String,
-    pub container_id: String,
-    pub path: String,
-    pub old_path: String,
-    pub namespace: String,
-    pub pod: String,
-    pub mode: String,
-    pub outcome: String,
+    pub binary: &'a str,
+    pub command_line: &'a str,
+    pub container_id: &'a str,
+    pub path: &'a str,
+    pub old_path: &'a str,
+    pub namespace: &'a str,
+    pub pod: &'a str,
+    pub mode: &'a str,
+    pub outcome: &'a str,
     pub src_partition: u32,
     pub src_offset: u64,
 }
@@ -429,25 +489,25 @@ pub struct SocketRow {
     pub src_offset: u64,
 }
 
-/// The per-event rows of one verdict.
+/// The per-event rows of verdicts, borrowing their text from the verdicts.
 #[derive(Debug, Default)]
-pub struct EventRows {
+pub struct EventRows<'a> {
     /// `network_events`.
-    pub network: Vec<NetworkEventRow>,
+    pub network: Vec<NetworkEventRow<'a>>,
     /// `flows`.
-    pub flows: Vec<FlowRow>,
+    pub flows: Vec<FlowRow<'a>>,
     /// `verdicts`.
-    pub verdicts: Vec<VerdictRow>,
+    pub verdicts: Vec<VerdictRow<'a>>,
     /// `runtime_events`.
-    pub runtime: Vec<RuntimeRow>,
+    pub runtime: Vec<RuntimeRow<'a>>,
 }
 
-impl EventRows {
+impl<'a> EventRows<'a> {
     /// Adds the rows of `v` (read at `partition`/`offset`).
-    pub fn add(&mut self, v: &VerdictView<'_>, partition: u32, offset: u64) {
+    pub fn add(&mut self, v: &VerdictView<'a>, partition: u32, offset: u64) {
         let e = &v.event;
         let h = e.header();
-        let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, h.id.to_hex());
+        let (time, time_ns, event_id) = (secs(h.timestamp_ns), h.timestamp_ns, Text::id(&h.id));
         let mode = v.mode.as_str();
         let outcome = v.outcome.as_str();
         let kind = match &e.body {
@@ -463,39 +523,35 @@ impl EventRows {
         self.verdicts.push(VerdictRow {
             time,
             time_ns,
-            event_id: event_id.clone(),
-            kind: kind.to_owned(),
-            node: h.node.to_owned(),
-            mode: mode.to_owned(),
-            outcome: outcome.to_owned(),
-            policy: o(v.policy),
-            rule: o(v.rule),
-            signature_id: v.signature_id.to_owned(),
+            event_id,
+            kind: kind,
+            node: h.node,
+            mode: mode,
+            outcome: outcome,
+            policy: u(v.policy),
+            rule: u(v.rule),
+            signature_id: v.signature_id,
             severity: u8::try_from(v.severity).unwrap_or(u8::MAX),
-            src_namespace: o(e.src.namespace),
-            src_pod: o(e.src.pod),
-            dst_namespace: o(e.dst.namespace),
-            dst_pod: o(e.dst.pod),
-            dst_domain: domain(&e.dst).to_owned(),
+            src_namespace: u(e.src.namespace),
+            src_pod: u(e.src.pod),
+            dst_namespace: u(e.dst.namespace),
+            dst_pod: u(e.dst.pod),
+            dst_domain: domain(&e.dst),
             src_partition: partition,
             src_offset: offset,
             side: v
                 .sides
                 .iter()
                 .map(|d| match d.side {
-                    tapwire_schemas::events::Side::Egress => "egress".to_owned(),
-                    tapwire_schemas::events::Side::Ingress => "ingress".to_owned(),
+                    tapwire_schemas::events::Side::Egress => "egress",
+                    tapwire_schemas::events::Side::Ingress => "ingress",
                 })
                 .collect(),
-            side_mode: v.sides.iter().map(|d| d.mode.as_str().to_owned()).collect(),
-            side_outcome: v
-                .sides
-                .iter()
-                .map(|d| d.outcome.as_str().to_owned())
-                .collect(),
-            side_policy: v.sides.iter().map(|d| o(d.policy)).collect(),
-            side_rule: v.sides.iter().map(|d| o(d.rule)).collect(),
-            connection_mode: connection_mode.to_owned(),
+            side_mode: v.sides.iter().map(|d| d.mode.as_str()).collect(),
+            side_outcome: v.sides.iter().map(|d| d.outcome.as_str()).collect(),
+            side_policy: v.sides.iter().map(|d| u(d.policy)).collect(),
+            side_rule: v.sides.iter().map(|d| u(d.rule)).collect(),
+            connection_mode: connection_mode,
             src_edge: edge_name(&e.src, src_addr),
             dst_edge: edge_name(&e.dst, dst_addr),
         });
@@ -514,21 +570,21 @@ impl EventRows {
                     time,
                     time_ns,
                     event_id,
-                    kind: kind.to_owned(),
-                    node: h.node.to_owned(),
-                    sensor_id: h.sensor_id.to_owned(),
+                    kind: kind,
+                    node: h.node,
+                    sensor_id: h.sensor_id,
                     pid: r.pid,
                     ppid: r.ppid,
                     uid: r.uid,
-                    binary: r.binary.to_owned(),
-                    command_line: o(r.command_line),
-                    container_id: o(r.container_id),
-                    path: o(r.path),
-                    old_path: o(r.old_path),
-                    namespace: o(e.src.namespace),
-                    pod: o(e.src.pod),
-                    mode: mode.to_owned(),
-                    outcome: outcome.to_owned(),
+                    binary: r.binary,
+                    command_line: u(r.command_line),
+                    container_id: u(r.container_id),
+                    path: u(r.path),
+                    old_path: u(r.old_path),
+                    namespace: u(e.src.namespace),
+                    pod: u(e.src.pod),
+                    mode: mode,
+                    outcome: outcome,
                     src_partition: partition,
                     src_offset: offset,
                 });
@@ -541,7 +597,9 @@ impl EventRows {
             e.body.container_id().unwrap_or_default(),
         );
         let ep = |x: Option<tapwire_schemas::events::Endpoint>| {
-            x.map_or((String::new(), 0), |x| (x.ip.to_string(), x.port))
+            x.map_or((Text::format(format_args!("")), 0), |x| {
+                (Text::ip(x.ip.0), x.port)
+            })
         };
         let ((src_ip, src_port), (dst_ip, dst_port)) = (ep(src), ep(dst));
         let flow = l4.filter(|l| l.kind == L4Kind::NetworkFlow);
@@ -549,30 +607,26 @@ impl EventRows {
             self.flows.push(FlowRow {
                 time,
                 time_ns,
-                event_id: event_id.clone(),
-                node: h.node.to_owned(),
-                sensor_id: h.sensor_id.to_owned(),
+                event_id,
+                node: h.node,
+                sensor_id: h.sensor_id,
                 pid,
-                binary: binary.to_owned(),
-                protocol: protocol.to_owned(),
-                src_ip: src_ip.clone(),
+                binary: binary,
+                protocol: protocol,
+                src_ip,
                 src_port,
-                dst_ip: dst_ip.clone(),
+                dst_ip,
                 dst_port,
-                src_namespace: o(e.src.namespace),
-                src_pod: o(e.src.pod),
-                dst_namespace: o(e.dst.namespace),
-                dst_pod: o(e.dst.pod),
-                dst_domain: domain(&e.dst).to_owned(),
+                src_namespace: u(e.src.namespace),
+                src_pod: u(e.src.pod),
+                dst_namespace: u(e.dst.namespace),
+                dst_pod: u(e.dst.pod),
+                dst_domain: domain(&e.dst),
                 duration_ns: l.duration_ns.map(|d| d as i64),
                 bytes_sent: l.bytes_sent.unwrap_or(0),
                 bytes_received: l.bytes_received.unwrap_or(0),
-                final_state: l
-                    .final_state
-                    .map(FinalState::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-                mode: mode.to_owned(),
+                final_state: l.final_state.map(FinalState::as_str).unwrap_or(""),
+                mode: mode,
                 src_partition: partition,
                 src_offset: offset,
             });
@@ -581,40 +635,38 @@ impl EventRows {
             time,
             time_ns,
             event_id,
-            kind: kind.to_owned(),
-            node: h.node.to_owned(),
-            sensor_id: h.sensor_id.to_owned(),
+            kind: kind,
+            node: h.node,
+            sensor_id: h.sensor_id,
             pid,
-            binary: binary.to_owned(),
-            container_id: container_id.to_owned(),
-            protocol: protocol.to_owned(),
-            direction: direction.to_owned(),
+            binary: binary,
+            container_id: container_id,
+            protocol: protocol,
+            direction: direction,
             src_ip,
             src_port,
             dst_ip,
             dst_port,
-            src_kind: e.src.kind.as_str().to_owned(),
-            src_namespace: o(e.src.namespace),
-            src_pod: o(e.src.pod),
-            dst_kind: e.dst.kind.as_str().to_owned(),
-            dst_namespace: o(e.dst.namespace),
-            dst_pod: o(e.dst.pod),
-            dst_domain: domain(&e.dst).to_owned(),
-            dns_name: o(dns.map(|d| d.name)),
-            dns_type: o(dns.map(|d| d.query_type)),
-            dns_answers: dns
-                .map(|d| d.answers.iter().map(|a| (*a).to_owned()).collect())
-                .unwrap_or_default(),
-            dns_rcode: o(dns.and_then(|d| d.response_code)),
-            mode: mode.to_owned(),
-            outcome: outcome.to_owned(),
+            src_kind: e.src.kind.as_str(),
+            src_namespace: u(e.src.namespace),
+            src_pod: u(e.src.pod),
+            dst_kind: e.dst.kind.as_str(),
+            dst_namespace: u(e.dst.namespace),
+            dst_pod: u(e.dst.pod),
+            dst_domain: domain(&e.dst),
+            dns_name: u(dns.map(|d| d.name)),
+            dns_type: u(dns.map(|d| d.query_type)),
+            dns_answers: dns.map(|d| d.answers.clone()).unwrap_or_default(),
+            dns_rcode: u(dns.and_then(|d| d.response_code)),
+            mode: mode,
+            outcome: outcome,
             src_partition: partition,
             src_offset: offset,
             counted: u8::from(l4.is_some_and(|l| counts_as_connection(l, &e.src))),
-            connection_mode: connection_mode.to_owned(),
-            src_workload: e.src.workload_name().to_owned(),
-            dst_workload: e.dst.workload_name().to_owned(),
-            src_domain: domain(&e.src).to_owned(),
+            connection_mode: connection_mode,
+            src_workload: e.src.workload_name(),
+            dst_workload: e.dst.workload_name(),
+            src_domain: domain(&e.src),
         });
     }
 }

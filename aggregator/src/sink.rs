@@ -38,7 +38,10 @@ use tapwire_schemas::{AnyEvent, SchemaKind, decode_any};
 
 use crate::AggregateConfig;
 
-use crate::rows::{Counts, EventRows, heartbeat_row, loss_row, pod_row, socket_rows};
+use crate::rows::{
+    CountRow, Counts, EventRows, FlowRow, NetworkEventRow, RuntimeRow, VerdictRow, heartbeat_row,
+    loss_row, pod_row, socket_rows,
+};
 
 /// The tables the handler writes, in insert order.
 pub const TABLES: [&str; 14] = [
@@ -233,7 +236,7 @@ impl AggregateStage {
         T: Row + Serialize + for<'a> Row<Value<'a> = T> + clickhouse::RowWrite + Send + Sync,
         T: HasSource,
     {
-        write(&self.client, t, &rows).await?;
+        write::<T>(&self.client, t, &rows).await?;
         self.inserted(t, &rows);
         Ok(())
     }
@@ -250,10 +253,11 @@ impl AggregateStage {
 }
 
 /// One `INSERT` of `rows` into table `t` (RowBinary; nothing when there
-/// are no rows).
-async fn write<T>(client: &Client, t: usize, rows: &[T]) -> Result<(), HandlerError>
+/// are no rows). `T` names the row type; the rows may borrow (`T::Value`).
+async fn write<T>(client: &Client, t: usize, rows: &[T::Value<'_>]) -> Result<(), HandlerError>
 where
-    T: Row + Serialize + for<'a> Row<Value<'a> = T> + clickhouse::RowWrite + Send + Sync,
+    T: Row + clickhouse::RowWrite,
+    for<'b> T::Value<'b>: Sync,
 {
     if rows.is_empty() {
         return Ok(());
@@ -274,13 +278,13 @@ where
 impl AggregateStage {
     /// Counts `v` and adds its per-event rows, to the tables that do not
     /// hold its position yet.
-    fn verdict_rows(
+    fn verdict_rows<'a>(
         &self,
-        v: &VerdictView<'_>,
+        v: &VerdictView<'a>,
         p: u32,
         o: u64,
         counts: &mut Counts,
-        events: &mut EventRows,
+        events: &mut EventRows<'a>,
     ) {
         if !self.holds(0, p, o) {
             counts.add(v, p, o);
@@ -376,10 +380,10 @@ macro_rules! has_source {
 }
 has_source!(
     crate::rows::CountRow,
-    crate::rows::NetworkEventRow,
-    crate::rows::FlowRow,
-    crate::rows::VerdictRow,
-    crate::rows::RuntimeRow,
+    crate::rows::NetworkEventRow<'_>,
+    crate::rows::FlowRow<'_>,
+    crate::rows::VerdictRow<'_>,
+    crate::rows::RuntimeRow<'_>,
     crate::rows::SocketRow,
     crate::rows::HeartbeatRow,
     crate::rows::PodRow,
@@ -410,6 +414,9 @@ impl BatchHandler for AggregateStage {
         }
 
         let mut rejections = Vec::new();
+        // Verdicts of older schema versions, decoded owned: their rows
+        // borrow from here, like the others' from the batch.
+        let mut older = Vec::new();
         let mut counts = Counts::default();
         let mut events = EventRows::default();
         let mut sockets = Vec::new();
@@ -439,9 +446,7 @@ impl BatchHandler for AggregateStage {
                 continue;
             }
             match decode_any(&m.payload) {
-                Ok(AnyEvent::Verdict(v)) => {
-                    self.verdict_rows(&v.view(), p, o, &mut counts, &mut events);
-                }
+                Ok(AnyEvent::Verdict(v)) => older.push((p, o, v)),
                 Ok(AnyEvent::InventorySnapshot(inv)) => {
                     if !self.holds(5, p, o) {
                         sockets.extend(socket_rows(&inv, p, o));
@@ -481,6 +486,9 @@ impl BatchHandler for AggregateStage {
                 Err(err) => rejections.push(Rejection::undecodable(index, &err)),
             }
         }
+        for (p, o, v) in &older {
+            self.verdict_rows(&v.view(), *p, *o, &mut counts, &mut events);
+        }
         self.written.connections_counted += counts.events;
         // The per-event tables and the counts are most of the rows: their
         // inserts run side by side. Marks move only once all succeeded; after
@@ -488,11 +496,11 @@ impl BatchHandler for AggregateStage {
         // an insert that went through is not repeated.
         let counts = counts.rows();
         tokio::try_join!(
-            write(&self.client, 0, &counts),
-            write(&self.client, 1, &events.network),
-            write(&self.client, 2, &events.flows),
-            write(&self.client, 3, &events.verdicts),
-            write(&self.client, 4, &events.runtime),
+            write::<CountRow>(&self.client, 0, &counts),
+            write::<NetworkEventRow<'static>>(&self.client, 1, &events.network),
+            write::<FlowRow<'static>>(&self.client, 2, &events.flows),
+            write::<VerdictRow<'static>>(&self.client, 3, &events.verdicts),
+            write::<RuntimeRow<'static>>(&self.client, 4, &events.runtime),
         )?;
         self.inserted(0, &counts);
         self.inserted(1, &events.network);

@@ -49,9 +49,9 @@ pub struct PeerView<'a> {
     pub dns_name: Option<&'a str>,
 }
 
-impl PeerView<'_> {
+impl<'a> PeerView<'a> {
     /// The owning workload's name, empty when there is none.
-    pub fn workload_name(&self) -> &str {
+    pub fn workload_name(&self) -> &'a str {
         self.workload.map_or("", |w| w.name)
     }
 }
