@@ -1046,3 +1046,84 @@ pub fn heartbeat_row(hb: &AgentHeartbeat, partition: u32, offset: u64) -> Heartb
         src_offset: offset,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tapwire_schemas::codec::decode_verdict_view;
+    use tapwire_schemas::events::{EnrichedEvent, EventBody, Mode, Outcome, Verdict};
+    use tapwire_schemas::{encode, samples};
+
+    use super::*;
+
+    fn verdicts() -> Vec<Verdict> {
+        let h = |i| samples::header("node-a", "sensor-a", i, 1_700_000_000_000_000_000);
+        let mut dns_src = samples::pod_peer("web-1", "shop");
+        dns_src.workload = None;
+        [
+            EventBody::L4(samples::l4_flow(h(1), 1)),
+            EventBody::Dns(samples::dns_resolution(h(2))),
+            EventBody::Runtime(samples::file_rename(h(3))),
+        ]
+        .into_iter()
+        .map(|body| {
+            samples::verdict(
+                EnrichedEvent {
+                    body,
+                    src: dns_src.clone(),
+                    dst: samples::pod_peer("db-0", "data"),
+                },
+                Mode::Audit,
+                Outcome::Audited,
+            )
+        })
+        .collect()
+    }
+
+    /// The stage reads current verdicts as views of the message and older
+    /// ones as views of the owned record: both give the same rows.
+    #[test]
+    fn rows_from_a_message_and_from_an_owned_verdict_are_the_same() {
+        let verdicts = verdicts();
+        let messages: Vec<Vec<u8>> = verdicts
+            .iter()
+            .map(|v| encode(v).expect("encode"))
+            .collect();
+        let (mut owned, mut read) = (EventRows::default(), EventRows::default());
+        let (mut owned_counts, mut read_counts) = (Counts::default(), Counts::default());
+        for (i, (v, m)) in verdicts.iter().zip(&messages).enumerate() {
+            let view = decode_verdict_view(m).expect("view");
+            owned.add(&v.view(), 0, i as u64);
+            read.add(&view, 0, i as u64);
+            owned_counts.add(&v.view(), 0, i as u64);
+            read_counts.add(&view, 0, i as u64);
+        }
+        assert_eq!(owned.network, read.network);
+        assert_eq!(owned.flows, read.flows);
+        assert_eq!(owned.verdicts, read.verdicts);
+        assert_eq!(owned.runtime, read.runtime);
+        assert_eq!((owned.network.len(), owned.runtime.len()), (2, 1));
+        assert_eq!(owned.verdicts.len(), 3);
+        let (mut a, mut b) = (owned_counts.rows(), read_counts.rows());
+        a.sort_by_key(|r| r.src_offset);
+        b.sort_by_key(|r| r.src_offset);
+        assert_eq!(a, b);
+        // The text columns as written: addresses and ids formatted in full.
+        let row = &read.network[0];
+        assert_eq!(
+            row.event_id.as_str(),
+            verdicts[0].event.header().id.to_hex()
+        );
+        let EventBody::L4(l4) = &verdicts[0].event.body else {
+            unreachable!()
+        };
+        assert_eq!(row.src_ip.as_str(), l4.src.ip.to_string());
+        let v6 = Text::ip(
+            "fd00:1234:5678:9abc:def0:1234:5678:9abc"
+                .parse()
+                .expect("v6"),
+        );
+        assert_eq!(v6.as_str(), "fd00:1234:5678:9abc:def0:1234:5678:9abc");
+        let mapped = Text::ip("::ffff:255.255.255.255".parse().expect("mapped"));
+        assert_eq!(mapped.as_str(), "::ffff:255.255.255.255");
+    }
+}
