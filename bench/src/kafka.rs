@@ -4,8 +4,9 @@
 //! offsets), by the enrich stage (decode, enrich, encode, produce to the
 //! enriched topic) and by the policy stage with 1,000 rules (enriched events
 //! in, verdicts out; its input is prefilled with enriched events, which are
-//! larger than the raw events the baseline copies). All clocks start at the
-//! first message consumed.
+//! larger than the raw events the baseline copies), and the policy stage's
+//! handler as it was before (owned decode, judge, encode) on the same input.
+//! All clocks start at the first message consumed.
 
 use std::time::{Duration, Instant};
 
@@ -66,6 +67,8 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
     let enrich = runtime.block_on(enrich_stage(&config, n))?;
     eprintln!("kafka: enrich stage {enrich:.0} events/s; running the policy stage");
     let policy = runtime.block_on(policy_stage(&config, n))?;
+    eprintln!("kafka: policy stage {policy:.0} events/s; running it as it was (owned path)");
+    let owned = runtime.block_on(owned_policy_stage(&config, n))?;
     Ok(vec![
         Row {
             stage: "consumer loop: decode+encode+produce".into(),
@@ -86,6 +89,13 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
             events_per_s: policy,
             baseline_name: "bare rdkafka consume+produce".into(),
             baseline_per_s: bare,
+            peak_rss_mib: peak_rss_mib(),
+        },
+        Row {
+            stage: "policy stage through Tansu, 1k rules".into(),
+            events_per_s: policy,
+            baseline_name: "before: owned decode+judge+encode".into(),
+            baseline_per_s: owned,
             peak_rss_mib: peak_rss_mib(),
         },
     ])
@@ -147,6 +157,40 @@ async fn policy_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
         metrics,
     );
     timed_stage(config, "bench-policy", ENRICHED_IN, n, stage).await
+}
+
+/// The policy stage's handler as it was before verdicts were spliced: each
+/// enriched event decoded owned, judged, its verdict encoded.
+struct OwnedPolicy {
+    set: tapwire_policy_engine::PolicySet,
+    sink: KafkaSink,
+}
+
+impl BatchHandler for OwnedPolicy {
+    async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        let (events, rejections) = decode_batch::<tapwire_schemas::EnrichedEvent>(batch);
+        let mut out = Vec::with_capacity(events.len());
+        for (index, event) in events {
+            let verdict = self.set.judge(event);
+            let payload = encode(&verdict).map_err(|e| HandlerError::Fatal(e.to_string()))?;
+            out.push(OutRecord::new(
+                tapwire_schemas::topics::VERDICTS,
+                batch[index].key.clone(),
+                payload,
+            ));
+        }
+        self.sink.send_batch(out).await?;
+        Ok(rejections)
+    }
+}
+
+async fn owned_policy_stage(config: &KafkaConfig, n: u64) -> anyhow::Result<f64> {
+    let docs = tapwire_policy_engine::parse("bench.yaml", &crate::policy::policies_yaml())?;
+    let handler = OwnedPolicy {
+        set: tapwire_policy_engine::PolicySet::compile(&docs)?,
+        sink: KafkaSink::new(config)?,
+    };
+    timed_stage(config, "bench-policy-owned", ENRICHED_IN, n, handler).await
 }
 
 /// Runs `inner` as a consumer-loop stage on the prefilled topic until it
