@@ -6,9 +6,11 @@
 //! running the stage in-process. Members join one after another on an empty
 //! topic (Tansu 0.6 can leave a group without assignments when members join
 //! at the same moment), the group settles, then the parent produces the
-//! events and watches the verdicts topic's high watermarks: the rate is the
-//! events over the time from the first verdict to the last. Each member
-//! reports what it handled, so a member that got no partitions shows.
+//! events. Each member reports after each batch (its verdicts acknowledged)
+//! how many it handled and when: the rate is the events over the time from
+//! the first batch any member began to the one that completed them all, and
+//! a member that got no partitions shows in the counts. (Tansu's high
+//! watermarks lag the last batch of each partition, so they are not used.)
 //! Producer, broker and members share this machine's cores: the table says
 //! where the curve flattens.
 
@@ -18,8 +20,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow};
-use rdkafka::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use tapwire_plumbing::bus::kafka::{self, KafkaSink, KafkaSource};
 use tapwire_plumbing::bus::{Message, OutRecord, Sink};
 use tapwire_plumbing::config::KafkaConfig;
@@ -75,8 +75,18 @@ pub fn run(n: u64) -> anyhow::Result<Vec<Row>> {
         .collect())
 }
 
+/// What each member reported: messages handled and acknowledged, the time
+/// its first batch began and its last one ended (ns since the epoch).
+#[derive(Debug, Clone, Copy, Default)]
+struct Report {
+    handled: u64,
+    first_ns: u64,
+    last_ns: u64,
+}
+
 /// Runs `members` children on `input`, produces `n` events, and returns
-/// the verdicts per second written to `output`.
+/// the verdicts per second they wrote, from the first batch any member
+/// began to the batch that made the total `n`.
 fn measure(
     config: &KafkaConfig,
     members: usize,
@@ -85,27 +95,14 @@ fn measure(
     n: u64,
 ) -> anyhow::Result<f64> {
     let group = format!("bench-scale-{members}");
-    let handled = Arc::new(Mutex::new(vec![0u64; members]));
+    let reports = Arc::new(Mutex::new(vec![Report::default(); members]));
     let mut children = Vec::new();
     for m in 0..members {
-        let child = spawn_member(config, &group, input, output, m, Arc::clone(&handled))?;
+        let child = spawn_member(config, &group, input, output, m, Arc::clone(&reports))?;
         children.push(Killed(child));
         std::thread::sleep(Duration::from_secs(3));
     }
     std::thread::sleep(Duration::from_secs(3));
-
-    let watch: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &config.brokers)
-        .create()?;
-    let written = |watch: &BaseConsumer| -> anyhow::Result<u64> {
-        let mut sum = 0;
-        for p in 0..PARTITIONS {
-            let (_, high) = watch.fetch_watermarks(output, p, Duration::from_secs(5))?;
-            sum += high.max(0) as u64;
-        }
-        Ok(sum)
-    };
-    anyhow::ensure!(written(&watch)? == 0, "{output} is not empty");
     let producing = {
         let config = config.clone();
         let input = input.to_owned();
@@ -114,32 +111,33 @@ fn measure(
         })
     };
     let deadline = Instant::now() + Duration::from_secs(300);
-    let mut first = None;
-    loop {
-        let w = written(&watch)?;
-        if w > 0 {
-            first.get_or_insert_with(Instant::now);
-        }
-        if w >= n {
-            break;
+    let reports = loop {
+        let now = reports.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if now.iter().map(|r| r.handled).sum::<u64>() >= n {
+            break now;
         }
         anyhow::ensure!(
             Instant::now() < deadline,
-            "{members} member(s) wrote {w} of {n} verdicts in 300 s (handled per member: {:?})",
-            handled.lock().unwrap_or_else(|p| p.into_inner())
+            "{members} member(s) handled only {now:?} of {n} in 300 s"
         );
         std::thread::sleep(Duration::from_millis(20));
-    }
-    let elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
+    };
     producing
         .join()
         .map_err(|_| anyhow!("the producer thread panicked"))??;
     drop(children);
+    let first = reports
+        .iter()
+        .filter(|r| r.handled > 0)
+        .map(|r| r.first_ns)
+        .min()
+        .unwrap_or_default();
+    let last = reports.iter().map(|r| r.last_ns).max().unwrap_or_default();
     eprintln!(
         "scale: {members} member(s), handled per member: {:?}",
-        handled.lock().unwrap_or_else(|p| p.into_inner())
+        reports.iter().map(|r| r.handled).collect::<Vec<_>>()
     );
-    Ok(rate(n, elapsed))
+    Ok(rate(n, Duration::from_nanos(last.saturating_sub(first))))
 }
 
 /// A child killed when dropped.
@@ -158,7 +156,7 @@ fn spawn_member(
     input: &str,
     output: &str,
     index: usize,
-    handled: Arc<Mutex<Vec<u64>>>,
+    reports: Arc<Mutex<Vec<Report>>>,
 ) -> anyhow::Result<Child> {
     let mut child = Command::new(std::env::current_exe()?)
         .args(["--scale-member", group, "--scale-brokers", &config.brokers])
@@ -170,11 +168,16 @@ fn spawn_member(
     let stdout = child.stdout.take().context("member stdout")?;
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(count) = line
+            let fields: Vec<u64> = line
                 .strip_prefix("handled ")
-                .and_then(|c| c.parse::<u64>().ok())
-            {
-                handled.lock().unwrap_or_else(|p| p.into_inner())[index] = count;
+                .map(|rest| rest.split(' ').filter_map(|f| f.parse().ok()).collect())
+                .unwrap_or_default();
+            if let [handled, first_ns, last_ns] = fields[..] {
+                reports.lock().unwrap_or_else(|p| p.into_inner())[index] = Report {
+                    handled,
+                    first_ns,
+                    last_ns,
+                };
             }
         }
     });
@@ -230,6 +233,7 @@ pub fn member(group: &str, brokers: &str, topics: &str) -> anyhow::Result<()> {
         let mut handler = Reporting {
             inner: stage,
             handled: 0,
+            first_ns: None,
         };
         consumer::run(&ctx, source, &dlq, &mut handler).await?;
         Ok(())
@@ -255,17 +259,26 @@ impl Sink for Readdress {
     }
 }
 
-/// Prints how many messages the member handled after each batch.
+/// Prints, after each batch, how many messages the member handled and
+/// when its first batch began and this one ended (ns since the epoch).
 struct Reporting<H> {
     inner: H,
     handled: u64,
+    first_ns: Option<u64>,
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
 }
 
 impl<H: BatchHandler> BatchHandler for Reporting<H> {
     async fn handle(&mut self, batch: &[Message]) -> Result<Vec<Rejection>, HandlerError> {
+        let first = *self.first_ns.get_or_insert_with(now_ns);
         let rejections = self.inner.handle(batch).await?;
         self.handled += batch.len() as u64;
-        println!("handled {}", self.handled);
+        println!("handled {} {first} {}", self.handled, now_ns());
         Ok(rejections)
     }
 }
