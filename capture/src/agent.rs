@@ -11,6 +11,11 @@
 //! `tapwire.inventory`, keyed by node; loss records to the topic whose
 //! stream lost the events; heartbeats to `tapwire.agents`, keyed by sensor
 //! id, while a live source runs (see `heartbeat.rs`).
+//!
+//! The packet sources (replay, live) send batches of 1,000 records with up
+//! to `capture.batches_in_flight` of them awaiting their delivery reports at
+//! once; records count as sent when their batch is acknowledged, and order
+//! per key holds (see `in_flight.rs`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +30,7 @@ use tokio::time::Instant;
 
 use crate::config::CaptureConfig;
 use crate::derive::{Derived, Deriver};
+use crate::in_flight::{Counts, InFlight};
 use crate::inventory::{Inventory, InventoryError};
 use crate::privileges::{self, Capabilities};
 use crate::replay::{CaptureFile, Frame, ReplayError};
@@ -114,7 +120,8 @@ pub enum CaptureError {
     NothingToRun(String),
 }
 
-/// What the agent sent. The counts also go to the Prometheus metrics
+/// What the agent sent: records count once the bus acknowledged the batch
+/// that carried them. The counts also go to the Prometheus metrics
 /// (`tapwire_messages_out_total{stage="capture"}`,
 /// `tapwire_messages_dropped_total{stage="capture",reason="ringbuf"|"packet_queue"}`).
 #[derive(Debug, Default)]
@@ -486,7 +493,8 @@ struct PacketPipeline {
     /// to say which process sent them.
     senders: Option<crate::ebpf::owners::DnsSenders>,
     waiting_dns: std::collections::VecDeque<(std::time::Instant, tapwire_schemas::DnsEvent)>,
-    counts: [u64; 3],
+    /// What the batch being built carries.
+    counts: Counts,
     last_expire_ns: i64,
 }
 
@@ -515,7 +523,7 @@ impl PacketPipeline {
             connections: config.derive.connections.unwrap_or(true),
             senders: None,
             waiting_dns: std::collections::VecDeque::new(),
-            counts: [0; 3],
+            counts: Counts::default(),
             last_expire_ns: 0,
         }
     }
@@ -552,7 +560,7 @@ impl PacketPipeline {
             Some(flow_hash.to_be_bytes().to_vec()),
             encode(&record)?,
         ));
-        self.counts[0] += 1;
+        self.counts.packets += 1;
         self.take_derived()
     }
 
@@ -565,11 +573,11 @@ impl PacketPipeline {
                     continue;
                 }
                 Derived::L4(e) => {
-                    self.counts[1] += 1;
+                    self.counts.l4_events += 1;
                     encode(&e)?
                 }
                 Derived::Dns(e) => {
-                    self.counts[2] += 1;
+                    self.counts.dns_events += 1;
                     encode(&e)?
                 }
             };
@@ -599,7 +607,7 @@ impl PacketPipeline {
                 e.binary = owner.comm;
                 e.container_id = owner.container_id;
             }
-            self.counts[2] += 1;
+            self.counts.dns_events += 1;
             self.batch.push(OutRecord::new(
                 topics::L4_RAW,
                 Some(self.node_key.clone()),
@@ -616,16 +624,21 @@ impl PacketPipeline {
         self.take_derived()
     }
 
-    async fn flush<S: Sink>(&mut self, sink: &S, summary: &Summary) -> Result<(), CaptureError> {
+    /// Starts sending the batch built so far (waiting while the most
+    /// batches are in flight), and counts the batches acknowledged by now.
+    async fn flush<'s, S: Sink>(
+        &mut self,
+        sink: &'s S,
+        sends: &mut InFlight<'s>,
+        summary: &Summary,
+    ) -> Result<(), CaptureError> {
         if self.batch.is_empty() {
+            sends.count_acknowledged(summary).await?;
             return Ok(());
         }
         let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
-        sink.send_batch(batch).await?;
-        Summary::add(&summary.packets, self.counts[0]);
-        Summary::add(&summary.l4_events, self.counts[1]);
-        Summary::add(&summary.dns_events, self.counts[2]);
-        self.counts = [0; 3];
+        let counts = std::mem::take(&mut self.counts);
+        sends.push(sink.send_batch(batch), counts, summary).await?;
         Ok(())
     }
 }
@@ -658,9 +671,10 @@ async fn run_replay<S: Sink>(
         }
     });
     let mut pipeline = PacketPipeline::new(config, identity, format!("pcap:{}", path.display()));
+    let mut sends = InFlight::new(config.batches_in_flight);
     let mut pace: Option<(Instant, i64)> = None;
     let mut result = Ok(());
-    loop {
+    'frames: loop {
         let item = tokio::select! {
             _ = shutdown.cancelled() => break,
             item = rx.recv() => item,
@@ -677,21 +691,26 @@ async fn run_replay<S: Sink>(
             let (start, first_ts) = *pace.get_or_insert((Instant::now(), frame.timestamp_ns));
             let due = start + Duration::from_nanos((frame.timestamp_ns - first_ts).max(0) as u64);
             if due > Instant::now() {
-                pipeline.flush(sink, summary).await?;
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep_until(due) => {}
+                pipeline.flush(sink, &mut sends, summary).await?;
+                // Count acknowledgements while waiting for the frame's time.
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break 'frames,
+                        _ = tokio::time::sleep_until(due) => break,
+                        acked = sends.acknowledged(summary), if !sends.is_empty() => acked?,
+                    }
                 }
             }
         }
         pipeline.frame(frame)?;
         if pipeline.batch.len() >= BATCH {
-            pipeline.flush(sink, summary).await?;
+            pipeline.flush(sink, &mut sends, summary).await?;
         }
     }
     // What was read before a bad record is still delivered, and its flows closed.
     pipeline.finish()?;
-    pipeline.flush(sink, summary).await?;
+    pipeline.flush(sink, &mut sends, summary).await?;
+    sends.drain(summary).await?;
     drop(rx);
     let _ = reader.join();
     result
@@ -718,6 +737,7 @@ async fn run_live<S: Sink>(
     );
     let mut pipeline = PacketPipeline::new(config, identity.clone(), "live".to_owned());
     pipeline.senders = Some(senders);
+    let mut sends = InFlight::new(config.batches_in_flight);
     let mut flush_tick = tokio::time::interval(Duration::from_millis(100));
     let mut reported_lost = 0u64;
     loop {
@@ -726,7 +746,7 @@ async fn run_live<S: Sink>(
                 Some(frame) => {
                     pipeline.frame(frame)?;
                     if pipeline.batch.len() >= BATCH {
-                        pipeline.flush(sink, summary).await?;
+                        pipeline.flush(sink, &mut sends, summary).await?;
                     }
                 }
                 None => break,
@@ -755,13 +775,14 @@ async fn run_live<S: Sink>(
                         encode(&loss)?,
                     ));
                 }
-                pipeline.flush(sink, summary).await?;
+                pipeline.flush(sink, &mut sends, summary).await?;
             }
         }
     }
     pipeline.finish()?;
     pipeline.release_dns(true)?;
-    pipeline.flush(sink, summary).await?;
+    pipeline.flush(sink, &mut sends, summary).await?;
+    sends.drain(summary).await?;
     for h in handles {
         match h.join() {
             Ok(Err(err)) => return Err(err.into()),

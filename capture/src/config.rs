@@ -26,6 +26,16 @@ pub struct CaptureConfig {
     /// two intervals is disconnected. Sent while a live source (inventory,
     /// ebpf, packets) runs; an agent that only replays files sends none.
     pub heartbeat_interval_ms: u64,
+    /// Batches of 1,000 records a packet source (pcap replay, live capture)
+    /// may have sent and not yet seen acknowledged: the next batch is built
+    /// and queued while earlier ones wait for the brokers' delivery reports.
+    /// 1 awaits each batch before sending the next. Records count as sent
+    /// (summary, `tapwire_messages_out_total`) once their batch is
+    /// acknowledged; a failed batch stops the source (at least once: later
+    /// batches may be delivered too, uncounted). Order per key holds with
+    /// any value: batches enter the producer's queue in order and the
+    /// producer is idempotent (see `KafkaSink`).
+    pub batches_in_flight: usize,
     /// The /proc/net inventory heartbeat.
     pub inventory: InventoryConfig,
     /// Live packet capture (AF_PACKET).
@@ -43,6 +53,7 @@ impl Default for CaptureConfig {
             sensor_id: None,
             node_ip: None,
             heartbeat_interval_ms: 10_000,
+            batches_in_flight: 8,
             inventory: InventoryConfig::default(),
             packets: PacketsConfig::default(),
             ebpf: EbpfConfig::default(),
@@ -72,6 +83,11 @@ pub struct CaptureFlags {
     /// Time between agent heartbeats (capture.heartbeat_interval_ms).
     #[arg(long, value_name = "MS")]
     pub heartbeat_interval_ms: Option<u64>,
+    /// Batches of 1,000 records awaiting their delivery reports at once, per
+    /// packet source; 1 awaits each before sending the next
+    /// (capture.batches_in_flight).
+    #[arg(long, value_name = "N")]
+    pub batches_in_flight: Option<usize>,
     /// Time between inventory snapshots (capture.inventory.interval_ms).
     #[arg(long, value_name = "MS")]
     pub inventory_interval_ms: Option<u64>,
@@ -92,6 +108,9 @@ impl Serialize for CaptureFlags {
         }
         if let Some(ms) = self.heartbeat_interval_ms {
             map.serialize_entry("heartbeat_interval_ms", &ms)?;
+        }
+        if let Some(n) = self.batches_in_flight {
+            map.serialize_entry("batches_in_flight", &n)?;
         }
         #[derive(Serialize)]
         struct Packets<'a> {
@@ -288,6 +307,10 @@ impl Default for EbpfConfig {
     }
 }
 
+/// Most batches a packet source may have in flight (64 batches of 1,000
+/// records; the producer's local queue holds a million).
+pub const MAX_BATCHES_IN_FLIGHT: usize = 64;
+
 /// A `[capture]` value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 #[error("capture.{key}: {reason}")]
@@ -309,6 +332,9 @@ impl CaptureConfig {
         };
         if self.heartbeat_interval_ms == 0 {
             return bad("heartbeat_interval_ms", "must be above 0");
+        }
+        if !(1..=MAX_BATCHES_IN_FLIGHT).contains(&self.batches_in_flight) {
+            return bad("batches_in_flight", "must be between 1 and 64");
         }
         if self.inventory.interval_ms == 0 {
             return bad("inventory.interval_ms", "must be above 0");
@@ -374,6 +400,15 @@ mod tests {
                 .expect("parses");
         assert_eq!(cfg.identity().sensor_id, "capture-n1");
         assert_eq!(cfg.packets.interfaces, ["eth0"]);
+        let cfg = toml_parse("batches_in_flight = 1\n").expect("parses");
+        assert_eq!(cfg.batches_in_flight, 1);
+        let zero = toml_parse("batches_in_flight = 0\n").expect("parses");
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("capture.batches_in_flight")
+        );
         let mut bad = CaptureConfig::default();
         bad.ebpf.ring_buffer_bytes = 5000;
         assert!(

@@ -4,6 +4,8 @@
 //! - [`config`]: the `[capture]` section, one switch per source.
 //! - [`agent`]: runs the chosen sources until shutdown (or until a replay
 //!   ends) and sends their records to a bus [`Sink`](tapwire_plumbing::bus::Sink).
+//! - `in_flight`: the packet sources' batches awaiting acknowledgement
+//!   (`batches_in_flight` at most), counted once acknowledged.
 //! - [`inventory`]: /proc/net sockets resolved to processes, the
 //!   `tapwire.inventory` heartbeat.
 //! - [`replay`]: pcap and pcapng files read frame by frame, with the file
@@ -22,6 +24,7 @@ pub mod config;
 pub mod derive;
 pub mod ebpf;
 pub(crate) mod heartbeat;
+pub(crate) mod in_flight;
 pub mod inventory;
 pub mod live;
 pub mod privileges;

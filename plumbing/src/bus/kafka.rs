@@ -12,15 +12,15 @@
 //! duplicate, never a gap).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 use rdkafka::{ClientConfig, Message as _, Offset, TopicPartitionList};
 use tapwire_schemas::topics::TopicSpec;
 
@@ -42,18 +42,45 @@ fn client_config(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfi
     cc
 }
 
-/// A producer whose sends resolve on the broker's delivery report.
+/// A producer whose sends resolve on the broker's delivery reports.
+///
+/// Several [`Sink::send_batch`] futures may be in flight at once (the capture
+/// agent keeps a few, so that one batch is queued while the previous ones
+/// wait for their acknowledgements). Order per key still holds:
+///
+/// - a batch's records are handed to librdkafka's queue one batch at a
+///   time, in the order the sends were first polled (a fair lock, held
+///   while a batch waits for room in a full local queue, so a later batch
+///   never overtakes it);
+/// - librdkafka sends each partition's messages in queue order, and
+///   idempotence (on by default) keeps that order through retries: at most
+///   5 requests in flight per connection, each message numbered per
+///   partition, so the broker refuses a request behind a failed one and
+///   librdkafka sends both again in order. Ordering is the producer's, not
+///   the number of batches in flight: one awaited batch of 1,000 records
+///   already spans several requests.
+///
+/// Turning idempotence off through the pass-through map
+/// (`enable.idempotence = "false"`) without
+/// `max.in.flight.requests.per.connection = "1"` lets a retried request land
+/// behind later ones; [`KafkaSink::new`] warns about it.
 #[derive(Clone)]
 pub struct KafkaSink {
     producer: FutureProducer,
+    /// Held while one batch is handed to librdkafka (tokio's lock is fair:
+    /// first come, first served).
+    queueing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl KafkaSink {
     /// Builds the producer. Defaults: `linger.ms=5`, `acks=all`, idempotence
     /// on (no duplicates or reordering from internal retries), and a
     /// `message.timeout.ms` of 5 minutes so a broker restart is ridden out.
+    /// The idempotent producer sends nothing before the brokers gave it a
+    /// producer id, which librdkafka asks for every 500 ms until a broker is
+    /// up: the first delivery takes 0.5 to 1 s (Tansu on loopback).
     pub fn new(config: &KafkaConfig) -> Result<Self, BusError> {
-        let producer = client_config(
+        let cc = client_config(
             config,
             &[
                 ("linger.ms", "5"),
@@ -62,29 +89,42 @@ impl KafkaSink {
                 ("message.timeout.ms", "300000"),
                 ("queue.buffering.max.messages", "1000000"),
             ],
-        )
-        .create()?;
-        Ok(KafkaSink { producer })
+        );
+        if !keeps_order_on_retry(&cc) {
+            tracing::warn!(
+                "enable.idempotence is off and max.in.flight.requests.per.connection is not 1: \
+                 a retried produce request can land behind later ones (order per key is lost)"
+            );
+        }
+        let producer = cc.create()?;
+        Ok(KafkaSink {
+            producer,
+            queueing: Arc::new(tokio::sync::Mutex::new(())),
+        })
     }
 
     /// Waits until everything queued is delivered or `timeout` passes.
     pub fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         self.producer.flush(timeout).map_err(BusError::from)
     }
-}
 
-impl Sink for KafkaSink {
-    async fn send_batch(&self, records: Vec<OutRecord>) -> Result<(), BusError> {
+    /// Hands `records` to librdkafka in order, waiting for room when its
+    /// local queue is full; one delivery report per record.
+    async fn enqueue(&self, records: &[OutRecord]) -> Result<Vec<DeliveryFuture>, BusError> {
+        let _turn = self.queueing.lock().await;
         let mut pending = Vec::with_capacity(records.len());
-        for record in &records {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
-            for (key, value) in &record.headers {
-                headers = headers.insert(Header {
-                    key,
-                    value: Some(value),
-                });
+        for record in records {
+            let mut fr = FutureRecord::to(&record.topic);
+            if !record.headers.is_empty() {
+                let mut headers = OwnedHeaders::new_with_capacity(record.headers.len());
+                for (key, value) in &record.headers {
+                    headers = headers.insert(Header {
+                        key,
+                        value: Some(value),
+                    });
+                }
+                fr = fr.headers(headers);
             }
-            let mut fr = FutureRecord::to(&record.topic).headers(headers);
             // An empty value is sent as null: a compaction tombstone.
             if !record.payload.is_empty() {
                 fr = fr.payload(&record.payload);
@@ -107,8 +147,25 @@ impl Sink for KafkaSink {
                 }
             }
         }
-        for result in join_all(pending).await {
-            match result {
+        Ok(pending)
+    }
+}
+
+/// Whether the producer settings keep the order per partition when a
+/// request is retried.
+fn keeps_order_on_retry(cc: &ClientConfig) -> bool {
+    cc.get("enable.idempotence") == Some("true")
+        || cc.get("max.in.flight.requests.per.connection") == Some("1")
+        || cc.get("max.in.flight") == Some("1")
+}
+
+impl Sink for KafkaSink {
+    async fn send_batch(&self, records: Vec<OutRecord>) -> Result<(), BusError> {
+        let pending = self.enqueue(&records).await?;
+        // librdkafka copied the records.
+        drop(records);
+        for delivery in pending {
+            match delivery.await {
                 Ok(Ok(_)) => {}
                 Ok(Err((err, _))) => return Err(err.into()),
                 Err(_canceled) => return Err(KafkaError::Canceled.into()),
