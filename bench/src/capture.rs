@@ -98,9 +98,9 @@ pub fn run(mib: u64) -> anyhow::Result<Vec<Row>> {
          (what the agent does without Kafka)"
     );
     for (topic, (messages, bytes)) in discard.per_topic() {
-        eprintln!(
-            "capture: {topic}: {messages} messages, {:.0} payload bytes per message on average",
-            bytes as f64 / messages.max(1) as f64
+        crate::report::size(
+            &format!("{topic} (capture output, {messages} messages)"),
+            bytes as f64 / messages.max(1) as f64,
         );
     }
 
