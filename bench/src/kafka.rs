@@ -227,6 +227,23 @@ async fn timed_stage<H: BatchHandler>(
     Ok(rate(n, elapsed))
 }
 
+/// Enriched events `seqs` (the policy stage's input: a pod of the
+/// benchmark's policies to an external peer) for `topic`, keyed by one of
+/// `nodes` node names.
+pub fn enriched_records(
+    topic: &str,
+    seqs: std::ops::Range<u64>,
+    nodes: u64,
+) -> anyhow::Result<Vec<OutRecord>> {
+    Ok(seqs
+        .map(|s| {
+            let node = format!("node-{}", s % nodes);
+            let v = samples::flow_verdict(samples::header(&node, "bench", s, s as i64), s);
+            encode(&v.event).map(|p| OutRecord::new(topic, Some(node.into_bytes()), p))
+        })
+        .collect::<Result<_, _>>()?)
+}
+
 async fn prefill(config: &KafkaConfig, n: u64) -> anyhow::Result<()> {
     let sink = KafkaSink::new(config)?;
     let mut i = 0;
@@ -240,14 +257,8 @@ async fn prefill(config: &KafkaConfig, n: u64) -> anyhow::Result<()> {
             })
             .collect::<Result<Vec<_>, _>>()?;
         sink.send_batch(records).await?;
-        let enriched = (i..end)
-            .map(|s| {
-                let node = format!("node-{}", s % 16);
-                let v = samples::flow_verdict(samples::header(&node, "bench", s, s as i64), s);
-                encode(&v.event).map(|p| OutRecord::new(ENRICHED_IN, Some(node.into_bytes()), p))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sink.send_batch(enriched).await?;
+        sink.send_batch(enriched_records(ENRICHED_IN, i..end, 16)?)
+            .await?;
         i = end;
     }
     Ok(())

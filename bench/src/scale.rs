@@ -27,7 +27,6 @@ use tapwire_plumbing::consumer::{self, BatchHandler, HandlerError, LoopSettings,
 use tapwire_plumbing::dlq::Rejection;
 use tapwire_plumbing::shutdown::CancellationToken;
 use tapwire_schemas::topics::{self, TopicSpec};
-use tapwire_schemas::{encode, samples};
 use tapwire_tests::{Broker, Storage};
 
 use crate::report::{Row, peak_rss_mib, rate};
@@ -189,14 +188,8 @@ async fn produce(config: &KafkaConfig, topic: &str, n: u64) -> anyhow::Result<()
     let mut i = 0;
     while i < n {
         let end = (i + 10_000).min(n);
-        let records = (i..end)
-            .map(|s| {
-                let node = format!("node-{}", s % 64);
-                let v = samples::flow_verdict(samples::header(&node, "bench", s, s as i64), s);
-                encode(&v.event).map(|p| OutRecord::new(topic, Some(node.into_bytes()), p))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        sink.send_batch(records).await?;
+        sink.send_batch(crate::kafka::enriched_records(topic, i..end, 64)?)
+            .await?;
         i = end;
     }
     Ok(())

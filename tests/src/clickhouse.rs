@@ -69,20 +69,7 @@ impl ClickHouse {
             ),
         )
         .expect("config.xml");
-        std::fs::write(
-            dir.path().join("users.xml"),
-            r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
-    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
-  </interval></default></quotas>
-</yandex>
-"#,
-        )
-        .expect("users.xml");
+        std::fs::write(dir.path().join("users.xml"), USERS_XML).expect("users.xml");
         let mut server = ClickHouse {
             dir,
             http_port,
@@ -161,3 +148,16 @@ pub fn scalar(url: &str, db: &str, sql: &str) -> u64 {
         other => panic!("unexpected {other}"),
     }
 }
+
+/// users.xml of the private servers: `default` without a password, from
+/// 127.0.0.1 only, no quotas.
+pub const USERS_XML: &str = r#"<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
+  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
+    <profile>default</profile><quota>default</quota></default></users>
+  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
+    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
+  </interval></default></quotas>
+</yandex>
+"#;

@@ -147,7 +147,8 @@ impl Cluster {
                 )
             })
             .collect();
-        std::fs::write(d.join("users.xml"), USERS).expect("users.xml");
+        std::fs::write(d.join("users.xml"), tapwire_tests::clickhouse::USERS_XML)
+            .expect("users.xml");
         let mut servers = Vec::new();
         for i in 0..2 {
             let s = d.join(format!("server{}", i + 1));
@@ -246,17 +247,6 @@ impl Cluster {
         out
     }
 }
-
-const USERS: &str = r#"<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>2000000000</max_memory_usage></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
-  <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors>
-    <result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time>
-  </interval></default></quotas>
-</yandex>
-"#;
 
 /// `query` over ClickHouse's HTTP interface on `port` (TSV out), or the
 /// server's error.
