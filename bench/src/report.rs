@@ -42,7 +42,7 @@ pub fn reset_peak_rss() {
 /// Average bytes per message of the topics the benchmarks wrote or read.
 static SIZES: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
 
-/// Notes the average message size of `topic`, for [`print`].
+/// Notes the average message size of `topic`, for [`print()`].
 pub fn size(topic: &str, bytes_per_message: f64) {
     eprintln!("{topic}: {bytes_per_message:.0} bytes per message");
     SIZES
